@@ -1,0 +1,118 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ClusterIDPattern is the form of a cluster ID: a lower-case UUID.
+const ClusterIDPattern = `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
+
+// Condition types of a RemoteCluster.
+const (
+	// APIReachableCondition is True while the provider's API server answers.
+	APIReachableCondition = "APIReachable"
+	// AuthenticatedCondition is True while the issued credentials are accepted.
+	AuthenticatedCondition = "Authenticated"
+	// VirtualNodeReadyCondition is True while the virtual node is Ready.
+	VirtualNodeReadyCondition = "VirtualNodeReady"
+)
+
+// SecretKeyReference names a key of a Secret in a given namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Namespace of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Namespace string `json:"namespace"`
+	// Key in the Secret's data that holds the kubeconfig.
+	// +kubebuilder:default=kubeconfig
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// RemoteClusterSpec describes a peering with one provider.
+type RemoteClusterSpec struct {
+	// ClusterID is the provider's immutable cluster ID (a UUID).
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.clusterID is immutable: a different provider needs a new RemoteCluster (stretchctl unpeer, then stretchctl peer)"
+	ClusterID string `json:"clusterID"`
+
+	// KubeconfigSecretRef is the Secret that holds the kubeconfig the provider issued.
+	KubeconfigSecretRef SecretKeyReference `json:"kubeconfigSecretRef"`
+
+	// Labels are extra labels for the virtual node, on top of the provider's own.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Resources caps what the virtual node advertises; unset resources come
+	// from the provider's nodes.
+	// +optional
+	Resources corev1.ResourceList `json:"resources,omitempty"`
+
+	// Cordoned stops new pods from being placed on the virtual node.
+	// +optional
+	Cordoned bool `json:"cordoned,omitempty"`
+}
+
+// RemoteClusterStatus is what the home cluster observed of the provider.
+type RemoteClusterStatus struct {
+	// Conditions: APIReachable, Authenticated and VirtualNodeReady.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ClusterName is the provider's cluster name, as its identity says.
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Labels are the provider's cluster labels, as its identity says.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Capacity is what the provider's nodes offer, before the spec's caps.
+	// +optional
+	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+
+	// LastHeartbeatTime is the last time the provider answered.
+	// +optional
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+
+	// ObservedGeneration is the generation this status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// RemoteCluster is a provider that this (home) cluster peers with. It is named
+// after the provider's cluster name and yields the virtual node stretch-<name>.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=rcl,categories=stretch
+// +kubebuilder:printcolumn:name="Cluster ID",type=string,JSONPath=`.spec.clusterID`
+// +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="APIReachable")].status`
+// +kubebuilder:printcolumn:name="Node Ready",type=string,JSONPath=`.status.conditions[?(@.type=="VirtualNodeReady")].status`
+// +kubebuilder:printcolumn:name="Cordoned",type=boolean,JSONPath=`.spec.cordoned`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RemoteCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RemoteClusterSpec   `json:"spec"`
+	Status RemoteClusterStatus `json:"status,omitempty"`
+}
+
+// RemoteClusterList is a list of RemoteCluster.
+//
+// +kubebuilder:object:root=true
+type RemoteClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RemoteCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RemoteCluster{}, &RemoteClusterList{})
+}

@@ -1,0 +1,170 @@
+// Package identity reads and creates a cluster's Stretch identity: an
+// immutable cluster ID, a cluster name and the cluster labels given at install
+// time, kept in the ConfigMap stretch-system/stretch-cluster-identity.
+package identity
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// SystemNamespace holds Stretch's own objects on every cluster.
+	SystemNamespace = "stretch-system"
+	// ConfigMapName is the ConfigMap in SystemNamespace that holds the identity.
+	ConfigMapName = "stretch-cluster-identity"
+
+	clusterIDKey     = "clusterID"
+	clusterNameKey   = "clusterName"
+	clusterLabelsKey = "clusterLabels"
+)
+
+// Identity is what a cluster tells its peers about itself.
+type Identity struct {
+	// ID is a UUID generated once at the first install and never changed.
+	ID string
+	// Name is the cluster name given at install time.
+	Name string
+	// Labels are the cluster labels given at install time; they show on the
+	// virtual node that stands for this cluster in its home clusters.
+	Labels map[string]string
+}
+
+// Key is where the identity ConfigMap lives.
+var Key = types.NamespacedName{Namespace: SystemNamespace, Name: ConfigMapName}
+
+// Load reads the identity of the cluster that c talks to.
+func Load(ctx context.Context, c client.Reader) (Identity, error) {
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, Key, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return Identity{}, fmt.Errorf("cluster identity ConfigMap %s not found: install Stretch on this cluster with 'stretchctl install --cluster-name NAME'", Key)
+		}
+		return Identity{}, fmt.Errorf("reading cluster identity ConfigMap %s: %w", Key, err)
+	}
+	return FromConfigMap(cm)
+}
+
+// FromConfigMap decodes and checks an identity ConfigMap.
+func FromConfigMap(cm *corev1.ConfigMap) (Identity, error) {
+	id := Identity{ID: cm.Data[clusterIDKey], Name: cm.Data[clusterNameKey], Labels: map[string]string{}}
+	if err := ValidateClusterID(id.ID); err != nil {
+		return Identity{}, fmt.Errorf("cluster identity ConfigMap %s/%s: %w; reinstall with 'stretchctl install' after restoring the original ID", cm.Namespace, cm.Name, err)
+	}
+	if raw := cm.Data[clusterLabelsKey]; raw != "" {
+		if err := yaml.Unmarshal([]byte(raw), &id.Labels); err != nil {
+			return Identity{}, fmt.Errorf("cluster identity ConfigMap %s/%s: key %s is not a map of labels: %w", cm.Namespace, cm.Name, clusterLabelsKey, err)
+		}
+	}
+	return id, nil
+}
+
+// ConfigMap encodes the identity as the ConfigMap that holds it.
+func (id Identity) ConfigMap() *corev1.ConfigMap {
+	labels, _ := yaml.Marshal(id.Labels) // a map of strings always marshals
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: ConfigMapName, Labels: map[string]string{"app.kubernetes.io/part-of": "stretch"}},
+		Data: map[string]string{
+			clusterIDKey:     id.ID,
+			clusterNameKey:   id.Name,
+			clusterLabelsKey: string(labels),
+		},
+	}
+}
+
+// Resolve returns the identity to install: the existing cluster ID when the
+// cluster already has one (it never changes), otherwise a new UUID.
+func Resolve(existing *corev1.ConfigMap, name string, labels map[string]string) (Identity, error) {
+	if err := ValidateClusterName(name); err != nil {
+		return Identity{}, err
+	}
+	id := Identity{ID: uuid.NewString(), Name: name, Labels: maps.Clone(labels)}
+	if id.Labels == nil {
+		id.Labels = map[string]string{}
+	}
+	if existing != nil {
+		prev, err := FromConfigMap(existing)
+		if err != nil {
+			return Identity{}, err
+		}
+		id.ID = prev.ID
+	}
+	return id, nil
+}
+
+// ValidateClusterID checks that id is a lower-case UUID.
+func ValidateClusterID(id string) error {
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return fmt.Errorf("cluster ID %q is not a lower-case UUID (36 characters, e.g. 0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a)", id)
+	}
+	return nil
+}
+
+// ValidateClusterName checks that name can name a RemoteCluster and a virtual node.
+func ValidateClusterName(name string) error {
+	if name == "" {
+		return fmt.Errorf("cluster name is empty: pass --cluster-name, e.g. --cluster-name provider-eu")
+	}
+	// The virtual node is "stretch-<name>" and is also a label value.
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		return fmt.Errorf("cluster name %q is not valid: %s", name, strings.Join(errs, "; "))
+	}
+	if max := validation.DNS1123LabelMaxLength - len("stretch-"); len(name) > max {
+		return fmt.Errorf("cluster name %q is %d characters long: at most %d fit in the virtual node name stretch-<name>", name, len(name), max)
+	}
+	return nil
+}
+
+// ParseLabels parses "k=v,k2=v2" into labels, checking keys and values like
+// the API server does. An empty string gives no labels.
+func ParseLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return labels, nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("cluster label %q is not of the form key=value (e.g. --cluster-labels region=eu,provider=aws)", pair)
+		}
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, fmt.Errorf("cluster label key %q is not valid: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, fmt.Errorf("cluster label %s: value %q is not valid: %s", k, v, strings.Join(errs, "; "))
+		}
+		if _, dup := labels[k]; dup {
+			return nil, fmt.Errorf("cluster label key %q is given twice", k)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// FormatLabels is the inverse of ParseLabels, with keys sorted.
+func FormatLabels(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	pairs := make([]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = k + "=" + labels[k]
+	}
+	return strings.Join(pairs, ",")
+}

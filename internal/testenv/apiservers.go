@@ -1,0 +1,151 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"stretch.dev/stretch/config"
+	"stretch.dev/stretch/internal/scheme"
+)
+
+// APIServer is one running envtest control plane (etcd + kube-apiserver) with
+// Stretch's CRDs installed. It stands for one cluster: home or provider.
+type APIServer struct {
+	// Name is the cluster's name in the test, e.g. "home" or "provider-eu".
+	Name string
+	// Config reaches the API server as a cluster admin.
+	Config *rest.Config
+	// Client is a cluster-admin client with Stretch's scheme.
+	Client client.Client
+	// Kubeconfig is the path of a kubeconfig file for Config.
+	Kubeconfig string
+	// Scheme is the scheme of Client.
+	Scheme *runtime.Scheme
+
+	env *envtest.Environment
+}
+
+// Stop stops the API server and etcd.
+func (s *APIServer) Stop() error {
+	if err := s.env.Stop(); err != nil {
+		return fmt.Errorf("stopping API server %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// StartAPIServers starts one API server per name, in parallel, each with
+// Stretch's CRDs installed. kubeconfigs are written under dir. On error,
+// whatever started is stopped again.
+func StartAPIServers(dir string, names ...string) ([]*APIServer, error) {
+	apiserver, err := Binary("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	etcd, err := Binary("etcd")
+	if err != nil {
+		return nil, err
+	}
+	binDir, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+
+	servers := make([]*APIServer, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			servers[i], errs[i] = startAPIServer(dir, name, binDir, apiserver, etcd)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		_ = StopAPIServers(servers)
+		return nil, err
+	}
+	return servers, nil
+}
+
+func startAPIServer(dir, name, binDir, apiserver, etcd string) (*APIServer, error) {
+	crds, err := config.CRDs()
+	if err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		CRDs:                  crds,
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: binDir,
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{Path: apiserver},
+			Etcd:      &envtest.Etcd{Path: etcd},
+		},
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting API server %s: %w", name, err)
+	}
+	s := &APIServer{Name: name, Config: cfg, Scheme: scheme.New(), env: env}
+	if s.Client, err = client.New(cfg, client.Options{Scheme: s.Scheme}); err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("client for API server %s: %w", name, err)
+	}
+	s.Kubeconfig = filepath.Join(dir, "kubeconfig-"+name)
+	if err := os.WriteFile(s.Kubeconfig, env.KubeConfig, 0o600); err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("writing kubeconfig of API server %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// StopAPIServers stops every started server (nil entries are skipped).
+func StopAPIServers(servers []*APIServer) error {
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		if s == nil {
+			continue
+		}
+		wg.Go(func() { errs[i] = s.Stop() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Main is a TestMain body for a package whose tests share API servers: it
+// starts one per name, hands them to set, runs the tests, stops the servers and
+// exits. A failure to start or stop fails the run.
+func Main(m *testing.M, set func([]*APIServer), names ...string) {
+	os.Exit(run(m, set, names))
+}
+
+func run(m *testing.M, set func([]*APIServer), names []string) int {
+	dir, err := os.MkdirTemp("", "stretch-testenv-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	servers, err := StartAPIServers(dir, names...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	set(servers)
+	code := m.Run()
+	if err := StopAPIServers(servers); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
