@@ -86,7 +86,8 @@ func (id Identity) ConfigMap() *corev1.ConfigMap {
 }
 
 // Resolve returns the identity to install: the existing cluster ID when the
-// cluster already has one (it never changes), otherwise a new UUID.
+// cluster already has one (it never changes), otherwise a new UUID. The name
+// of an existing identity cannot change: peers know the cluster by it.
 func Resolve(existing *corev1.ConfigMap, name string, labels map[string]string) (Identity, error) {
 	if err := ValidateClusterName(name); err != nil {
 		return Identity{}, err
@@ -99,6 +100,9 @@ func Resolve(existing *corev1.ConfigMap, name string, labels map[string]string) 
 		prev, err := FromConfigMap(existing)
 		if err != nil {
 			return Identity{}, err
+		}
+		if prev.Name != name {
+			return Identity{}, fmt.Errorf("this cluster is already installed as %q (cluster ID %s) and its peers know it by that name: install again with --cluster-name %s, or run 'stretchctl uninstall' first to start over with a new identity", prev.Name, prev.ID, prev.Name)
 		}
 		id.ID = prev.ID
 	}

@@ -1,0 +1,82 @@
+// Package factory builds the clients of stretchctl from the kubectl-style
+// flags --kubeconfig and --context, with errors that say how to fix them.
+package factory
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stretch.dev/stretch/internal/scheme"
+)
+
+// Timeout bounds every single request of stretchctl, so that an unreachable
+// cluster fails fast instead of hanging.
+const Timeout = 15 * time.Second
+
+// Cluster names one cluster by kubeconfig and context.
+type Cluster struct {
+	// Kubeconfig is the kubeconfig path; empty means $KUBECONFIG or ~/.kube/config.
+	Kubeconfig string
+	// Context is the kubeconfig context; empty means the current one.
+	Context string
+	// What is how messages refer to this cluster, e.g. "home cluster".
+	What string
+}
+
+// BindFlags adds --<prefix>kubeconfig and --<prefix>context.
+func (c *Cluster) BindFlags(fs *pflag.FlagSet, prefix, what string) {
+	c.What = what
+	fs.StringVar(&c.Kubeconfig, prefix+"kubeconfig", "", "path to the kubeconfig of the "+what+" (default $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&c.Context, prefix+"context", "", "kubeconfig context of the "+what+" (default the current context)")
+}
+
+// RESTConfig loads the rest config, checking that the kubeconfig exists.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if c.Kubeconfig != "" {
+		if _, err := os.Stat(c.Kubeconfig); err != nil {
+			return nil, fmt.Errorf("kubeconfig of the %s: %w: pass an existing file with --kubeconfig", c.What, err)
+		}
+		rules.ExplicitPath = c.Kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		if clientcmd.IsEmptyConfig(err) {
+			return nil, fmt.Errorf("no kubeconfig for the %s: pass --kubeconfig PATH or set KUBECONFIG", c.What)
+		}
+		return nil, fmt.Errorf("loading the kubeconfig of the %s: %w", c.What, err)
+	}
+	cfg.Timeout = Timeout
+	cfg.UserAgent = "stretchctl"
+	return cfg, nil
+}
+
+// Client returns a client for the cluster after checking that its API server
+// answers, so that no command starts writing to a cluster it cannot finish on.
+func (c *Cluster) Client(ctx context.Context) (client.Client, *rest.Config, error) {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client for the %s: %w", c.What, err)
+	}
+	if _, err := dc.ServerVersion(); err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the %s at %s: %w: check that the API server is running and that the kubeconfig (--kubeconfig, --context) points at it", c.What, cfg.Host, err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client for the %s: %w", c.What, err)
+	}
+	return cl, cfg, nil
+}

@@ -1,0 +1,228 @@
+// Package manager builds and runs stretch-controller-manager: one
+// controller-runtime manager per cluster, leader-elected, serving metrics and
+// health probes, with every Stretch controller and webhook registered in one
+// place, setupControllers.
+package manager
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/scheme"
+	"stretch.dev/stretch/internal/version"
+)
+
+// buildInfo lets dashboards and alerts tell which release each cluster runs.
+var buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "stretch_build_info",
+	Help: "Always 1; the version label is the Stretch release of stretch-controller-manager.",
+}, []string{"version"})
+
+func init() {
+	metrics.Registry.MustRegister(buildInfo)
+	buildInfo.WithLabelValues(version.Version).Set(1)
+}
+
+// Options configures Run. Start from DefaultOptions: the zero value binds
+// the metrics server to every interface and turns leader election off.
+type Options struct {
+	// Kubeconfig is the path of the kubeconfig to use. Empty means the
+	// in-cluster config, else $KUBECONFIG or ~/.kube/config.
+	Kubeconfig string
+	// Context is the kubeconfig context to use; empty means the current one.
+	Context string
+
+	// LeaderElect makes replicas elect one leader, so that only one runs the
+	// controllers at a time.
+	LeaderElect bool
+	// LeaderElectionID is the name of the leader election Lease.
+	LeaderElectionID string
+	// LeaderElectionNamespace is the namespace of the leader election Lease.
+	LeaderElectionNamespace string
+
+	// MetricsBindAddress is where /metrics is served; "0" disables it.
+	MetricsBindAddress string
+	// HealthProbeBindAddress is where /healthz and /readyz are served; "0"
+	// disables them.
+	HealthProbeBindAddress string
+
+	// Zap configures logging; its defaults give JSON lines at info level.
+	Zap zap.Options
+}
+
+// DefaultOptions returns the options of a stretch-controller-manager started
+// without flags.
+func DefaultOptions() Options {
+	return Options{
+		LeaderElect:             true,
+		LeaderElectionID:        "stretch-controller-manager",
+		LeaderElectionNamespace: identity.SystemNamespace,
+		MetricsBindAddress:      "127.0.0.1:8080",
+		HealthProbeBindAddress:  "127.0.0.1:8081",
+	}
+}
+
+// BindFlags binds every option to a flag of fs, with DefaultOptions as the
+// defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	d := DefaultOptions()
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", d.Kubeconfig,
+		"Path of the kubeconfig to use. Empty means the in-cluster config, else $KUBECONFIG or ~/.kube/config.")
+	fs.StringVar(&o.Context, "context", d.Context, "Kubeconfig context to use. Empty means the current context.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", d.LeaderElect,
+		"Elect a leader among the replicas, so that one at a time runs the controllers.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", d.LeaderElectionID, "Name of the leader election Lease.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", d.LeaderElectionNamespace,
+		"Namespace of the leader election Lease.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", d.MetricsBindAddress,
+		"Address the /metrics endpoint binds to; \"0\" disables it.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", d.HealthProbeBindAddress,
+		"Address the /healthz and /readyz endpoints bind to; \"0\" disables them.")
+	o.Zap = d.Zap
+	o.Zap.BindFlags(fs)
+}
+
+// Run runs the manager until ctx is cancelled, then stops the controllers,
+// gives up the leader Lease and returns nil. It sets the process-wide
+// controller-runtime and klog loggers.
+func Run(ctx context.Context, opts Options) error {
+	log := zap.New(zap.UseFlagOptions(&opts.Zap))
+	// One logger for all: client-go, leader election included, logs to klog.
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
+	ctx = logr.NewContext(ctx, log)
+
+	cfg, err := restConfig(opts.Kubeconfig, opts.Context)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme.New(),
+		Logger:                  log,
+		LeaderElection:          opts.LeaderElect,
+		LeaderElectionID:        opts.LeaderElectionID,
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// Stepping down on shutdown lets another replica lead at once rather
+		// than after the lease expires; safe because Run returns right after.
+		LeaderElectionReleaseOnCancel: true,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	log.Info("starting stretch-controller-manager", "version", version.Version, "host", cfg.Host)
+
+	// The API reader is uncached: the probe sees the ConfigMap appear or go
+	// without a cluster-wide ConfigMap informer.
+	ready := &identityCheck{log: log, reader: mgr.GetAPIReader()}
+	_ = ready.check(ctx) // logs the identity, or why this cluster has none
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the healthz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("cluster-identity", func(req *http.Request) error {
+		return ready.check(req.Context())
+	}); err != nil {
+		return fmt.Errorf("adding the readyz check: %w", err)
+	}
+	if err := setupControllers(mgr); err != nil {
+		return err
+	}
+
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running the manager: %w", err)
+	}
+	log.Info("stopped stretch-controller-manager")
+	return nil
+}
+
+// setupControllers is the one list of every controller and webhook the
+// manager runs. Each one registers here and nowhere else, e.g.
+//
+//	if err := (&tenant.Reconciler{...}).SetupWithManager(mgr); err != nil {
+//		return fmt.Errorf("setting up the tenant controller: %w", err)
+//	}
+func setupControllers(mgr ctrl.Manager) error {
+	return nil
+}
+
+// restConfig builds the config that reaches the cluster: from kubeconfig when
+// set, else the way controller-runtime finds one (in-cluster, $KUBECONFIG,
+// ~/.kube/config).
+func restConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := config.GetConfigWithContext(kubeContext)
+		if err != nil {
+			return nil, fmt.Errorf("finding a kubeconfig (not in a pod, and none from $KUBECONFIG or ~/.kube/config); pass --kubeconfig PATH: %w", err)
+		}
+		return cfg, nil
+	}
+	if _, err := os.Stat(kubeconfig); err != nil {
+		return nil, fmt.Errorf("reading kubeconfig %s; pass --kubeconfig with the path of a kubeconfig file: %w", kubeconfig, err)
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: kubeContext},
+	).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s (check --kubeconfig and --context): %w", kubeconfig, err)
+	}
+	// As controller-runtime's own loading does: no client-side rate limit,
+	// the API server's priority and fairness is the one that counts.
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
+	}
+	return cfg, nil
+}
+
+// identityCheck is the readiness check: the manager is ready only on a cluster
+// where Stretch is installed, i.e. where the cluster identity loads. /readyz
+// withholds the reason of a failing check, so it is logged instead, each time
+// the outcome changes rather than at every probe.
+type identityCheck struct {
+	log    logr.Logger
+	reader client.Reader
+
+	mu      sync.Mutex
+	checked bool   // whether check ran before
+	lastErr string // the error of the previous check; "" when it passed
+}
+
+func (c *identityCheck) check(ctx context.Context) error {
+	id, err := identity.Load(ctx, c.reader)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	c.mu.Lock()
+	changed := !c.checked || msg != c.lastErr
+	c.checked, c.lastErr = true, msg
+	c.mu.Unlock()
+
+	switch {
+	case !changed:
+	case err != nil:
+		c.log.Error(err, "not ready: cannot load the cluster identity (if Stretch is not installed on this cluster, run 'stretchctl install')")
+	default:
+		c.log.Info("cluster identity loaded", "clusterID", id.ID, "clusterName", id.Name)
+	}
+	return err
+}

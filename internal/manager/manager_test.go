@@ -1,0 +1,180 @@
+package manager_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/manager"
+	"stretch.dev/stretch/internal/testenv"
+)
+
+var cluster *testenv.APIServer
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(s []*testenv.APIServer) { cluster = s[0] }, "home")
+}
+
+func TestRunInstalled(t *testing.T) {
+	g := newG(t)
+	ctx := t.Context()
+	installIdentity(t)
+
+	opts, probes, metricsURL := testOptions(t)
+	run := start(t, opts)
+
+	expectGet(g, probes+"/healthz", http.StatusOK, "ok")
+	expectGet(g, probes+"/readyz", http.StatusOK, "ok")
+	expectGet(g, metricsURL, http.StatusOK, `stretch_build_info{version="dev"} 1`)
+
+	lease := &coordinationv1.Lease{}
+	leaseKey := types.NamespacedName{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}
+	g.Eventually(func(g Gomega) {
+		g.Expect(cluster.Client.Get(ctx, leaseKey, lease)).To(Succeed())
+		g.Expect(lease.Spec.HolderIdentity).To(HaveValue(Not(BeEmpty())))
+	}).Should(Succeed())
+
+	run.cancel()
+	g.Eventually(run.done).Should(BeClosed())
+	g.Expect(run.err).NotTo(HaveOccurred())
+	// Released on cancel: the next replica need not wait out the lease.
+	g.Expect(cluster.Client.Get(ctx, leaseKey, lease)).To(Succeed())
+	g.Expect(lease.Spec.HolderIdentity).To(Or(BeNil(), HaveValue(BeEmpty())))
+}
+
+func TestRunNotInstalled(t *testing.T) {
+	g := newG(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: identity.Key.Namespace, Name: identity.Key.Name}}
+	g.Expect(client.IgnoreNotFound(cluster.Client.Delete(t.Context(), cm))).To(Succeed())
+
+	opts, probes, _ := testOptions(t)
+	opts.LeaderElect = false // the Lease namespace may not exist either
+	logs := &syncBuffer{}
+	opts.Zap.DestWriter = logs
+	run := start(t, opts)
+
+	expectGet(g, probes+"/healthz", http.StatusOK, "ok")
+	expectGet(g, probes+"/readyz", http.StatusInternalServerError, "[-]cluster-identity failed")
+	g.Eventually(logs.String).Should(ContainSubstring("stretchctl install"))
+
+	run.cancel()
+	g.Eventually(run.done).Should(BeClosed())
+	g.Expect(run.err).NotTo(HaveOccurred())
+}
+
+func newG(t *testing.T) *WithT {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	return g
+}
+
+// installIdentity does what 'stretchctl install' does to the identity, and
+// removes it again after the test.
+func installIdentity(t *testing.T) {
+	t.Helper()
+	g := NewWithT(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	if err := cluster.Client.Create(t.Context(), ns); !apierrors.IsAlreadyExists(err) {
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: identity.Key.Namespace, Name: identity.Key.Name},
+		Data:       map[string]string{"clusterID": uuid.NewString(), "clusterName": "home", "clusterLabels": "region: eu\n"},
+	}
+	g.Expect(cluster.Client.Create(t.Context(), cm)).To(Succeed())
+	t.Cleanup(func() {
+		g.Expect(client.IgnoreNotFound(cluster.Client.Delete(context.Background(), cm))).To(Succeed())
+	})
+}
+
+// testOptions returns the options of a manager for cluster on free local
+// ports, with the URL of its probes and of its /metrics.
+func testOptions(t *testing.T) (opts manager.Options, probes, metricsURL string) {
+	opts = manager.DefaultOptions()
+	opts.Kubeconfig = cluster.Kubeconfig
+	opts.HealthProbeBindAddress = freeAddr(t)
+	opts.MetricsBindAddress = freeAddr(t)
+	return opts, "http://" + opts.HealthProbeBindAddress, "http://" + opts.MetricsBindAddress + "/metrics"
+}
+
+// freeAddr returns a local address whose port was free a moment ago: Run
+// takes addresses, and with port 0 the test could not learn which it got.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// running is a manager.Run in the background; err is set once done is closed.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// start runs manager.Run until the test ends or cancel is called; the test
+// waits for Run to return, so nothing logs after it.
+func start(t *testing.T, opts manager.Options) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = manager.Run(ctx, opts)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+// expectGet waits until GET url answers code with a body containing body.
+func expectGet(g *WithT, url string, code int, body string) {
+	g.Eventually(func(g Gomega) {
+		resp, err := http.Get(url)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(resp.StatusCode).To(Equal(code), "body: %s", b)
+		g.Expect(string(b)).To(ContainSubstring(body))
+	}).Should(Succeed(), "GET %s", url)
+}
+
+// syncBuffer is a bytes.Buffer the manager's goroutines can log to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

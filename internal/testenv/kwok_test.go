@@ -1,0 +1,166 @@
+package testenv
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+func TestKwokCluster(t *testing.T) {
+	g := NewWithT(t)
+
+	var c *KwokCluster
+	// Registered first, so it runs after the Stop that StartKwokClusterForTest registers.
+	t.Cleanup(func() {
+		if c != nil {
+			g.Expect(c.Running()).To(BeEmpty(), "component processes left after Stop")
+			g.Expect(c.root).NotTo(BeADirectory(), "workdir left after Stop")
+		}
+	})
+	start := time.Now()
+	c = StartKwokClusterForTest(t, "testenv", "kwok", KwokOptions{FakeNodes: 1})
+	ready := time.Since(start)
+	mem, err := c.ResidentMemory()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("kwok cluster %s: create to ready %s, resident memory %d MiB (%v)", c.Name, ready.Round(time.Millisecond), mem>>20, c.PIDs())
+	g.Expect(c.Running()).To(ConsistOf(kwokComponents), "every component runs")
+	g.Expect(c.FakeNodes).To(Equal([]string{"kwok-node-0"}))
+
+	t.Run("every component listens on 127.0.0.1 only", func(t *testing.T) {
+		g := NewWithT(t)
+		addrs := listenAddresses(t, c)
+		for name := range c.PIDs() {
+			g.Expect(addrs[name]).NotTo(BeEmpty(), "%s listens", name)
+			for _, addr := range addrs[name] {
+				host, _, err := net.SplitHostPort(addr)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(host).To(Equal("127.0.0.1"), "%s listens on %s", name, addr)
+			}
+		}
+	})
+
+	t.Run("a pod is scheduled onto the kwok node and runs", func(t *testing.T) {
+		g := NewWithT(t)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kwok-pod"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		}
+		g.Expect(c.Client.Create(t.Context(), pod)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(c.Client.Get(t.Context(), client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+			g.Expect(pod.Spec.NodeName).To(Equal("kwok-node-0"))
+			g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+	})
+
+	t.Run("kwok leaves a node without its annotation alone", func(t *testing.T) {
+		g := NewWithT(t)
+		node := NewKwokNode("not-kwok")
+		delete(node.Annotations, KwokNodeAnnotation)
+		g.Expect(c.Client.Create(t.Context(), node)).To(Succeed())
+		g.Consistently(func(g Gomega) {
+			g.Expect(c.Client.Get(t.Context(), client.ObjectKeyFromObject(node), node)).To(Succeed())
+			g.Expect(NodeReady(node)).To(BeFalse(), "conditions: %v", node.Status.Conditions)
+			g.Expect(node.Status.Addresses).To(BeEmpty(), "kwok sets the addresses of the nodes it manages")
+		}).WithTimeout(5 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+	})
+}
+
+// Clusters started at once get distinct ports (kwokctl alone would give them
+// the same ones) and both work; the options reach kwokctl.
+func TestKwokClustersInParallel(t *testing.T) {
+	g := NewWithT(t)
+	clusters := StartKwokClustersForTest(t, "testenv", KwokOptions{
+		EnableCRDs:       []string{"ClusterLogs", "ClusterExec"},
+		DisableQPSLimits: true,
+	}, "parallel-a", "parallel-b")
+
+	ports := map[int]string{}
+	for _, c := range clusters {
+		for _, p := range []int{c.ports.etcd, c.ports.etcdPeer, c.ports.apiserver, c.ports.controllerManager, c.ports.scheduler, c.ports.kwok} {
+			g.Expect(ports).NotTo(HaveKey(p), "port %d of %s", p, c.Name)
+			ports[p] = c.Name
+		}
+		for name, addrs := range listenAddresses(t, c) {
+			for _, addr := range addrs {
+				_, port, _ := net.SplitHostPort(addr)
+				p, _ := strconv.Atoi(port)
+				g.Expect(ports).To(HaveKeyWithValue(p, c.Name), "%s of %s listens on %s", name, c.Name, addr)
+			}
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Name: "clusterlogs.kwok.x-k8s.io"}, crd)).To(Succeed())
+		g.Expect(c.Config.QPS).To(BeNumerically("<", 0))
+	}
+}
+
+// listenAddresses returns the TCP addresses each component of c listens on,
+// like 'ss -ltnp': LISTEN sockets of /proc/net/tcp{,6} whose inode is an open
+// file of the component's process.
+func listenAddresses(t *testing.T, c *KwokCluster) map[string][]string {
+	t.Helper()
+	listening := map[string]string{} // socket inode -> address
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			listening[f[9]] = procNetAddress(t, f[1])
+		}
+	}
+	addrs := map[string][]string{}
+	for name, pid := range c.PIDs() {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			if err != nil {
+				continue
+			}
+			inode, ok := strings.CutPrefix(target, "socket:[")
+			if !ok {
+				continue
+			}
+			if addr, ok := listening[strings.TrimSuffix(inode, "]")]; ok {
+				addrs[name] = append(addrs[name], addr)
+			}
+		}
+	}
+	return addrs
+}
+
+// procNetAddress decodes "0100007F:4E20" (IPv4) or 32 hex digits and a port
+// (IPv6): the address is in 32-bit words of host (little-endian) byte order.
+func procNetAddress(t *testing.T, s string) string {
+	hexIP, hexPort, _ := strings.Cut(s, ":")
+	raw, err := hex.DecodeString(hexIP)
+	if err != nil {
+		t.Fatalf("address %q: %v", s, err)
+	}
+	for i := 0; i+4 <= len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	port, err := strconv.ParseUint(hexPort, 16, 16)
+	if err != nil {
+		t.Fatalf("address %q: %v", s, err)
+	}
+	return net.JoinHostPort(net.IP(raw).String(), strconv.FormatUint(port, 10))
+}
