@@ -6,7 +6,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -274,14 +273,16 @@ type table struct {
 	rows    [][]any
 }
 
+// getTable asks the API server for the table that kubectl prints.
 func getTable(g Gomega, cfg *rest.Config, path string) table {
-	rc, err := rest.HTTPClientFor(cfg)
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	g.Expect(err).NotTo(HaveOccurred())
-	resp, err := rc.Do(mustRequest(g, cfg, path))
+	raw, err := dc.RESTClient().Get().AbsPath(path).
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").
+		DoRaw(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
 	var tbl metav1.Table
-	g.Expect(json.NewDecoder(resp.Body).Decode(&tbl)).To(Succeed())
+	g.Expect(json.Unmarshal(raw, &tbl)).To(Succeed())
 	var out table
 	for _, c := range tbl.ColumnDefinitions {
 		out.columns = append(out.columns, c.Name)
@@ -290,11 +291,4 @@ func getTable(g Gomega, cfg *rest.Config, path string) table {
 		out.rows = append(out.rows, r.Cells)
 	}
 	return out
-}
-
-func mustRequest(g Gomega, cfg *rest.Config, path string) *http.Request {
-	req, err := http.NewRequest(http.MethodGet, cfg.Host+path, nil)
-	g.Expect(err).NotTo(HaveOccurred())
-	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-	return req
 }

@@ -84,10 +84,13 @@ const (
 	TerminatingReason        = "Terminating"
 )
 
+// The rules below read the strategy through has(): they also judge the spec's
+// own default ({}), before its fields are defaulted.
+
 // NamespaceOffloadingSpec is what the user asks for.
-// +kubebuilder:validation:XValidation:rule="self.namespaceMappingStrategy != 'SelectedName' || (has(self.remoteNamespaceName) && self.remoteNamespaceName != '')",message="spec.remoteNamespaceName is required when spec.namespaceMappingStrategy is SelectedName: set it to the name the twin namespaces must have"
-// +kubebuilder:validation:XValidation:rule="self.namespaceMappingStrategy == 'SelectedName' || !has(self.remoteNamespaceName) || self.remoteNamespaceName == ''",message="spec.remoteNamespaceName is only allowed with spec.namespaceMappingStrategy SelectedName"
-// +kubebuilder:validation:XValidation:rule="self.namespaceMappingStrategy == oldSelf.namespaceMappingStrategy",message="spec.namespaceMappingStrategy is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
+// +kubebuilder:validation:XValidation:rule="!has(self.namespaceMappingStrategy) || self.namespaceMappingStrategy != 'SelectedName' || (has(self.remoteNamespaceName) && self.remoteNamespaceName != '')",message="spec.remoteNamespaceName is required when spec.namespaceMappingStrategy is SelectedName: set it to the name the twin namespaces must have"
+// +kubebuilder:validation:XValidation:rule="(has(self.namespaceMappingStrategy) && self.namespaceMappingStrategy == 'SelectedName') || !has(self.remoteNamespaceName) || self.remoteNamespaceName == ''",message="spec.remoteNamespaceName is only allowed with spec.namespaceMappingStrategy SelectedName"
+// +kubebuilder:validation:XValidation:rule="(has(self.namespaceMappingStrategy) ? self.namespaceMappingStrategy : 'DefaultName') == (has(oldSelf.namespaceMappingStrategy) ? oldSelf.namespaceMappingStrategy : 'DefaultName')",message="spec.namespaceMappingStrategy is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
 // +kubebuilder:validation:XValidation:rule="(has(self.remoteNamespaceName) ? self.remoteNamespaceName : '') == (has(oldSelf.remoteNamespaceName) ? oldSelf.remoteNamespaceName : '')",message="spec.remoteNamespaceName is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
 type NamespaceOffloadingSpec struct {
 	// NamespaceMappingStrategy says how twin namespaces are named on the providers.
