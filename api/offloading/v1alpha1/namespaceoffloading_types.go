@@ -88,10 +88,10 @@ const (
 // own default ({}), before its fields are defaulted.
 
 // NamespaceOffloadingSpec is what the user asks for.
-// +kubebuilder:validation:XValidation:rule="!has(self.namespaceMappingStrategy) || self.namespaceMappingStrategy != 'SelectedName' || (has(self.remoteNamespaceName) && self.remoteNamespaceName != '')",message="spec.remoteNamespaceName is required when spec.namespaceMappingStrategy is SelectedName: set it to the name the twin namespaces must have"
-// +kubebuilder:validation:XValidation:rule="(has(self.namespaceMappingStrategy) && self.namespaceMappingStrategy == 'SelectedName') || !has(self.remoteNamespaceName) || self.remoteNamespaceName == ''",message="spec.remoteNamespaceName is only allowed with spec.namespaceMappingStrategy SelectedName"
+// +kubebuilder:validation:XValidation:rule="!has(self.namespaceMappingStrategy) || self.namespaceMappingStrategy != 'SelectedName' || (has(self.remoteNamespaceName) && size(self.remoteNamespaceName) > 0)",message="spec.remoteNamespaceName is required when spec.namespaceMappingStrategy is SelectedName: set it to the name the twin namespaces must have"
+// +kubebuilder:validation:XValidation:rule="(has(self.namespaceMappingStrategy) && self.namespaceMappingStrategy == 'SelectedName') || !has(self.remoteNamespaceName) || size(self.remoteNamespaceName) == 0",message="spec.remoteNamespaceName is only allowed with spec.namespaceMappingStrategy SelectedName"
 // +kubebuilder:validation:XValidation:rule="(has(self.namespaceMappingStrategy) ? self.namespaceMappingStrategy : 'DefaultName') == (has(oldSelf.namespaceMappingStrategy) ? oldSelf.namespaceMappingStrategy : 'DefaultName')",message="spec.namespaceMappingStrategy is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
-// +kubebuilder:validation:XValidation:rule="(has(self.remoteNamespaceName) ? self.remoteNamespaceName : '') == (has(oldSelf.remoteNamespaceName) ? oldSelf.remoteNamespaceName : '')",message="spec.remoteNamespaceName is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
+// +kubebuilder:validation:XValidation:rule="has(self.remoteNamespaceName) == has(oldSelf.remoteNamespaceName) && (!has(self.remoteNamespaceName) || self.remoteNamespaceName == oldSelf.remoteNamespaceName)",message="spec.remoteNamespaceName is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"
 type NamespaceOffloadingSpec struct {
 	// NamespaceMappingStrategy says how twin namespaces are named on the providers.
 	// Immutable.
@@ -173,8 +173,4 @@ type NamespaceOffloadingList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []NamespaceOffloading `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&NamespaceOffloading{}, &NamespaceOffloadingList{})
 }

@@ -93,7 +93,3 @@ type RemoteNamespaceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RemoteNamespace `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&RemoteNamespace{}, &RemoteNamespaceList{})
-}
