@@ -63,7 +63,7 @@ pods run there as if on local nodes. Each provider appears as a virtual node.`,
 	return root
 }
 
-// exactArgs rejects positional arguments as a usage error.
+// noArgs rejects positional arguments as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		return usageError{fmt.Errorf("%s takes no arguments, got %q (see '%s --help')", cmd.CommandPath(), strings.Join(args, " "), cmd.CommandPath())}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+// unreachableKubeconfig points at a port where nothing listens.
+const unreachableKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+
+func TestCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	unreachable := filepath.Join(dir, "unreachable")
+	NewWithT(t).Expect(os.WriteFile(unreachable, []byte(unreachableKubeconfig), 0o600)).To(Succeed())
+
+	tests := []struct {
+		name      string
+		args      []string
+		wantUsage bool
+		wantErr   string
+	}{
+		{name: "unknown flag", args: []string{"install", "--bogus"}, wantUsage: true, wantErr: "unknown flag: --bogus (see 'stretchctl install --help')"},
+		{name: "positional argument", args: []string{"install", "extra", "--cluster-name", "a"}, wantUsage: true, wantErr: `takes no arguments, got "extra"`},
+		{name: "missing cluster name", args: []string{"install", "--kubeconfig", unreachable}, wantUsage: true, wantErr: "pass --cluster-name"},
+		{name: "bad labels", args: []string{"install", "--cluster-name", "a", "--cluster-labels", "region"}, wantUsage: true, wantErr: "not of the form key=value"},
+		{name: "missing kubeconfig", args: []string{"install", "--cluster-name", "a", "--kubeconfig", filepath.Join(dir, "nope")}, wantErr: "pass an existing file with --kubeconfig"},
+		{name: "unreachable cluster", args: []string{"install", "--cluster-name", "a", "--kubeconfig", unreachable}, wantErr: "cannot reach the cluster at https://127.0.0.1:1"},
+		{name: "uninstall, unreachable cluster", args: []string{"uninstall", "--kubeconfig", unreachable}, wantErr: "check that the API server is running"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cmd := newRootCommand("stretchctl")
+			var out bytes.Buffer
+			cmd.SetOut(&out)
+			cmd.SetErr(&out)
+			cmd.SetArgs(tt.args)
+			err := cmd.ExecuteContext(context.Background())
+			g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
+			var usage usageError
+			g.Expect(errors.As(err, &usage)).To(Equal(tt.wantUsage), "usage errors exit with code 2, others with 1")
+			g.Expect(out.String()).NotTo(ContainSubstring("Installing"), "nothing is attempted on a cluster")
+		})
+	}
+}
+
+func TestCommandName(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(commandName("/usr/local/bin/kubectl-stretch")).To(Equal("kubectl stretch"))
+	g.Expect(commandName("bin/stretchctl")).To(Equal("stretchctl"))
+}
