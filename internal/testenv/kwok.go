@@ -302,9 +302,16 @@ func (c *KwokCluster) runKwokctl(ctx context.Context, step string, args ...strin
 	// output open.
 	cmd := exec.CommandContext(ctx, c.kwokctl, args...)
 	cmd.Env = c.env
+	// On cancel, kill kwokctl with what it runs in the foreground (kubectl);
+	// the components it forks have sessions of their own and are left to Stop.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
 		data, _ := os.ReadFile(logPath)
 		return fmt.Errorf("kwokctl %s: %w\n%s", strings.Join(args[:2], " "), err, tail(data, kwokLogTailLines))
 	}
@@ -367,9 +374,9 @@ func (c *KwokCluster) loadKubeconfig() error {
 }
 
 func (c *KwokCluster) waitReady(ctx context.Context) error {
-	var lastErr error
 	poll := func(what string, cond func(context.Context) (bool, error)) error {
 		start := time.Now()
+		var lastErr error
 		err := wait.PollUntilContextCancel(ctx, kwokPollInterval, true, func(ctx context.Context) (bool, error) {
 			ok, err := cond(ctx)
 			if err != nil {
@@ -585,7 +592,7 @@ func (c *KwokCluster) ExportLogs(dir string) error {
 }
 
 // Stop exports the logs to LogDir (when set), deletes the cluster with
-// 'kwokctl delete cluster', checks that every component process is gone
+// 'kwokctl delete cluster' (its output goes to LogDir too), checks that every component process is gone
 // (killing what is left, as an error) and removes the working directory.
 // It may be called again.
 func (c *KwokCluster) Stop(ctx context.Context) error {
@@ -611,6 +618,9 @@ func (c *KwokCluster) Stop(ctx context.Context) error {
 		// Its --kubeconfig is $HOME/.kube/config, in our root: nothing to clean.
 		if err := c.runKwokctl(ctx, "delete", "delete", "cluster", "--name", c.Name); err != nil {
 			errs = append(errs, err)
+		}
+		if c.opts.LogDir != "" {
+			errs = append(errs, copyFile(filepath.Join(c.root, "kwokctl-delete.log"), filepath.Join(c.opts.LogDir, "kwokctl-delete.log")))
 		}
 	}
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {

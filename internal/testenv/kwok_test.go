@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,15 +22,19 @@ func TestKwokCluster(t *testing.T) {
 	g := NewWithT(t)
 
 	var c *KwokCluster
+	logDir := t.TempDir()
 	// Registered first, so it runs after the Stop that StartKwokClusterForTest registers.
 	t.Cleanup(func() {
 		if c != nil {
 			g.Expect(c.Running()).To(BeEmpty(), "component processes left after Stop")
 			g.Expect(c.root).NotTo(BeADirectory(), "workdir left after Stop")
+			for _, name := range append(kwokComponents, "kwokctl-create", "kwokctl-delete") {
+				g.Expect(filepath.Join(logDir, name+".log")).To(BeAnExistingFile(), "exported to LogDir on Stop")
+			}
 		}
 	})
 	start := time.Now()
-	c = StartKwokClusterForTest(t, "testenv", "kwok", KwokOptions{FakeNodes: 1})
+	c = StartKwokClusterForTest(t, "testenv", "kwok", KwokOptions{FakeNodes: 1, LogDir: logDir})
 	ready := time.Since(start)
 	mem, err := c.ResidentMemory()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -103,6 +108,40 @@ func TestKwokClustersInParallel(t *testing.T) {
 		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Name: "clusterlogs.kwok.x-k8s.io"}, crd)).To(Succeed())
 		g.Expect(c.Config.QPS).To(BeNumerically("<", 0))
 	}
+}
+
+// A start that fails (here: times out inside 'kwokctl create') says why,
+// with the component logs, and leaves no process behind.
+func TestKwokClusterFailedStartLeavesNothing(t *testing.T) {
+	g := NewWithT(t)
+	_, err := StartKwokCluster(t.Context(), "too-slow", KwokOptions{Timeout: 3 * time.Second, Logf: t.Logf})
+	g.Expect(err).To(MatchError(ContainSubstring("starting kwok cluster too-slow-")))
+	g.Expect(err.Error()).To(ContainSubstring("--- kube-apiserver.log (last"))
+	t.Log(err)
+	g.Expect(findProcessesMatching("/stretch-kwok-too-slow-")).To(BeEmpty())
+}
+
+// findProcessesMatching returns the command lines that contain s.
+func findProcessesMatching(s string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(cmdline), s) {
+			if _, running := processStart(mustAtoi(e.Name())); running {
+				found = append(found, strings.ReplaceAll(string(cmdline), "\x00", " "))
+			}
+		}
+	}
+	return found
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // listenAddresses returns the TCP addresses each component of c listens on,
