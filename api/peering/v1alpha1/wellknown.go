@@ -33,6 +33,16 @@ const (
 	// provider namespace that holds that home cluster's requests.
 	TenantNamespacePrefix = "stretch-tenant-"
 
+	// TenantServiceAccountName is the ServiceAccount, in a home cluster's
+	// tenant namespace on a provider, whose token that home cluster holds.
+	TenantServiceAccountName = "stretch-home"
+	// RemoteWorkloadsClusterRole is what a home cluster may do inside each of
+	// its twin namespaces (run pods, reflect what they need), granted by a
+	// RoleBinding in the twin and nowhere else.
+	RemoteWorkloadsClusterRole = "stretch-remote-workloads"
+	// TwinRoleBindingName is the RoleBinding of RemoteWorkloadsClusterRole in a twin.
+	TwinRoleBindingName = "stretch-home"
+
 	// RemoteClusterFinalizer holds a RemoteCluster until its virtual node and
 	// clients are gone.
 	RemoteClusterFinalizer = "peering.stretch.dev/virtual-node"

@@ -92,7 +92,7 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 			return identity.Identity{}, err
 		}
 	}
-	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and RuntimeClass %s applied\n", identity.SystemNamespace, ManagerName, peeringv1alpha1.RuntimeClassName)
+	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s applied\n", identity.SystemNamespace, ManagerName, peeringv1alpha1.RemoteWorkloadsClusterRole, peeringv1alpha1.RuntimeClassName)
 
 	if err := saveIdentity(ctx, c, existing, id); err != nil {
 		return identity.Identity{}, err
@@ -141,10 +141,29 @@ func manifests(id identity.Identity) ([]client.Object, error) {
 		// virtual nodes, where the provider's own runtime class applies.
 		Handler: peeringv1alpha1.RuntimeClassName,
 	}
-	return []client.Object{ns, role, sa, binding, runtimeClass}, nil
+	return []client.Object{ns, role, sa, binding, remoteWorkloadsRole(labels), runtimeClass}, nil
 }
 
 // apply server-side applies the desired fields of obj (not its status).
+// remoteWorkloadsRole is what a home cluster may do in each of its twins on
+// this cluster, once the tenant controller binds it there: run pods and the
+// objects they need, read their logs and events, exec into them.
+func remoteWorkloadsRole(labels map[string]string) *rbacv1.ClusterRole {
+	all := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: peeringv1alpha1.RemoteWorkloadsClusterRole, Labels: labels},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets", "services", "serviceaccounts"}, Verbs: all},
+			{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward", "serviceaccounts/token"}, Verbs: []string{"create", "get"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
+		},
+	}
+}
+
 func apply(ctx context.Context, c client.Client, obj client.Object) error {
 	kind := obj.GetObjectKind().GroupVersionKind().Kind
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
@@ -61,6 +62,9 @@ func TestInstallLifecycle(t *testing.T) {
 	binding := &rbacv1.ClusterRoleBinding{}
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: ManagerName}, binding)).To(Succeed())
 	g.Expect(binding.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: identity.SystemNamespace, Name: ManagerName}))
+	workloads := &rbacv1.ClusterRole{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.RemoteWorkloadsClusterRole}, workloads)).To(Succeed())
+	g.Expect(workloads.Rules).NotTo(BeEmpty())
 	rtc := &nodev1.RuntimeClass{}
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: "stretch"}, rtc)).To(Succeed())
 	g.Expect(rtc.Handler).To(Equal("stretch"))
@@ -101,6 +105,7 @@ func TestInstallLifecycle(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRole{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.RemoteWorkloadsClusterRole}, &rbacv1.ClusterRole{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, identity.Key, &corev1.ConfigMap{}))).To(BeTrue())
 	for _, crd := range crds {
 		g.Eventually(func() bool {

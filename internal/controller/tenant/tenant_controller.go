@@ -1,0 +1,266 @@
+// Package tenant is the provider side of namespace offloading: it turns each
+// RemoteNamespace that a home cluster writes into its tenant namespace into a
+// twin namespace, grants that home cluster rights inside the twin only, and
+// reports the outcome in the RemoteNamespace's status. It never adopts,
+// changes or deletes a namespace it did not create for that home cluster.
+package tenant
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/naming"
+)
+
+// twinNameField indexes RemoteNamespaces by the twin they ask for, so that a
+// namespace appearing or going wakes every request for that name.
+const twinNameField = "spec.remoteNamespaceName"
+
+// Reconciler reconciles RemoteNamespaces on a provider.
+type Reconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=stretch-remote-workloads
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &peeringv1alpha1.RemoteNamespace{}, twinNameField,
+		func(o client.Object) []string {
+			return []string{o.(*peeringv1alpha1.RemoteNamespace).Spec.RemoteNamespaceName}
+		}); err != nil {
+		return fmt.Errorf("indexing RemoteNamespaces by twin name: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("tenant").
+		For(&peeringv1alpha1.RemoteNamespace{}).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetName))).
+		// The grant inside a twin is repaired when someone edits or deletes it.
+		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetNamespace)),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == peeringv1alpha1.TwinRoleBindingName }))).
+		Complete(r)
+}
+
+// requestsForTwin maps an object to the requests for the twin it names.
+func (r *Reconciler) requestsForTwin(twinOf func(client.Object) string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.requestsFor(ctx, twinOf(o))
+	}
+}
+
+func (r *Reconciler) requestsFor(ctx context.Context, twin string) []reconcile.Request {
+	list := &peeringv1alpha1.RemoteNamespaceList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{twinNameField: twin}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing RemoteNamespaces for a twin", "twin", twin)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, rn := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rn)})
+	}
+	return reqs
+}
+
+// Reconcile brings one twin namespace in line with its request.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	rn := &peeringv1alpha1.RemoteNamespace{}
+	if err := r.Client.Get(ctx, req.NamespacedName, rn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log = log.WithValues("twin", rn.Spec.RemoteNamespaceName, "homeClusterID", rn.Spec.HomeClusterID)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	before := rn.DeepCopy()
+	defer func() {
+		rn.Status.ObservedGeneration = rn.Generation
+		if rn.Status == before.Status {
+			return
+		}
+		if rn.Status.Phase == peeringv1alpha1.RemoteNamespaceCreationFailed && rn.Status.Reason != before.Status.Reason {
+			r.Recorder.Eventf(rn, nil, corev1.EventTypeWarning, rn.Status.Reason, "CreateTwin", rn.Status.Message)
+		}
+		if err := r.Client.Status().Patch(ctx, rn, client.MergeFrom(before)); err != nil && retErr == nil {
+			retErr = client.IgnoreNotFound(fmt.Errorf("patching status of RemoteNamespace %s: %w", req.NamespacedName, err))
+		}
+	}()
+
+	if !rn.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, rn)
+	}
+	if err := r.patchFinalizer(ctx, rn, controllerutil.AddFinalizer); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, rn)
+}
+
+// patchFinalizer adds or removes our finalizer, with optimistic locking so
+// that other finalizers in the list are never lost.
+func (r *Reconciler) patchFinalizer(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace, change func(client.Object, string) bool) error {
+	patch := client.MergeFromWithOptions(rn.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if !change(rn, peeringv1alpha1.RemoteNamespaceFinalizer) {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, rn, patch); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patching the finalizers of RemoteNamespace %s/%s: %w", rn.Namespace, rn.Name, err))
+	}
+	return nil
+}
+
+func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
+	twin := rn.Spec.RemoteNamespaceName
+	// A home cluster's credentials only reach its own tenant namespace, so the
+	// tenant namespace, not the spec, says who is asking.
+	if rn.Namespace != peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID) {
+		setFailed(rn, peeringv1alpha1.ForbiddenReason, fmt.Sprintf("RemoteNamespace %s/%s names home cluster %s but is not in its tenant namespace %s: requests are only honoured in the requesting home cluster's own tenant namespace",
+			rn.Namespace, rn.Name, rn.Spec.HomeClusterID, peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID)))
+		return nil
+	}
+	if p := naming.CheckTwinName(twin, rn.Spec.HomeNamespace, ""); p != nil {
+		setFailed(rn, p.Reason, p.Message)
+		return nil
+	}
+
+	ns := &corev1.Namespace{}
+	err := r.Client.Get(ctx, types.NamespacedName{Name: twin}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		ns = twinNamespace(rn)
+		if err := r.Client.Create(ctx, ns); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				// Created by someone else since our read: judge it on the next pass.
+				return fmt.Errorf("twin namespace %s appeared while being created: %w", twin, err)
+			}
+			return fmt.Errorf("creating twin namespace %s: %w", twin, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("created twin namespace")
+	case err != nil:
+		return fmt.Errorf("reading namespace %s: %w", twin, err)
+	case !ownedBy(ns, rn):
+		setFailed(rn, peeringv1alpha1.AlreadyExistsReason, conflictMessage(ns, rn))
+		return nil
+	case !ns.DeletionTimestamp.IsZero():
+		setPhase(rn, peeringv1alpha1.RemoteNamespaceCreating, "Terminating",
+			fmt.Sprintf("the previous twin namespace %s is still terminating; it is created again once gone", twin))
+		return nil
+	}
+
+	if err := r.ensureRoleBinding(ctx, rn); err != nil {
+		setPhase(rn, peeringv1alpha1.RemoteNamespaceCreating, "GrantingAccess", err.Error())
+		return err
+	}
+	setPhase(rn, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated",
+		fmt.Sprintf("twin namespace %s exists and home cluster %s may run workloads in it", twin, rn.Spec.HomeClusterID))
+	return nil
+}
+
+func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
+	if !controllerutil.ContainsFinalizer(rn, peeringv1alpha1.RemoteNamespaceFinalizer) {
+		return nil
+	}
+	twin := rn.Spec.RemoteNamespaceName
+	ns := &corev1.Namespace{}
+	err := r.Client.Get(ctx, types.NamespacedName{Name: twin}, ns)
+	switch {
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("reading namespace %s: %w", twin, err)
+	case err == nil && ownedBy(ns, rn):
+		if ns.DeletionTimestamp.IsZero() {
+			if err := r.Client.Delete(ctx, ns, client.Preconditions{UID: &ns.UID}); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting twin namespace %s: %w", twin, err)
+			}
+			ctrl.LoggerFrom(ctx).Info("deleting twin namespace")
+		}
+		// The namespace watch brings us back once it is gone.
+		setPhase(rn, peeringv1alpha1.RemoteNamespaceTerminating, "Terminating",
+			fmt.Sprintf("twin namespace %s is being deleted with everything in it", twin))
+		return nil
+	}
+	// Gone, or never ours: nothing of ours is left.
+	return r.patchFinalizer(ctx, rn, controllerutil.RemoveFinalizer)
+}
+
+// twinNamespace is the namespace created for a request: the annotation and
+// labels tell Stretch, and the user, whose twin it is.
+func twinNamespace(rn *peeringv1alpha1.RemoteNamespace) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:        rn.Spec.RemoteNamespaceName,
+		Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: rn.Spec.HomeClusterID},
+		Labels: map[string]string{
+			peeringv1alpha1.OriginClusterIDLabel: rn.Spec.HomeClusterID,
+			peeringv1alpha1.OriginNamespaceLabel: rn.Spec.HomeNamespace,
+		},
+	}}
+}
+
+// ownedBy reports whether ns is the twin Stretch created for this request:
+// same home cluster and same home namespace.
+func ownedBy(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) bool {
+	return ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation] == rn.Spec.HomeClusterID &&
+		ns.Labels[peeringv1alpha1.OriginClusterIDLabel] == rn.Spec.HomeClusterID &&
+		ns.Labels[peeringv1alpha1.OriginNamespaceLabel] == rn.Spec.HomeNamespace
+}
+
+func conflictMessage(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) string {
+	origin := "it has no " + peeringv1alpha1.RemoteNamespaceOriginAnnotation + " annotation, so Stretch did not create it"
+	if o, ok := ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation]; ok {
+		origin = fmt.Sprintf("its %s annotation says home cluster %s", peeringv1alpha1.RemoteNamespaceOriginAnnotation, o)
+		if o == rn.Spec.HomeClusterID {
+			origin += fmt.Sprintf(", but for home namespace %q", ns.Labels[peeringv1alpha1.OriginNamespaceLabel])
+		}
+	}
+	return fmt.Sprintf("namespace %s already exists on this provider and is not the twin of %s from home cluster %s (%s); it is left untouched: delete or rename it on the provider, or use namespaceMappingStrategy SelectedName with another name",
+		ns.Name, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID, origin)
+}
+
+func (r *Reconciler) ensureRoleBinding(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: rn.Spec.RemoteNamespaceName, Name: peeringv1alpha1.TwinRoleBindingName}}
+	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, rb, func() error {
+		if rb.Labels == nil {
+			rb.Labels = map[string]string{}
+		}
+		rb.Labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
+		rb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peeringv1alpha1.RemoteWorkloadsClusterRole}
+		rb.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rn.Namespace, Name: peeringv1alpha1.TenantServiceAccountName}}
+		return nil
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "cannot change roleRef") {
+			return fmt.Errorf("RoleBinding %s/%s binds another role: delete it so that Stretch recreates it: %w", rb.Namespace, rb.Name, err)
+		}
+		return fmt.Errorf("granting home cluster %s access to twin %s: %w", rn.Spec.HomeClusterID, rn.Spec.RemoteNamespaceName, err)
+	}
+	return nil
+}
+
+// setPhase sets the phase, reason and message of the request.
+func setPhase(rn *peeringv1alpha1.RemoteNamespace, phase peeringv1alpha1.RemoteNamespacePhase, reason, message string) {
+	rn.Status.Phase, rn.Status.Reason, rn.Status.Message = phase, reason, message
+}
+
+func setFailed(rn *peeringv1alpha1.RemoteNamespace, reason, message string) {
+	setPhase(rn, peeringv1alpha1.RemoteNamespaceCreationFailed, reason, message)
+}

@@ -1,0 +1,262 @@
+package tenant
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/install"
+	"stretch.dev/stretch/internal/testenv"
+)
+
+const (
+	homeID  = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
+	otherID = "7d3c2b1a-5f6d-4e3c-8b1a-0b8e9a5c3d1f"
+)
+
+var provider *testenv.APIServer
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(s []*testenv.APIServer) { provider = s[0] }, "provider")
+}
+
+func setup(mgr ctrl.Manager) error {
+	return (&Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+}
+
+// startTenant installs Stretch on the provider once, starts the controller
+// and the namespace finalizer envtest lacks.
+func startTenant(t *testing.T) (stop func()) {
+	t.Helper()
+	if _, err := install.Install(context.Background(), provider.Client, install.Options{ClusterName: "provider"}, io.Discard); err != nil {
+		t.Fatalf("installing Stretch on the provider: %v", err)
+	}
+	provider.FinalizeNamespaces(t)
+	return testenv.StartControllers(t, provider.Config, setup)
+}
+
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	err := provider.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+}
+
+// request writes a RemoteNamespace as a home cluster does.
+func request(t *testing.T, homeClusterID, homeNamespace, twin string) *peeringv1alpha1.RemoteNamespace {
+	t.Helper()
+	tenant := peeringv1alpha1.TenantNamespace(homeClusterID)
+	ensureNamespace(t, tenant)
+	rn := &peeringv1alpha1.RemoteNamespace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: homeNamespace},
+		Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: homeNamespace, HomeClusterID: homeClusterID, RemoteNamespaceName: twin},
+	}
+	NewWithT(t).Expect(provider.Client.Create(context.Background(), rn)).To(Succeed())
+	return rn
+}
+
+func status(g Gomega, rn *peeringv1alpha1.RemoteNamespace) peeringv1alpha1.RemoteNamespaceStatus {
+	got := &peeringv1alpha1.RemoteNamespace{}
+	g.Expect(provider.Client.Get(context.Background(), client.ObjectKeyFromObject(rn), got)).To(Succeed())
+	return got.Status
+}
+
+func expectGone(g Gomega, obj client.Object) {
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(provider.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj))
+	}).Should(BeTrue(), "%T %s is deleted", obj, client.ObjectKeyFromObject(obj))
+}
+
+func TestTwinLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startTenant(t)
+
+	twin := "shop-" + homeID
+	rn := request(t, homeID, "shop", twin)
+	g.Eventually(func(g Gomega) {
+		st := status(g, rn)
+		g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady))
+		g.Expect(st.Reason).To(Equal("NamespaceCreated"))
+		g.Expect(st.ObservedGeneration).To(Equal(int64(1)))
+	}).Should(Succeed())
+
+	ns := &corev1.Namespace{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
+	g.Expect(ns.Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, homeID))
+	g.Expect(ns.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginClusterIDLabel, homeID))
+	g.Expect(ns.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginNamespaceLabel, "shop"))
+	rb := &rbacv1.RoleBinding{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+	g.Expect(rb.RoleRef.Name).To(Equal(peeringv1alpha1.RemoteWorkloadsClusterRole))
+	g.Expect(rb.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantServiceAccountName}))
+
+	// The home identity may run workloads in the twin, and nowhere else.
+	home := asHome(t, homeID)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "web"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+	g.Expect(home.Create(ctx, pod)).To(Succeed())
+	elsewhere := pod.DeepCopy()
+	elsewhere.Namespace, elsewhere.ResourceVersion = "default", ""
+	g.Expect(apierrors.IsForbidden(home.Create(ctx, elsewhere))).To(BeTrue(), "no rights outside the twin")
+	g.Expect(apierrors.IsForbidden(home.Delete(ctx, ns))).To(BeTrue(), "the home cluster cannot delete the twin itself")
+
+	// A namespace recreated behind our back is repaired.
+	g.Expect(provider.Client.Delete(ctx, rb)).To(Succeed())
+	g.Eventually(func() error {
+		return provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, &rbacv1.RoleBinding{})
+	}).Should(Succeed())
+
+	// Unoffload: the twin goes with the request.
+	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
+	expectGone(g, ns)
+	expectGone(g, rn)
+}
+
+func TestTwinRefused(t *testing.T) {
+	startTenant(t)
+	tests := []struct {
+		name, homeID, homeNamespace, twin string
+		wantReason                        string
+		wantMessage                       string
+	}{
+		{name: "27-character home namespace", homeID: homeID, homeNamespace: strings.Repeat("a", 27), twin: strings.Repeat("a", 27) + "-" + homeID,
+			wantReason: peeringv1alpha1.NameTooLongReason, wantMessage: "at most 26 characters"},
+		{name: "not a namespace name", homeID: homeID, homeNamespace: "invalid", twin: "Not_Valid",
+			wantReason: peeringv1alpha1.InvalidNameReason, wantMessage: "not a valid namespace name"},
+		{name: "reserved kube-system", homeID: homeID, homeNamespace: "kube-system", twin: "kube-system",
+			wantReason: peeringv1alpha1.ForbiddenReason, wantMessage: "reserved on providers"},
+		{name: "reserved stretch-system", homeID: homeID, homeNamespace: "sys", twin: "stretch-system",
+			wantReason: peeringv1alpha1.ForbiddenReason, wantMessage: "reserved on providers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			rn := request(t, tt.homeID, tt.homeNamespace, tt.twin)
+			g.Eventually(func(g Gomega) {
+				st := status(g, rn)
+				g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceCreationFailed))
+				g.Expect(st.Reason).To(Equal(tt.wantReason))
+				g.Expect(st.Message).To(ContainSubstring(tt.wantMessage))
+			}).Should(Succeed())
+			g.Expect(provider.Client.Delete(context.Background(), rn)).To(Succeed())
+			expectGone(g, rn)
+		})
+	}
+}
+
+func TestRequestOutsideItsTenantIsRefused(t *testing.T) {
+	g := NewWithT(t)
+	startTenant(t)
+	// Written into otherID's tenant namespace, claiming to come from homeID.
+	tenant := peeringv1alpha1.TenantNamespace(otherID)
+	ensureNamespace(t, tenant)
+	rn := &peeringv1alpha1.RemoteNamespace{
+		ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "spoof"},
+		Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: "spoof", HomeClusterID: homeID, RemoteNamespaceName: "spoof-" + homeID},
+	}
+	g.Expect(provider.Client.Create(context.Background(), rn)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		st := status(g, rn)
+		g.Expect(st.Reason).To(Equal(peeringv1alpha1.ForbiddenReason))
+		g.Expect(st.Message).To(ContainSubstring("not in its tenant namespace"))
+	}).Should(Succeed())
+	g.Expect(apierrors.IsNotFound(provider.Client.Get(context.Background(), client.ObjectKey{Name: "spoof-" + homeID}, &corev1.Namespace{}))).To(BeTrue())
+}
+
+// TestExistingNamespaceIsNeverTouched is the FAQ's "a namespace with the
+// same name already exists": the request fails on this provider, and the
+// namespace and its contents stay exactly as they were, also on unoffload.
+func TestExistingNamespaceIsNeverTouched(t *testing.T) {
+	startTenant(t)
+	tests := []struct {
+		name        string
+		existing    *corev1.Namespace
+		wantMessage string
+	}{
+		{name: "created by someone else", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "taken"}},
+			wantMessage: "it has no stretch.dev/remote-namespace-origin annotation, so Stretch did not create it"},
+		{name: "twin of another home cluster", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "theirs",
+			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: otherID},
+			Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: otherID, peeringv1alpha1.OriginNamespaceLabel: "theirs"}}},
+			wantMessage: "says home cluster " + otherID},
+		{name: "twin of another namespace of the same home", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared",
+			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: homeID},
+			Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID, peeringv1alpha1.OriginNamespaceLabel: "first"}}},
+			wantMessage: `but for home namespace "first"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			g.Expect(provider.Client.Create(ctx, tt.existing)).To(Succeed())
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: tt.existing.Name, Name: "precious"}, Data: map[string]string{"k": "v"}}
+			g.Expect(provider.Client.Create(ctx, cm)).To(Succeed())
+			nsBefore, cmBefore := tt.existing.DeepCopy(), cm.DeepCopy()
+
+			rn := request(t, homeID, "requester-"+tt.existing.Name, tt.existing.Name)
+			g.Eventually(func(g Gomega) {
+				st := status(g, rn)
+				g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceCreationFailed))
+				g.Expect(st.Reason).To(Equal(peeringv1alpha1.AlreadyExistsReason))
+				g.Expect(st.Message).To(ContainSubstring(tt.wantMessage))
+				g.Expect(st.Message).To(ContainSubstring("left untouched"))
+			}).Should(Succeed())
+
+			g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
+			expectGone(g, rn)
+
+			ns := &corev1.Namespace{}
+			g.Expect(provider.Client.Get(ctx, client.ObjectKeyFromObject(nsBefore), ns)).To(Succeed())
+			g.Expect(ns.ResourceVersion).To(Equal(nsBefore.ResourceVersion), "the existing namespace is not modified")
+			g.Expect(ns.DeletionTimestamp).To(BeNil(), "the existing namespace is not deleted")
+			got := &corev1.ConfigMap{}
+			g.Expect(provider.Client.Get(ctx, client.ObjectKeyFromObject(cmBefore), got)).To(Succeed())
+			g.Expect(got.ResourceVersion).To(Equal(cmBefore.ResourceVersion))
+		})
+	}
+}
+
+// TestRestartConverges stops the controller after the twin exists and starts
+// a new one: it adopts its own twin, creates nothing twice, and deletes it.
+func TestRestartConverges(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	stop := startTenant(t)
+	twin := "restart-" + homeID
+	rn := request(t, homeID, "restart", twin)
+	g.Eventually(func(g Gomega) {
+		g.Expect(status(g, rn).Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady))
+	}).Should(Succeed())
+	ns := &corev1.Namespace{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
+	stop()
+
+	testenv.StartControllers(t, provider.Config, setup)
+	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
+	expectGone(g, rn)
+	expectGone(g, ns)
+}
+
+// asHome is a client with the identity the provider issued to a home cluster.
+func asHome(t *testing.T, homeClusterID string) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(provider.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeClusterID) + ":" + peeringv1alpha1.TenantServiceAccountName}
+	c, err := client.New(cfg, client.Options{Scheme: provider.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
