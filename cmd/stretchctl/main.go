@@ -13,7 +13,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Exit codes: 1 for a failed operation, 2 for a wrong command line.
@@ -26,6 +28,9 @@ const (
 type usageError struct{ error }
 
 func main() {
+	// stretchctl reports through its own output; controller-runtime's
+	// internal logging would only print a warning that no logger is set.
+	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand(commandName(os.Args[0])).ExecuteContext(ctx)
 	stop()
@@ -60,6 +65,7 @@ pods run there as if on local nodes. Each provider appears as a virtual node.`,
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
 	root.AddCommand(newInstallCommand(name), newUninstallCommand(name))
+	root.AddCommand(newPeerCommand(name), newUnpeerCommand(name), newStatusCommand(name))
 	return root
 }
 

@@ -11,21 +11,27 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"stretch.dev/stretch/internal/controller/remotecluster"
+	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/scheme"
 	"stretch.dev/stretch/internal/version"
 )
@@ -64,8 +70,16 @@ type Options struct {
 	// disables them.
 	HealthProbeBindAddress string
 
+	// RemoteClusterProbeInterval is how often each provider is probed for
+	// health and capacity, and its virtual node's Lease renewed.
+	RemoteClusterProbeInterval time.Duration
+
 	// Zap configures logging; its defaults give JSON lines at info level.
 	Zap zap.Options
+
+	// RunsAgainInProcess lets one process run the manager more than once (in
+	// tests): controller-runtime otherwise refuses a controller name it saw.
+	RunsAgainInProcess bool
 }
 
 // DefaultOptions returns the options of a stretch-controller-manager started
@@ -77,6 +91,8 @@ func DefaultOptions() Options {
 		LeaderElectionNamespace: identity.SystemNamespace,
 		MetricsBindAddress:      "127.0.0.1:8080",
 		HealthProbeBindAddress:  "127.0.0.1:8081",
+
+		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
 	}
 }
 
@@ -96,6 +112,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Address the /metrics endpoint binds to; \"0\" disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", d.HealthProbeBindAddress,
 		"Address the /healthz and /readyz endpoints bind to; \"0\" disables them.")
+	fs.DurationVar(&o.RemoteClusterProbeInterval, "remote-cluster-probe-interval", d.RemoteClusterProbeInterval,
+		"How often each provider is probed for health and capacity, and its virtual node's Lease renewed.")
 	o.Zap = d.Zap
 	o.Zap.BindFlags(fs)
 }
@@ -125,6 +143,7 @@ func Run(ctx context.Context, opts Options) error {
 		LeaderElectionReleaseOnCancel: true,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: ptr.To(opts.RunsAgainInProcess)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -143,7 +162,7 @@ func Run(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return fmt.Errorf("adding the readyz check: %w", err)
 	}
-	if err := setupControllers(mgr); err != nil {
+	if err := setupControllers(mgr, opts); err != nil {
 		return err
 	}
 
@@ -160,7 +179,25 @@ func Run(ctx context.Context, opts Options) error {
 //	if err := (&tenant.Reconciler{...}).SetupWithManager(mgr); err != nil {
 //		return fmt.Errorf("setting up the tenant controller: %w", err)
 //	}
-func setupControllers(mgr ctrl.Manager) error {
+func setupControllers(mgr ctrl.Manager, opts Options) error {
+	// Home role: one peer (clients, cache) per provider, shared by every
+	// controller that reaches providers.
+	peers := remote.NewRegistry(mgr.GetScheme(), remote.Options{})
+	if err := mgr.Add(peers); err != nil {
+		return fmt.Errorf("adding the peer registry: %w", err)
+	}
+	if err := (&remotecluster.Reconciler{
+		Client:        mgr.GetClient(),
+		Registry:      peers,
+		Recorder:      mgr.GetEventRecorder("stretch-remotecluster"),
+		ProbeInterval: opts.RemoteClusterProbeInterval,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the remotecluster controller: %w", err)
+	}
+	// Provider role: twins for the home clusters that peer with this one.
+	if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stretch-tenant")}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the tenant controller: %w", err)
+	}
 	return nil
 }
 

@@ -108,6 +108,7 @@ func installIdentity(t *testing.T) {
 func testOptions(t *testing.T) (opts manager.Options, probes, metricsURL string) {
 	opts = manager.DefaultOptions()
 	opts.Kubeconfig = cluster.Kubeconfig
+	opts.RunsAgainInProcess = true
 	opts.HealthProbeBindAddress = freeAddr(t)
 	opts.MetricsBindAddress = freeAddr(t)
 	return opts, "http://" + opts.HealthProbeBindAddress, "http://" + opts.MetricsBindAddress + "/metrics"

@@ -42,6 +42,25 @@ func (s *APIServer) Stop() error {
 	return nil
 }
 
+// StopAPIServerOnly stops kube-apiserver and leaves etcd running: clients of
+// the cluster get "connection refused" until RestartAPIServer.
+func (s *APIServer) StopAPIServerOnly() error {
+	if err := s.env.ControlPlane.APIServer.Stop(); err != nil {
+		return fmt.Errorf("stopping kube-apiserver of %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// RestartAPIServer starts kube-apiserver again after StopAPIServerOnly, on the
+// same address, with the same serving certificate and client CA and on the
+// same etcd: Config, Kubeconfig and every object are as before.
+func (s *APIServer) RestartAPIServer() error {
+	if err := s.env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("restarting kube-apiserver of %s: %w", s.Name, err)
+	}
+	return nil
+}
+
 // StartAPIServers starts one API server per name, in parallel, each with
 // Stretch's CRDs installed. kubeconfigs are written under dir. On error,
 // whatever started is stopped again.
@@ -80,12 +99,22 @@ func startAPIServer(dir, name, binDir, apiserver, etcd string) (*APIServer, erro
 	if err != nil {
 		return nil, err
 	}
+	// envtest keeps the port of a restarted kube-apiserver but, in a
+	// directory of its own, regenerates the serving certificate: in ours it
+	// keeps it, so that clients still trust the restarted server.
+	certDir := filepath.Join(dir, "certs-"+name)
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	apiServer := &envtest.APIServer{Path: apiserver, CertDir: certDir}
+	// Without it, an open watch holds a stopping kube-apiserver for a minute.
+	apiServer.Configure().Set("shutdown-watch-termination-grace-period", "1s")
 	env := &envtest.Environment{
 		CRDs:                  crds,
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: binDir,
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{Path: apiserver},
+			APIServer: apiServer,
 			Etcd:      &envtest.Etcd{Path: etcd},
 		},
 	}

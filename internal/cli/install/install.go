@@ -18,10 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -29,17 +26,13 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/config"
+	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
 )
 
 const (
-	// FieldManager owns what stretchctl applies.
-	FieldManager = "stretchctl"
 	// ManagerName names the controller-manager's ServiceAccount, ClusterRole and binding.
 	ManagerName = "stretch-controller-manager"
-
-	partOfLabel = "app.kubernetes.io/part-of"
-	partOf      = "stretch"
 )
 
 // Options of Install.
@@ -78,7 +71,7 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 		return identity.Identity{}, err
 	}
 	for _, crd := range crds {
-		if err := apply(ctx, c, crd); err != nil {
+		if err := objects.Apply(ctx, c, crd); err != nil {
 			return identity.Identity{}, err
 		}
 	}
@@ -88,7 +81,7 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 	}
 
 	for _, obj := range objs {
-		if err := apply(ctx, c, obj); err != nil {
+		if err := objects.Apply(ctx, c, obj); err != nil {
 			return identity.Identity{}, err
 		}
 	}
@@ -117,7 +110,7 @@ func manifests(id identity.Identity) ([]client.Object, error) {
 	}
 	role.TypeMeta = metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"}
 	role.Name = ManagerName
-	labels := map[string]string{partOfLabel: partOf}
+	labels := objects.Labels()
 	role.Labels = labels
 
 	ns := &corev1.Namespace{
@@ -144,7 +137,6 @@ func manifests(id identity.Identity) ([]client.Object, error) {
 	return []client.Object{ns, role, sa, binding, remoteWorkloadsRole(labels), runtimeClass}, nil
 }
 
-// apply server-side applies the desired fields of obj (not its status).
 // remoteWorkloadsRole is what a home cluster may do in each of its twins on
 // this cluster, once the tenant controller binds it there: run pods and the
 // objects they need, read their logs and events, exec into them.
@@ -162,21 +154,6 @@ func remoteWorkloadsRole(labels map[string]string) *rbacv1.ClusterRole {
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
 		},
 	}
-}
-
-func apply(ctx context.Context, c client.Client, obj client.Object) error {
-	kind := obj.GetObjectKind().GroupVersionKind().Kind
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return fmt.Errorf("encoding %s %s: %w", kind, client.ObjectKeyFromObject(obj), err)
-	}
-	delete(u, "status")
-	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
-	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
-	if err := c.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %s %s: %w", kind, client.ObjectKeyFromObject(obj), err)
-	}
-	return nil
 }
 
 // saveIdentity creates the identity, or updates its labels, with optimistic
@@ -246,7 +223,7 @@ func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
 	// Reverse order: the namespace (and the identity in it) goes last but the CRDs.
 	objs = append([]client.Object{idCM}, objs...)
 	for i := len(objs) - 1; i >= 0; i-- {
-		if err := remove(ctx, c, objs[i]); err != nil {
+		if _, err := objects.Delete(ctx, c, objs[i]); err != nil {
 			return err
 		}
 	}
@@ -256,7 +233,7 @@ func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
 		return err
 	}
 	for _, crd := range crds {
-		if err := remove(ctx, c, crd); err != nil {
+		if _, err := objects.Delete(ctx, c, crd); err != nil {
 			return err
 		}
 	}
@@ -264,18 +241,11 @@ func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
 	return nil
 }
 
-func remove(ctx context.Context, c client.Client, obj client.Object) error {
-	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, client.ObjectKeyFromObject(obj), err)
-	}
-	return nil
-}
-
 func checkUnused(ctx context.Context, c client.Client) error {
 	var problems []string
 
 	offloadings := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := list(ctx, c, offloadings); err != nil {
+	if err := objects.List(ctx, c, offloadings); err != nil {
 		return err
 	}
 	if ns := namespacesOf(offloadings.Items, func(o offloadingv1alpha1.NamespaceOffloading) string { return o.Namespace }); len(ns) > 0 {
@@ -283,7 +253,7 @@ func checkUnused(ctx context.Context, c client.Client) error {
 	}
 
 	peers := &peeringv1alpha1.RemoteClusterList{}
-	if err := list(ctx, c, peers); err != nil {
+	if err := objects.List(ctx, c, peers); err != nil {
 		return err
 	}
 	if names := namespacesOf(peers.Items, func(p peeringv1alpha1.RemoteCluster) string { return p.Name }); len(names) > 0 {
@@ -291,7 +261,7 @@ func checkUnused(ctx context.Context, c client.Client) error {
 	}
 
 	twins := &peeringv1alpha1.RemoteNamespaceList{}
-	if err := list(ctx, c, twins); err != nil {
+	if err := objects.List(ctx, c, twins); err != nil {
 		return err
 	}
 	if ns := namespacesOf(twins.Items, func(r peeringv1alpha1.RemoteNamespace) string { return r.Spec.RemoteNamespaceName }); len(ns) > 0 {
@@ -300,18 +270,6 @@ func checkUnused(ctx context.Context, c client.Client) error {
 
 	if len(problems) > 0 {
 		return errors.New("refusing to uninstall, nothing was changed: " + strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// list lists every object of a Stretch kind; a cluster without the CRD has none.
-func list(ctx context.Context, c client.Client, l client.ObjectList) error {
-	err := c.List(ctx, l)
-	if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listing %T: %w", l, err)
 	}
 	return nil
 }

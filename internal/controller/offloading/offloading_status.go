@@ -85,10 +85,6 @@ func computePhase(deleting, selectorInvalid bool, states []providerState) offloa
 	}
 }
 
-// keep reports whether the provider still belongs in the status: selected,
-// or still holding a twin being removed.
-func (s providerState) keep() bool { return s.selected || s.request != nil || s.err != nil }
-
 // setConditions updates the provider's conditions in place, keeping the
 // transition times of those that did not change.
 func setConditions(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerState, generation int64) {

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+
+	"stretch.dev/stretch/internal/cli/status"
+	"stretch.dev/stretch/internal/testenv"
+)
+
+func TestPeerCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	unreachable := filepath.Join(dir, "unreachable")
+	garbage := filepath.Join(dir, "garbage")
+	g := NewWithT(t)
+	g.Expect(os.WriteFile(unreachable, []byte(unreachableKubeconfig), 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(garbage, []byte("apiVersion: v1\nkind: Config\n"), 0o600)).To(Succeed())
+	const id = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
+
+	tests := []struct {
+		name      string
+		args      []string
+		wantUsage bool
+		wantErr   string
+	}{
+		{name: "peer without a provider", args: []string{"peer"}, wantUsage: true, wantErr: "say which provider to peer with: --remote-kubeconfig PROVIDER to peer directly, or --from-file FILE"},
+		{name: "peer both ways at once", args: []string{"peer", "--from-file", garbage, "--remote-kubeconfig", unreachable}, wantUsage: true, wantErr: "not both"},
+		{name: "peer positional argument", args: []string{"peer", "provider-eu"}, wantUsage: true, wantErr: `takes no arguments, got "provider-eu"`},
+		{name: "peer zero timeout", args: []string{"peer", "--from-file", garbage, "--timeout", "0s"}, wantUsage: true, wantErr: "--timeout must be positive"},
+		{name: "peer unknown flag", args: []string{"peer", "--remote", "x"}, wantUsage: true, wantErr: "unknown flag: --remote (see 'stretchctl peer --help')"},
+		{name: "peer missing file", args: []string{"peer", "--from-file", filepath.Join(dir, "nope")}, wantErr: "credentials file: stat"},
+		{name: "peer file that is a folder", args: []string{"peer", "--from-file", dir}, wantErr: "is not a regular file"},
+		{name: "peer garbage file", args: []string{"peer", "--from-file", garbage}, wantErr: "not a credentials file written by 'stretchctl peer generate-credentials'"},
+		{name: "peer unreachable home", args: []string{"peer", "--kubeconfig", unreachable, "--remote-kubeconfig", unreachable}, wantErr: "cannot reach the home cluster at https://127.0.0.1:1"},
+		{name: "generate without home ID", args: []string{"peer", "generate-credentials", "-o", "f"}, wantUsage: true, wantErr: "pass --home-cluster-id ID"},
+		{name: "generate bad home ID", args: []string{"peer", "generate-credentials", "--home-cluster-id", "ABC", "-o", "f"}, wantUsage: true, wantErr: `--home-cluster-id: cluster ID "ABC" is not a lower-case UUID`},
+		{name: "generate without output", args: []string{"peer", "generate-credentials", "--home-cluster-id", id}, wantUsage: true, wantErr: "pass -o FILE"},
+		{name: "generate into a missing folder", args: []string{"peer", "generate-credentials", "--home-cluster-id", id, "-o", filepath.Join(dir, "no", "f")}, wantErr: "does not exist"},
+		{name: "generate on unreachable provider", args: []string{"peer", "generate-credentials", "--kubeconfig", unreachable, "--home-cluster-id", id, "-o", filepath.Join(dir, "f")}, wantErr: "cannot reach the provider cluster"},
+		{name: "revoke without home ID", args: []string{"peer", "revoke"}, wantUsage: true, wantErr: "pass --home-cluster-id ID"},
+		{name: "revoke bad home ID", args: []string{"peer", "revoke", "--home-cluster-id", "x"}, wantUsage: true, wantErr: `cluster ID "x" is not a lower-case UUID`},
+		{name: "revoke on unreachable provider", args: []string{"peer", "revoke", "--kubeconfig", unreachable, "--home-cluster-id", id}, wantErr: "cannot reach the provider cluster"},
+		{name: "unpeer without name", args: []string{"unpeer"}, wantUsage: true, wantErr: "stretchctl unpeer takes the provider's name, e.g. 'stretchctl unpeer provider-eu'"},
+		{name: "unpeer two names", args: []string{"unpeer", "a", "b"}, wantUsage: true, wantErr: "takes the provider's name"},
+		{name: "unpeer bad name", args: []string{"unpeer", "Provider_EU"}, wantUsage: true, wantErr: `cluster name "Provider_EU" is not valid`},
+		{name: "unpeer zero timeout", args: []string{"unpeer", "a", "--timeout", "0s"}, wantUsage: true, wantErr: "--timeout must be positive"},
+		{name: "unpeer unreachable home", args: []string{"unpeer", "a", "--kubeconfig", unreachable}, wantErr: "cannot reach the home cluster"},
+		{name: "status bad format", args: []string{"status", "-o", "wide"}, wantUsage: true, wantErr: `output format "wide" is not supported`},
+		{name: "status positional argument", args: []string{"status", "peers"}, wantUsage: true, wantErr: "takes no arguments"},
+		{name: "status unreachable", args: []string{"status", "--kubeconfig", unreachable}, wantErr: "cannot reach the cluster at https://127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			out, err := run(tt.args...)
+			g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
+			var usage usageError
+			g.Expect(errors.As(err, &usage)).To(Equal(tt.wantUsage), "usage errors exit with code 2, others with 1")
+			g.Expect(out).To(BeEmpty(), "nothing is attempted on a cluster")
+		})
+	}
+}
+
+// TestPeerCommands runs every peering command as a user would, on two real
+// API servers: install, peer directly, peer out of band, status, unpeer,
+// revoke.
+func TestPeerCommands(t *testing.T) {
+	g := NewWithT(t)
+	servers, err := testenv.StartAPIServers(t.TempDir(), "home", "provider")
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = testenv.StopAPIServers(servers) })
+	home, provider := servers[0].Kubeconfig, servers[1].Kubeconfig
+
+	_, err = run("install", "--kubeconfig", home, "--cluster-name", "home")
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = run("install", "--kubeconfig", provider, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu")
+	g.Expect(err).NotTo(HaveOccurred())
+
+	out, err := run("status", "--kubeconfig", home, "-o", "json")
+	g.Expect(err).NotTo(HaveOccurred())
+	var report status.Report
+	g.Expect(json.Unmarshal([]byte(out), &report)).To(Succeed())
+	homeID := report.Cluster.ClusterID
+
+	out, err = run("peer", "--kubeconfig", home, "--remote-kubeconfig", provider)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring(`Peered with "provider-eu": 'stretchctl status' shows it and its virtual node stretch-provider-eu.`))
+
+	file := filepath.Join(t.TempDir(), "provider-eu.credentials")
+	out, err = run("peer", "generate-credentials", "--kubeconfig", provider, "--home-cluster-id", homeID, "-o", file)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("stretchctl peer --kubeconfig HOME --from-file " + file))
+	info, err := os.Stat(file)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o600)))
+
+	out, err = run("peer", "--kubeconfig", home, "--from-file", file)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring(`with provider "provider-eu", from ` + file))
+
+	out, err = run("status", "--kubeconfig", home)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(MatchRegexp(`provider-eu\s+[0-9a-f-]{36}\s+Unknown\s+Unknown\s+Unknown\s+<none>\s+NoStatus: `))
+
+	out, err = run("unpeer", "provider-eu", "--kubeconfig", home)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("Run on the provider: stretchctl peer revoke --kubeconfig PROVIDER --home-cluster-id " + homeID))
+
+	out, err = run("peer", "revoke", "--kubeconfig", provider, "--home-cluster-id", homeID)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("is revoked"))
+}
+
+// run runs stretchctl with args and returns what it printed.
+func run(args ...string) (string, error) {
+	cmd := newRootCommand("stretchctl")
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}

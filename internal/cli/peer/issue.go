@@ -1,0 +1,169 @@
+// Package peer sets up and tears down peerings: on the provider, a tenant
+// namespace, a ServiceAccount with least-privilege RBAC and its token (the
+// credentials); on the home cluster, the kubeconfig Secret and the
+// RemoteCluster that the home controller turns into a virtual node.
+package peer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/objects"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/peering"
+)
+
+// TokenLifetime is what stretchctl asks for the issued token; the provider's
+// API server may grant less (--service-account-max-token-expiration).
+// Peering again issues a new token.
+const TokenLifetime = 365 * 24 * time.Hour
+
+// IssueCredentials runs on the provider that c and cfg reach: it applies the
+// tenant of home cluster homeClusterID (namespace, ServiceAccount, RBAC) and
+// issues a token for it. Everything is checked before the first write.
+func IssueCredentials(ctx context.Context, c client.Client, cfg *rest.Config, homeClusterID string, out io.Writer) (*peering.Credentials, error) {
+	if err := identity.ValidateClusterID(homeClusterID); err != nil {
+		return nil, fmt.Errorf("home cluster ID: %w: pass the ID that 'stretchctl status' shows on the home cluster", err)
+	}
+	self, err := identity.Load(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("provider cluster: %w", err)
+	}
+	if self.ID == homeClusterID {
+		return nil, fmt.Errorf("cannot peer a cluster with itself: %s is the cluster ID of %q, the provider: pass the ID of the home cluster ('stretchctl status --kubeconfig HOME' shows it)", homeClusterID, self.Name)
+	}
+	provider, err := endpoint(cfg)
+	if err != nil {
+		return nil, err
+	}
+	provider.ClusterID, provider.ClusterName, provider.ClusterLabels = self.ID, self.Name, self.Labels
+	if err := provider.Validate(); err != nil {
+		return nil, fmt.Errorf("the provider's kubeconfig cannot be handed to a home cluster: %w", err)
+	}
+
+	for _, obj := range append(sharedObjects(), tenantObjects(homeClusterID)...) {
+		if err := objects.Apply(ctx, c, obj); err != nil {
+			return nil, err
+		}
+	}
+	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
+	fmt.Fprintf(out, "✓ tenant namespace %s, ServiceAccount %s and its RBAC applied on %q\n", ns, peeringv1alpha1.TenantServiceAccountName, self.Name)
+
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName}}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(TokenLifetime / time.Second))}}
+	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return nil, fmt.Errorf("issuing a token for ServiceAccount %s/%s: %w", ns, sa.Name, err)
+	}
+	creds := &peering.Credentials{
+		APIVersion:          peering.CredentialsAPIVersion,
+		Kind:                peering.CredentialsKind,
+		HomeClusterID:       homeClusterID,
+		Provider:            provider,
+		Token:               tr.Status.Token,
+		ExpirationTimestamp: tr.Status.ExpirationTimestamp,
+	}
+	if err := creds.Validate(); err != nil {
+		return nil, fmt.Errorf("the API server issued an unusable token: %w", err)
+	}
+	fmt.Fprintf(out, "✓ token issued to home cluster %s, valid until %s\n", homeClusterID, creds.ExpirationTimestamp.UTC().Format(time.RFC3339))
+	return creds, nil
+}
+
+// endpoint is where, and with which CA, a home cluster reaches the provider:
+// the server of the provider's kubeconfig.
+func endpoint(cfg *rest.Config) (peering.Provider, error) {
+	if cfg.Insecure {
+		return peering.Provider{}, fmt.Errorf("the provider's kubeconfig skips TLS verification (insecure-skip-tls-verify), so it has no CA to hand to the home cluster: use a kubeconfig with certificate-authority-data")
+	}
+	p := peering.Provider{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, TLSServerName: cfg.ServerName}
+	if !strings.Contains(p.Server, "://") {
+		p.Server = "https://" + p.Server
+	}
+	if len(p.CertificateAuthorityData) == 0 && cfg.CAFile != "" {
+		ca, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return peering.Provider{}, fmt.Errorf("reading the CA of the provider's kubeconfig: %w", err)
+		}
+		p.CertificateAuthorityData = ca
+	}
+	return p, nil
+}
+
+// sharedObjects are the provider objects every tenant uses; revoking one
+// tenant leaves them.
+func sharedObjects() []client.Object {
+	return []client.Object{&rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: peering.NodeReaderClusterRole, Labels: objects.Labels()},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
+	}}
+}
+
+// tenantObjects are what a provider creates for one home cluster, in the
+// order they are applied. Its ServiceAccount may: manage RemoteNamespaces in
+// its tenant namespace, read the provider's nodes (capacity) and read the
+// identity ConfigMap. Twin namespaces are granted later, one RoleBinding each,
+// by the provider's tenant controller.
+func tenantObjects(homeClusterID string) []client.Object {
+	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
+	labels := objects.Labels(peering.HomeClusterIDLabel, homeClusterID)
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName}
+	binding := peering.TenantBindingName(homeClusterID)
+	group := peeringv1alpha1.GroupVersion.Group
+	return []client.Object{
+		&corev1.Namespace{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels},
+		},
+		&corev1.ServiceAccount{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName, Labels: labels},
+			// Nothing runs as this account on the provider: its token is for the home cluster.
+			AutomountServiceAccountToken: ptr.To(false),
+		},
+		role(ns, peering.TenantRoleName, labels,
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}}),
+		roleBinding(ns, peering.TenantRoleName, labels, subject),
+		role(identity.SystemNamespace, binding, labels,
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{identity.ConfigMapName}, Verbs: []string{"get"}}),
+		roleBinding(identity.SystemNamespace, binding, labels, subject),
+		&rbacv1.ClusterRoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: binding, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peering.NodeReaderClusterRole},
+			Subjects:   []rbacv1.Subject{subject},
+		},
+	}
+}
+
+func role(namespace, name string, labels map[string]string, rules ...rbacv1.PolicyRule) *rbacv1.Role {
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Rules:      rules,
+	}
+}
+
+// roleBinding binds the Role of the same name to subject.
+func roleBinding(namespace, name string, labels map[string]string, subject rbacv1.Subject) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+}

@@ -1,0 +1,300 @@
+// Package status reports what Stretch sees on one cluster: its identity, its
+// peers (providers) and their virtual nodes, its offloaded namespaces and the
+// twin namespaces it hosts for home clusters.
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/objects"
+	"stretch.dev/stretch/internal/cli/output"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/peering"
+)
+
+// Report is the status of one cluster; -o yaml|json prints it as is.
+type Report struct {
+	Cluster             Cluster              `json:"cluster"`
+	Peers               []Peer               `json:"peers"`
+	VirtualNodes        []VirtualNode        `json:"virtualNodes"`
+	OffloadedNamespaces []OffloadedNamespace `json:"offloadedNamespaces"`
+	HostedTwins         []HostedTwin         `json:"hostedTwins"`
+}
+
+// Cluster is the cluster's identity.
+type Cluster struct {
+	Name      string            `json:"name"`
+	ClusterID string            `json:"clusterID"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Peer is one RemoteCluster: a provider this cluster peers with.
+type Peer struct {
+	Name              string                 `json:"name"`
+	ClusterID         string                 `json:"clusterID"`
+	APIReachable      metav1.ConditionStatus `json:"apiReachable"`
+	Authenticated     metav1.ConditionStatus `json:"authenticated"`
+	VirtualNodeReady  metav1.ConditionStatus `json:"virtualNodeReady"`
+	LastHeartbeatTime *metav1.Time           `json:"lastHeartbeatTime,omitempty"`
+	Cordoned          bool                   `json:"cordoned,omitempty"`
+	Deleting          bool                   `json:"deleting,omitempty"`
+	// Reason and Message are those of the first condition that is not True.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// VirtualNode is a node that stands for a provider.
+type VirtualNode struct {
+	Name          string                 `json:"name"`
+	RemoteCluster string                 `json:"remoteCluster"`
+	Ready         corev1.ConditionStatus `json:"ready"`
+	Labels        map[string]string      `json:"labels,omitempty"`
+}
+
+// OffloadedNamespace is one NamespaceOffloading.
+type OffloadedNamespace struct {
+	Namespace           string                             `json:"namespace"`
+	Phase               offloadingv1alpha1.OffloadingPhase `json:"phase"`
+	RemoteNamespaceName string                             `json:"remoteNamespaceName,omitempty"`
+	Providers           []ProviderTwin                     `json:"providers,omitempty"`
+}
+
+// ProviderTwin is the state of one provider's twin of an offloaded namespace.
+type ProviderTwin struct {
+	Name     string                 `json:"name"`
+	Selected metav1.ConditionStatus `json:"selected"`
+	Ready    metav1.ConditionStatus `json:"ready"`
+	Reason   string                 `json:"reason,omitempty"`
+	Message  string                 `json:"message,omitempty"`
+}
+
+// HostedTwin is one RemoteNamespace: a twin this cluster hosts for a home cluster.
+type HostedTwin struct {
+	TenantNamespace string                               `json:"tenantNamespace"`
+	HomeClusterID   string                               `json:"homeClusterID"`
+	HomeNamespace   string                               `json:"homeNamespace"`
+	Twin            string                               `json:"twin"`
+	Phase           peeringv1alpha1.RemoteNamespacePhase `json:"phase,omitempty"`
+	Reason          string                               `json:"reason,omitempty"`
+	Message         string                               `json:"message,omitempty"`
+}
+
+// Collect reads the status of the cluster that c reaches.
+func Collect(ctx context.Context, c client.Reader) (*Report, error) {
+	self, err := identity.Load(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Cluster: Cluster{Name: self.Name, ClusterID: self.ID, Labels: self.Labels}}
+
+	peers := &peeringv1alpha1.RemoteClusterList{}
+	if err := objects.List(ctx, c, peers); err != nil {
+		return nil, err
+	}
+	for _, rc := range peers.Items {
+		conds := rc.Status.Conditions
+		p := Peer{
+			Name:              rc.Name,
+			ClusterID:         rc.Spec.ClusterID,
+			APIReachable:      peering.ConditionStatus(conds, peeringv1alpha1.APIReachableCondition),
+			Authenticated:     peering.ConditionStatus(conds, peeringv1alpha1.AuthenticatedCondition),
+			VirtualNodeReady:  peering.ConditionStatus(conds, peeringv1alpha1.VirtualNodeReadyCondition),
+			LastHeartbeatTime: rc.Status.LastHeartbeatTime,
+			Cordoned:          rc.Spec.Cordoned,
+			Deleting:          !rc.DeletionTimestamp.IsZero(),
+		}
+		if problem := peering.Problem(conds); problem != nil {
+			p.Reason, p.Message = problem.Reason, problem.Message
+		}
+		r.Peers = append(r.Peers, p)
+	}
+
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+		return nil, fmt.Errorf("listing virtual nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		vn := VirtualNode{Name: n.Name, RemoteCluster: n.Labels[peeringv1alpha1.RemoteClusterNameLabel], Ready: corev1.ConditionUnknown, Labels: n.Labels}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				vn.Ready = cond.Status
+			}
+		}
+		r.VirtualNodes = append(r.VirtualNodes, vn)
+	}
+
+	offloadings := &offloadingv1alpha1.NamespaceOffloadingList{}
+	if err := objects.List(ctx, c, offloadings); err != nil {
+		return nil, err
+	}
+	for _, o := range offloadings.Items {
+		if o.Name != offloadingv1alpha1.NamespaceOffloadingName {
+			continue // not reconciled: 'stretchctl diagnose' explains it
+		}
+		ns := OffloadedNamespace{Namespace: o.Namespace, Phase: o.Status.OffloadingPhase, RemoteNamespaceName: o.Status.RemoteNamespaceName}
+		for _, name := range sortedKeys(o.Status.RemoteNamespacesConditions) {
+			conds := o.Status.RemoteNamespacesConditions[name]
+			pt := ProviderTwin{
+				Name:     name,
+				Selected: peering.ConditionStatus(conds, offloadingv1alpha1.OffloadingRequiredCondition),
+				Ready:    peering.ConditionStatus(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition),
+			}
+			if ready := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); ready != nil {
+				pt.Reason, pt.Message = ready.Reason, ready.Message
+			}
+			ns.Providers = append(ns.Providers, pt)
+		}
+		r.OffloadedNamespaces = append(r.OffloadedNamespaces, ns)
+	}
+
+	twins := &peeringv1alpha1.RemoteNamespaceList{}
+	if err := objects.List(ctx, c, twins); err != nil {
+		return nil, err
+	}
+	for _, rn := range twins.Items {
+		r.HostedTwins = append(r.HostedTwins, HostedTwin{
+			TenantNamespace: rn.Namespace,
+			HomeClusterID:   rn.Spec.HomeClusterID,
+			HomeNamespace:   rn.Spec.HomeNamespace,
+			Twin:            rn.Spec.RemoteNamespaceName,
+			Phase:           rn.Status.Phase,
+			Reason:          rn.Status.Reason,
+			Message:         rn.Status.Message,
+		})
+	}
+	r.sort()
+	return r, nil
+}
+
+func (r *Report) sort() {
+	slices.SortFunc(r.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.VirtualNodes, func(a, b VirtualNode) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.OffloadedNamespaces, func(a, b OffloadedNamespace) int { return strings.Compare(a.Namespace, b.Namespace) })
+	slices.SortFunc(r.HostedTwins, func(a, b HostedTwin) int {
+		return strings.Compare(a.TenantNamespace+"/"+a.Twin, b.TenantNamespace+"/"+b.Twin)
+	})
+}
+
+// virtualNodeLabels are on every virtual node and say nothing the other
+// columns do not: the table leaves them out (-o yaml shows them).
+var virtualNodeLabels = []string{
+	peeringv1alpha1.VirtualNodeTypeLabel,
+	peeringv1alpha1.RemoteClusterIDLabel,
+	peeringv1alpha1.RemoteClusterNameLabel,
+	corev1.LabelHostname,
+	corev1.LabelOSStable,
+	corev1.LabelArchStable,
+}
+
+// Print writes the report as tables; now is the time ages are measured from.
+func (r *Report) Print(w io.Writer, now time.Time) error {
+	labels := identity.FormatLabels(r.Cluster.Labels)
+	if labels == "" {
+		labels = output.None
+	}
+	fmt.Fprintf(w, "Cluster %q, ID %s, labels %s\n", r.Cluster.Name, r.Cluster.ClusterID, labels)
+
+	peers := output.NewTable("name", "cluster id", "reachable", "authenticated", "node ready", "last heartbeat", "message")
+	for _, p := range r.Peers {
+		heartbeat := ""
+		if p.LastHeartbeatTime != nil {
+			heartbeat = duration.HumanDuration(now.Sub(p.LastHeartbeatTime.Time)) + " ago"
+		}
+		peers.AddRow(p.Name, p.ClusterID, string(p.APIReachable), string(p.Authenticated), string(p.VirtualNodeReady), heartbeat, p.message())
+	}
+
+	nodes := output.NewTable("name", "remote cluster", "ready", "labels")
+	for _, n := range r.VirtualNodes {
+		labels := map[string]string{}
+		for k, v := range n.Labels {
+			if !slices.Contains(virtualNodeLabels, k) {
+				labels[k] = v
+			}
+		}
+		nodes.AddRow(n.Name, n.RemoteCluster, string(n.Ready), identity.FormatLabels(labels))
+	}
+
+	offloaded := output.NewTable("namespace", "phase", "remote namespace", "providers")
+	for _, ns := range r.OffloadedNamespaces {
+		providers := make([]string, len(ns.Providers))
+		for i, p := range ns.Providers {
+			providers[i] = p.Name + "=" + p.state()
+		}
+		offloaded.AddRow(ns.Namespace, string(ns.Phase), ns.RemoteNamespaceName, strings.Join(providers, ","))
+	}
+
+	hosted := output.NewTable("tenant", "home cluster id", "home namespace", "twin", "phase", "reason")
+	for _, t := range r.HostedTwins {
+		hosted.AddRow(t.TenantNamespace, t.HomeClusterID, t.HomeNamespace, t.Twin, string(t.Phase), t.Reason)
+	}
+
+	sections := []struct {
+		title string
+		table *output.Table
+	}{
+		{"Peers (RemoteClusters)", peers},
+		{"Virtual nodes", nodes},
+		{"Offloaded namespaces (NamespaceOffloadings)", offloaded},
+		{"Twin namespaces hosted for home clusters (RemoteNamespaces)", hosted},
+	}
+	for _, s := range sections {
+		fmt.Fprintf(w, "\n%s:\n", s.title)
+		if s.table.Len() == 0 {
+			fmt.Fprintln(w, output.None)
+			continue
+		}
+		if err := s.table.Write(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// message says why a peer is not healthy, or what else matters about it.
+func (p Peer) message() string {
+	switch {
+	case p.Deleting:
+		return "Terminating: being unpeered"
+	case p.Reason != "":
+		return p.Reason + ": " + p.Message
+	case p.Cordoned:
+		return "Cordoned: no new pods are placed on its virtual node"
+	}
+	return ""
+}
+
+// state is the provider's twin state in one word or two: Ready, NotSelected,
+// or the Ready condition's reason.
+func (p ProviderTwin) state() string {
+	switch {
+	case p.Selected == metav1.ConditionFalse:
+		return "NotSelected"
+	case p.Ready == metav1.ConditionTrue:
+		return "Ready"
+	case p.Reason != "":
+		return p.Reason
+	}
+	return string(p.Ready)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
