@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"stretch.dev/stretch/internal/testenv"
+)
+
+// The peering story with the real binaries: install both clusters, run the
+// home cluster's stretch-controller-manager, peer, and see the provider as a
+// labelled, Ready virtual node with kubectl; then unpeer.
+func TestPeer(t *testing.T) {
+	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu")
+	home, provider := clusters[0], clusters[1]
+
+	step(t, "install both clusters", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := stretchctl(t, "install", "--kubeconfig", home.Kubeconfig, "--cluster-name", "home")
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = stretchctl(t, "install", "--kubeconfig", provider.Kubeconfig, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu,provider=kwok")
+		g.Expect(err).NotTo(HaveOccurred())
+	})
+
+	startManager(t, home)
+
+	step(t, "peer waits for the virtual node", func(t *testing.T) {
+		g := NewWithT(t)
+		out, err := stretchctl(t, "peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", provider.Kubeconfig, "--wait", "--timeout", "2m")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("stretch-provider-eu"))
+	})
+
+	step(t, "kubectl shows the provider as a labelled, tainted, Ready node", func(t *testing.T) {
+		g := NewWithT(t)
+		out, err := kubectl(t, home, "get", "nodes", "--show-labels")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("stretch-provider-eu"))
+		for _, label := range []string{"region=eu", "provider=kwok", "stretch.dev/type=virtual-node", "stretch.dev/remote-cluster-name=provider-eu", "kubernetes.io/hostname=stretch-provider-eu"} {
+			g.Expect(out).To(ContainSubstring(label))
+		}
+		out, err = kubectl(t, home, "get", "node", "stretch-provider-eu", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}`)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal("True virtual-node.stretch.dev/not-allowed"))
+	})
+
+	step(t, "status lists the healthy peer and its virtual node", func(t *testing.T) {
+		g := NewWithT(t)
+		out, err := stretchctl(t, "status", "--kubeconfig", home.Kubeconfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(MatchRegexp(`provider-eu\s+\S+\s+True\s+True\s+True`))
+		g.Expect(out).To(MatchRegexp(`stretch-provider-eu\s+provider-eu\s+True`))
+	})
+
+	step(t, "unpeer removes the virtual node and the tenant", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := stretchctl(t, "unpeer", "provider-eu", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", provider.Kubeconfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		out, err := kubectl(t, home, "get", "nodes")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).NotTo(ContainSubstring("stretch-provider-eu"))
+		out, err = kubectl(t, provider, "get", "namespaces")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).NotTo(MatchRegexp(`stretch-tenant-\S+\s+Active`))
+	})
+}
+
+// startManager runs bin/stretch-controller-manager against c until the test
+// ends; on failure its log is kept under _artifacts/.
+func startManager(t *testing.T, c *testenv.KwokCluster) {
+	t.Helper()
+	dir, err := testenv.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "stretch-controller-manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"),
+		"--kubeconfig", c.Kubeconfig,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--remote-cluster-probe-interval", "1s")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
+		}
+		logFile.Close()
+		if t.Failed() {
+			keepArtifact(t, logPath)
+		}
+	})
+}
+
+// keepArtifact copies a file to _artifacts/e2e/<test>/ and says where.
+func keepArtifact(t *testing.T, path string) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	dst := filepath.Join(root, "_artifacts", suite, filepath.FromSlash(t.Name()), filepath.Base(path))
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(dst), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(dst, data, 0o644)
+	}
+	if err != nil {
+		t.Errorf("keeping %s: %v", path, err)
+		return
+	}
+	t.Logf("kept %s", dst)
+}
