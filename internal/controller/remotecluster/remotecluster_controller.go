@@ -45,6 +45,8 @@ const (
 	// kubeconfigSecretField indexes RemoteClusters by "namespace/name" of
 	// their kubeconfig Secret.
 	kubeconfigSecretField = "spec.kubeconfigSecretRef"
+	// clusterIDField indexes RemoteClusters by spec.clusterID.
+	clusterIDField = "spec.clusterID"
 )
 
 // Reconciler reconciles RemoteClusters on a home cluster.
@@ -81,6 +83,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []string{ref.Namespace + "/" + ref.Name}
 		}); err != nil {
 		return fmt.Errorf("indexing RemoteClusters by kubeconfig Secret: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &peeringv1alpha1.RemoteCluster{}, clusterIDField,
+		func(o client.Object) []string { return []string{o.(*peeringv1alpha1.RemoteCluster).Spec.ClusterID} }); err != nil {
+		return fmt.Errorf("indexing RemoteClusters by cluster ID: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("remotecluster").
@@ -167,6 +173,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) error {
 	s.obs, s.probed = obs, true
 	if obs.failure != nil {
 		ctrl.LoggerFrom(ctx).V(4).Info("probe failed", "reason", obs.failure.reason, "message", obs.failure.message)
+	}
+	if obs.failure != nil && obs.failure.reason == ReasonDuplicateClusterID {
+		// The owner's virtual node already stands for this provider.
+		s.ready = readiness{metav1.ConditionFalse, ReasonDuplicateClusterID, obs.failure.message}
+		return nil
 	}
 	wasReady := meta.IsStatusConditionTrue(rc.Status.Conditions, peeringv1alpha1.VirtualNodeReadyCondition)
 	s.ready = nodeReadiness(rc, obs.failure, wasReady, rc.Status.LastHeartbeatTime, r.Clock.Now(), heartbeatGrace(r.ProbeInterval))
@@ -329,7 +340,14 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.Re
 			return fmt.Errorf("deleting the Lease of virtual node %s: %w", name, err)
 		}
 	}
-	r.Registry.Remove(rc.Spec.ClusterID)
+	// A duplicate going away must not take the owner's peer with it.
+	owner, err := r.clusterIDOwner(ctx, rc.Spec.ClusterID)
+	if err != nil {
+		return err
+	}
+	if owner == "" {
+		r.Registry.Remove(rc.Spec.ClusterID)
+	}
 	forgetMetrics(rc.Name)
 	ctrl.LoggerFrom(ctx).Info("removed the virtual node and the peer", "node", peeringv1alpha1.VirtualNodeName(rc.Name))
 	return r.patchFinalizer(ctx, rc, controllerutil.RemoveFinalizer)

@@ -442,6 +442,26 @@ func TestSecretCreatedLater(t *testing.T) {
 	expectReady(g, rc)
 }
 
+// TestDuplicateClusterID: a second RemoteCluster for a provider already
+// peered is refused in its status and gets no virtual node; deleting it leaves
+// the first peering alone.
+func TestDuplicateClusterID(t *testing.T) {
+	g := newG(t)
+	rc, reg, _ := peeredWith(t, g, us, usID)
+	dup := peer(t, "provider-us-again", usID.ID, adminKubeconfig(t, us))
+	g.Eventually(func(g Gomega) {
+		c := condition(g, dup, peeringv1alpha1.APIReachableCondition)
+		g.Expect(c.Reason).To(Equal(remotecluster.ReasonDuplicateClusterID))
+		g.Expect(c.Message).To(ContainSubstring("RemoteCluster " + rc.Name + " already peers with the provider"))
+	}).Should(Succeed())
+	g.Expect(apierrors.IsNotFound(home.Client.Get(t.Context(), client.ObjectKey{Name: peeringv1alpha1.VirtualNodeName(dup.Name)}, &corev1.Node{}))).To(BeTrue())
+
+	deleteAndWait(g, dup)
+	_, ok := reg.Get(usID.ID)
+	g.Expect(ok).To(BeTrue(), "the first peering keeps its peer")
+	expectReady(g, rc)
+}
+
 func TestDelete(t *testing.T) {
 	g := newG(t)
 	ctx := t.Context()

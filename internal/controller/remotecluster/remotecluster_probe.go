@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
@@ -36,6 +37,15 @@ type observation struct {
 // nodes it has. Whatever goes wrong on the provider's side is an observation;
 // the error is for the home cluster's own failures.
 func (r *Reconciler) probe(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) (observation, error) {
+	// The registry is keyed by cluster ID: a second RemoteCluster for the same
+	// provider would replace or remove the first one's peer.
+	owner, err := r.clusterIDOwner(ctx, rc.Spec.ClusterID)
+	if err != nil {
+		return observation{}, err
+	}
+	if owner != rc.Name {
+		return observation{failure: newFailure(ReasonDuplicateClusterID, rc, owner)}, nil
+	}
 	kubeconfig, f, err := r.readKubeconfig(ctx, rc)
 	if err != nil {
 		return observation{}, err
@@ -128,12 +138,39 @@ func newFailure(reason string, rc *peeringv1alpha1.RemoteCluster, detail string)
 		f.message = fmt.Sprintf("provider %s accepts the credentials in Secret %s but denies a request the peering needs: %s; %s to restore the peering's RBAC on the provider", rc.Name, secret, detail, repeer)
 	case ReasonProviderNotInstalled:
 		f.message = fmt.Sprintf("provider %s answers but has no cluster identity (ConfigMap %s): run 'stretchctl install' on it, then peer again", rc.Name, identity.Key)
+	case ReasonDuplicateClusterID:
+		f.progress = notReached
+		f.message = fmt.Sprintf("RemoteCluster %s already peers with the provider of cluster ID %s, and a provider has one RemoteCluster: delete RemoteCluster %s (stretchctl unpeer %s)", detail, rc.Spec.ClusterID, rc.Name, rc.Name)
 	case ReasonProviderIdentityInvalid:
 		f.message = fmt.Sprintf("provider %s: %s", rc.Name, detail)
 	default:
 		f.message = detail
 	}
 	return f
+}
+
+// clusterIDOwner returns the name of the RemoteCluster that holds the peer of
+// clusterID: the oldest of those that name it, not being deleted; "" if none.
+func (r *Reconciler) clusterIDOwner(ctx context.Context, clusterID string) (string, error) {
+	list := &peeringv1alpha1.RemoteClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{clusterIDField: clusterID}); err != nil {
+		return "", fmt.Errorf("listing RemoteClusters of cluster ID %s: %w", clusterID, err)
+	}
+	var owner *peeringv1alpha1.RemoteCluster
+	for i := range list.Items {
+		rc := &list.Items[i]
+		if !rc.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if owner == nil || rc.CreationTimestamp.Before(&owner.CreationTimestamp) ||
+			(rc.CreationTimestamp.Equal(&owner.CreationTimestamp) && rc.Name < owner.Name) {
+			owner = rc
+		}
+	}
+	if owner == nil {
+		return "", nil
+	}
+	return owner.Name, nil
 }
 
 // readKubeconfig returns the kubeconfig of the Secret spec.kubeconfigSecretRef

@@ -40,6 +40,9 @@ const (
 	// ReasonNodeNameInUse: a Node that is not this RemoteCluster's virtual
 	// node has its name.
 	ReasonNodeNameInUse = "NodeNameInUse"
+	// ReasonDuplicateClusterID: an older RemoteCluster already peers with
+	// the provider of spec.clusterID; a provider has one RemoteCluster.
+	ReasonDuplicateClusterID = "DuplicateClusterID"
 )
 
 // progress is how far a probe of a provider got before it failed.
