@@ -120,7 +120,9 @@ func startAPIServer(dir, name, binDir, apiserver, etcd string) (*APIServer, erro
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, fmt.Errorf("starting API server %s: %w", name, err)
+		// envtest leaves etcd and the API server running when, say, a CRD
+		// is rejected after they started.
+		return nil, errors.Join(fmt.Errorf("starting API server %s: %w", name, err), env.Stop())
 	}
 	s := &APIServer{Name: name, Config: cfg, Scheme: scheme.New(), env: env}
 	if s.Client, err = client.New(cfg, client.Options{Scheme: s.Scheme}); err != nil {
