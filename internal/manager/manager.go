@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/identity"
@@ -193,6 +194,14 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 		ProbeInterval: opts.RemoteClusterProbeInterval,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the remotecluster controller: %w", err)
+	}
+	if err := (&offloading.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Registry:  peers,
+		Recorder:  mgr.GetEventRecorder("stretch-offloading"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the offloading controller: %w", err)
 	}
 	// Provider role: twins for the home clusters that peer with this one.
 	if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stretch-tenant")}).SetupWithManager(mgr); err != nil {

@@ -1,0 +1,216 @@
+package offloading_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/peer"
+	"stretch.dev/stretch/internal/controller/offloading"
+	"stretch.dev/stretch/internal/controller/remotecluster"
+	"stretch.dev/stretch/internal/controller/tenant"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/remote"
+	"stretch.dev/stretch/internal/testenv"
+)
+
+var (
+	home, eu, us *testenv.APIServer
+	homeID       = uuid.NewString()
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(s []*testenv.APIServer) { home, eu, us = s[0], s[1], s[2] }, "home", "provider-eu", "provider-us")
+}
+
+// stretch runs what the managers of the three clusters run, and peers home
+// with both providers through the credentials they issue.
+func stretch(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	for _, p := range []struct {
+		s      *testenv.APIServer
+		region string
+	}{{eu, "eu"}, {us, "us"}} {
+		g.Expect(p.s.InstallIdentity(ctx, identity.Identity{ID: uuid.NewString(), Name: p.s.Name, Labels: map[string]string{"region": p.region}})).To(Succeed())
+		p.s.FinalizeNamespaces(t)
+		testenv.StartControllers(t, p.s.Config, func(mgr ctrl.Manager) error {
+			return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+		})
+		_, err := peer.Peer(ctx, home.Client, p.s.Client, p.s.Config, io.Discard)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	reg := remote.NewRegistry(home.Scheme, remote.Options{Timeout: 5 * time.Second})
+	testenv.StartControllers(t, home.Config, func(mgr ctrl.Manager) error {
+		if err := mgr.Add(reg); err != nil {
+			return err
+		}
+		if err := (&remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		return (&offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}).SetupWithManager(mgr)
+	})
+}
+
+func offload(t *testing.T, ns string, sel *corev1.NodeSelector) *offloadingv1alpha1.NamespaceOffloading {
+	t.Helper()
+	g := NewWithT(t)
+	g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
+		Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: sel}}
+	g.Expect(home.Client.Create(context.Background(), off)).To(Succeed())
+	return off
+}
+
+func get(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) *offloadingv1alpha1.NamespaceOffloading {
+	got := &offloadingv1alpha1.NamespaceOffloading{}
+	g.Expect(home.Client.Get(context.Background(), client.ObjectKeyFromObject(off), got)).To(Succeed())
+	return got
+}
+
+func region(op corev1.NodeSelectorOperator, values ...string) *corev1.NodeSelector {
+	return &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: op, Values: values}}}}}
+}
+
+func TestOffloadSelectedProvidersOnly(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	stretch(t)
+	ctx := context.Background()
+
+	off := offload(t, "shop", region(corev1.NodeSelectorOpIn, "eu"))
+	twin := "shop-" + homeID
+	g.Eventually(func(g Gomega) {
+		st := get(g, off).Status
+		g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		g.Expect(st.RemoteNamespaceName).To(Equal(twin))
+		g.Expect(st.RemoteNamespacesConditions).To(HaveKey("provider-eu"))
+		g.Expect(st.RemoteNamespacesConditions).NotTo(HaveKey("provider-us"))
+	}).Should(Succeed())
+	ns := &corev1.Namespace{}
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
+	g.Expect(ns.Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, homeID))
+	g.Expect(apierrors.IsNotFound(us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))).To(BeTrue())
+
+	// The selector widens: the twin set follows.
+	g.Eventually(func() error {
+		cur := get(g, off)
+		cur.Spec.ClusterSelector = region(corev1.NodeSelectorOpIn, "eu", "us")
+		return home.Client.Update(ctx, cur)
+	}).Should(Succeed())
+	g.Eventually(func() error { return us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}) }).Should(Succeed())
+
+	// A selector that cannot be parsed selects nothing and says why; fixed, it clears.
+	g.Eventually(func() error {
+		cur := get(g, off)
+		cur.Spec.ClusterSelector = region("Near", "eu")
+		return home.Client.Update(ctx, cur)
+	}).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		cur := get(g, off)
+		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.NoClusterSelectedPhase))
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(offloadingv1alpha1.ClusterSelectorErrorAnnotation, ContainSubstring(`Unsupported value: "Near"`)))
+	}).Should(Succeed())
+	g.Eventually(func() error {
+		cur := get(g, off)
+		cur.Spec.ClusterSelector = region(corev1.NodeSelectorOpIn, "eu")
+		return home.Client.Update(ctx, cur)
+	}).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		cur := get(g, off)
+		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		g.Expect(cur.Annotations).NotTo(HaveKey(offloadingv1alpha1.ClusterSelectorErrorAnnotation))
+	}).Should(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))
+	}).Should(BeTrue())
+
+	// Unoffload: the twins go, then the NamespaceOffloading.
+	g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))
+	}).Should(BeTrue())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), &offloadingv1alpha1.NamespaceOffloading{}))
+	}).Should(BeTrue())
+}
+
+// TestFAQFailures reproduces the FAQ's SomeFailed and AllFailed cases and
+// the object with the wrong name.
+func TestFAQFailures(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	stretch(t)
+	ctx := context.Background()
+
+	t.Run("a 27-character namespace fails everywhere with NameTooLong", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := "abcdefghijklmnopqrstuvwxyz0" // 27 characters
+		off := offload(t, ns, nil)
+		g.Eventually(func(g Gomega) {
+			st := get(g, off).Status
+			g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.AllFailedPhase))
+			for _, p := range []string{"provider-eu", "provider-us"} {
+				g.Expect(st.RemoteNamespacesConditions[p]).To(ContainElement(And(
+					HaveField("Type", offloadingv1alpha1.RemoteNamespaceReadyCondition),
+					HaveField("Reason", offloadingv1alpha1.CreationFailedReason),
+					HaveField("Message", ContainSubstring("NameTooLong")),
+					HaveField("Message", ContainSubstring("at most 26 characters")))))
+			}
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	})
+
+	t.Run("an existing namespace on one provider gives SomeFailed and is untouched", func(t *testing.T) {
+		g := NewWithT(t)
+		twin := "taken-" + homeID
+		existing := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: twin}}
+		g.Expect(us.Client.Create(ctx, existing)).To(Succeed())
+		off := offload(t, "taken", nil)
+		g.Eventually(func(g Gomega) {
+			st := get(g, off).Status
+			g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.SomeFailedPhase))
+			g.Expect(st.RemoteNamespacesConditions["provider-us"]).To(ContainElement(HaveField("Message", ContainSubstring("AlreadyExists"))))
+			g.Expect(st.RemoteNamespacesConditions["provider-eu"]).To(ContainElement(And(
+				HaveField("Type", offloadingv1alpha1.RemoteNamespaceReadyCondition), HaveField("Status", metav1.ConditionTrue))))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+
+		g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), &offloadingv1alpha1.NamespaceOffloading{}))
+		}).WithTimeout(30 * time.Second).Should(BeTrue())
+		got := &corev1.Namespace{}
+		g.Expect(us.Client.Get(ctx, client.ObjectKey{Name: twin}, got)).To(Succeed())
+		g.Expect(got.ResourceVersion).To(Equal(existing.ResourceVersion), "the existing namespace is never modified, not even on unoffload")
+	})
+
+	t.Run("only the object named offloading is reconciled", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "misnamed"}})).To(Succeed())
+		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "misnamed", Name: "my-offloading"}}
+		g.Expect(home.Client.Create(ctx, off)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			events := &eventsv1.EventList{}
+			g.Expect(home.Client.List(ctx, events, client.InNamespace("misnamed"))).To(Succeed())
+			g.Expect(events.Items).To(ContainElement(And(HaveField("Reason", "IgnoredName"), HaveField("Type", corev1.EventTypeWarning))))
+		}).Should(Succeed())
+		g.Consistently(func(g Gomega) {
+			cur := get(g, off)
+			g.Expect(cur.Status.OffloadingPhase).To(BeEmpty())
+			g.Expect(cur.Finalizers).To(BeEmpty())
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+	})
+}
