@@ -14,9 +14,11 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
@@ -53,10 +55,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").
 		For(&offloadingv1alpha1.NamespaceOffloading{}).
-		// Peers and virtual-node labels decide the selection.
-		Watches(&peeringv1alpha1.RemoteCluster{}, all).
-		Watches(&corev1.Node{}, all).
+		// Peers and virtual-node labels decide the selection. Heartbeats
+		// (status writes every probe) must not wake every namespace.
+		Watches(&peeringv1alpha1.RemoteCluster{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Node{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{}, predicate.NewPredicateFuncs(isVirtualNode))).
 		Complete(r)
+}
+
+func isVirtualNode(o client.Object) bool {
+	return o.GetLabels()[peeringv1alpha1.VirtualNodeTypeLabel] == peeringv1alpha1.VirtualNodeTypeValue
 }
 
 // all enqueues every NamespaceOffloading.
