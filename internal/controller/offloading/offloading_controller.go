@@ -16,13 +16,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
@@ -113,7 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	deleting := !off.DeletionTimestamp.IsZero()
 	if !deleting {
-		if err := r.patchFinalizer(ctx, off, controllerutil.AddFinalizer); err != nil {
+		if err := finalizer.Add(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -157,7 +157,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			log.V(4).Info("waiting for providers to delete their twins", "providers", left)
 			return ctrl.Result{RequeueAfter: pendingRecheck}, nil
 		}
-		return ctrl.Result{}, r.patchFinalizer(ctx, off, controllerutil.RemoveFinalizer)
+		return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
 	}
 	if off.Status.OffloadingPhase != offloadingv1alpha1.ReadyPhase && off.Status.OffloadingPhase != offloadingv1alpha1.NoClusterSelectedPhase {
 		return ctrl.Result{RequeueAfter: pendingRecheck}, nil
@@ -236,17 +236,6 @@ func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alp
 	}
 	if err := r.Client.Patch(ctx, off, patch); err != nil {
 		return fmt.Errorf("annotating NamespaceOffloading %s/%s: %w", off.Namespace, off.Name, err)
-	}
-	return nil
-}
-
-func (r *Reconciler) patchFinalizer(ctx context.Context, off *offloadingv1alpha1.NamespaceOffloading, change func(client.Object, string) bool) error {
-	patch := client.MergeFromWithOptions(off.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if !change(off, offloadingv1alpha1.NamespaceOffloadingFinalizer) {
-		return nil
-	}
-	if err := r.Client.Patch(ctx, off, patch); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patching the finalizers of NamespaceOffloading %s/%s: %w", off.Namespace, off.Name, err))
 	}
 	return nil
 }

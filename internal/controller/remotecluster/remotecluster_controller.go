@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/remote"
 )
 
@@ -137,7 +138,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !rc.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, rc)
 	}
-	if err := r.patchFinalizer(ctx, rc, controllerutil.AddFinalizer); err != nil {
+	if err := finalizer.Add(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -350,20 +351,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.Re
 	}
 	forgetMetrics(rc.Name)
 	ctrl.LoggerFrom(ctx).Info("removed the virtual node and the peer", "node", peeringv1alpha1.VirtualNodeName(rc.Name))
-	return r.patchFinalizer(ctx, rc, controllerutil.RemoveFinalizer)
-}
-
-// patchFinalizer adds or removes our finalizer, with optimistic locking so
-// that other finalizers in the list are never lost.
-func (r *Reconciler) patchFinalizer(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, change func(client.Object, string) bool) error {
-	patch := client.MergeFromWithOptions(rc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if !change(rc, peeringv1alpha1.RemoteClusterFinalizer) {
-		return nil
-	}
-	if err := r.Client.Patch(ctx, rc, patch); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patching the finalizers of RemoteCluster %s: %w", rc.Name, err))
-	}
-	return nil
+	return finalizer.Remove(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer)
 }
 
 // computeStatus writes what the probe found into the status.

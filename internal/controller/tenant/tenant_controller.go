@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/naming"
 )
 
@@ -111,23 +112,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !rn.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, rn)
 	}
-	if err := r.patchFinalizer(ctx, rn, controllerutil.AddFinalizer); err != nil {
+	if err := finalizer.Add(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.reconcileNormal(ctx, rn)
-}
-
-// patchFinalizer adds or removes our finalizer, with optimistic locking so
-// that other finalizers in the list are never lost.
-func (r *Reconciler) patchFinalizer(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace, change func(client.Object, string) bool) error {
-	patch := client.MergeFromWithOptions(rn.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if !change(rn, peeringv1alpha1.RemoteNamespaceFinalizer) {
-		return nil
-	}
-	if err := r.Client.Patch(ctx, rn, patch); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patching the finalizers of RemoteNamespace %s/%s: %w", rn.Namespace, rn.Name, err))
-	}
-	return nil
 }
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
@@ -200,7 +188,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.Re
 		return nil
 	}
 	// Gone, or never ours: nothing of ours is left.
-	return r.patchFinalizer(ctx, rn, controllerutil.RemoveFinalizer)
+	return finalizer.Remove(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer)
 }
 
 // twinNamespace is the namespace created for a request: the annotation and
