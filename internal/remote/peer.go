@@ -3,7 +3,9 @@ package remote
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -29,18 +31,26 @@ type Peer struct {
 
 	hash    [32]byte
 	cluster cluster.Cluster
+	// namespace is the one namespace of the provider whose objects the
+	// credentials may watch (the tenant namespace); "" when unrestricted.
+	namespace string
+	// ready tells the registry's OnReady subscribers the peer became usable.
+	ready func()
 
-	mu           sync.Mutex
-	health       error // the outcome of the last probe, see SetHealth
-	nodeWatchErr error // the last error of the Node watch, until it syncs
+	mu        sync.Mutex
+	health    error            // the outcome of the last probe, see SetHealth
+	watchErrs map[string]error // the last error of each kind's watch, by type description
+	informers map[string]cache.Informer
 
+	ctx     context.Context // the peer's lifetime
 	cancel  context.CancelFunc
 	started chan struct{} // closed once the cache runs
 	done    chan struct{} // closed once the cache stopped
 }
 
-func newPeer(clusterID string, hash [32]byte, cfg *rest.Config, scheme *runtime.Scheme, timeout time.Duration) (*Peer, error) {
-	p := &Peer{ClusterID: clusterID, hash: hash, started: make(chan struct{}), done: make(chan struct{})}
+func newPeer(clusterID string, hash [32]byte, cfg *rest.Config, namespace string, scheme *runtime.Scheme, timeout time.Duration, ready func(string)) (*Peer, error) {
+	p := &Peer{ClusterID: clusterID, hash: hash, namespace: namespace, ready: func() { ready(clusterID) }, started: make(chan struct{}), done: make(chan struct{}),
+		watchErrs: map[string]error{}, informers: map[string]cache.Informer{}}
 	p.health = fmt.Errorf("provider %s not probed yet", clusterID)
 
 	// Requests, discovery included, are bounded; the cache's watches are
@@ -62,16 +72,21 @@ func newPeer(clusterID string, hash [32]byte, cfg *rest.Config, scheme *runtime.
 			return client.New(c, opts)
 		}
 		o.Cache = cache.Options{
-			// Only Nodes are cached. (No ByObject: it would reach the
+			// Nodes, and the kinds registered with Registry.Watch, are
+			// cached; namespaced kinds in the credentials' namespace only,
+			// the one they may list. (No ByObject: it would reach the
 			// provider while the peer is built.)
 			DefaultTransform:            slimNode,
 			ReaderFailOnMissingInformer: true,
 			DefaultWatchErrorHandler: func(ctx context.Context, r *toolscache.Reflector, err error) {
 				p.mu.Lock()
-				p.nodeWatchErr = err
+				p.watchErrs[r.TypeDescription()] = err
 				p.mu.Unlock()
 				toolscache.DefaultWatchErrorHandler(ctx, r, err)
 			},
+		}
+		if namespace != "" {
+			o.Cache.DefaultNamespaces = map[string]cache.Config{namespace: {}}
 		}
 	})
 	if err != nil {
@@ -81,9 +96,14 @@ func newPeer(clusterID string, hash [32]byte, cfg *rest.Config, scheme *runtime.
 	return p, nil
 }
 
-// start runs the peer's cache until ctx is done or stop is called.
-func (p *Peer) start(ctx context.Context) {
+// start runs the peer's cache, and its watches, until ctx is done or stop is
+// called.
+func (p *Peer) start(ctx context.Context, watches []watchSpec) {
 	ctx, p.cancel = context.WithCancel(ctx)
+	p.ctx = ctx
+	for _, w := range watches {
+		p.startWatch(w)
+	}
 	go func() {
 		defer close(p.done)
 		_ = p.cluster.Start(ctx) // returns when ctx is done
@@ -132,9 +152,7 @@ func (p *Peer) ListNodes(ctx context.Context) ([]corev1.Node, error) {
 		if inf.HasSynced() {
 			return true, nil
 		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return false, p.nodeWatchErr
+		return false, p.watchErr(&corev1.Node{})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the nodes of provider %s: %w", p.ClusterID, err)
@@ -146,13 +164,90 @@ func (p *Peer) ListNodes(ctx context.Context) ([]corev1.Node, error) {
 	return list.Items, nil
 }
 
+// watchErr returns the last error of the watch of obj's kind.
+func (p *Peer) watchErr(obj client.Object) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.watchErrs[reflect.TypeOf(obj).String()]
+}
+
+// startWatch watches w's kind in the background.
+func (p *Peer) startWatch(w watchSpec) {
+	go p.watch(p.ctx, w)
+}
+
+// watch starts watching the kind of w.obj (in the peer's namespace when it is
+// namespaced) and calls w.handler on every change, retrying until the
+// provider answers or the peer stops: the kind's REST mapping needs the
+// provider's discovery, which a provider that is down does not serve.
+func (p *Peer) watch(ctx context.Context, w watchSpec) {
+	backoff := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Cap: 30 * time.Second, Steps: math.MaxInt32}
+	_ = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		inf, err := p.cluster.GetCache().GetInformer(ctx, w.obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			p.mu.Lock()
+			p.watchErrs[reflect.TypeOf(w.obj).String()] = err
+			p.mu.Unlock()
+			return false, nil
+		}
+		if _, err := inf.AddEventHandler(w.handler); err != nil {
+			return false, nil // the informer stopped: so does ctx
+		}
+		p.mu.Lock()
+		p.informers[reflect.TypeOf(w.obj).String()] = inf
+		p.mu.Unlock()
+		return true, nil
+	})
+	if err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		return p.synced(w.obj), nil
+	}); err == nil {
+		p.ready()
+	}
+}
+
+// synced reports whether the first list of obj's kind is complete.
+func (p *Peer) synced(obj client.Object) bool {
+	p.mu.Lock()
+	inf := p.informers[reflect.TypeOf(obj).String()]
+	p.mu.Unlock()
+	return inf != nil && inf.HasSynced()
+}
+
+// Reader returns a reader of the peer's cache for the kind of obj, which must
+// be watched (see Registry.Watch), once its first list is complete. Until
+// then it returns an error that says why, such as the provider not answering:
+// a cache that has not synced would block its readers.
+func (p *Peer) Reader(obj client.Object) (client.Reader, error) {
+	kind := reflect.TypeOf(obj).String()
+	p.mu.Lock()
+	inf, err := p.informers[kind], p.watchErrs[kind]
+	p.mu.Unlock()
+	switch {
+	case inf != nil && inf.HasSynced():
+		return p.cluster.GetCache(), nil
+	case err != nil:
+		return nil, fmt.Errorf("provider %s: watching %s: %w", p.ClusterID, kindName(obj), err)
+	default:
+		return nil, fmt.Errorf("provider %s: the first list of %s is not complete yet", p.ClusterID, kindName(obj))
+	}
+}
+
+// kindName names obj's kind for messages, such as "RemoteNamespaces".
+func kindName(obj client.Object) string {
+	return reflect.TypeOf(obj).Elem().Name() + "s"
+}
+
 // SetHealth records the outcome of the last probe of the provider: nil when
 // it answered as expected. Controllers that write to the provider read it
 // with Health.
 func (p *Peer) SetHealth(err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	recovered := p.health != nil && err == nil
 	p.health = err
+	p.mu.Unlock()
+	if recovered {
+		p.ready()
+	}
 }
 
 // Health returns the outcome of the last probe of the provider: nil when it

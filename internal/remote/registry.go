@@ -7,7 +7,8 @@
 // timeout, so that a dead provider never holds a worker for long) and a cache
 // that watches the provider's Nodes (the only kind the issued credentials may
 // list and watch cluster-wide), so that probing a provider's capacity costs no
-// request. A peer's cache runs until the peer is replaced (its kubeconfig
+// request. Controllers may also watch a namespaced kind in the namespace the
+// credentials are for (Registry.Watch), on every peer. A peer's cache runs until the peer is replaced (its kubeconfig
 // changed), removed, or the registry stops with the manager.
 package remote
 
@@ -21,7 +22,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
@@ -44,7 +47,15 @@ type Registry struct {
 
 	mu      sync.Mutex
 	peers   map[string]*Peer
+	watches []watchSpec
+	onReady []func(clusterID string)
 	stopped bool
+}
+
+// watchSpec is a kind every peer watches, and who is told of its changes.
+type watchSpec struct {
+	obj     client.Object
+	handler toolscache.ResourceEventHandler
 }
 
 // Options configure a Registry.
@@ -107,11 +118,24 @@ func (r *Registry) Ensure(ctx context.Context, clusterID string, kubeconfig []by
 	}
 	r.mu.Unlock()
 
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	loader, err := clientcmd.NewClientConfigFromBytes(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKubeconfig, err)
 	}
-	p, err := newPeer(clusterID, hash, cfg, r.scheme, r.timeout)
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKubeconfig, err)
+	}
+	// Issued credentials name the tenant namespace in their context.
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKubeconfig, err)
+	}
+	namespace := ""
+	if c := raw.Contexts[raw.CurrentContext]; c != nil {
+		namespace = c.Namespace
+	}
+	p, err := newPeer(clusterID, hash, cfg, namespace, r.scheme, r.timeout, r.notifyReady)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKubeconfig, err)
 	}
@@ -127,7 +151,7 @@ func (r *Registry) Ensure(ctx context.Context, clusterID string, kubeconfig []by
 	}
 	old := r.peers[clusterID]
 	r.peers[clusterID] = p
-	p.start(r.ctx)
+	p.start(r.ctx, r.watches)
 	r.mu.Unlock()
 
 	if old != nil {
@@ -137,6 +161,39 @@ func (r *Registry) Ensure(ctx context.Context, clusterID string, kubeconfig []by
 		return nil, err
 	}
 	return p, nil
+}
+
+// Watch makes every peer, current and future, watch the kind of obj (in the
+// namespace its credentials are for, when the kind is namespaced) and tell
+// handler of every change. Handlers see the objects of all peers; the peer's
+// Reader reads them once listed.
+func (r *Registry) Watch(obj client.Object, handler toolscache.ResourceEventHandler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := watchSpec{obj: obj, handler: handler}
+	r.watches = append(r.watches, w)
+	for _, p := range r.peers {
+		p.startWatch(w)
+	}
+}
+
+// OnReady registers fn to be called each time a peer becomes usable: its
+// probe succeeds after failing (or for the first time), or the first list of a
+// watched kind completes. Controllers that skipped a provider while it was not
+// usable retry then. fn must not block.
+func (r *Registry) OnReady(fn func(clusterID string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onReady = append(r.onReady, fn)
+}
+
+func (r *Registry) notifyReady(clusterID string) {
+	r.mu.Lock()
+	fns := append([]func(string){}, r.onReady...)
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(clusterID)
+	}
 }
 
 // Get returns the peer of the provider clusterID, if any.

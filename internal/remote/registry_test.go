@@ -3,6 +3,7 @@ package remote_test
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,7 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
@@ -129,4 +133,91 @@ func TestListNodesUnauthorized(t *testing.T) {
 	_, err = p.ListNodes(ctx)
 	g.Expect(apierrors.IsUnauthorized(err)).To(BeTrue(), "want 401, got %v", err)
 	g.Expect(p.Client.Get(ctx, identity.Key, &corev1.ConfigMap{})).To(Satisfy(apierrors.IsUnauthorized))
+}
+
+// inNamespace returns the provider's kubeconfig with ns as its context's
+// namespace, as issued credentials have.
+func inNamespace(t *testing.T, ns string) []byte {
+	cfg, err := clientcmd.Load(kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Contexts[cfg.CurrentContext].Namespace = ns
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// seen records the names of the objects a watch handler was told of.
+type seen struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (s *seen) handler() toolscache.ResourceEventHandler {
+	add := func(obj any) {
+		o, ok := obj.(client.Object)
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.names[o.GetNamespace()+"/"+o.GetName()] = true
+	}
+	return toolscache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }}
+}
+
+func (s *seen) has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names[name]
+}
+
+func TestWatchInCredentialsNamespace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	for _, ns := range []string{"watched", "elsewhere"} {
+		g.Expect(client.IgnoreAlreadyExists(provider.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
+	}
+	r, _ := startRegistry(t)
+	before := &seen{names: map[string]bool{}}
+	r.Watch(&corev1.ConfigMap{}, before.handler())
+	early, err := r.Ensure(ctx, "early", inNamespace(t, "watched"))
+	g.Expect(err).NotTo(HaveOccurred())
+	late, err := r.Ensure(ctx, "late", inNamespace(t, "watched"))
+	g.Expect(err).NotTo(HaveOccurred())
+	after := &seen{names: map[string]bool{}}
+	r.Watch(&corev1.ConfigMap{}, after.handler()) // peers that already run start watching too
+
+	for _, ns := range []string{"watched", "elsewhere"} {
+		g.Expect(provider.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cm"}})).To(Succeed())
+	}
+	g.Eventually(func() bool { return before.has("watched/cm") && after.has("watched/cm") }).Should(BeTrue())
+	g.Consistently(func() bool { return before.has("elsewhere/cm") || after.has("elsewhere/cm") }, time.Second).Should(BeFalse(),
+		"only the credentials' namespace is watched")
+	for _, p := range []*remote.Peer{early, late} {
+		g.Eventually(func(g Gomega) {
+			reader, err := p.Reader(&corev1.ConfigMap{})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(reader.Get(ctx, client.ObjectKey{Namespace: "watched", Name: "cm"}, &corev1.ConfigMap{})).To(Succeed())
+		}).Should(Succeed())
+	}
+	_, err = early.Reader(&corev1.Secret{})
+	g.Expect(err).To(MatchError(ContainSubstring("not complete yet")), "a kind nobody watches is never listed")
+}
+
+func TestReaderOfUnauthorizedPeerSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	r, _ := startRegistry(t)
+	r.Watch(&corev1.ConfigMap{}, toolscache.ResourceEventHandlerFuncs{})
+	bogus, err := provider.KubeconfigWithToken("bogus")
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := r.Ensure(t.Context(), "bogus", bogus)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() error {
+		_, err := p.Reader(&corev1.ConfigMap{})
+		return err
+	}).Should(Satisfy(apierrors.IsUnauthorized))
 }

@@ -8,10 +8,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/scheme"
@@ -151,6 +154,20 @@ func StopAPIServers(servers []*APIServer) error {
 	return errors.Join(errs...)
 }
 
+// LogEnv names the environment variable that, set to a non-empty value, makes
+// the controllers that tests run log to stderr; they are silent otherwise.
+const LogEnv = "STRETCH_TEST_LOG"
+
+// setLogger also keeps controller-runtime from printing a stack trace when
+// the first controller logs without a logger set.
+func setLogger() {
+	if os.Getenv(LogEnv) == "" {
+		ctrl.SetLogger(logr.Discard())
+		return
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+}
+
 // Main is a TestMain body for a package whose tests share API servers: it
 // starts one per name, hands them to set, runs the tests, stops the servers and
 // exits. A failure to start or stop fails the run.
@@ -159,6 +176,7 @@ func Main(m *testing.M, set func([]*APIServer), names ...string) {
 }
 
 func run(m *testing.M, set func([]*APIServer), names []string) int {
+	setLogger()
 	dir, err := os.MkdirTemp("", "stretch-testenv-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)

@@ -17,6 +17,12 @@ const ClusterSelectorErrorAnnotation = "offloading.stretch.dev/cluster-selector-
 // virtual nodes; the pod webhook only acts in namespaces that carry it.
 const SchedulingEnabledLabel = "stretch.dev/scheduling-enabled"
 
+// ForceUnoffloadAnnotation, set (to any value) on a NamespaceOffloading being
+// deleted, lets the unoffload finish without the providers that do not
+// answer: their twins are deleted when they answer again, if they still peer
+// with this cluster. 'stretchctl unoffload --force' sets it.
+const ForceUnoffloadAnnotation = "offloading.stretch.dev/force-unoffload"
+
 // NamespaceOffloadingFinalizer holds a NamespaceOffloading until every
 // provider has confirmed the deletion of its twin namespace.
 const NamespaceOffloadingFinalizer = "offloading.stretch.dev/twins"
@@ -82,6 +88,9 @@ const (
 	CreatingReason           = "Creating"
 	CreationFailedReason     = "CreationFailed"
 	TerminatingReason        = "Terminating"
+	// ProviderUnreachableReason: an unoffload waited longer than its timeout
+	// for a provider that does not answer and may still hold the twin.
+	ProviderUnreachableReason = "ProviderUnreachable"
 )
 
 // The rules below read the strategy through has(): they also judge the spec's

@@ -4,21 +4,26 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -29,17 +34,29 @@ import (
 	"stretch.dev/stretch/internal/remote"
 )
 
-// pendingRecheck is how soon a NamespaceOffloading whose twins are not all
-// settled is looked at again. Provider answers are not watched yet.
-const pendingRecheck = 2 * time.Second
+const (
+	// DefaultUnoffloadTimeout is how long an unoffload waits for a provider
+	// that does not answer before the status says it is stuck on it.
+	DefaultUnoffloadTimeout = 5 * time.Minute
+
+	// unreachableRecheck is how soon a NamespaceOffloading that needs a
+	// provider which does not answer is looked at again. The RemoteCluster's
+	// conditions turning back to True also wake it.
+	unreachableRecheck = 30 * time.Second
+)
 
 // Reconciler reconciles NamespaceOffloadings on a home cluster.
 type Reconciler struct {
 	Client client.Client
-	// APIReader reads the cluster identity once, without caching ConfigMaps.
+	// APIReader reads what is not cached: the cluster identity, once, and
+	// the pods of a namespace being unoffloaded.
 	APIReader client.Reader
 	Registry  *remote.Registry
 	Recorder  events.EventRecorder
+	// UnoffloadTimeout is how long an unoffload waits for a provider that
+	// does not answer before its status says so; zero means
+	// DefaultUnoffloadTimeout.
+	UnoffloadTimeout time.Duration
 
 	homeOnce sync.Mutex
 	homeID   string
@@ -48,22 +65,82 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;delete
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.UnoffloadTimeout == 0 {
+		r.UnoffloadTimeout = DefaultUnoffloadTimeout
+	}
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").
 		For(&offloadingv1alpha1.NamespaceOffloading{}).
-		// Peers and virtual-node labels decide the selection. Heartbeats
-		// (status writes every probe) must not wake every namespace.
-		Watches(&peeringv1alpha1.RemoteCluster{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Peers and virtual-node labels decide the selection, a peer's health
+		// whether its twin can be written. Heartbeats (status writes every
+		// probe) must not wake every namespace.
+		Watches(&peeringv1alpha1.RemoteCluster{}, all, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, peerHealthChanged()))).
 		Watches(&corev1.Node{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{}, predicate.NewPredicateFuncs(isVirtualNode))).
+		// The scheduling label is ours to keep right.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(offloadingOf), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		// What providers answer: their RemoteNamespaces, named after the
+		// home namespace, in this cluster's tenant namespace.
+		WatchesRawSource(source.Func(r.watchProviders)).
 		Complete(r)
 }
 
 func isVirtualNode(o client.Object) bool {
 	return o.GetLabels()[peeringv1alpha1.VirtualNodeTypeLabel] == peeringv1alpha1.VirtualNodeTypeValue
+}
+
+// peerHealthChanged passes RemoteCluster updates whose reachability or
+// authentication changed: a provider that answers again gets what it missed.
+func peerHealthChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*peeringv1alpha1.RemoteCluster)
+		n, ok2 := e.ObjectNew.(*peeringv1alpha1.RemoteCluster)
+		if !ok1 || !ok2 {
+			return false
+		}
+		for _, t := range []string{peeringv1alpha1.APIReachableCondition, peeringv1alpha1.AuthenticatedCondition} {
+			if meta.IsStatusConditionTrue(o.Status.Conditions, t) != meta.IsStatusConditionTrue(n.Status.Conditions, t) {
+				return true
+			}
+		}
+		return false
+	}}
+}
+
+// offloadingOf maps a namespace to its NamespaceOffloading.
+func offloadingOf(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: offloadingv1alpha1.NamespaceOffloadingName}}}
+}
+
+// watchProviders makes every peer watch this cluster's RemoteNamespaces and
+// enqueue the NamespaceOffloading each one is for (a RemoteNamespace is
+// named after its home namespace), and enqueues every NamespaceOffloading
+// when a peer becomes usable, as after a restart or an outage.
+func (r *Reconciler) watchProviders(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	r.Registry.OnReady(func(string) {
+		for _, req := range r.all(ctx, nil) {
+			q.Add(req)
+		}
+	})
+	enqueue := func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if o, ok := obj.(client.Object); ok {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: offloadingv1alpha1.NamespaceOffloadingName}})
+		}
+	}
+	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, o any) { enqueue(o) },
+		DeleteFunc: enqueue,
+	})
+	return nil
 }
 
 // all enqueues every NamespaceOffloading.
@@ -94,10 +171,20 @@ func (r *Reconciler) homeClusterID(ctx context.Context) (string, error) {
 }
 
 // Reconcile brings the twins of one namespace in line with its offloading.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	homeID, err := r.homeClusterID(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	off := &offloadingv1alpha1.NamespaceOffloading{}
 	if err := r.Client.Get(ctx, req.NamespacedName, off); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		}
+		if req.Name != offloadingv1alpha1.NamespaceOffloadingName {
+			return ctrl.Result{}, nil
+		}
+		return r.deleteOrphans(ctx, req.Namespace, homeID)
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("namespaceOffloading", klog.KObj(off))
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -106,14 +193,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			"NamespaceOffloading %s/%s is ignored: only the one named %q is reconciled; create it with that name", off.Namespace, off.Name, offloadingv1alpha1.NamespaceOffloadingName)
 		return ctrl.Result{}, nil
 	}
-	homeID, err := r.homeClusterID(ctx)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 
 	deleting := !off.DeletionTimestamp.IsZero()
 	if !deleting {
 		if err := finalizer.Add(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	// First, so that pods recreated during an unoffload stay home.
+	if err := r.syncSchedulingLabel(ctx, off, deleting); err != nil {
+		return ctrl.Result{}, err
+	}
+	if deleting {
+		if err := r.deletePodsOnVirtualNodes(ctx, off.Namespace); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -128,7 +220,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	twin := naming.TwinName(off.Spec, off.Namespace, homeID)
 	states := make([]providerState, 0, len(peers.Items))
-	var errs []error
 	for i := range peers.Items {
 		rc := &peers.Items[i]
 		s := providerState{name: rc.Name}
@@ -138,31 +229,48 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			}
 		}
 		s.request, s.err = r.syncRequest(ctx, rc, off, homeID, twin, s.selected)
-		if s.err != nil {
-			errs = append(errs, s.err)
-		}
 		states = append(states, s)
 	}
 
+	var overdue time.Duration // how long past its timeout the unoffload is
+	if deleting {
+		overdue = time.Since(off.DeletionTimestamp.Add(r.UnoffloadTimeout))
+	}
 	before := off.DeepCopy()
-	off.Status = computeStatus(off, deleting, selectorErr != nil, twin, states)
+	off.Status = computeStatus(off, deleting, overdue >= 0, selectorErr != nil, twin, states)
 	if !equality.Semantic.DeepEqual(before.Status, off.Status) {
 		if err := r.Client.Status().Patch(ctx, off, client.MergeFrom(before)); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("patching the status of NamespaceOffloading %s: %w", req.NamespacedName, err))
 		}
 	}
 
-	if deleting {
-		if left := holding(states); len(left) > 0 || len(errs) > 0 {
-			log.V(4).Info("waiting for providers to delete their twins", "providers", left)
-			return ctrl.Result{RequeueAfter: pendingRecheck}, nil
+	unreachable := unreachable(states)
+	if !deleting {
+		if len(unreachable) > 0 {
+			return ctrl.Result{RequeueAfter: unreachableRecheck}, nil
 		}
-		return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
+		return ctrl.Result{}, nil
 	}
-	if off.Status.OffloadingPhase != offloadingv1alpha1.ReadyPhase && off.Status.OffloadingPhase != offloadingv1alpha1.NoClusterSelectedPhase {
-		return ctrl.Result{RequeueAfter: pendingRecheck}, nil
+	_, force := off.Annotations[offloadingv1alpha1.ForceUnoffloadAnnotation]
+	if left := holding(states, force); len(left) > 0 {
+		log.V(4).Info("waiting for providers to delete their twins", "providers", left)
+		if len(unreachable) == 0 {
+			return ctrl.Result{}, nil // their RemoteNamespaces going wakes us
+		}
+		if overdue >= 0 {
+			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload",
+				"unoffload of namespace %s waits for providers that do not answer: %s may still hold twin %s; when they are gone for good, run 'stretchctl unoffload namespace %s --force'",
+				off.Namespace, strings.Join(unreachable, ", "), twin, off.Namespace)
+			return ctrl.Result{RequeueAfter: unreachableRecheck}, nil
+		}
+		return ctrl.Result{RequeueAfter: min(unreachableRecheck, -overdue)}, nil
 	}
-	return ctrl.Result{}, nil
+	if force && len(unreachable) > 0 {
+		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload",
+			"unoffload of namespace %s finished without providers %s, which did not answer: their twin %s is deleted when they answer again while still peered",
+			off.Namespace, strings.Join(unreachable, ", "), twin)
+	}
+	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
 }
 
 // selects reports whether the selector picks the provider's virtual node.
@@ -173,43 +281,6 @@ func (r *Reconciler) selects(ctx context.Context, s *placement.ClusterSelector, 
 		return false, client.IgnoreNotFound(err)
 	}
 	return s.Matches(placement.Node{Name: node.Name, Labels: node.Labels}), nil
-}
-
-// syncRequest writes or deletes the RemoteNamespace on the provider and
-// returns what the provider reports.
-func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, off *offloadingv1alpha1.NamespaceOffloading, homeID, twin string, wanted bool) (*peeringv1alpha1.RemoteNamespace, error) {
-	peer, ok := r.Registry.Get(rc.Spec.ClusterID)
-	if !ok {
-		// Unknown is not gone: an unoffload waits until the provider answers.
-		if wanted || !off.DeletionTimestamp.IsZero() {
-			return nil, fmt.Errorf("provider %s is not connected (see the conditions of RemoteCluster %s)", rc.Name, rc.Name)
-		}
-		return nil, nil
-	}
-	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: off.Namespace}
-	rn := &peeringv1alpha1.RemoteNamespace{}
-	err := peer.Client.Get(ctx, key, rn)
-	switch {
-	case apierrors.IsNotFound(err):
-		if !wanted {
-			return nil, nil
-		}
-		rn = &peeringv1alpha1.RemoteNamespace{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
-			Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: off.Namespace, HomeClusterID: homeID, RemoteNamespaceName: twin},
-		}
-		if err := peer.Client.Create(ctx, rn); err != nil {
-			return nil, fmt.Errorf("asking provider %s for twin %s: %w", rc.Name, twin, err)
-		}
-		return rn, nil
-	case err != nil:
-		return nil, fmt.Errorf("reading the twin request on provider %s: %w", rc.Name, err)
-	case !wanted && rn.DeletionTimestamp.IsZero():
-		if err := peer.Client.Delete(ctx, rn); client.IgnoreNotFound(err) != nil {
-			return rn, fmt.Errorf("withdrawing the twin request on provider %s: %w", rc.Name, err)
-		}
-	}
-	return rn, nil
 }
 
 // syncSelectorError sets or clears the selector-error annotation, with a
@@ -241,7 +312,7 @@ func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alp
 }
 
 // computeStatus derives the whole status from what was observed.
-func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, selectorInvalid bool, twin string, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
+func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdue, selectorInvalid bool, twin string, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
 	st := offloadingv1alpha1.NamespaceOffloadingStatus{
 		OffloadingPhase:     computePhase(deleting, selectorInvalid, states),
 		RemoteNamespaceName: twin,
@@ -256,17 +327,33 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, select
 			st.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{}
 		}
 		conds := off.Status.RemoteNamespacesConditions[s.name]
-		setConditions(&conds, s, off.Generation)
+		stuck := ""
+		if deleting && overdue {
+			stuck = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, run 'stretchctl unoffload namespace %s --force'", s.name, twin, off.Namespace)
+		}
+		setConditions(&conds, s, off.Generation, stuck)
 		st.RemoteNamespacesConditions[s.name] = conds
 	}
 	return st
 }
 
-// holding names the providers that still hold a twin request.
-func holding(states []providerState) []string {
+// holding names the providers that still hold a twin request; with force,
+// those that do not answer are let go.
+func holding(states []providerState, force bool) []string {
 	var names []string
 	for _, s := range states {
-		if s.request != nil || s.err != nil {
+		if s.request != nil && s.err == nil || s.err != nil && !force {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}
+
+// unreachable names the providers that could not be read or written.
+func unreachable(states []providerState) []string {
+	var names []string
+	for _, s := range states {
+		if s.err != nil {
 			names = append(names, s.name)
 		}
 	}

@@ -86,10 +86,11 @@ func computePhase(deleting, selectorInvalid bool, states []providerState) offloa
 }
 
 // setConditions updates the provider's conditions in place, keeping the
-// transition times of those that did not change.
-func setConditions(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerState, generation int64) {
+// transition times of those that did not change. stuck, when not empty, is
+// why an overdue unoffload still waits for this provider.
+func setConditions(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerState, generation int64, stuck string) {
 	setOffloadingRequired(conds, s.selected, generation)
-	setReady(conds, s, generation)
+	setReady(conds, s, generation, stuck)
 }
 
 func setOffloadingRequired(conds *offloadingv1alpha1.RemoteNamespaceConditions, selected bool, generation int64) {
@@ -101,7 +102,7 @@ func setOffloadingRequired(conds *offloadingv1alpha1.RemoteNamespaceConditions, 
 	meta.SetStatusCondition((*[]metav1.Condition)(conds), c)
 }
 
-func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerState, generation int64) {
+func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerState, generation int64, stuck string) {
 	c := metav1.Condition{Type: offloadingv1alpha1.RemoteNamespaceReadyCondition, ObservedGeneration: generation, Status: metav1.ConditionFalse}
 	switch s.twin() {
 	case twinReady:
@@ -119,7 +120,10 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 	default:
 		c.Reason, c.Message = offloadingv1alpha1.CreatingReason, "the request for a twin namespace is being sent to the provider"
 	}
-	if s.err != nil {
+	switch {
+	case s.err != nil && stuck != "":
+		c.Reason, c.Message = offloadingv1alpha1.ProviderUnreachableReason, fmt.Sprintf("%s: %v", stuck, s.err)
+	case s.err != nil:
 		// What we last saw stands, but the user learns why it may be stale.
 		c.Message = fmt.Sprintf("%s (provider not reachable: %v)", c.Message, s.err)
 	}

@@ -61,6 +61,7 @@ func TestSetConditions(t *testing.T) {
 		wantReady            metav1.ConditionStatus
 		wantReadyReason      string
 		wantMessageSubstring string
+		stuck                string
 	}{
 		{name: "ready", state: providerState{selected: true, request: ready},
 			wantRequired: metav1.ConditionTrue, wantRequiredReason: "ClusterSelected", wantReady: metav1.ConditionTrue, wantReadyReason: "NamespaceCreated", wantMessageSubstring: "twin exists"},
@@ -72,12 +73,16 @@ func TestSetConditions(t *testing.T) {
 			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "Terminating"},
 		{name: "unreachable", state: providerState{selected: true, request: creating, err: errors.New("connection refused")},
 			wantRequired: metav1.ConditionTrue, wantRequiredReason: "ClusterSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "Creating", wantMessageSubstring: "provider not reachable: connection refused"},
+		{name: "overdue unoffload names what is stuck", state: providerState{request: deleting, err: errors.New("connection refused")}, stuck: "provider p may still hold twin t",
+			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "ProviderUnreachable", wantMessageSubstring: "provider p may still hold twin t: connection refused"},
+		{name: "overdue but answering is still Terminating", state: providerState{request: deleting}, stuck: "provider p may still hold twin t",
+			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "Terminating", wantMessageSubstring: "deleting the twin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			var conds offloadingv1alpha1.RemoteNamespaceConditions
-			setConditions(&conds, tt.state, 3)
+			setConditions(&conds, tt.state, 3, tt.stuck)
 			req := meta.FindStatusCondition(conds, offloadingv1alpha1.OffloadingRequiredCondition)
 			g.Expect(req.Status).To(Equal(tt.wantRequired))
 			g.Expect(req.Reason).To(Equal(tt.wantRequiredReason))
@@ -93,8 +98,8 @@ func TestSetConditions(t *testing.T) {
 func TestSetConditionsKeepsTransitionTime(t *testing.T) {
 	g := NewWithT(t)
 	var conds offloadingv1alpha1.RemoteNamespaceConditions
-	setConditions(&conds, providerState{selected: true, request: ready}, 1)
+	setConditions(&conds, providerState{selected: true, request: ready}, 1, "")
 	first := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition).LastTransitionTime
-	setConditions(&conds, providerState{selected: true, request: ready}, 2)
+	setConditions(&conds, providerState{selected: true, request: ready}, 2, "")
 	g.Expect(meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition).LastTransitionTime).To(Equal(first))
 }

@@ -1,0 +1,79 @@
+package offloading
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+)
+
+// syncSchedulingLabel keeps the home namespace's scheduling label: present
+// while pods may go to providers (strategy Remote or LocalAndRemote), absent
+// with Local and from the start of an unoffload, so that the pod webhook
+// leaves new pods alone.
+func (r *Reconciler) syncSchedulingLabel(ctx context.Context, off *offloadingv1alpha1.NamespaceOffloading, deleting bool) error {
+	want := !deleting && off.Spec.PodOffloadingStrategy != offloadingv1alpha1.LocalStrategy
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: off.Namespace}, ns); err != nil {
+		return fmt.Errorf("reading namespace %s: %w", off.Namespace, err)
+	}
+	if _, has := ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel]; has == want && (!want || ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel] == "true") {
+		return nil
+	}
+	patch := client.MergeFrom(ns.DeepCopy())
+	if want {
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel] = "true"
+	} else {
+		delete(ns.Labels, offloadingv1alpha1.SchedulingEnabledLabel)
+	}
+	if err := r.Client.Patch(ctx, ns, patch); err != nil {
+		return fmt.Errorf("labelling namespace %s %s=%t: %w", off.Namespace, offloadingv1alpha1.SchedulingEnabledLabel, want, client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// deletePodsOnVirtualNodes deletes the namespace's pods bound to virtual
+// nodes, so that their controllers recreate them at home. It does not wait
+// for them: the virtual kubelet ends them on the providers, and the twins
+// go with everything in them anyway.
+func (r *Reconciler) deletePodsOnVirtualNodes(ctx context.Context, namespace string) error {
+	nodes := &corev1.NodeList{}
+	if err := r.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+		return fmt.Errorf("listing virtual nodes: %w", err)
+	}
+	if len(nodes.Items) == 0 {
+		return nil
+	}
+	virtual := make(map[string]bool, len(nodes.Items))
+	for _, n := range nodes.Items {
+		virtual[n.Name] = true
+	}
+	// Pods are not cached by this controller: they are read only here.
+	pods := &corev1.PodList{}
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("listing the pods of namespace %s: %w", namespace, err)
+	}
+	deleted := 0
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if !virtual[pod.Spec.NodeName] || !pod.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting pod %s/%s from virtual node %s: %w", namespace, pod.Name, pod.Spec.NodeName, err)
+		}
+		deleted++
+	}
+	if deleted > 0 {
+		ctrl.LoggerFrom(ctx).Info("deleted pods on virtual nodes", "namespace", namespace, "count", deleted)
+	}
+	return nil
+}

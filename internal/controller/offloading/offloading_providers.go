@@ -1,0 +1,115 @@
+package offloading
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/remote"
+)
+
+// syncRequest writes or deletes the RemoteNamespace on the provider and
+// returns what the provider reports. Reads come from the peer's cache; a
+// provider whose last probe failed is not written to, so that a dead provider
+// never holds a worker for a request timeout.
+func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, off *offloadingv1alpha1.NamespaceOffloading, homeID, twin string, wanted bool) (*peeringv1alpha1.RemoteNamespace, error) {
+	deleting := !off.DeletionTimestamp.IsZero()
+	// A provider that never had a twin for this namespace (not in the status)
+	// is not waited for; if a request was sent there after all, it is deleted
+	// as an orphan when the provider answers again.
+	known := off.Status.RemoteNamespacesConditions[rc.Name] != nil
+	mustKnow := wanted || deleting && known
+	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: off.Namespace}
+
+	peer, rn, err := r.readRequest(ctx, rc, key)
+	if err != nil {
+		if mustKnow {
+			return nil, err
+		}
+		return nil, nil
+	}
+	switch {
+	case rn == nil && wanted:
+		if err := peer.Health(); err != nil {
+			return nil, fmt.Errorf("provider %s does not answer: %w", rc.Name, err)
+		}
+		rn = &peeringv1alpha1.RemoteNamespace{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: off.Namespace, HomeClusterID: homeID, RemoteNamespaceName: twin},
+		}
+		// AlreadyExists: the cache has not seen our last create yet.
+		if err := peer.Client.Create(ctx, rn); client.IgnoreAlreadyExists(err) != nil {
+			return nil, fmt.Errorf("asking provider %s for twin %s: %w", rc.Name, twin, err)
+		}
+		return rn, nil
+	case rn != nil && !wanted && rn.DeletionTimestamp.IsZero():
+		if err := r.withdraw(ctx, rc.Name, peer, rn); err != nil {
+			return rn, err
+		}
+	}
+	return rn, nil
+}
+
+// readRequest returns the provider's peer and the RemoteNamespace key names
+// there, nil when there is none.
+func (r *Reconciler) readRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, key client.ObjectKey) (*remote.Peer, *peeringv1alpha1.RemoteNamespace, error) {
+	peer, ok := r.Registry.Get(rc.Spec.ClusterID)
+	if !ok {
+		return nil, nil, fmt.Errorf("provider %s is not connected (see the conditions of RemoteCluster %s)", rc.Name, rc.Name)
+	}
+	reader, err := peer.Reader(&peeringv1alpha1.RemoteNamespace{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider %s cannot be read (see the conditions of RemoteCluster %s): %w", rc.Name, rc.Name, err)
+	}
+	rn := &peeringv1alpha1.RemoteNamespace{}
+	if err := reader.Get(ctx, key, rn); err != nil {
+		if apierrors.IsNotFound(err) {
+			return peer, nil, nil
+		}
+		return nil, nil, fmt.Errorf("reading the twin request on provider %s: %w", rc.Name, err)
+	}
+	return peer, rn, nil
+}
+
+// withdraw deletes a twin request; the provider then deletes the twin.
+func (r *Reconciler) withdraw(ctx context.Context, provider string, peer *remote.Peer, rn *peeringv1alpha1.RemoteNamespace) error {
+	if err := peer.Health(); err != nil {
+		return fmt.Errorf("provider %s does not answer: %w", provider, err)
+	}
+	if err := peer.Client.Delete(ctx, rn, client.Preconditions{UID: &rn.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("withdrawing the twin request on provider %s: %w", provider, err)
+	}
+	return nil
+}
+
+// deleteOrphans withdraws the twin requests of a home namespace that has no
+// NamespaceOffloading any more: those an unoffload forced past a provider
+// that did not answer, found when the provider's RemoteNamespaces are listed
+// again.
+func (r *Reconciler) deleteOrphans(ctx context.Context, namespace, homeID string) (ctrl.Result, error) {
+	peers := &peeringv1alpha1.RemoteClusterList{}
+	if err := r.Client.List(ctx, peers); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing RemoteClusters: %w", err)
+	}
+	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: namespace}
+	var result ctrl.Result
+	for i := range peers.Items {
+		rc := &peers.Items[i]
+		peer, rn, err := r.readRequest(ctx, rc, key)
+		if err != nil || rn == nil || !rn.DeletionTimestamp.IsZero() {
+			continue // an unreadable provider is seen again when it is listed
+		}
+		ctrl.LoggerFrom(ctx).Info("withdrawing an orphan twin request", "provider", rc.Name, "twin", rn.Spec.RemoteNamespaceName)
+		if err := r.withdraw(ctx, rc.Name, peer, rn); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "withdrawing an orphan twin request", "provider", rc.Name)
+			result.RequeueAfter = unreachableRecheck
+		}
+	}
+	return result, nil
+}
