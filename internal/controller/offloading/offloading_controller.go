@@ -119,11 +119,16 @@ func offloadingOf(_ context.Context, o client.Object) []reconcile.Request {
 
 // watchProviders makes every peer watch this cluster's RemoteNamespaces and
 // enqueue the NamespaceOffloading each one is for (a RemoteNamespace is
-// named after its home namespace), and enqueues every NamespaceOffloading
-// when a peer becomes usable, as after a restart or an outage.
+// named after its home namespace). When a peer becomes usable, as after a
+// restart or an outage, every NamespaceOffloading is enqueued, and so is the
+// home namespace of every request the peer holds: a request whose
+// NamespaceOffloading is gone is an orphan to withdraw.
 func (r *Reconciler) watchProviders(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-	r.Registry.OnReady(func(string) {
+	r.Registry.OnReady(func(clusterID string) {
 		for _, req := range r.all(ctx, nil) {
+			q.Add(req)
+		}
+		for _, req := range r.requestsOn(ctx, clusterID) {
 			q.Add(req)
 		}
 	})
@@ -153,6 +158,28 @@ func (r *Reconciler) all(ctx context.Context, _ client.Object) []reconcile.Reque
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// requestsOn enqueues the home namespace of every request the peer holds.
+func (r *Reconciler) requestsOn(ctx context.Context, clusterID string) []reconcile.Request {
+	peer, ok := r.Registry.Get(clusterID)
+	if !ok {
+		return nil
+	}
+	reader, err := peer.Reader(&peeringv1alpha1.RemoteNamespace{})
+	if err != nil {
+		return nil // the first list completing calls again
+	}
+	list := &peeringv1alpha1.RemoteNamespaceList{}
+	if err := reader.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the twin requests of a provider", "clusterID", clusterID)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Name, Name: offloadingv1alpha1.NamespaceOffloadingName}})
 	}
 	return reqs
 }
@@ -223,7 +250,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for i := range peers.Items {
 		rc := &peers.Items[i]
 		s := providerState{name: rc.Name}
-		if !deleting && selectorErr == nil {
+		// A peer being removed is selected by nobody: its twins go first.
+		if !deleting && selectorErr == nil && rc.DeletionTimestamp.IsZero() {
 			if s.selected, err = r.selects(ctx, selector, rc); err != nil {
 				return ctrl.Result{}, err
 			}

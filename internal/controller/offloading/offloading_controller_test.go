@@ -35,34 +35,67 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func(s []*testenv.APIServer) { home, eu, us = s[0], s[1], s[2] }, "home", "provider-eu", "provider-us")
 }
 
-// stretch runs what the managers of the three clusters run, and peers home
-// with both providers through the credentials they issue.
-func stretch(t *testing.T) {
+// rig runs what the managers of the three clusters run, and can stop and
+// start them again.
+type rig struct {
+	t        *testing.T
+	opts     []func(*offloading.Reconciler)
+	stopHome func()
+	tenants  map[*testenv.APIServer]func()
+}
+
+// stretch runs Stretch on home and both providers, and peers home with each
+// through the credentials it issues. opts adjust the offloading controller.
+func stretch(t *testing.T, opts ...func(*offloading.Reconciler)) *rig {
 	t.Helper()
 	ctx := context.Background()
 	g := NewWithT(t)
+	r := &rig{t: t, opts: opts, tenants: map[*testenv.APIServer]func(){}}
 	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
 	for _, p := range []struct {
 		s      *testenv.APIServer
 		region string
 	}{{eu, "eu"}, {us, "us"}} {
+		// Installed once: later calls keep the first identity.
 		g.Expect(p.s.InstallIdentity(ctx, identity.Identity{ID: uuid.NewString(), Name: p.s.Name, Labels: map[string]string{"region": p.region}})).To(Succeed())
 		p.s.FinalizeNamespaces(t)
-		testenv.StartControllers(t, p.s.Config, func(mgr ctrl.Manager) error {
-			return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
-		})
-		_, err := peer.Peer(ctx, home.Client, p.s.Client, p.s.Config, io.Discard)
-		g.Expect(err).NotTo(HaveOccurred())
+		r.startTenant(p.s)
+		r.peer(p.s)
 	}
+	r.startHome()
+	return r
+}
+
+// peer peers home with the provider, as 'stretchctl peer' does.
+func (r *rig) peer(s *testenv.APIServer) {
+	r.t.Helper()
+	_, err := peer.Peer(context.Background(), home.Client, s.Client, s.Config, io.Discard)
+	NewWithT(r.t).Expect(err).NotTo(HaveOccurred())
+}
+
+// startTenant runs the provider side on s.
+func (r *rig) startTenant(s *testenv.APIServer) {
+	r.tenants[s] = testenv.StartControllers(r.t, s.Config, func(mgr ctrl.Manager) error {
+		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+	})
+}
+
+// startHome runs the home side, with a new peer registry, as a restarted
+// manager would.
+func (r *rig) startHome() {
 	reg := remote.NewRegistry(home.Scheme, remote.Options{Timeout: 5 * time.Second})
-	testenv.StartControllers(t, home.Config, func(mgr ctrl.Manager) error {
+	r.stopHome = testenv.StartControllers(r.t, home.Config, func(mgr ctrl.Manager) error {
 		if err := mgr.Add(reg); err != nil {
 			return err
 		}
 		if err := (&remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}).SetupWithManager(mgr); err != nil {
 			return err
 		}
-		return (&offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}).SetupWithManager(mgr)
+		off := &offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}
+		for _, o := range r.opts {
+			o(off)
+		}
+		return off.SetupWithManager(mgr)
 	})
 }
 

@@ -50,6 +50,14 @@ const (
 	clusterIDField = "spec.clusterID"
 )
 
+// TwinWithdrawalTimeout bounds how long a RemoteCluster being deleted waits
+// for its provider to delete the twins it holds for this cluster.
+const TwinWithdrawalTimeout = 2 * time.Minute
+
+// twinWithdrawalRecheck is how often a RemoteCluster being deleted looks
+// again whether its provider still holds twins.
+const twinWithdrawalRecheck = 2 * time.Second
+
 // Reconciler reconciles RemoteClusters on a home cluster.
 type Reconciler struct {
 	Client   client.Client
@@ -136,7 +144,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	ctx = ctrl.LoggerInto(ctx, log)
 
 	if !rc.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, rc)
+		return r.reconcileDelete(ctx, rc)
 	}
 	if err := finalizer.Add(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer); err != nil {
 		return ctrl.Result{}, err
@@ -314,11 +322,12 @@ func (r *Reconciler) renewLease(ctx context.Context, node *corev1.Node) error {
 	return nil
 }
 
-// reconcileDelete removes the virtual node, its Lease and the peer, then the
+// reconcileDelete removes the virtual node, its Lease and, once the
+// provider deleted the twins it held for this cluster, the peer, then the
 // finalizer. It does not need the kubeconfig Secret.
-func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) error {
+func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(rc, peeringv1alpha1.RemoteClusterFinalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	name := peeringv1alpha1.VirtualNodeName(rc.Name)
 	node := &corev1.Node{}
@@ -326,32 +335,67 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.Re
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return fmt.Errorf("reading virtual node %s: %w", name, err)
+		return ctrl.Result{}, fmt.Errorf("reading virtual node %s: %w", name, err)
 	case !isVirtualNodeOf(node, rc):
 		// Someone else's Node, and so someone else's Lease.
 		name = ""
 	default:
 		if err := r.Client.Delete(ctx, node, client.Preconditions{UID: &node.UID}); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting virtual node %s: %w", name, err)
+			return ctrl.Result{}, fmt.Errorf("deleting virtual node %s: %w", name, err)
 		}
 	}
 	if name != "" {
 		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: corev1.NamespaceNodeLease, Name: name}}
 		if err := r.Client.Delete(ctx, lease); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting the Lease of virtual node %s: %w", name, err)
+			return ctrl.Result{}, fmt.Errorf("deleting the Lease of virtual node %s: %w", name, err)
 		}
 	}
 	// A duplicate going away must not take the owner's peer with it.
 	owner, err := r.clusterIDOwner(ctx, rc.Spec.ClusterID)
 	if err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	if owner == "" {
+		// Without its virtual node the provider is selected by no
+		// NamespaceOffloading: the offloading controller withdraws the
+		// twin requests, through this peer.
+		if left := r.twinsLeft(ctx, rc); len(left) > 0 {
+			if r.Clock.Since(rc.DeletionTimestamp.Time) < TwinWithdrawalTimeout {
+				ctrl.LoggerFrom(ctx).V(1).Info("waiting for the provider to delete its twins", "twins", left)
+				return ctrl.Result{RequeueAfter: twinWithdrawalRecheck}, nil
+			}
+			r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "TwinsLeft", "Unpeer",
+				"provider %s did not delete twin namespaces %s within %s; they are left there: run 'stretchctl peer revoke' against the provider to delete them",
+				rc.Name, strings.Join(left, ", "), TwinWithdrawalTimeout)
+		}
 		r.Registry.Remove(rc.Spec.ClusterID)
 	}
 	forgetMetrics(rc.Name)
 	ctrl.LoggerFrom(ctx).Info("removed the virtual node and the peer", "node", peeringv1alpha1.VirtualNodeName(rc.Name))
-	return finalizer.Remove(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer)
+	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer)
+}
+
+// twinsLeft names the twins that the provider still holds for this cluster,
+// as far as a usable peer tells; nothing when the provider cannot be read,
+// since waiting for it could last forever.
+func (r *Reconciler) twinsLeft(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) []string {
+	peer, ok := r.Registry.Get(rc.Spec.ClusterID)
+	if !ok || peer.Health() != nil {
+		return nil
+	}
+	reader, err := peer.Reader(&peeringv1alpha1.RemoteNamespace{})
+	if err != nil {
+		return nil
+	}
+	list := &peeringv1alpha1.RemoteNamespaceList{}
+	if err := reader.List(ctx, list); err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, rn := range list.Items {
+		names = append(names, rn.Spec.RemoteNamespaceName)
+	}
+	return names
 }
 
 // computeStatus writes what the probe found into the status.
