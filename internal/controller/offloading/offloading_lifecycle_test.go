@@ -283,9 +283,19 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 		readyOn(g, st, "provider-us")
 	}).Should(Succeed())
 
-	// A peer removed: its twin goes before the peer does.
+	// A peer removed: its twin goes before the peer does. (With the
+	// provider's controller stopped, the request waits, and so does the peer.)
+	rg.tenants[us]()
 	rc := &peeringv1alpha1.RemoteCluster{ObjectMeta: metav1.ObjectMeta{Name: "provider-us"}}
 	g.Expect(home.Client.Delete(ctx, rc)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		rn, err := request(us, "fleet")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(rn.DeletionTimestamp).NotTo(BeNil(), "the request is withdrawn")
+	}).Should(Succeed())
+	g.Consistently(func() error { return home.Client.Get(ctx, client.ObjectKeyFromObject(rc), &peeringv1alpha1.RemoteCluster{}) }).
+		WithTimeout(2*time.Second).Should(Succeed(), "the peer stays while the provider holds the twin")
+	rg.startTenant(us)
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(rc), rc))).To(BeTrue())
 		g.Expect(apierrors.IsNotFound(twin(us, name))).To(BeTrue())
