@@ -12,9 +12,10 @@ import (
 	"stretch.dev/stretch/internal/testenv"
 )
 
-// The peering story with the real binaries: install both clusters, run the
-// home cluster's stretch-controller-manager, peer, and see the provider as a
-// labelled, Ready virtual node with kubectl; then unpeer.
+// The peering and offloading story with the real binaries: install both
+// clusters, run stretch-controller-manager on each, peer, see the provider as
+// a labelled, Ready virtual node with kubectl, offload a namespace and follow
+// it with the FAQ's kubectl commands, unoffload; then unpeer.
 func TestPeer(t *testing.T) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu")
 	home, provider := clusters[0], clusters[1]
@@ -28,6 +29,7 @@ func TestPeer(t *testing.T) {
 	})
 
 	startManager(t, home)
+	startManager(t, provider)
 
 	step(t, "peer waits for the virtual node", func(t *testing.T) {
 		g := NewWithT(t)
@@ -57,6 +59,8 @@ func TestPeer(t *testing.T) {
 		g.Expect(out).To(MatchRegexp(`stretch-provider-eu\s+provider-eu\s+True`))
 	})
 
+	offloadWithKubectl(t, home, provider)
+
 	step(t, "unpeer removes the virtual node and the tenant", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := stretchctl(t, "unpeer", "provider-eu", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", provider.Kubeconfig)
@@ -78,7 +82,7 @@ func startManager(t *testing.T, c *testenv.KwokCluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), "stretch-controller-manager.log")
+	logPath := filepath.Join(t.TempDir(), "stretch-controller-manager-"+c.Name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"stretch.dev/stretch/internal/testenv"
+)
+
+// offloadWithKubectl offloads namespace foo from home to the provider with
+// plain kubectl and checks it with the FAQ's own commands, then unoffloads it.
+func offloadWithKubectl(t *testing.T, home, provider *testenv.KwokCluster) {
+	// The FAQ's command, as users type it (the shell strips the quotes).
+	phase := func(g Gomega) string {
+		out, err := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o=jsonpath={['status.offloadingPhase']}")
+		g.Expect(err).NotTo(HaveOccurred())
+		return out
+	}
+	var twin string
+
+	step(t, "a NamespaceOffloading applied with kubectl gets a twin", func(t *testing.T) {
+		g := NewWithT(t)
+		manifest := filepath.Join(t.TempDir(), "offloading.yaml")
+		g.Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: foo
+---
+apiVersion: offloading.stretch.dev/v1alpha1
+kind: NamespaceOffloading
+metadata:
+  name: offloading
+  namespace: foo
+spec:
+  clusterSelector:
+    nodeSelectorTerms:
+    - matchExpressions:
+      - {key: region, operator: In, values: [eu]}
+`), 0o600)).To(Succeed())
+		_, err := kubectl(t, home, "apply", "-f", manifest)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"))
+
+		out, err := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o", "yaml")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("provider-eu:"))
+		g.Expect(out).To(ContainSubstring("reason: NamespaceCreated"))
+		out, err = kubectl(t, home, "get", "nsoff", "-n", "foo")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(MatchRegexp(`NAME\s+PHASE\s+POD STRATEGY\s+MAPPING\s+REMOTE NAMESPACE\s+AGE`))
+		g.Expect(out).To(MatchRegexp(`offloading\s+Ready\s+LocalAndRemote\s+DefaultName\s+foo-\S+`))
+		out, err = kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o=jsonpath={['spec.podOffloadingStrategy']}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal("LocalAndRemote"))
+		out, err = kubectl(t, home, "get", "namespace", "foo", "-o=jsonpath={.metadata.labels['stretch\\.dev/scheduling-enabled']}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal("true"))
+
+		// The twin on the provider carries the home cluster's ID.
+		twin, err = kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o=jsonpath={.status.remoteNamespaceName}")
+		g.Expect(err).NotTo(HaveOccurred())
+		homeID, err := kubectl(t, home, "get", "configmap", "-n", "stretch-system", "stretch-cluster-identity", "-o=jsonpath={.data.clusterID}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(twin).To(Equal("foo-" + homeID))
+		out, err = kubectl(t, provider, "get", "namespace", twin, "-o=jsonpath={.metadata.annotations['stretch\\.dev/remote-namespace-origin']}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal(homeID))
+	})
+
+	step(t, "a selector with a syntax error is reported in the annotation", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := kubectl(t, home, "patch", "namespaceoffloading", "offloading", "-n", "foo", "--type=json",
+			`-p=[{"op":"replace","path":"/spec/clusterSelector/nodeSelectorTerms/0/matchExpressions/0/operator","value":"Near"}]`)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("NoClusterSelected"))
+		annotation := "-o=jsonpath={.metadata.annotations['offloading\\.stretch\\.dev/cluster-selector-error']}"
+		out, err := kubectl(t, home, "get", "namespaceoffloadings", "-n", "foo", "offloading", annotation)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring(`"Near"`))
+
+		_, err = kubectl(t, home, "patch", "namespaceoffloading", "offloading", "-n", "foo", "--type=json",
+			`-p=[{"op":"replace","path":"/spec/clusterSelector/nodeSelectorTerms/0/matchExpressions/0/operator","value":"In"}]`)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"))
+		out, err = kubectl(t, home, "get", "namespaceoffloadings", "-n", "foo", "offloading", annotation)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(BeEmpty())
+	})
+
+	step(t, "kubectl delete unoffloads: the twin goes, then the resource", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := kubectl(t, home, "delete", "namespaceoffloading", "offloading", "-n", "foo", "--timeout=2m")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(func(g Gomega) {
+			out, err := kubectl(t, provider, "get", "namespace", twin, "--ignore-not-found")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(strings.TrimSpace(out)).To(BeEmpty())
+		}).WithTimeout(2 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+		out, err := kubectl(t, home, "get", "namespace", "foo", "--show-labels")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).NotTo(ContainSubstring("stretch.dev/scheduling-enabled"))
+	})
+}
