@@ -53,6 +53,13 @@ func newPeer(clusterID string, hash [32]byte, cfg *rest.Config, namespace string
 		watchErrs: map[string]error{}, informers: map[string]cache.Informer{}}
 	p.health = fmt.Errorf("provider %s not probed yet", clusterID)
 
+	// No client-side rate limit (client-go's default is 5 requests per
+	// second): the provider's priority and fairness is the one that counts,
+	// and offloading a thousand namespaces must not take minutes.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
+	}
 	// Requests, discovery included, are bounded; the cache's watches are
 	// long-running and must not be, so only they use cfg as is.
 	timed := rest.CopyConfig(cfg)

@@ -23,6 +23,11 @@ import (
 // returned function stops this one and waits for it.
 func StartControllers(t testing.TB, cfg *rest.Config, setup func(ctrl.Manager) error) (stop func()) {
 	t.Helper()
+	// As stretch-controller-manager does: no client-side rate limit.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},

@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -76,6 +77,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").
+		// Each reconcile waits on API round trips; namespaces are independent.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&offloadingv1alpha1.NamespaceOffloading{}).
 		// Peers and virtual-node labels decide the selection, a peer's health
 		// whether its twin can be written. Heartbeats (status writes every

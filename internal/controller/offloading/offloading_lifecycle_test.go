@@ -293,7 +293,9 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(rn.DeletionTimestamp).NotTo(BeNil(), "the request is withdrawn")
 	}).Should(Succeed())
-	g.Consistently(func() error { return home.Client.Get(ctx, client.ObjectKeyFromObject(rc), &peeringv1alpha1.RemoteCluster{}) }).
+	g.Consistently(func() error {
+		return home.Client.Get(ctx, client.ObjectKeyFromObject(rc), &peeringv1alpha1.RemoteCluster{})
+	}).
 		WithTimeout(2*time.Second).Should(Succeed(), "the peer stays while the provider holds the twin")
 	rg.startTenant(us)
 	g.Eventually(func(g Gomega) {
