@@ -74,6 +74,9 @@ type Options struct {
 	// RemoteClusterProbeInterval is how often each provider is probed for
 	// health and capacity, and its virtual node's Lease renewed.
 	RemoteClusterProbeInterval time.Duration
+	// UnoffloadTimeout is how long an unoffload waits for a provider that
+	// does not answer before the status says it is stuck on it.
+	UnoffloadTimeout time.Duration
 
 	// Zap configures logging; its defaults give JSON lines at info level.
 	Zap zap.Options
@@ -94,6 +97,7 @@ func DefaultOptions() Options {
 		HealthProbeBindAddress:  "127.0.0.1:8081",
 
 		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
+		UnoffloadTimeout:           offloading.DefaultUnoffloadTimeout,
 	}
 }
 
@@ -115,6 +119,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Address the /healthz and /readyz endpoints bind to; \"0\" disables them.")
 	fs.DurationVar(&o.RemoteClusterProbeInterval, "remote-cluster-probe-interval", d.RemoteClusterProbeInterval,
 		"How often each provider is probed for health and capacity, and its virtual node's Lease renewed.")
+	fs.DurationVar(&o.UnoffloadTimeout, "unoffload-timeout", d.UnoffloadTimeout,
+		"How long an unoffload waits for a provider that does not answer before the NamespaceOffloading's status says so (finish with 'stretchctl unoffload --force').")
 	o.Zap = d.Zap
 	o.Zap.BindFlags(fs)
 }
@@ -200,6 +206,8 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Registry:  peers,
 		Recorder:  mgr.GetEventRecorder("stretch-offloading"),
+
+		UnoffloadTimeout: opts.UnoffloadTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the offloading controller: %w", err)
 	}

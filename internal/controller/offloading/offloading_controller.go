@@ -74,6 +74,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.UnoffloadTimeout == 0 {
 		r.UnoffloadTimeout = DefaultUnoffloadTimeout
 	}
+	var reader client.Reader = mgr.GetCache()
+	phases.reader.Store(&reader)
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").
@@ -290,8 +292,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		if overdue >= 0 {
 			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload",
-				"unoffload of namespace %s waits for providers that do not answer: %s may still hold twin %s; when they are gone for good, run 'stretchctl unoffload namespace %s --force'",
-				off.Namespace, strings.Join(unreachable, ", "), twin, off.Namespace)
+				"unoffload of namespace %s waits for providers that do not answer: %s may still hold twin %s; when they are gone for good, %s",
+				off.Namespace, strings.Join(unreachable, ", "), twin, forceHint(off.Namespace))
 			return ctrl.Result{RequeueAfter: unreachableRecheck}, nil
 		}
 		return ctrl.Result{RequeueAfter: min(unreachableRecheck, -overdue)}, nil
@@ -302,6 +304,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			off.Namespace, strings.Join(unreachable, ", "), twin)
 	}
 	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
+}
+
+// forceHint says how to finish an unoffload without the providers that do
+// not answer.
+func forceHint(namespace string) string {
+	return fmt.Sprintf("run 'stretchctl unoffload namespace %s --force' (or: kubectl annotate namespaceoffloading %s -n %s %s=true)",
+		namespace, offloadingv1alpha1.NamespaceOffloadingName, namespace, offloadingv1alpha1.ForceUnoffloadAnnotation)
 }
 
 // selects reports whether the selector picks the provider's virtual node.
@@ -360,7 +369,7 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdu
 		conds := off.Status.RemoteNamespacesConditions[s.name]
 		stuck := ""
 		if deleting && overdue {
-			stuck = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, run 'stretchctl unoffload namespace %s --force'", s.name, twin, off.Namespace)
+			stuck = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, %s", s.name, twin, forceHint(off.Namespace))
 		}
 		setConditions(&conds, s, off.Generation, stuck)
 		st.RemoteNamespacesConditions[s.name] = conds

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -73,6 +74,23 @@ func eventReasons(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) []strin
 		}
 	}
 	return reasons
+}
+
+// offloadingsInPhase reads stretch_namespace_offloadings{phase} as scraped.
+func offloadingsInPhase(g Gomega, phase offloadingv1alpha1.OffloadingPhase) float64 {
+	families, err := metrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != "stretch_namespace_offloadings" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == string(phase) {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }
 
 func schedulingLabel(g Gomega, ns string) (string, bool) {
@@ -200,7 +218,8 @@ func TestUnreachableProviderDoesNotBlockUnoffloadForever(t *testing.T) {
 			HaveField("Reason", offloadingv1alpha1.ProviderUnreachableReason),
 			HaveField("Message", ContainSubstring("provider provider-us does not answer")),
 			HaveField("Message", ContainSubstring(name)),
-			HaveField("Message", ContainSubstring("stretchctl unoffload namespace stranded --force")))))
+			HaveField("Message", ContainSubstring("stretchctl unoffload namespace stranded --force")),
+			HaveField("Message", ContainSubstring("kubectl annotate namespaceoffloading offloading -n stranded offloading.stretch.dev/force-unoffload=true")))))
 		g.Expect(eventReasons(g, off)).To(ContainElement("UnoffloadBlocked"))
 	}).Should(Succeed())
 	g.Expect(get(g, off).Finalizers).To(ContainElement(offloadingv1alpha1.NamespaceOffloadingFinalizer), "not finished without --force")
@@ -357,6 +376,7 @@ func TestMappingStrategies(t *testing.T) {
 		wantTwin          string
 		wantReason        string // empty: Ready on both providers
 	}{
+		{namespace: "abcdefghijklmnopqrstuvwxyz", mapping: offloadingv1alpha1.DefaultNameMapping, wantTwin: "abcdefghijklmnopqrstuvwxyz-" + homeID}, // 26: the longest that fits
 		{namespace: "same", mapping: offloadingv1alpha1.EnforceSameNameMapping, wantTwin: "same"},
 		{namespace: "selected", mapping: offloadingv1alpha1.SelectedNameMapping, remote: "chosen-name", wantTwin: "chosen-name"},
 		{namespace: "default", mapping: offloadingv1alpha1.EnforceSameNameMapping, wantTwin: "default", wantReason: "Forbidden"},
@@ -384,6 +404,9 @@ func TestMappingStrategies(t *testing.T) {
 				}
 				if tt.wantReason != "" {
 					g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.AllFailedPhase))
+					g.Expect(offloadingsInPhase(g, offloadingv1alpha1.AllFailedPhase)).To(BeNumerically(">=", 1))
+				} else {
+					g.Expect(offloadingsInPhase(g, offloadingv1alpha1.ReadyPhase)).To(BeNumerically(">=", 1))
 				}
 			}).WithTimeout(30 * time.Second).Should(Succeed())
 			if tt.wantReason == "" {
