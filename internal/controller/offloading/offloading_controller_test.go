@@ -115,13 +115,24 @@ func get(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) *offloadingv1alp
 	return got
 }
 
+// selector is a one-requirement cluster selector.
+func selector(key string, op corev1.NodeSelectorOperator, values ...string) *corev1.NodeSelector {
+	return &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: key, Operator: op, Values: values}}}}}
+}
+
 func region(op corev1.NodeSelectorOperator, values ...string) *corev1.NodeSelector {
-	return &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: op, Values: values}}}}}
+	return selector("region", op, values...)
+}
+
+// newG is a Gomega whose Eventually waits long enough for three clusters.
+func newG(t *testing.T) *WithT {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	return g
 }
 
 func TestOffloadSelectedProvidersOnly(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t)
 	ctx := context.Background()
 
@@ -185,8 +196,6 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 // TestFAQFailures reproduces the FAQ's SomeFailed and AllFailed cases and
 // the object with the wrong name.
 func TestFAQFailures(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
 	stretch(t)
 	ctx := context.Background()
 

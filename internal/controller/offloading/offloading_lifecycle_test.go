@@ -101,8 +101,7 @@ func schedulingLabel(g Gomega, ns string) (string, bool) {
 }
 
 func TestSchedulingLabelFollowsStrategy(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t)
 	off := offload(t, "labelled", region(corev1.NodeSelectorOpIn, "eu"))
 
@@ -135,8 +134,7 @@ func TestSchedulingLabelFollowsStrategy(t *testing.T) {
 }
 
 func TestSchedulingLabelSetBeforehand(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t)
 	ctx := context.Background()
 	// The user labels the namespace before offloading it (§4.11); the label
@@ -156,8 +154,7 @@ func TestSchedulingLabelSetBeforehand(t *testing.T) {
 }
 
 func TestUnoffloadDeletesPodsOnVirtualNodes(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t)
 	ctx := context.Background()
 	off := offload(t, "pods", region(corev1.NodeSelectorOpIn, "eu"))
@@ -185,8 +182,7 @@ func TestUnoffloadDeletesPodsOnVirtualNodes(t *testing.T) {
 }
 
 func TestUnreachableProviderDoesNotBlockUnoffloadForever(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t, func(r *offloading.Reconciler) { r.UnoffloadTimeout = 3 * time.Second })
 	ctx := context.Background()
 	off := offload(t, "stranded", nil)
@@ -243,8 +239,7 @@ func TestUnreachableProviderDoesNotBlockUnoffloadForever(t *testing.T) {
 }
 
 func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	rg := stretch(t)
 	ctx := context.Background()
 	name := "restart-" + homeID
@@ -290,8 +285,7 @@ func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
 }
 
 func TestPeersRemovedAndAdded(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	rg := stretch(t)
 	ctx := context.Background()
 	off := offload(t, "fleet", nil)
@@ -335,12 +329,9 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 }
 
 func TestVirtualNodeLabelEditsMoveTwins(t *testing.T) {
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	g := newG(t)
 	stretch(t)
-	tier := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
-		{Key: "tier", Operator: corev1.NodeSelectorOpIn, Values: []string{"gold"}}}}}}
-	off := offload(t, "gold", tier)
+	off := offload(t, "gold", selector("tier", corev1.NodeSelectorOpIn, "gold"))
 	name := "gold-" + homeID
 	g.Eventually(func(g Gomega) {
 		got := get(g, off)
