@@ -99,8 +99,21 @@ lint: $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) ## gofmt, go vet and stati
 GO_TEST_TIMEOUT ?= 45m
 
 .PHONY: test
-test: tools verify-generate build ## Everything: unit, integration on real API servers, e2e on kwokctl clusters.
+test: tools verify-generate build ## Everything: unit, integration on real API servers, e2e on kwokctl clusters, fuzzing briefly.
 	go test $(GO_TEST_FLAGS) -timeout $(GO_TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs for FUZZ_TIME; new failing inputs land in the
+# package's testdata/fuzz and then run with every 'go test'.
+FUZZ_TIME ?= 20s
+FUZZ_TARGETS = internal/placement:FuzzApply internal/peering:FuzzParseCredentials
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME (20s; make test runs them too).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzzing $${t#*:} in ./$${t%%:*} for $(FUZZ_TIME)"; \
+		go test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZ_TIME) ./$${t%%:*}; \
+	done
 
 ##@ Demo and benchmarks
 
