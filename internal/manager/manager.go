@@ -8,13 +8,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -27,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
@@ -35,6 +39,8 @@ import (
 	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/scheme"
 	"stretch.dev/stretch/internal/version"
+	"stretch.dev/stretch/internal/webhook"
+	"stretch.dev/stretch/internal/webhook/certs"
 )
 
 // buildInfo lets dashboards and alerts tell which release each cluster runs.
@@ -78,6 +84,16 @@ type Options struct {
 	// does not answer before the status says it is stuck on it.
 	UnoffloadTimeout time.Duration
 
+	// WebhookBindAddress is where the admission webhooks are served; "0"
+	// disables them (pods of offloaded namespaces are then not placed).
+	WebhookBindAddress string
+	// WebhookURL is the URL the API server calls them at when the manager
+	// runs outside the cluster; empty means https://<WebhookBindAddress>.
+	WebhookURL string
+	// WebhookService ("namespace/name") is the Service in front of an
+	// in-cluster manager; when set, it is used instead of a URL.
+	WebhookService string
+
 	// Zap configures logging; its defaults give JSON lines at info level.
 	Zap zap.Options
 
@@ -98,6 +114,7 @@ func DefaultOptions() Options {
 
 		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
 		UnoffloadTimeout:           offloading.DefaultUnoffloadTimeout,
+		WebhookBindAddress:         "127.0.0.1:9443",
 	}
 }
 
@@ -121,6 +138,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"How often each provider is probed for health and capacity, and its virtual node's Lease renewed.")
 	fs.DurationVar(&o.UnoffloadTimeout, "unoffload-timeout", d.UnoffloadTimeout,
 		"How long an unoffload waits for a provider that does not answer before the NamespaceOffloading's status says so (finish with 'stretchctl unoffload --force').")
+	fs.StringVar(&o.WebhookBindAddress, "webhook-bind-address", d.WebhookBindAddress,
+		"Address the admission webhooks are served on; \"0\" disables them (pods of offloaded namespaces are then not placed).")
+	fs.StringVar(&o.WebhookURL, "webhook-url", d.WebhookURL,
+		"Base URL the API server calls the webhooks at, for a manager outside the cluster; empty means https://<webhook-bind-address>.")
+	fs.StringVar(&o.WebhookService, "webhook-service", d.WebhookService,
+		"namespace/name of the Service in front of an in-cluster manager; when set, the webhooks are called through it.")
 	o.Zap = d.Zap
 	o.Zap.BindFlags(fs)
 }
@@ -139,7 +162,16 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	hooks, err := newWebhookServing(opts)
+	if err != nil {
+		return err
+	}
+	webhookServer := ctrlwebhook.NewServer(ctrlwebhook.Options{Port: -1}) // disabled
+	if hooks != nil {
+		webhookServer = hooks.Server
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           webhookServer,
 		Scheme:                  scheme.New(),
 		Logger:                  log,
 		LeaderElection:          opts.LeaderElect,
@@ -172,12 +204,45 @@ func Run(ctx context.Context, opts Options) error {
 	if err := setupControllers(mgr, opts); err != nil {
 		return err
 	}
+	if hooks != nil {
+		if err := hooks.Setup(mgr); err != nil {
+			return err
+		}
+	}
 
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running the manager: %w", err)
 	}
 	log.Info("stopped stretch-controller-manager")
 	return nil
+}
+
+// newWebhookServing checks the webhook options and builds the webhook
+// server; nil when webhooks are disabled.
+func newWebhookServing(opts Options) (*webhook.Serving, error) {
+	if opts.WebhookBindAddress == "0" {
+		return nil, nil
+	}
+	host, _, err := webhook.ParseBindAddress(opts.WebhookBindAddress)
+	if err != nil {
+		return nil, err
+	}
+	var endpoint webhook.Endpoint
+	switch {
+	case opts.WebhookService != "":
+		ns, name, ok := strings.Cut(opts.WebhookService, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("--webhook-service %q is not namespace/name, such as stretch-system/stretch-webhook", opts.WebhookService)
+		}
+		endpoint.Service = types.NamespacedName{Namespace: ns, Name: name}
+	case opts.WebhookURL != "":
+		endpoint.URL = strings.TrimSuffix(opts.WebhookURL, "/")
+	case host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
+		return nil, fmt.Errorf("--webhook-bind-address %q listens on every address: say how the API server reaches it with --webhook-url or --webhook-service", opts.WebhookBindAddress)
+	default:
+		endpoint.URL = "https://" + opts.WebhookBindAddress
+	}
+	return webhook.NewServing(opts.WebhookBindAddress, endpoint, certs.Options{})
 }
 
 // setupControllers is the one list of every controller and webhook the

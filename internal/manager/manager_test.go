@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -109,21 +108,10 @@ func testOptions(t *testing.T) (opts manager.Options, probes, metricsURL string)
 	opts = manager.DefaultOptions()
 	opts.Kubeconfig = cluster.Kubeconfig
 	opts.RunsAgainInProcess = true
-	opts.HealthProbeBindAddress = freeAddr(t)
-	opts.MetricsBindAddress = freeAddr(t)
+	opts.HealthProbeBindAddress = testenv.FreeAddr(t)
+	opts.MetricsBindAddress = testenv.FreeAddr(t)
+	opts.WebhookBindAddress = testenv.FreeAddr(t)
 	return opts, "http://" + opts.HealthProbeBindAddress, "http://" + opts.MetricsBindAddress + "/metrics"
-}
-
-// freeAddr returns a local address whose port was free a moment ago: Run
-// takes addresses, and with port 0 the test could not learn which it got.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // running is a manager.Run in the background; err is set once done is closed.

@@ -23,17 +23,28 @@ import (
 // returned function stops this one and waits for it.
 func StartControllers(t testing.TB, cfg *rest.Config, setup func(ctrl.Manager) error) (stop func()) {
 	t.Helper()
+	return StartManager(t, cfg, nil, setup)
+}
+
+// StartManager is StartControllers with the manager's options adjusted
+// first, e.g. to give it a webhook server.
+func StartManager(t testing.TB, cfg *rest.Config, adjust func(*ctrl.Options), setup func(ctrl.Manager) error) (stop func()) {
+	t.Helper()
 	// As stretch-controller-manager does: no client-side rate limit.
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
 		cfg.QPS = -1
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Restarted controllers reuse their names in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		t.Fatalf("creating a manager: %v", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/webhook"
 )
 
 const (
@@ -220,14 +221,18 @@ func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
 		return err
 	}
 	idCM := identity.Identity{}.ConfigMap()
-	// Reverse order: the namespace (and the identity in it) goes last but the CRDs.
+	// Reverse order: the webhook configurations the manager applied go
+	// first (a webhook without its manager fails every call), the namespace
+	// (with the identity and the webhook certificates in it) last but the CRDs.
+	mutating, validating := webhook.Configurations(webhook.Endpoint{}, nil)
 	objs = append([]client.Object{idCM}, objs...)
+	objs = append(objs, mutating, validating)
 	for i := len(objs) - 1; i >= 0; i-- {
 		if _, err := objects.Delete(ctx, c, objs[i]); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "✓ RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", peeringv1alpha1.RuntimeClassName, ManagerName, identity.SystemNamespace)
+	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", peeringv1alpha1.RuntimeClassName, ManagerName, identity.SystemNamespace)
 	crds, err := config.CRDs()
 	if err != nil {
 		return err

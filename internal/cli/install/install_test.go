@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -17,8 +18,10 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/config"
+	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/webhook"
 )
 
 var cluster *testenv.APIServer
@@ -98,10 +101,17 @@ func TestInstallLifecycle(t *testing.T) {
 	g.Expect(c.Get(ctx, identity.Key, &corev1.ConfigMap{})).To(Succeed())
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{})).To(Succeed())
 
-	// Once unoffloaded, uninstall removes everything install created.
+	// Once unoffloaded, uninstall removes everything install created, and
+	// the webhook configurations the manager applied.
+	mutating, validating := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, nil)
+	for _, obj := range []client.Object{mutating, validating} {
+		g.Expect(objects.Apply(ctx, c, obj)).To(Succeed())
+	}
 	g.Expect(c.Delete(ctx, off)).To(Succeed())
 	out.Reset()
 	g.Expect(Uninstall(ctx, c, &out)).To(Succeed())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(mutating), &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(validating), &admissionregistrationv1.ValidatingWebhookConfiguration{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRole{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())

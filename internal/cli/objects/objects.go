@@ -28,6 +28,12 @@ const (
 // must carry its apiVersion and kind. Fields that are empty in obj (and
 // omitted when encoded) are left to their other managers.
 func Apply(ctx context.Context, c client.Client, obj client.Object) error {
+	return ApplyAs(ctx, c, FieldManager, obj)
+}
+
+// ApplyAs is Apply under another field manager, for what a controller
+// rather than stretchctl owns.
+func ApplyAs(ctx context.Context, c client.Client, fieldManager string, obj client.Object) error {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", Describe(obj), err)
@@ -35,7 +41,7 @@ func Apply(ctx context.Context, c client.Client, obj client.Object) error {
 	delete(u, "status")
 	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
 	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
-	if err := c.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := c.Apply(ctx, ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("applying %s: %w", Describe(obj), err)
 	}
 	return nil

@@ -1,0 +1,232 @@
+// Package webhook registers Stretch's admission webhooks: the pod placement
+// webhook and the NamespaceOffloading validation. It builds their
+// configurations for one of two endpoints (a Service in the cluster, or a URL
+// for a manager that runs outside it), keeps them applied with the CA bundle
+// of internal/webhook/certs, and mounts the handlers on the manager's
+// webhook server.
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/internal/cli/objects"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/webhook/certs"
+	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
+	podwebhook "stretch.dev/stretch/internal/webhook/pod"
+)
+
+// Names of the webhook configurations and of the Secret with their
+// certificates; 'stretchctl uninstall' deletes them.
+const (
+	MutatingConfigurationName   = "stretch-pod-placement"
+	ValidatingConfigurationName = "stretch-namespaceoffloading-validation"
+	CertificateSecretName       = "stretch-webhook-certs"
+
+	podPath        = "/mutate-pod"
+	offloadingPath = "/validate-namespaceoffloading"
+	fieldOwner     = "stretch-webhook"
+	// timeoutSeconds is tight: the pod webhook sits on every pod creation
+	// of an offloaded namespace, and answers from caches.
+	timeoutSeconds = 5
+)
+
+// Endpoint is where the API server reaches the webhook server.
+type Endpoint struct {
+	// URL is the server's base URL, e.g. https://127.0.0.1:9443, for a
+	// manager that runs outside the cluster.
+	URL string
+	// Service is the Service in front of an in-cluster manager; it is used
+	// when URL is empty.
+	Service types.NamespacedName
+	// ServicePort is the Service's port; zero means 443.
+	ServicePort int32
+}
+
+// Hosts are the names the serving certificate must be valid for.
+func (e Endpoint) Hosts() ([]string, error) {
+	if e.URL != "" {
+		u, err := url.Parse(e.URL)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			return nil, fmt.Errorf("webhook URL %q is not an https URL with a host, such as https://127.0.0.1:9443", e.URL)
+		}
+		return []string{u.Hostname()}, nil
+	}
+	if e.Service.Name == "" || e.Service.Namespace == "" {
+		return nil, fmt.Errorf("the webhook endpoint needs a URL or a Service namespace/name")
+	}
+	svc := e.Service.Name + "." + e.Service.Namespace + ".svc"
+	return []string{svc, svc + ".cluster.local"}, nil
+}
+
+func (e Endpoint) clientConfig(path string, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
+	if e.URL != "" {
+		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(e.URL + path), CABundle: caBundle}
+	}
+	port := e.ServicePort
+	if port == 0 {
+		port = 443
+	}
+	return admissionregistrationv1.WebhookClientConfig{CABundle: caBundle, Service: &admissionregistrationv1.ServiceReference{
+		Namespace: e.Service.Namespace, Name: e.Service.Name, Path: ptr.To(path), Port: ptr.To(port)}}
+}
+
+// Configurations returns the webhook configurations for the endpoint.
+func Configurations(e Endpoint, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	fail := admissionregistrationv1.Fail
+	equivalent := admissionregistrationv1.Equivalent
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: MutatingConfigurationName},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "pods.offloading.stretch.dev",
+			ClientConfig: e.clientConfig(podPath, caBundle),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+			}},
+			// Only offloaded namespaces ever call it.
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: offloadingv1alpha1.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
+			FailurePolicy: &fail,
+			MatchPolicy:   &equivalent,
+			// Events about contradicting terms are its only side effect.
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
+		}},
+	}
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: ValidatingConfigurationName},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:         "namespaceoffloadings.offloading.stretch.dev",
+			ClientConfig: e.clientConfig(offloadingPath, caBundle),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{offloadingv1alpha1.GroupVersion.Group}, APIVersions: []string{offloadingv1alpha1.GroupVersion.Version},
+					Resources: []string{"namespaceoffloadings"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+			}},
+			FailurePolicy:           &fail,
+			MatchPolicy:             &equivalent,
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	return mutating, validating
+}
+
+// Serving is a manager's webhook server and the rotator of its
+// certificate.
+type Serving struct {
+	Endpoint Endpoint
+	// Server is the manager's webhook server (ctrl.Options.WebhookServer).
+	Server ctrlwebhook.Server
+	// Rotator is set by Setup.
+	Rotator *certs.Rotator
+
+	certs certs.Options
+}
+
+// NewServing returns the webhook server for bindAddress (host:port),
+// reached by the API server at endpoint. certOpts adjust the certificates
+// (validities, clock); what identifies them is set by Setup.
+func NewServing(bindAddress string, endpoint Endpoint, certOpts certs.Options) (*Serving, error) {
+	host, port, err := ParseBindAddress(bindAddress)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := endpoint.Hosts(); err != nil {
+		return nil, err
+	}
+	s := &Serving{Endpoint: endpoint, certs: certOpts}
+	s.Server = ctrlwebhook.NewServer(ctrlwebhook.Options{Host: host, Port: port, TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+		c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if s.Rotator == nil {
+				return nil, errors.New("the webhook certificate is not ready yet")
+			}
+			return s.Rotator.GetCertificate(hello)
+		}
+	}}})
+	return s, nil
+}
+
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+
+// Setup adds the certificate rotator (Secret stretch-system/
+// stretch-webhook-certs, configurations kept applied with its CA bundle) to
+// the manager, mounts the handlers, and makes the manager ready only once a
+// certificate is served.
+func (s *Serving) Setup(mgr ctrl.Manager) error {
+	hosts, err := s.Endpoint.Hosts()
+	if err != nil {
+		return err
+	}
+	c := s.certs
+	c.Client, c.Reader = mgr.GetClient(), mgr.GetAPIReader()
+	c.Secret = types.NamespacedName{Namespace: identity.SystemNamespace, Name: CertificateSecretName}
+	c.Hosts = hosts
+	c.Inject = func(ctx context.Context, caBundle []byte) error {
+		return apply(ctx, mgr.GetClient(), s.Endpoint, caBundle)
+	}
+	s.Rotator = certs.New(c)
+	if err := mgr.Add(s.Rotator); err != nil {
+		return fmt.Errorf("adding the webhook certificate rotator: %w", err)
+	}
+	srv := mgr.GetWebhookServer()
+	srv.Register(podPath, &admission.Webhook{Handler: &podwebhook.Handler{
+		Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme()), Recorder: mgr.GetEventRecorder("stretch-pod-webhook")}})
+	srv.Register(offloadingPath, &admission.Webhook{Handler: &offloadingwebhook.Handler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
+	return mgr.AddReadyzCheck("webhook-certificate", func(*http.Request) error {
+		select {
+		case <-s.Rotator.Ready():
+			return nil
+		default:
+			return errors.New("no webhook certificate yet (see the log of webhook-certs)")
+		}
+	})
+}
+
+// apply server-side applies both configurations.
+func apply(ctx context.Context, c client.Client, e Endpoint, caBundle []byte) error {
+	mutating, validating := Configurations(e, caBundle)
+	for _, obj := range []client.Object{mutating, validating} {
+		if err := objects.ApplyAs(ctx, c, fieldOwner, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseBindAddress splits host:port for the webhook server.
+func ParseBindAddress(addr string) (host string, port int, err error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err == nil {
+		port, err = strconv.Atoi(p)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("webhook bind address %q is not host:port, such as 127.0.0.1:9443", addr)
+	}
+	return h, port, nil
+}
