@@ -104,7 +104,9 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 		}
 		// Loosening to LocalAndRemote leaves nothing in violation.
-		edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) { o.Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalAndRemoteStrategy })
+		edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+			o.Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalAndRemoteStrategy
+		})
 		cur := &offloadingv1alpha1.NamespaceOffloading{}
 		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), cur)).To(Succeed())
 		cur.Spec.ClusterSelector = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}

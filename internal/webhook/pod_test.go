@@ -148,7 +148,7 @@ func TestPodsCreatedTooEarlyAreRejected(t *testing.T) {
 	for _, phase := range []offloadingv1alpha1.OffloadingPhase{"", offloadingv1alpha1.InProgressPhase} {
 		off := offloadingIn(t, "early", offloadingv1alpha1.NamespaceOffloadingSpec{}, phase)
 		g.Eventually(func() error { return home.Client.Create(ctx, pod("early", nil), client.DryRunAll) }).
-			WithTimeout(10 * time.Second).Should(MatchError(And(ContainSubstring("is being offloaded"), ContainSubstring("retry in a few seconds"))), "phase %q", phase)
+			WithTimeout(10*time.Second).Should(MatchError(And(ContainSubstring("is being offloaded"), ContainSubstring("retry in a few seconds"))), "phase %q", phase)
 		g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
 		g.Eventually(func() bool { return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off)) }).Should(BeTrue())
 	}
