@@ -72,6 +72,38 @@ spec:
 		g.Expect(out).To(Equal(homeID))
 	})
 
+	step(t, "pods are placed by the webhook; a contradiction is admitted with a warning", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := kubectl(t, home, "run", "web", "-n", "foo", "--image=registry.k8s.io/pause:3.10", "--restart=Never")
+		g.Expect(err).NotTo(HaveOccurred())
+		out, err := kubectl(t, home, "get", "pod", "web", "-n", "foo", "-o=jsonpath={.spec.tolerations[*].key}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("virtual-node.stretch.dev/not-allowed"))
+		out, err = kubectl(t, home, "get", "pod", "web", "-n", "foo",
+			"-o=jsonpath={.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[*].matchExpressions[*]['key','operator']}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal("region stretch.dev/type stretch.dev/type In In NotIn")) // keys, then operators
+
+		manifest := filepath.Join(t.TempDir(), "pod.yaml")
+		g.Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: nowhere, namespace: foo}
+spec:
+  containers: [{name: app, image: registry.k8s.io/pause:3.10}]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: stretch.dev/type, operator: In, values: [virtual-node]}, {key: region, operator: In, values: [us]}]
+`), 0o600)).To(Succeed())
+		out, err = kubectl(t, home, "apply", "-f", manifest)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("Warning: no node can match the node affinity of this pod"))
+		g.Expect(out).To(ContainSubstring("region In (us) contradicts region In (eu)"))
+		_, err = kubectl(t, home, "delete", "pod", "web", "nowhere", "-n", "foo", "--wait=false")
+		g.Expect(err).NotTo(HaveOccurred())
+	})
+
 	step(t, "a selector with a syntax error is reported in the annotation", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := kubectl(t, home, "patch", "namespaceoffloading", "offloading", "-n", "foo", "--type=json",
