@@ -26,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook/certs"
 	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
 	podwebhook "stretch.dev/stretch/internal/webhook/pod"

@@ -26,8 +26,8 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/config"
-	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook"
 )
 

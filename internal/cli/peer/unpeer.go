@@ -19,8 +19,8 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/cli/factory"
-	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/scheme"
 )

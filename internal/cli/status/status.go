@@ -19,9 +19,9 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/cli/objects"
 	"stretch.dev/stretch/internal/cli/output"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 

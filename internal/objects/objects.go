@@ -1,6 +1,7 @@
 // Package objects writes, deletes and lists the Kubernetes objects that
-// stretchctl manages, the same way for every verb: server-side apply under
-// one field manager, deletes that tolerate absence, lists that tolerate a
+// Stretch manages outside reconcilers (stretchctl's verbs, the webhook
+// configurations), the same way everywhere: server-side apply under one
+// field manager, deletes that tolerate absence, lists that tolerate a
 // cluster without Stretch's CRDs.
 package objects
 
