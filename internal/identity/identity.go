@@ -9,6 +9,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
@@ -171,4 +172,28 @@ func FormatLabels(labels map[string]string) string {
 		pairs[i] = k + "=" + labels[k]
 	}
 	return strings.Join(pairs, ",")
+}
+
+// IDCache loads the cluster ID once, on first use: it never changes, and
+// components that start before 'stretchctl install' must not fail to start.
+type IDCache struct {
+	// Reader reads the identity ConfigMap, uncached.
+	Reader client.Reader
+
+	mu sync.Mutex
+	id string
+}
+
+// ClusterID returns the cluster ID, loading it the first time.
+func (c *IDCache) ClusterID(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == "" {
+		id, err := Load(ctx, c.Reader)
+		if err != nil {
+			return "", err
+		}
+		c.id = id.ID
+	}
+	return c.id, nil
 }

@@ -3,7 +3,6 @@ package webhook_test
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"testing"
 	"time"
 
@@ -26,21 +25,7 @@ func caBundles(g Gomega) [][]*x509.Certificate {
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
 	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
-	return [][]*x509.Certificate{parseCerts(g, m.Webhooks[0].ClientConfig.CABundle), parseCerts(g, v.Webhooks[0].ClientConfig.CABundle)}
-}
-
-func parseCerts(g Gomega, data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		g.Expect(err).NotTo(HaveOccurred())
-		out = append(out, c)
-	}
+	return [][]*x509.Certificate{certs.ParseCertificates(m.Webhooks[0].ClientConfig.CABundle), certs.ParseCertificates(v.Webhooks[0].ClientConfig.CABundle)}
 }
 
 // TestCertificateRotation moves a fake clock through the lifetimes of the

@@ -197,7 +197,8 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 	srv.Register(podPath, &admission.Webhook{Handler: &podwebhook.Handler{
 		Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme()), Recorder: mgr.GetEventRecorder("stretch-pod-webhook")}})
 	srv.Register(offloadingPath, &admission.Webhook{Handler: &offloadingwebhook.Handler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme()),
+		Home: &identity.IDCache{Reader: mgr.GetAPIReader()}}})
 	return mgr.AddReadyzCheck("webhook-certificate", func(*http.Request) error {
 		select {
 		case <-s.Rotator.Ready():

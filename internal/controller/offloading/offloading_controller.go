@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,8 +58,7 @@ type Reconciler struct {
 	// DefaultUnoffloadTimeout.
 	UnoffloadTimeout time.Duration
 
-	homeOnce sync.Mutex
-	homeID   string
+	home identity.IDCache
 }
 
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch;update;patch
@@ -74,6 +72,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.UnoffloadTimeout == 0 {
 		r.UnoffloadTimeout = DefaultUnoffloadTimeout
 	}
+	r.home.Reader = r.APIReader
 	var reader client.Reader = mgr.GetCache()
 	phases.reader.Store(&reader)
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
@@ -189,22 +188,9 @@ func (r *Reconciler) requestsOn(ctx context.Context, clusterID string) []reconci
 	return reqs
 }
 
-func (r *Reconciler) homeClusterID(ctx context.Context) (string, error) {
-	r.homeOnce.Lock()
-	defer r.homeOnce.Unlock()
-	if r.homeID == "" {
-		id, err := identity.Load(ctx, r.APIReader)
-		if err != nil {
-			return "", err
-		}
-		r.homeID = id.ID // never changes
-	}
-	return r.homeID, nil
-}
-
 // Reconcile brings the twins of one namespace in line with its offloading.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	homeID, err := r.homeClusterID(ctx)
+	homeID, err := r.home.ClusterID(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

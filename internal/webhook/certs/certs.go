@@ -257,9 +257,9 @@ type state struct {
 
 func parse(data map[string][]byte) state {
 	var s state
-	s.cas = decodeCerts(data[CAKey])
+	s.cas = ParseCertificates(data[CAKey])
 	s.caKey = decodeKey(data[CAPrivateKey])
-	if certs := decodeCerts(data[corev1.TLSCertKey]); len(certs) > 0 {
+	if certs := ParseCertificates(data[corev1.TLSCertKey]); len(certs) > 0 {
 		s.cert = certs[0]
 	}
 	s.key = decodeKey(data[corev1.TLSPrivateKeyKey])
@@ -370,7 +370,9 @@ func encodeCerts(certs []*x509.Certificate) []byte {
 	return buf.Bytes()
 }
 
-func decodeCerts(data []byte) []*x509.Certificate {
+// ParseCertificates returns the certificates of PEM data, such as a CA
+// bundle, skipping what does not parse.
+func ParseCertificates(data []byte) []*x509.Certificate {
 	var certs []*x509.Certificate
 	for {
 		var b *pem.Block

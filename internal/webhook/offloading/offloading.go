@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,15 +26,15 @@ import (
 const maxNamedPods = 5
 
 // Handler validates NamespaceOffloadings. Client reads virtual nodes from the
-// manager's cache; APIReader reads the cluster identity and the pods of the
-// namespace, which are not cached.
+// manager's cache; APIReader reads the pods of the namespace, which are not
+// cached.
 type Handler struct {
 	Client    client.Reader
 	APIReader client.Reader
 	Decoder   admission.Decoder
 
-	homeOnce sync.Mutex
-	homeID   string
+	// Home gives the cluster ID twin names are made of.
+	Home *identity.IDCache
 }
 
 // Handle answers one CREATE or UPDATE.
@@ -106,7 +105,7 @@ func immutableChange(old, cur *offloadingv1alpha1.NamespaceOffloading) string {
 
 // twinNameWarning warns when no provider will accept the twin's name.
 func (h *Handler) twinNameWarning(ctx context.Context, off *offloadingv1alpha1.NamespaceOffloading) (string, error) {
-	homeID, err := h.homeClusterID(ctx)
+	homeID, err := h.Home.ClusterID(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -115,19 +114,6 @@ func (h *Handler) twinNameWarning(ctx context.Context, off *offloadingv1alpha1.N
 		return fmt.Sprintf("every provider will refuse the twin namespace (%s): %s", p.Reason, p.Message), nil
 	}
 	return "", nil
-}
-
-func (h *Handler) homeClusterID(ctx context.Context) (string, error) {
-	h.homeOnce.Lock()
-	defer h.homeOnce.Unlock()
-	if h.homeID == "" {
-		id, err := identity.Load(ctx, h.APIReader)
-		if err != nil {
-			return "", err
-		}
-		h.homeID = id.ID
-	}
-	return h.homeID, nil
 }
 
 func strategy(o *offloadingv1alpha1.NamespaceOffloading) offloadingv1alpha1.PodOffloadingStrategy {
