@@ -2,7 +2,6 @@ package offloading_test
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 
@@ -12,17 +11,11 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/cli/peer"
 	"stretch.dev/stretch/internal/controller/offloading"
-	"stretch.dev/stretch/internal/controller/remotecluster"
-	"stretch.dev/stretch/internal/controller/tenant"
-	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/testenv"
 )
 
@@ -35,68 +28,14 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func(s []*testenv.APIServer) { home, eu, us = s[0], s[1], s[2] }, "home", "provider-eu", "provider-us")
 }
 
-// rig runs what the managers of the three clusters run, and can stop and
-// start them again.
-type rig struct {
-	t        *testing.T
-	opts     []func(*offloading.Reconciler)
-	stopHome func()
-	tenants  map[*testenv.APIServer]func()
-}
-
-// stretch runs Stretch on home and both providers, and peers home with each
-// through the credentials it issues. opts adjust the offloading controller.
-func stretch(t *testing.T, opts ...func(*offloading.Reconciler)) *rig {
+// stretch runs Stretch on home and both providers, peered. opts adjust the
+// offloading controller.
+func stretch(t *testing.T, opts ...func(*offloading.Reconciler)) *testenv.Stretch {
 	t.Helper()
-	ctx := context.Background()
-	g := NewWithT(t)
-	r := &rig{t: t, opts: opts, tenants: map[*testenv.APIServer]func(){}}
-	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
-	for _, p := range []struct {
-		s      *testenv.APIServer
-		region string
-	}{{eu, "eu"}, {us, "us"}} {
-		// Installed once: later calls keep the first identity.
-		g.Expect(p.s.InstallIdentity(ctx, identity.Identity{ID: uuid.NewString(), Name: p.s.Name, Labels: map[string]string{"region": p.region}})).To(Succeed())
-		p.s.FinalizeNamespaces(t)
-		r.startTenant(p.s)
-		r.peer(p.s)
-	}
-	r.startHome()
-	return r
-}
-
-// peer peers home with the provider, as 'stretchctl peer' does.
-func (r *rig) peer(s *testenv.APIServer) {
-	r.t.Helper()
-	_, err := peer.Peer(context.Background(), home.Client, s.Client, s.Config, io.Discard)
-	NewWithT(r.t).Expect(err).NotTo(HaveOccurred())
-}
-
-// startTenant runs the provider side on s.
-func (r *rig) startTenant(s *testenv.APIServer) {
-	r.tenants[s] = testenv.StartControllers(r.t, s.Config, func(mgr ctrl.Manager) error {
-		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
-	})
-}
-
-// startHome runs the home side, with a new peer registry, as a restarted
-// manager would.
-func (r *rig) startHome() {
-	reg := remote.NewRegistry(home.Scheme, remote.Options{Timeout: 5 * time.Second})
-	r.stopHome = testenv.StartControllers(r.t, home.Config, func(mgr ctrl.Manager) error {
-		if err := mgr.Add(reg); err != nil {
-			return err
-		}
-		if err := (&remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}).SetupWithManager(mgr); err != nil {
-			return err
-		}
-		off := &offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}
-		for _, o := range r.opts {
-			o(off)
-		}
-		return off.SetupWithManager(mgr)
-	})
+	return testenv.RunStretch(t, home, homeID, []testenv.Provider{
+		{Server: eu, Labels: map[string]string{"region": "eu"}},
+		{Server: us, Labels: map[string]string{"region": "us"}},
+	}, opts...)
 }
 
 func offload(t *testing.T, ns string, sel *corev1.NodeSelector) *offloadingv1alpha1.NamespaceOffloading {

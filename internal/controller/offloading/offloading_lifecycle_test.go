@@ -245,8 +245,8 @@ func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
 	name := "restart-" + homeID
 
 	// Providers do not answer yet: the requests wait.
-	rg.tenants[eu]()
-	rg.tenants[us]()
+	rg.StopTenant(eu)
+	rg.StopTenant(us)
 	off := offload(t, "restart", nil)
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.InProgressPhase))
@@ -255,18 +255,18 @@ func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 		}
 	}).Should(Succeed())
-	rg.stopHome()
-	rg.startTenant(eu)
-	rg.startTenant(us)
-	rg.startHome()
+	rg.StopHome()
+	rg.StartTenant(eu)
+	rg.StartTenant(us)
+	rg.StartHome()
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
 	}).Should(Succeed())
 
 	// Unoffload, with the providers stopped half-way and the home manager
 	// restarted.
-	rg.tenants[eu]()
-	rg.tenants[us]()
+	rg.StopTenant(eu)
+	rg.StopTenant(us)
 	g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.TerminatingPhase))
@@ -274,10 +274,10 @@ func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(rn.DeletionTimestamp).NotTo(BeNil())
 	}).Should(Succeed())
-	rg.stopHome()
-	rg.startTenant(eu)
-	rg.startTenant(us)
-	rg.startHome()
+	rg.StopHome()
+	rg.StartTenant(eu)
+	rg.StartTenant(us)
+	rg.StartHome()
 	unoffload(t, off)
 	for _, s := range []*testenv.APIServer{eu, us} {
 		g.Eventually(func() bool { return apierrors.IsNotFound(twin(s, name)) }).Should(BeTrue(), s.Name)
@@ -298,7 +298,7 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 
 	// A peer removed: its twin goes before the peer does. (With the
 	// provider's controller stopped, the request waits, and so does the peer.)
-	rg.tenants[us]()
+	rg.StopTenant(us)
 	rc := &peeringv1alpha1.RemoteCluster{ObjectMeta: metav1.ObjectMeta{Name: "provider-us"}}
 	g.Expect(home.Client.Delete(ctx, rc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -310,7 +310,7 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 		return home.Client.Get(ctx, client.ObjectKeyFromObject(rc), &peeringv1alpha1.RemoteCluster{})
 	}).
 		WithTimeout(2*time.Second).Should(Succeed(), "the peer stays while the provider holds the twin")
-	rg.startTenant(us)
+	rg.StartTenant(us)
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(rc), rc))).To(BeTrue())
 		g.Expect(apierrors.IsNotFound(twin(us, name))).To(BeTrue())
@@ -320,7 +320,7 @@ func TestPeersRemovedAndAdded(t *testing.T) {
 	}).Should(Succeed())
 
 	// A peer added: the empty selector picks it up.
-	rg.peer(us)
+	rg.Peer(us)
 	g.Eventually(func(g Gomega) {
 		g.Expect(twin(us, name)).To(Succeed())
 		readyOn(g, get(g, off).Status, "provider-us")

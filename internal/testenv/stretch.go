@@ -1,0 +1,99 @@
+package testenv
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"stretch.dev/stretch/internal/cli/peer"
+	"stretch.dev/stretch/internal/controller/offloading"
+	"stretch.dev/stretch/internal/controller/remotecluster"
+	"stretch.dev/stretch/internal/controller/tenant"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/remote"
+)
+
+// Provider is an API server that plays a provider, with the cluster labels
+// it is installed with.
+type Provider struct {
+	Server *APIServer
+	Labels map[string]string
+}
+
+// Stretch runs what the managers of a home cluster and its providers run
+// (the remotecluster and offloading controllers at home, the tenant
+// controller on each provider), peered as 'stretchctl peer' peers them. Its
+// parts can be stopped and started again, as restarted managers.
+type Stretch struct {
+	t        testing.TB
+	home     *APIServer
+	opts     []func(*offloading.Reconciler)
+	stopHome func()
+	tenants  map[*APIServer]func()
+}
+
+// RunStretch installs the identities (home's with homeID; a provider keeps
+// the one it got first), starts every controller until the test ends and
+// peers home with each provider. opts adjust the offloading controller.
+func RunStretch(t testing.TB, home *APIServer, homeID string, providers []Provider, opts ...func(*offloading.Reconciler)) *Stretch {
+	t.Helper()
+	ctx := context.Background()
+	s := &Stretch{t: t, home: home, opts: opts, tenants: map[*APIServer]func(){}}
+	if err := home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: home.Name}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range providers {
+		if err := p.Server.InstallIdentity(ctx, identity.Identity{ID: uuid.NewString(), Name: p.Server.Name, Labels: p.Labels}); err != nil {
+			t.Fatal(err)
+		}
+		p.Server.FinalizeNamespaces(t)
+		s.StartTenant(p.Server)
+		s.Peer(p.Server)
+	}
+	s.StartHome()
+	return s
+}
+
+// Peer peers home with the provider, as 'stretchctl peer' does.
+func (s *Stretch) Peer(provider *APIServer) {
+	s.t.Helper()
+	if _, err := peer.Peer(context.Background(), s.home.Client, provider.Client, provider.Config, io.Discard); err != nil {
+		s.t.Fatalf("peering %s with %s: %v", s.home.Name, provider.Name, err)
+	}
+}
+
+// StartTenant runs the provider side on provider.
+func (s *Stretch) StartTenant(provider *APIServer) {
+	s.tenants[provider] = StartControllers(s.t, provider.Config, func(mgr ctrl.Manager) error {
+		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+	})
+}
+
+// StopTenant stops the provider side on provider.
+func (s *Stretch) StopTenant(provider *APIServer) { s.tenants[provider]() }
+
+// StartHome runs the home side with a new peer registry, as a restarted
+// manager would.
+func (s *Stretch) StartHome() {
+	reg := remote.NewRegistry(s.home.Scheme, remote.Options{Timeout: 5 * time.Second})
+	s.stopHome = StartControllers(s.t, s.home.Config, func(mgr ctrl.Manager) error {
+		if err := mgr.Add(reg); err != nil {
+			return err
+		}
+		if err := (&remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		off := &offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}
+		for _, o := range s.opts {
+			o(off)
+		}
+		return off.SetupWithManager(mgr)
+	})
+}
+
+// StopHome stops the home side.
+func (s *Stretch) StopHome() { s.stopHome() }
