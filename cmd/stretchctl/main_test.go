@@ -38,6 +38,14 @@ func TestCommandErrors(t *testing.T) {
 		{name: "missing kubeconfig", args: []string{"install", "--cluster-name", "a", "--kubeconfig", filepath.Join(dir, "nope")}, wantErr: "pass an existing file with --kubeconfig"},
 		{name: "unreachable cluster", args: []string{"install", "--cluster-name", "a", "--kubeconfig", unreachable}, wantErr: "cannot reach the cluster at https://127.0.0.1:1"},
 		{name: "uninstall, unreachable cluster", args: []string{"uninstall", "--kubeconfig", unreachable}, wantErr: "check that the API server is running"},
+		{name: "offload nothing", args: []string{"offload", "namespace", "--kubeconfig", unreachable}, wantUsage: true, wantErr: "name at least one namespace"},
+		{name: "offload names and selector", args: []string{"offload", "namespace", "foo", "--ns-selector", "a=b"}, wantUsage: true, wantErr: "not both"},
+		{name: "offload bad strategy", args: []string{"offload", "namespace", "foo", "--pod-offloading-strategy", "Anywhere"}, wantUsage: true, wantErr: "must be one of LocalAndRemote, Local, Remote"},
+		{name: "offload bad selector", args: []string{"offload", "namespace", "foo", "--selector", "region in eu"}, wantUsage: true, wantErr: `--selector "region in eu"`},
+		{name: "offload SelectedName without a name", args: []string{"offload", "namespace", "foo", "--namespace-mapping-strategy", "SelectedName"}, wantUsage: true, wantErr: "needs --remote-namespace-name"},
+		{name: "offload bad output", args: []string{"offload", "namespace", "foo", "-o", "wide"}, wantUsage: true, wantErr: `--output "wide": use yaml or json`},
+		{name: "offload, unreachable cluster", args: []string{"offload", "namespace", "foo", "--kubeconfig", unreachable}, wantErr: "cannot reach the home cluster"},
+		{name: "unoffload nothing", args: []string{"unoffload", "namespace"}, wantUsage: true, wantErr: "name at least one namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,6 +62,41 @@ func TestCommandErrors(t *testing.T) {
 			g.Expect(out.String()).NotTo(ContainSubstring("Installing"), "nothing is attempted on a cluster")
 		})
 	}
+}
+
+// -o prints what would be applied, without a cluster.
+func TestOffloadPrintsManifest(t *testing.T) {
+	g := NewWithT(t)
+	cmd := newRootCommand("stretchctl")
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"offload", "namespace", "foo", "--selector", "region in (eu,us-west), !staging", "--selector", "tier=gold",
+		"--pod-offloading-strategy", "Remote", "-o", "yaml", "--kubeconfig", filepath.Join(t.TempDir(), "none")})
+	g.Expect(cmd.ExecuteContext(context.Background())).To(Succeed())
+	g.Expect(out.String()).To(Equal(`apiVersion: offloading.stretch.dev/v1alpha1
+kind: NamespaceOffloading
+metadata:
+  name: offloading
+  namespace: foo
+spec:
+  clusterSelector:
+    nodeSelectorTerms:
+    - matchExpressions:
+      - key: region
+        operator: In
+        values:
+        - eu
+        - us-west
+      - key: staging
+        operator: DoesNotExist
+    - matchExpressions:
+      - key: tier
+        operator: In
+        values:
+        - gold
+  namespaceMappingStrategy: DefaultName
+  podOffloadingStrategy: Remote
+`))
 }
 
 func TestCommandName(t *testing.T) {

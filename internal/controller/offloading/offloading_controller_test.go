@@ -17,6 +17,7 @@ import (
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/fleet"
 )
 
 var (
@@ -30,9 +31,9 @@ func TestMain(m *testing.M) {
 
 // stretch runs Stretch on home and both providers, peered. opts adjust the
 // offloading controller.
-func stretch(t *testing.T, opts ...func(*offloading.Reconciler)) *testenv.Stretch {
+func stretch(t *testing.T, opts ...func(*offloading.Reconciler)) *fleet.Stretch {
 	t.Helper()
-	return testenv.RunStretch(t, home, homeID, []testenv.Provider{
+	return fleet.Run(t, home, homeID, []fleet.Provider{
 		{Server: eu, Labels: map[string]string{"region": "eu"}},
 		{Server: us, Labels: map[string]string{"region": "us"}},
 	}, opts...)

@@ -1,4 +1,8 @@
-package testenv
+// Package fleet runs Stretch in tests: the controllers of a home cluster and
+// its providers on testenv API servers, peered the way 'stretchctl peer'
+// peers them. It is apart from testenv because it uses what testenv's users
+// test.
+package fleet
 
 import (
 	"context"
@@ -15,12 +19,13 @@ import (
 	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
+	"stretch.dev/stretch/internal/testenv"
 )
 
 // Provider is an API server that plays a provider, with the cluster labels
 // it is installed with.
 type Provider struct {
-	Server *APIServer
+	Server *testenv.APIServer
 	Labels map[string]string
 }
 
@@ -30,19 +35,19 @@ type Provider struct {
 // parts can be stopped and started again, as restarted managers.
 type Stretch struct {
 	t        testing.TB
-	home     *APIServer
+	home     *testenv.APIServer
 	opts     []func(*offloading.Reconciler)
 	stopHome func()
-	tenants  map[*APIServer]func()
+	tenants  map[*testenv.APIServer]func()
 }
 
-// RunStretch installs the identities (home's with homeID; a provider keeps
+// Run installs the identities (home's with homeID; a provider keeps
 // the one it got first), starts every controller until the test ends and
 // peers home with each provider. opts adjust the offloading controller.
-func RunStretch(t testing.TB, home *APIServer, homeID string, providers []Provider, opts ...func(*offloading.Reconciler)) *Stretch {
+func Run(t testing.TB, home *testenv.APIServer, homeID string, providers []Provider, opts ...func(*offloading.Reconciler)) *Stretch {
 	t.Helper()
 	ctx := context.Background()
-	s := &Stretch{t: t, home: home, opts: opts, tenants: map[*APIServer]func(){}}
+	s := &Stretch{t: t, home: home, opts: opts, tenants: map[*testenv.APIServer]func(){}}
 	if err := home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: home.Name}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +64,7 @@ func RunStretch(t testing.TB, home *APIServer, homeID string, providers []Provid
 }
 
 // Peer peers home with the provider, as 'stretchctl peer' does.
-func (s *Stretch) Peer(provider *APIServer) {
+func (s *Stretch) Peer(provider *testenv.APIServer) {
 	s.t.Helper()
 	if _, err := peer.Peer(context.Background(), s.home.Client, provider.Client, provider.Config, io.Discard); err != nil {
 		s.t.Fatalf("peering %s with %s: %v", s.home.Name, provider.Name, err)
@@ -67,20 +72,20 @@ func (s *Stretch) Peer(provider *APIServer) {
 }
 
 // StartTenant runs the provider side on provider.
-func (s *Stretch) StartTenant(provider *APIServer) {
-	s.tenants[provider] = StartControllers(s.t, provider.Config, func(mgr ctrl.Manager) error {
+func (s *Stretch) StartTenant(provider *testenv.APIServer) {
+	s.tenants[provider] = testenv.StartControllers(s.t, provider.Config, func(mgr ctrl.Manager) error {
 		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
 	})
 }
 
 // StopTenant stops the provider side on provider.
-func (s *Stretch) StopTenant(provider *APIServer) { s.tenants[provider]() }
+func (s *Stretch) StopTenant(provider *testenv.APIServer) { s.tenants[provider]() }
 
 // StartHome runs the home side with a new peer registry, as a restarted
 // manager would.
 func (s *Stretch) StartHome() {
 	reg := remote.NewRegistry(s.home.Scheme, remote.Options{Timeout: 5 * time.Second})
-	s.stopHome = StartControllers(s.t, s.home.Config, func(mgr ctrl.Manager) error {
+	s.stopHome = testenv.StartControllers(s.t, s.home.Config, func(mgr ctrl.Manager) error {
 		if err := mgr.Add(reg); err != nil {
 			return err
 		}

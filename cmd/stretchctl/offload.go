@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"stretch.dev/stretch/internal/cli/factory"
+	"stretch.dev/stretch/internal/cli/offload"
+	"stretch.dev/stretch/internal/cli/output"
+)
+
+// defaultWaitTimeout bounds --wait.
+const defaultWaitTimeout = 2 * time.Minute
+
+func newOffloadCommand(name string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "offload",
+		Short: "Extend namespaces onto providers",
+	}
+	cmd.AddCommand(newOffloadNamespaceCommand(name))
+	return cmd
+}
+
+func newOffloadNamespaceCommand(name string) *cobra.Command {
+	var (
+		cluster factory.Cluster
+		targets offload.Targets
+		spec    offload.SpecOptions
+		format  string
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:     "namespace NAME... | --ns-selector KEY=VALUE",
+		Aliases: []string{"namespaces", "ns"},
+		Short:   "Offload namespaces: twins on the selected providers, pods placed on them",
+		Long: `Offload writes the NamespaceOffloading (named offloading) of each namespace: every
+provider its cluster selector picks gets a twin namespace, and pods are placed on
+the providers' virtual nodes as the pod offloading strategy says.
+
+--selector takes kubectl's label-selector syntax, matched against the labels of
+the virtual nodes (see 'kubectl get nodes --show-labels'); several --selector
+flags are ORed. Without it, every provider is selected.`,
+		Example: fmt.Sprintf(`  # Offload foo to every provider, and wait until its twins are ready
+  %[1]s offload namespace foo --wait
+
+  # Only to providers in eu or us-west that are not staging; pods only there
+  %[1]s offload namespace foo --selector 'region in (eu,us-west), !staging' --pod-offloading-strategy Remote
+
+  # Every namespace labelled team=web, with twins named like the namespaces
+  %[1]s offload namespaces --ns-selector team=web --namespace-mapping-strategy EnforceSameName
+
+  # Print the resource instead of applying it, for GitOps
+  %[1]s offload namespace foo --selector region=eu -o yaml`, name),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			targets.Namespaces = args
+			if err := targets.Validate(); err != nil {
+				return usageError{err}
+			}
+			s, err := spec.Spec()
+			if err != nil {
+				return usageError{err}
+			}
+			if format != "" {
+				if err := output.ValidateFormat(format); err != nil || format == output.FormatTable {
+					return usageError{fmt.Errorf("--output %q: use yaml or json", format)}
+				}
+				if targets.NamespaceSelector == "" {
+					v, err := offload.Printable(targets.Namespaces, s)
+					if err != nil {
+						return err
+					}
+					return output.Print(cmd.OutOrStdout(), format, v)
+				}
+			}
+			c, _, err := cluster.Client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			namespaces, err := offload.Resolve(cmd.Context(), c, targets)
+			if err != nil {
+				return err
+			}
+			if format != "" {
+				v, err := offload.Printable(namespaces, s)
+				if err != nil {
+					return err
+				}
+				return output.Print(cmd.OutOrStdout(), format, v)
+			}
+			return offload.Offload(cmd.Context(), c, namespaces, s, wait, timeout, cmd.OutOrStdout())
+		},
+	}
+	cluster.BindFlags(cmd.Flags(), "", "home cluster")
+	f := cmd.Flags()
+	f.StringVar(&targets.NamespaceSelector, "ns-selector", "", "offload the namespaces with these labels (kubectl -l syntax) instead of named ones")
+	f.StringVar(&spec.PodOffloadingStrategy, "pod-offloading-strategy", "LocalAndRemote", "where pods run: LocalAndRemote, Local or Remote")
+	f.StringVar(&spec.NamespaceMappingStrategy, "namespace-mapping-strategy", "DefaultName", "how twins are named: DefaultName (<namespace>-<home cluster ID>), EnforceSameName or SelectedName")
+	f.StringVar(&spec.RemoteNamespaceName, "remote-namespace-name", "", "the twins' name, with --namespace-mapping-strategy SelectedName")
+	f.StringArrayVar(&spec.Selectors, "selector", nil, "providers to select, as a label selector on virtual nodes, e.g. 'region in (eu,us), !staging' (repeat to OR)")
+	f.StringVarP(&format, "output", "o", "", "print the NamespaceOffloadings as yaml or json instead of applying them")
+	f.BoolVar(&wait, "wait", false, "wait until every namespace is offloaded, showing each provider's progress; fail with the reasons if one fails")
+	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	return cmd
+}
+
+func newUnoffloadCommand(name string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "unoffload",
+		Short: "Stop extending namespaces onto providers",
+	}
+	cmd.AddCommand(newUnoffloadNamespaceCommand(name))
+	return cmd
+}
+
+func newUnoffloadNamespaceCommand(name string) *cobra.Command {
+	var (
+		cluster factory.Cluster
+		targets offload.Targets
+		wait    bool
+		force   bool
+		yes     bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:     "namespace NAME... | --ns-selector KEY=VALUE",
+		Aliases: []string{"namespaces", "ns"},
+		Short:   "Unoffload namespaces: their pods come home, their twins are deleted",
+		Long: `Unoffload deletes the NamespaceOffloading of each namespace. Its pods on virtual
+nodes are deleted (their controllers recreate them at home) and every provider
+deletes the twin namespace with everything in it: on a terminal you are asked
+to confirm, unless --yes.
+
+A provider that does not answer holds the unoffload; --force finishes it
+without such providers (their twins are deleted if they answer again while
+still peered).`,
+		Example: fmt.Sprintf(`  %[1]s unoffload namespace foo --wait
+
+  # A provider is gone for good
+  %[1]s unoffload namespace foo --force --yes`, name),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			targets.Namespaces = args
+			if err := targets.Validate(); err != nil {
+				return usageError{err}
+			}
+			c, _, err := cluster.Client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			namespaces, err := offload.Resolve(cmd.Context(), c, targets)
+			if err != nil {
+				return err
+			}
+			if !yes && isTerminal(cmd.InOrStdin()) {
+				fmt.Fprintf(cmd.OutOrStdout(), "Unoffload %s? Their twin namespaces on the providers are deleted with everything in them. [y/N] ", strings.Join(namespaces, ", "))
+				answer, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					return fmt.Errorf("not confirmed, nothing was changed")
+				}
+			}
+			return offload.Unoffload(cmd.Context(), c, namespaces, force, wait, timeout, cmd.OutOrStdout())
+		},
+	}
+	cluster.BindFlags(cmd.Flags(), "", "home cluster")
+	f := cmd.Flags()
+	f.StringVar(&targets.NamespaceSelector, "ns-selector", "", "unoffload the namespaces with these labels (kubectl -l syntax) instead of named ones")
+	f.BoolVar(&wait, "wait", false, "wait until every namespace is unoffloaded, showing each provider's progress")
+	f.BoolVar(&force, "force", false, "finish without the providers that do not answer")
+	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	return cmd
+}
+
+// isTerminal reports whether r is an interactive terminal.
+func isTerminal(r any) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

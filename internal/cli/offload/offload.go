@@ -1,0 +1,304 @@
+package offload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/naming"
+	"stretch.dev/stretch/internal/objects"
+)
+
+const (
+	// pollInterval is how often --wait reads the status again.
+	pollInterval = time.Second
+	// unselectedSettle is how long --wait lets a valid selector match no
+	// provider before it fails: virtual nodes of new peers take a probe to
+	// appear.
+	unselectedSettle = 10 * time.Second
+)
+
+// Resolve returns the namespaces the targets name, checking that they exist.
+func Resolve(ctx context.Context, c client.Reader, t Targets) ([]string, error) {
+	if t.NamespaceSelector != "" {
+		sel, err := labels.Parse(t.NamespaceSelector)
+		if err != nil {
+			return nil, err
+		}
+		list := &corev1.NamespaceList{}
+		if err := c.List(ctx, list, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			return nil, fmt.Errorf("listing namespaces with labels %s: %w", t.NamespaceSelector, err)
+		}
+		if len(list.Items) == 0 {
+			return nil, fmt.Errorf("no namespace has labels %s: check them with 'kubectl get namespaces --show-labels'", t.NamespaceSelector)
+		}
+		names := make([]string, 0, len(list.Items))
+		for _, ns := range list.Items {
+			names = append(names, ns.Name)
+		}
+		sort.Strings(names)
+		return names, nil
+	}
+	var missing []string
+	for _, name := range t.Namespaces {
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
+			missing = append(missing, name)
+		} else if err != nil {
+			return nil, fmt.Errorf("reading namespace %s: %w", name, err)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("namespaces %s do not exist on the home cluster: create them first (kubectl create namespace), nothing was changed", strings.Join(missing, ", "))
+	}
+	return t.Namespaces, nil
+}
+
+// Offload writes the NamespaceOffloading of each namespace; with waitReady, it
+// then follows their status until each is Ready or failed, printing every
+// provider's state as it changes. Every namespace is checked before the
+// first write.
+func Offload(ctx context.Context, c client.Client, namespaces []string, spec offloadingv1alpha1.NamespaceOffloadingSpec, waitReady bool, timeout time.Duration, out io.Writer) error {
+	home, err := identity.Load(ctx, c)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for _, ns := range namespaces {
+		twin := naming.TwinName(spec, ns, home.ID)
+		if p := naming.CheckTwinName(twin, ns, spec.NamespaceMappingStrategy); p != nil {
+			problems = append(problems, fmt.Sprintf("namespace %s: %s", ns, p.Message))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("every provider would refuse the twin namespaces, nothing was changed:\n  %s", strings.Join(problems, "\n  "))
+	}
+	for _, ns := range namespaces {
+		if err := objects.Apply(ctx, c, Manifest(ns, spec)); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "✓ namespace %s: NamespaceOffloading applied (pods %s, twins %s)\n", ns, spec.PodOffloadingStrategy, naming.TwinName(spec, ns, home.ID))
+	}
+	if !waitReady {
+		return nil
+	}
+	return waitOffloaded(ctx, c, namespaces, timeout, out)
+}
+
+// settled phases end a --wait.
+var failedPhases = map[offloadingv1alpha1.OffloadingPhase]bool{
+	offloadingv1alpha1.AllFailedPhase:         true,
+	offloadingv1alpha1.SomeFailedPhase:        true,
+	offloadingv1alpha1.NoClusterSelectedPhase: true,
+}
+
+func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, timeout time.Duration, out io.Writer) error {
+	p := newProgress(out)
+	pending := map[string]bool{}
+	for _, ns := range namespaces {
+		pending[ns] = true
+	}
+	var failures []string
+	unselectedSince := map[string]time.Time{}
+	// Requests use ctx, not the poll's deadline, so that the last poll
+	// before the deadline fails as a timeout, with its message.
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(context.Context) (bool, error) {
+		for ns := range pending {
+			off := &offloadingv1alpha1.NamespaceOffloading{}
+			if err := c.Get(ctx, key(ns), off); err != nil {
+				return false, fmt.Errorf("reading NamespaceOffloading %s/offloading: %w", ns, err)
+			}
+			if off.Status.ObservedGeneration != off.Generation {
+				continue // not yet judged by the controller
+			}
+			p.report(off)
+			phase := off.Status.OffloadingPhase
+			if phase != offloadingv1alpha1.NoClusterSelectedPhase {
+				delete(unselectedSince, ns)
+			} else if _, ok := unselectedSince[ns]; !ok {
+				unselectedSince[ns] = time.Now()
+			}
+			switch {
+			case phase == offloadingv1alpha1.ReadyPhase:
+				fmt.Fprintf(out, "✓ namespace %s offloaded: twin %s ready on %s\n", ns, off.Status.RemoteNamespaceName, strings.Join(providers(off), ", "))
+				delete(pending, ns)
+			case phase == offloadingv1alpha1.NoClusterSelectedPhase && off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] == "" &&
+				time.Since(unselectedSince[ns]) < unselectedSettle:
+				// A provider just peered may not have its virtual node yet.
+			case failedPhases[phase]:
+				failures = append(failures, failure(off))
+				delete(pending, ns)
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if len(pending) > 0 {
+		failures = append(failures, fmt.Sprintf("namespaces %s are not offloaded after %s: see 'kubectl get namespaceoffloadings offloading -n NAMESPACE -o yaml' and 'stretchctl diagnose namespace NAMESPACE'", strings.Join(sortedKeys(pending), ", "), timeout))
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "\n"))
+	}
+	return nil
+}
+
+// failure says why a namespace's offloading failed, provider by provider.
+func failure(off *offloadingv1alpha1.NamespaceOffloading) string {
+	msg := fmt.Sprintf("namespace %s: phase %s", off.Namespace, off.Status.OffloadingPhase)
+	if off.Status.OffloadingPhase == offloadingv1alpha1.NoClusterSelectedPhase {
+		if e := off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation]; e != "" {
+			return msg + ": the cluster selector is invalid: " + e
+		}
+		return msg + ": no provider's virtual node matches the cluster selector; compare it with 'kubectl get nodes --show-labels'"
+	}
+	for _, name := range providers(off) {
+		if c := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); c != nil && c.Status != "True" {
+			msg += fmt.Sprintf("\n  %s: %s: %s", name, c.Reason, c.Message)
+		}
+	}
+	return msg
+}
+
+// Unoffload deletes the NamespaceOffloading of each namespace; force lets the
+// unoffload finish without the providers that do not answer. With waitGone,
+// it follows each until gone.
+func Unoffload(ctx context.Context, c client.Client, namespaces []string, force, waitGone bool, timeout time.Duration, out io.Writer) error {
+	var deleting []string
+	for _, ns := range namespaces {
+		off := &offloadingv1alpha1.NamespaceOffloading{}
+		if err := c.Get(ctx, key(ns), off); apierrors.IsNotFound(err) {
+			fmt.Fprintf(out, "namespace %s is not offloaded\n", ns)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("reading NamespaceOffloading %s/offloading: %w", ns, err)
+		}
+		if force {
+			patch := client.MergeFrom(off.DeepCopy())
+			if off.Annotations == nil {
+				off.Annotations = map[string]string{}
+			}
+			off.Annotations[offloadingv1alpha1.ForceUnoffloadAnnotation] = "true"
+			if err := c.Patch(ctx, off, patch); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("marking NamespaceOffloading %s/offloading for a forced unoffload: %w", ns, err)
+			}
+		}
+		if _, err := objects.Delete(ctx, c, off); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(providers(off)))
+		deleting = append(deleting, ns)
+	}
+	if !waitGone || len(deleting) == 0 {
+		return nil
+	}
+	p := newProgress(out)
+	pending := map[string]*offloadingv1alpha1.NamespaceOffloading{}
+	for _, ns := range deleting {
+		pending[ns] = nil
+	}
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(context.Context) (bool, error) {
+		for ns := range pending {
+			off := &offloadingv1alpha1.NamespaceOffloading{}
+			err := c.Get(ctx, key(ns), off)
+			if apierrors.IsNotFound(err) {
+				fmt.Fprintf(out, "✓ namespace %s unoffloaded\n", ns)
+				delete(pending, ns)
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("reading NamespaceOffloading %s/offloading: %w", ns, err)
+			}
+			p.report(off)
+			pending[ns] = off
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, ns := range sortedKeys(pending) {
+		msg := fmt.Sprintf("namespace %s is not unoffloaded after %s", ns, timeout)
+		if off := pending[ns]; off != nil && len(providers(off)) > 0 {
+			msg += fmt.Sprintf(": providers %s still hold its twin", strings.Join(providers(off), ", "))
+		}
+		if !force {
+			msg += fmt.Sprintf("; if they are gone for good, run 'stretchctl unoffload namespace %s --force'", ns)
+		}
+		msgs = append(msgs, msg)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+func key(ns string) client.ObjectKey {
+	return client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}
+}
+
+// providers lists the providers in a NamespaceOffloading's status.
+func providers(off *offloadingv1alpha1.NamespaceOffloading) []string {
+	names := make([]string, 0, len(off.Status.RemoteNamespacesConditions))
+	for name := range off.Status.RemoteNamespacesConditions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "no provider"
+	}
+	return strings.Join(names, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// progress prints each provider's Ready condition of each namespace when it
+// changes.
+type progress struct {
+	out  io.Writer
+	seen map[string]string
+}
+
+func newProgress(out io.Writer) *progress { return &progress{out: out, seen: map[string]string{}} }
+
+func (p *progress) report(off *offloadingv1alpha1.NamespaceOffloading) {
+	for _, name := range providers(off) {
+		c := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition)
+		if c == nil {
+			continue
+		}
+		line := fmt.Sprintf("  namespace %s, provider %s: %s", off.Namespace, name, c.Reason)
+		if c.Status != "True" && c.Message != "" {
+			line += ": " + c.Message
+		}
+		if p.seen[off.Namespace+"/"+name] != line {
+			p.seen[off.Namespace+"/"+name] = line
+			fmt.Fprintln(p.out, line)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package offload_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/internal/cli/offload"
+	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/fleet"
+)
+
+var (
+	home, eu *testenv.APIServer
+	homeID   = uuid.NewString()
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(s []*testenv.APIServer) { home, eu = s[0], s[1] }, "home", "provider-eu")
+}
+
+func namespaces(t *testing.T, names ...string) {
+	for _, n := range names {
+		NewWithT(t).Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"team": "web"}}})).To(Succeed())
+	}
+}
+
+func spec(t *testing.T, o offload.SpecOptions) offloadingv1alpha1.NamespaceOffloadingSpec {
+	s, err := o.Spec()
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	return s
+}
+
+func TestOffloadAndUnoffload(t *testing.T) {
+	g := NewWithT(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}})
+	ctx := context.Background()
+	namespaces(t, "shop", "blog")
+
+	// By label, waiting: progress per provider, then done.
+	targets, err := offload.Resolve(ctx, home.Client, offload.Targets{NamespaceSelector: "team=web"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(targets).To(Equal([]string{"blog", "shop"}))
+	var out bytes.Buffer
+	g.Expect(offload.Offload(ctx, home.Client, targets, spec(t, offload.SpecOptions{Selectors: []string{"region=eu"}}), true, time.Minute, &out)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace shop: NamespaceOffloading applied (pods LocalAndRemote, twins shop-" + homeID + ")"))
+	g.Expect(out.String()).To(ContainSubstring("namespace shop, provider provider-eu: NamespaceCreated"))
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace blog offloaded: twin blog-" + homeID + " ready on provider-eu"))
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: "shop-" + homeID}, &corev1.Namespace{})).To(Succeed())
+
+	// Again: the same, nothing new.
+	out.Reset()
+	g.Expect(offload.Offload(ctx, home.Client, []string{"shop"}, spec(t, offload.SpecOptions{Selectors: []string{"region=eu"}}), true, time.Minute, &out)).To(Succeed())
+
+	// Unoffload by name, waiting.
+	out.Reset()
+	g.Expect(offload.Unoffload(ctx, home.Client, []string{"shop", "blog", "never-offloaded"}, false, true, time.Minute, &out)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace shop: unoffload started (twins on provider-eu are deleted with everything in them)"))
+	g.Expect(out.String()).To(ContainSubstring("namespace never-offloaded is not offloaded"))
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace blog unoffloaded"))
+	g.Expect(apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "offloading"}, &offloadingv1alpha1.NamespaceOffloading{}))).To(BeTrue())
+}
+
+func TestOffloadFailuresSayWhy(t *testing.T) {
+	g := NewWithT(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}})
+	ctx := context.Background()
+	var out bytes.Buffer
+
+	_, err := offload.Resolve(ctx, home.Client, offload.Targets{Namespaces: []string{"ghost"}})
+	g.Expect(err).To(MatchError(ContainSubstring("namespaces ghost do not exist on the home cluster: create them first")))
+
+	long := "abcdefghijklmnopqrstuvwxyz0"
+	namespaces(t, long, "nowhere")
+	err = offload.Offload(ctx, home.Client, []string{long}, spec(t, offload.SpecOptions{}), false, time.Minute, &out)
+	g.Expect(err).To(MatchError(And(ContainSubstring("nothing was changed"), ContainSubstring("at most 26 characters"))))
+	g.Expect(apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKey{Namespace: long, Name: "offloading"}, &offloadingv1alpha1.NamespaceOffloading{}))).To(BeTrue())
+
+	err = offload.Offload(ctx, home.Client, []string{"nowhere"}, spec(t, offload.SpecOptions{Selectors: []string{"region=mars"}}), true, time.Minute, &out)
+	g.Expect(err).To(MatchError(And(ContainSubstring("namespace nowhere: phase NoClusterSelected"), ContainSubstring("kubectl get nodes --show-labels"))))
+	g.Expect(offload.Unoffload(ctx, home.Client, []string{"nowhere"}, false, true, time.Minute, &out)).To(Succeed())
+}
+
+func TestForcedUnoffloadOfAProviderThatIsGone(t *testing.T) {
+	g := NewWithT(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}})
+	ctx := context.Background()
+	namespaces(t, "stranded")
+	var out bytes.Buffer
+	g.Expect(offload.Offload(ctx, home.Client, []string{"stranded"}, spec(t, offload.SpecOptions{}), true, time.Minute, &out)).To(Succeed())
+
+	g.Expect(eu.StopAPIServerOnly()).To(Succeed())
+	t.Cleanup(func() { _ = eu.RestartAPIServer() })
+	out.Reset()
+	err := offload.Unoffload(ctx, home.Client, []string{"stranded"}, false, true, 3*time.Second, &out)
+	g.Expect(err).To(MatchError(And(ContainSubstring("namespace stranded is not unoffloaded after 3s: providers provider-eu still hold its twin"),
+		ContainSubstring("stretchctl unoffload namespace stranded --force"))))
+
+	out.Reset()
+	g.Expect(offload.Unoffload(ctx, home.Client, []string{"stranded"}, true, true, time.Minute, &out)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace stranded unoffloaded"))
+}
