@@ -67,6 +67,8 @@ func run(t *testing.T, bin string, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// kubectl finds the kubectl-stretch plugin on PATH.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binaries.stretchctl)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	err := cmd.Run()
 	t.Logf("$ %s %s\n%s", filepath.Base(bin), strings.Join(args, " "), out.String())
 	if err != nil {

@@ -137,4 +137,18 @@ spec:
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).NotTo(ContainSubstring("stretch.dev/scheduling-enabled"))
 	})
+
+	step(t, "the kubectl plugin offloads and unoffloads, waiting for the providers", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := kubectl(t, home, "create", "namespace", "bar")
+		g.Expect(err).NotTo(HaveOccurred())
+		// A plugin takes its flags after its name: no kubectl flags first.
+		out, err := run(t, binaries.kubectl, "stretch", "offload", "namespace", "bar", "--selector", "region in (eu)", "--pod-offloading-strategy", "Remote", "--wait", "--kubeconfig", home.Kubeconfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("namespace bar, provider provider-eu: NamespaceCreated"))
+		g.Expect(out).To(ContainSubstring("✓ namespace bar offloaded"))
+		out, err = run(t, binaries.kubectl, "stretch", "unoffload", "namespace", "bar", "--wait", "--yes", "--kubeconfig", home.Kubeconfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("✓ namespace bar unoffloaded"))
+	})
 }
