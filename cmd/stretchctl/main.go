@@ -66,7 +66,7 @@ pods run there as if on local nodes. Each provider appears as a virtual node.`,
 	})
 	root.AddCommand(newInstallCommand(name), newUninstallCommand(name))
 	root.AddCommand(newPeerCommand(name), newUnpeerCommand(name), newStatusCommand(name))
-	root.AddCommand(newOffloadCommand(name), newUnoffloadCommand(name))
+	root.AddCommand(newOffloadCommand(name), newUnoffloadCommand(name), newDiagnoseCommand(name))
 	return root
 }
 

@@ -110,8 +110,12 @@ spec:
 			`-p=[{"op":"replace","path":"/spec/clusterSelector/nodeSelectorTerms/0/matchExpressions/0/operator","value":"Near"}]`)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("NoClusterSelected"))
+		out, err := stretchctl(t, "diagnose", "namespace", "foo", "--kubeconfig", home.Kubeconfig)
+		g.Expect(err).To(HaveOccurred(), "a failed check exits non-zero")
+		g.Expect(out).To(ContainSubstring("✗ failed   cluster selector syntax"))
+		g.Expect(out).To(ContainSubstring("fix: fix spec.clusterSelector"))
 		annotation := "-o=jsonpath={.metadata.annotations['offloading\\.stretch\\.dev/cluster-selector-error']}"
-		out, err := kubectl(t, home, "get", "namespaceoffloadings", "-n", "foo", "offloading", annotation)
+		out, err = kubectl(t, home, "get", "namespaceoffloadings", "-n", "foo", "offloading", annotation)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(ContainSubstring(`"Near"`))
 
