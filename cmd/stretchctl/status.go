@@ -17,7 +17,7 @@ func newStatusCommand(name string) *cobra.Command {
 		format  string
 	)
 	cmd := &cobra.Command{
-		Use:   "status [-o yaml|json]",
+		Use:   "status [-o wide|yaml|json]",
 		Short: "Show this cluster's identity, peers, virtual nodes and offloaded namespaces",
 		Long: `Status shows what Stretch sees on one cluster: its identity (the cluster ID that
 providers issue credentials for), its peers and their health, their virtual
@@ -25,12 +25,19 @@ nodes, the namespaces it offloads with each provider's state, and the twin
 namespaces it hosts for home clusters.`,
 		Example: fmt.Sprintf(`  %[1]s status --kubeconfig home.kubeconfig
 
+  # More columns: strategies, the providers' messages, every node label
+  %[1]s status -o wide
+
   # Everything, for scripts
   %[1]s status -o json`, name),
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			wide := format == "wide"
+			if wide {
+				format = output.FormatTable
+			}
 			if err := output.ValidateFormat(format); err != nil {
-				return usageError{err}
+				return usageError{fmt.Errorf("%w, or -o wide", err)}
 			}
 			c, _, err := cluster.Client(cmd.Context())
 			if err != nil {
@@ -41,12 +48,12 @@ namespaces it hosts for home clusters.`,
 				return err
 			}
 			if format == output.FormatTable {
-				return report.Print(cmd.OutOrStdout(), time.Now())
+				return report.Print(cmd.OutOrStdout(), time.Now(), wide)
 			}
 			return output.Print(cmd.OutOrStdout(), format, report)
 		},
 	}
 	cluster.BindFlags(cmd.Flags(), "", "cluster")
-	cmd.Flags().StringVarP(&format, "output", "o", "", "output format: yaml or json (default tables)")
+	cmd.Flags().StringVarP(&format, "output", "o", "", "output format: wide (more columns), yaml or json (default tables)")
 	return cmd
 }

@@ -143,3 +143,16 @@ func TestFAQFailureCases(t *testing.T) {
 	_, err := diagnose.Collect(ctx, home.Client, "ghost")
 	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("namespace ghost does not exist on the home cluster")))
 }
+
+func TestPrintGolden(t *testing.T) {
+	g := NewWithT(t)
+	results := []checks.Check{
+		{Name: "NamespaceOffloading named offloading", Result: checks.Passed, Detail: `namespace foo has NamespaceOffloading "offloading"`},
+		{Name: "phase", Result: checks.Failed, Detail: "phase NoClusterSelected: no provider is selected", Fix: "see the checks below"},
+		{Name: "pending pod web-1", Result: checks.Warning, Detail: "Pending, not scheduled yet", Fix: "kubectl describe pod -n foo web-1"},
+	}
+	var out bytes.Buffer
+	g.Expect(diagnose.Print(&out, "foo", results)).To(Succeed())
+	testenv.ExpectGolden(t, "diagnose.golden", out.Bytes())
+	g.Expect(diagnose.Failures(results)).To(MatchError("2 of 3 checks did not pass: apply the fixes above, then run diagnose again"))
+}

@@ -66,10 +66,12 @@ type VirtualNode struct {
 
 // OffloadedNamespace is one NamespaceOffloading.
 type OffloadedNamespace struct {
-	Namespace           string                             `json:"namespace"`
-	Phase               offloadingv1alpha1.OffloadingPhase `json:"phase"`
-	RemoteNamespaceName string                             `json:"remoteNamespaceName,omitempty"`
-	Providers           []ProviderTwin                     `json:"providers,omitempty"`
+	Namespace                string                                      `json:"namespace"`
+	Phase                    offloadingv1alpha1.OffloadingPhase          `json:"phase"`
+	RemoteNamespaceName      string                                      `json:"remoteNamespaceName,omitempty"`
+	PodOffloadingStrategy    offloadingv1alpha1.PodOffloadingStrategy    `json:"podOffloadingStrategy,omitempty"`
+	NamespaceMappingStrategy offloadingv1alpha1.NamespaceMappingStrategy `json:"namespaceMappingStrategy,omitempty"`
+	Providers                []ProviderTwin                              `json:"providers,omitempty"`
 }
 
 // ProviderTwin is the state of one provider's twin of an offloaded namespace.
@@ -144,7 +146,8 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 		if o.Name != offloadingv1alpha1.NamespaceOffloadingName {
 			continue // not reconciled: 'stretchctl diagnose' explains it
 		}
-		ns := OffloadedNamespace{Namespace: o.Namespace, Phase: o.Status.OffloadingPhase, RemoteNamespaceName: o.Status.RemoteNamespaceName}
+		ns := OffloadedNamespace{Namespace: o.Namespace, Phase: o.Status.OffloadingPhase, RemoteNamespaceName: o.Status.RemoteNamespaceName,
+			PodOffloadingStrategy: o.Spec.PodOffloadingStrategy, NamespaceMappingStrategy: o.Spec.NamespaceMappingStrategy}
 		for _, name := range sortedKeys(o.Status.RemoteNamespacesConditions) {
 			conds := o.Status.RemoteNamespacesConditions[name]
 			pt := ProviderTwin{
@@ -200,7 +203,9 @@ var virtualNodeLabels = []string{
 }
 
 // Print writes the report as tables; now is the time ages are measured from.
-func (r *Report) Print(w io.Writer, now time.Time) error {
+// wide adds columns, as kubectl's -o wide: every label of the virtual nodes,
+// the namespaces' strategies and the providers' messages.
+func (r *Report) Print(w io.Writer, now time.Time, wide bool) error {
 	labels := identity.FormatLabels(r.Cluster.Labels)
 	if labels == "" {
 		labels = output.None
@@ -220,25 +225,43 @@ func (r *Report) Print(w io.Writer, now time.Time) error {
 	for _, n := range r.VirtualNodes {
 		labels := map[string]string{}
 		for k, v := range n.Labels {
-			if !slices.Contains(virtualNodeLabels, k) {
+			if wide || !slices.Contains(virtualNodeLabels, k) {
 				labels[k] = v
 			}
 		}
 		nodes.AddRow(n.Name, n.RemoteCluster, string(n.Ready), identity.FormatLabels(labels))
 	}
 
-	offloaded := output.NewTable("namespace", "phase", "remote namespace", "providers")
+	offloadedHeaders := []string{"namespace", "phase", "remote namespace", "providers"}
+	hostedHeaders := []string{"tenant", "home cluster id", "home namespace", "twin", "phase", "reason"}
+	if wide {
+		offloadedHeaders = append(offloadedHeaders, "pod strategy", "mapping", "messages")
+		hostedHeaders = append(hostedHeaders, "message")
+	}
+	offloaded := output.NewTable(offloadedHeaders...)
 	for _, ns := range r.OffloadedNamespaces {
 		providers := make([]string, len(ns.Providers))
+		var messages []string
 		for i, p := range ns.Providers {
 			providers[i] = p.Name + "=" + p.state()
+			if p.Ready != metav1.ConditionTrue && p.Selected != metav1.ConditionFalse && p.Message != "" {
+				messages = append(messages, p.Name+": "+p.Message)
+			}
 		}
-		offloaded.AddRow(ns.Namespace, string(ns.Phase), ns.RemoteNamespaceName, strings.Join(providers, ","))
+		row := []string{ns.Namespace, string(ns.Phase), ns.RemoteNamespaceName, strings.Join(providers, ",")}
+		if wide {
+			row = append(row, string(ns.PodOffloadingStrategy), string(ns.NamespaceMappingStrategy), strings.Join(messages, "; "))
+		}
+		offloaded.AddRow(row...)
 	}
 
-	hosted := output.NewTable("tenant", "home cluster id", "home namespace", "twin", "phase", "reason")
+	hosted := output.NewTable(hostedHeaders...)
 	for _, t := range r.HostedTwins {
-		hosted.AddRow(t.TenantNamespace, t.HomeClusterID, t.HomeNamespace, t.Twin, string(t.Phase), t.Reason)
+		row := []string{t.TenantNamespace, t.HomeClusterID, t.HomeNamespace, t.Twin, string(t.Phase), t.Reason}
+		if wide {
+			row = append(row, t.Message)
+		}
+		hosted.AddRow(row...)
 	}
 
 	sections := []struct {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,7 +19,6 @@ import (
 	"stretch.dev/stretch/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite the testdata/*.golden files with the current output")
 
 var cluster *testenv.APIServer
 
@@ -117,8 +113,11 @@ func TestStatus(t *testing.T) {
 	report, err := Collect(ctx, c)
 	g.Expect(err).NotTo(HaveOccurred())
 	var out bytes.Buffer
-	g.Expect(report.Print(&out, heartbeat.Add(42*time.Second))).To(Succeed())
-	expectGolden(t, "status.golden", out.Bytes())
+	g.Expect(report.Print(&out, heartbeat.Add(42*time.Second), false)).To(Succeed())
+	testenv.ExpectGolden(t, "status.golden", out.Bytes())
+	out.Reset()
+	g.Expect(report.Print(&out, heartbeat.Add(42*time.Second), true)).To(Succeed())
+	testenv.ExpectGolden(t, "status-wide.golden", out.Bytes())
 
 	// -o json carries the same data, labels and messages in full.
 	out.Reset()
@@ -134,8 +133,8 @@ func TestStatus(t *testing.T) {
 func TestStatusEmpty(t *testing.T) {
 	r := &Report{Cluster: Cluster{Name: "lonely", ClusterID: homeID}}
 	var out bytes.Buffer
-	NewWithT(t).Expect(r.Print(&out, heartbeat)).To(Succeed())
-	expectGolden(t, "status-empty.golden", out.Bytes())
+	NewWithT(t).Expect(r.Print(&out, heartbeat, false)).To(Succeed())
+	testenv.ExpectGolden(t, "status-empty.golden", out.Bytes())
 }
 
 func remoteCluster(name, id string) *peeringv1alpha1.RemoteCluster {
@@ -156,21 +155,4 @@ func createWithStatus(ctx context.Context, g Gomega, c client.Client, obj client
 	g.Expect(c.Create(ctx, obj)).To(Succeed())
 	setStatus(obj)
 	g.Expect(c.Status().Update(ctx, obj)).To(Succeed())
-}
-
-func expectGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v: run 'go test ./internal/cli/status -update' to create it", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
