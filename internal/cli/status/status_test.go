@@ -19,7 +19,6 @@ import (
 	"stretch.dev/stretch/internal/testenv"
 )
 
-
 var cluster *testenv.APIServer
 
 func TestMain(m *testing.M) {
