@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -97,6 +98,21 @@ spec:
   namespaceMappingStrategy: DefaultName
   podOffloadingStrategy: Remote
 `))
+}
+
+func TestUnoffloadConfirmation(t *testing.T) {
+	g := NewWithT(t)
+	for answer, ok := range map[string]bool{"y\n": true, "YES\n": true, "n\n": false, "\n": false, "": false, "maybe\n": false} {
+		var out bytes.Buffer
+		err := confirm(strings.NewReader(answer), &out, []string{"foo", "bar"})
+		g.Expect(out.String()).To(Equal("Unoffload foo, bar? Their twin namespaces on the providers are deleted with everything in them. [y/N] "))
+		if ok {
+			g.Expect(err).NotTo(HaveOccurred(), "%q", answer)
+		} else {
+			g.Expect(err).To(MatchError("not confirmed, nothing was changed"), "%q", answer)
+		}
+	}
+	g.Expect(isTerminal(strings.NewReader(""))).To(BeFalse(), "a pipe or a test is never asked")
 }
 
 func TestCommandName(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -158,10 +159,8 @@ still peered).`,
 				return err
 			}
 			if !yes && isTerminal(cmd.InOrStdin()) {
-				fmt.Fprintf(cmd.OutOrStdout(), "Unoffload %s? Their twin namespaces on the providers are deleted with everything in them. [y/N] ", strings.Join(namespaces, ", "))
-				answer, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-					return fmt.Errorf("not confirmed, nothing was changed")
+				if err := confirm(cmd.InOrStdin(), cmd.OutOrStdout(), namespaces); err != nil {
+					return err
 				}
 			}
 			return offload.Unoffload(cmd.Context(), c, namespaces, force, wait, timeout, cmd.OutOrStdout())
@@ -175,6 +174,17 @@ still peered).`,
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
 	return cmd
+}
+
+// confirm asks whether to unoffload the namespaces; anything but y or yes
+// is a no.
+func confirm(in io.Reader, out io.Writer, namespaces []string) error {
+	fmt.Fprintf(out, "Unoffload %s? Their twin namespaces on the providers are deleted with everything in them. [y/N] ", strings.Join(namespaces, ", "))
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return fmt.Errorf("not confirmed, nothing was changed")
+	}
+	return nil
 }
 
 // isTerminal reports whether r is an interactive terminal.
