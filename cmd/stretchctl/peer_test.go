@@ -52,7 +52,7 @@ func TestPeerCommandErrors(t *testing.T) {
 		{name: "unpeer bad name", args: []string{"unpeer", "Provider_EU"}, wantUsage: true, wantErr: `cluster name "Provider_EU" is not valid`},
 		{name: "unpeer zero timeout", args: []string{"unpeer", "a", "--timeout", "0s"}, wantUsage: true, wantErr: "--timeout must be positive"},
 		{name: "unpeer unreachable home", args: []string{"unpeer", "a", "--kubeconfig", unreachable}, wantErr: "cannot reach the home cluster"},
-		{name: "status bad format", args: []string{"status", "-o", "wide"}, wantUsage: true, wantErr: `output format "wide" is not supported`},
+		{name: "status bad format", args: []string{"status", "-o", "xml"}, wantUsage: true, wantErr: `output format "xml" is not supported: use -o yaml or -o json, or leave -o out for tables, or -o wide`},
 		{name: "status positional argument", args: []string{"status", "peers"}, wantUsage: true, wantErr: "takes no arguments"},
 		{name: "status unreachable", args: []string{"status", "--kubeconfig", unreachable}, wantErr: "cannot reach the cluster at https://127.0.0.1:1"},
 	}
