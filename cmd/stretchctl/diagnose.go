@@ -11,15 +11,6 @@ import (
 	checks "stretch.dev/stretch/internal/diagnose"
 )
 
-func newDiagnoseCommand(name string) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "diagnose",
-		Short: "Find out why an offloaded namespace does not work",
-	}
-	cmd.AddCommand(newDiagnoseNamespaceCommand(name))
-	return cmd
-}
-
 func newDiagnoseNamespaceCommand(name string) *cobra.Command {
 	var (
 		cluster factory.Cluster

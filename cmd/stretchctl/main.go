@@ -66,8 +66,19 @@ pods run there as if on local nodes. Each provider appears as a virtual node.`,
 	})
 	root.AddCommand(newInstallCommand(name), newUninstallCommand(name))
 	root.AddCommand(newPeerCommand(name), newUnpeerCommand(name), newStatusCommand(name))
-	root.AddCommand(newOffloadCommand(name), newUnoffloadCommand(name), newDiagnoseCommand(name))
+	root.AddCommand(
+		group("offload", "Extend namespaces onto providers", newOffloadNamespaceCommand(name)),
+		group("unoffload", "Stop extending namespaces onto providers", newUnoffloadNamespaceCommand(name)),
+		group("diagnose", "Find out why an offloaded namespace does not work", newDiagnoseNamespaceCommand(name)))
 	return root
+}
+
+// group is a command that only holds sub-commands, such as "offload" for
+// "offload namespace".
+func group(use, short string, children ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.AddCommand(children...)
+	return cmd
 }
 
 // noArgs rejects positional arguments as a usage error.

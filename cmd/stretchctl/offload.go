@@ -19,15 +19,6 @@ import (
 // defaultWaitTimeout bounds --wait.
 const defaultWaitTimeout = 2 * time.Minute
 
-func newOffloadCommand(name string) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "offload",
-		Short: "Extend namespaces onto providers",
-	}
-	cmd.AddCommand(newOffloadNamespaceCommand(name))
-	return cmd
-}
-
 func newOffloadNamespaceCommand(name string) *cobra.Command {
 	var (
 		cluster factory.Cluster
@@ -108,15 +99,6 @@ flags are ORed. Without it, every provider is selected.`,
 	f.StringVarP(&format, "output", "o", "", "print the NamespaceOffloadings as yaml or json instead of applying them")
 	f.BoolVar(&wait, "wait", false, "wait until every namespace is offloaded, showing each provider's progress; fail with the reasons if one fails")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
-	return cmd
-}
-
-func newUnoffloadCommand(name string) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "unoffload",
-		Short: "Stop extending namespaces onto providers",
-	}
-	cmd.AddCommand(newUnoffloadNamespaceCommand(name))
 	return cmd
 }
 

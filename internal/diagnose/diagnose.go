@@ -191,7 +191,7 @@ func twinName(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
 func conflicts(off *offloadingv1alpha1.NamespaceOffloading) Check {
 	c := Check{Name: "namespaces on the providers"}
 	var failed []string
-	for _, provider := range sortedProviders(off) {
+	for _, provider := range off.Status.Providers() {
 		r := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[provider], offloadingv1alpha1.RemoteNamespaceReadyCondition)
 		// Names refused for their length or form are the twin name check's.
 		if r != nil && r.Reason == offloadingv1alpha1.CreationFailedReason && strings.HasPrefix(r.Message, peeringv1alpha1.AlreadyExistsReason+":") {
@@ -325,15 +325,6 @@ func eventTime(e *eventsv1.Event) time.Time {
 	default:
 		return e.DeprecatedLastTimestamp.Time
 	}
-}
-
-func sortedProviders(off *offloadingv1alpha1.NamespaceOffloading) []string {
-	names := make([]string, 0, len(off.Status.RemoteNamespacesConditions))
-	for n := range off.Status.RemoteNamespacesConditions {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func orDash(s string) string {

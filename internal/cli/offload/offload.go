@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -132,7 +134,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 			}
 			switch {
 			case phase == offloadingv1alpha1.ReadyPhase:
-				fmt.Fprintf(out, "✓ namespace %s offloaded: twin %s ready on %s\n", ns, off.Status.RemoteNamespaceName, strings.Join(providers(off), ", "))
+				fmt.Fprintf(out, "✓ namespace %s offloaded: twin %s ready on %s\n", ns, off.Status.RemoteNamespaceName, strings.Join(off.Status.Providers(), ", "))
 				delete(pending, ns)
 			case phase == offloadingv1alpha1.NoClusterSelectedPhase && off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] == "" &&
 				time.Since(unselectedSince[ns]) < unselectedSettle:
@@ -148,7 +150,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 		return err
 	}
 	if len(pending) > 0 {
-		failures = append(failures, fmt.Sprintf("namespaces %s are not offloaded after %s: see 'kubectl get namespaceoffloadings offloading -n NAMESPACE -o yaml' and 'stretchctl diagnose namespace NAMESPACE'", strings.Join(sortedKeys(pending), ", "), timeout))
+		failures = append(failures, fmt.Sprintf("namespaces %s are not offloaded after %s: see 'kubectl get namespaceoffloadings offloading -n NAMESPACE -o yaml' and 'stretchctl diagnose namespace NAMESPACE'", strings.Join(slices.Sorted(maps.Keys(pending)), ", "), timeout))
 	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "\n"))
@@ -165,7 +167,7 @@ func failure(off *offloadingv1alpha1.NamespaceOffloading) string {
 		}
 		return msg + ": no provider's virtual node matches the cluster selector; compare it with 'kubectl get nodes --show-labels'"
 	}
-	for _, name := range providers(off) {
+	for _, name := range off.Status.Providers() {
 		if c := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); c != nil && c.Status != "True" {
 			msg += fmt.Sprintf("\n  %s: %s: %s", name, c.Reason, c.Message)
 		}
@@ -199,7 +201,7 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		if _, err := objects.Delete(ctx, c, off); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(providers(off)))
+		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(off.Status.Providers()))
 		deleting = append(deleting, ns)
 	}
 	if !waitGone || len(deleting) == 0 {
@@ -234,10 +236,10 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		return nil
 	}
 	var msgs []string
-	for _, ns := range sortedKeys(pending) {
+	for _, ns := range slices.Sorted(maps.Keys(pending)) {
 		msg := fmt.Sprintf("namespace %s is not unoffloaded after %s", ns, timeout)
-		if off := pending[ns]; off != nil && len(providers(off)) > 0 {
-			msg += fmt.Sprintf(": providers %s still hold its twin", strings.Join(providers(off), ", "))
+		if off := pending[ns]; off != nil && len(off.Status.Providers()) > 0 {
+			msg += fmt.Sprintf(": providers %s still hold its twin", strings.Join(off.Status.Providers(), ", "))
 		}
 		if !force {
 			msg += fmt.Sprintf("; if they are gone for good, run 'stretchctl unoffload namespace %s --force'", ns)
@@ -251,30 +253,11 @@ func key(ns string) client.ObjectKey {
 	return client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}
 }
 
-// providers lists the providers in a NamespaceOffloading's status.
-func providers(off *offloadingv1alpha1.NamespaceOffloading) []string {
-	names := make([]string, 0, len(off.Status.RemoteNamespacesConditions))
-	for name := range off.Status.RemoteNamespacesConditions {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
-
 func orNone(names []string) string {
 	if len(names) == 0 {
 		return "no provider"
 	}
 	return strings.Join(names, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // progress prints each provider's Ready condition of each namespace when it
@@ -287,7 +270,7 @@ type progress struct {
 func newProgress(out io.Writer) *progress { return &progress{out: out, seen: map[string]string{}} }
 
 func (p *progress) report(off *offloadingv1alpha1.NamespaceOffloading) {
-	for _, name := range providers(off) {
+	for _, name := range off.Status.Providers() {
 		c := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition)
 		if c == nil {
 			continue

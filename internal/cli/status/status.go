@@ -148,7 +148,7 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 		}
 		ns := OffloadedNamespace{Namespace: o.Namespace, Phase: o.Status.OffloadingPhase, RemoteNamespaceName: o.Status.RemoteNamespaceName,
 			PodOffloadingStrategy: o.Spec.PodOffloadingStrategy, NamespaceMappingStrategy: o.Spec.NamespaceMappingStrategy}
-		for _, name := range sortedKeys(o.Status.RemoteNamespacesConditions) {
+		for _, name := range o.Status.Providers() {
 			conds := o.Status.RemoteNamespacesConditions[name]
 			pt := ProviderTwin{
 				Name:     name,
@@ -311,13 +311,4 @@ func (p ProviderTwin) state() string {
 		return p.Reason
 	}
 	return string(p.Ready)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
