@@ -190,16 +190,29 @@ func twinName(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
 
 func conflicts(off *offloadingv1alpha1.NamespaceOffloading) Check {
 	c := Check{Name: "namespaces on the providers"}
-	var failed []string
+	var failed, fine []string
 	for _, provider := range off.Status.Providers() {
-		r := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[provider], offloadingv1alpha1.RemoteNamespaceReadyCondition)
+		conds := off.Status.RemoteNamespacesConditions[provider]
+		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
+			continue
+		}
+		r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition)
+		switch {
+		case r == nil:
+		case r.Status == "True":
+			fine = append(fine, provider+": the twin exists, created by Stretch for this cluster")
 		// Names refused for their length or form are the twin name check's.
-		if r != nil && r.Reason == offloadingv1alpha1.CreationFailedReason && strings.HasPrefix(r.Message, peeringv1alpha1.AlreadyExistsReason+":") {
+		case r.Reason == offloadingv1alpha1.CreationFailedReason && strings.HasPrefix(r.Message, peeringv1alpha1.AlreadyExistsReason+":"):
 			failed = append(failed, fmt.Sprintf("%s: %s", provider, r.Message))
+		default:
+			fine = append(fine, fmt.Sprintf("%s: no conflicting namespace reported (%s)", provider, r.Reason))
 		}
 	}
 	if len(failed) == 0 {
-		c.Result, c.Detail = Passed, "no provider reports a conflict"
+		c.Result, c.Detail = Passed, "no provider reports a conflicting namespace"
+		if len(fine) > 0 {
+			c.Detail += "; " + strings.Join(fine, "; ")
+		}
 		return c
 	}
 	c.Result, c.Detail = Failed, strings.Join(failed, "; ")

@@ -107,7 +107,8 @@ func TestFAQCases(t *testing.T) {
 			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = offloadingv1alpha1.RemoteNamespaceConditions{{Type: "Ready", Status: "False", Reason: "CreationFailed",
 				Message: "Forbidden: reserved"}}
 			o.Offloadings[0].Status.OffloadingPhase = offloadingv1alpha1.SomeFailedPhase
-		}, wantCheck: "namespaces on the providers", wantResult: Passed, wantDetail: "no provider reports a conflict"},
+		}, wantCheck: "namespaces on the providers", wantResult: Passed,
+			wantDetail: "no provider reports a conflicting namespace; provider-eu: the twin exists, created by Stretch for this cluster; provider-us: no conflicting namespace reported (CreationFailed)"},
 		{name: "pod created before the offloading", change: func(o *Observed) {
 			o.Pods = []corev1.Pod{pendingPod("early", nil, false)}
 		}, wantCheck: "pending pod early", wantResult: Failed, wantDetail: "not placed by Stretch", wantFix: "kubectl delete pod -n foo early"},
