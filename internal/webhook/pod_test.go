@@ -36,6 +36,15 @@ func term(exprs []corev1.NodeSelectorRequirement, fields ...corev1.NodeSelectorR
 	return corev1.NodeSelectorTerm{MatchExpressions: exprs, MatchFields: fields}
 }
 
+// requiredTerms is nil-safe: until the webhook's cache sees an edit, a pod
+// may come back without the affinity the test waits for.
+func requiredTerms(p *corev1.Pod) []corev1.NodeSelectorTerm {
+	if p.Spec.Affinity == nil || p.Spec.Affinity.NodeAffinity == nil || p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return nil
+	}
+	return p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+}
+
 func list(rs ...corev1.NodeSelectorRequirement) []corev1.NodeSelectorRequirement { return rs }
 
 func TestPodPlacement(t *testing.T) {
@@ -81,7 +90,7 @@ func TestPodPlacement(t *testing.T) {
 				if tt.wantTerms == nil {
 					g.Expect(got.Spec.Affinity).To(BeNil())
 				} else {
-					g.Expect(got.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms).To(Equal(tt.wantTerms))
+					g.Expect(requiredTerms(got)).To(Equal(tt.wantTerms))
 				}
 				if tt.tolerate {
 					g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
@@ -101,7 +110,7 @@ func TestPodPlacement(t *testing.T) {
 			p := pod("placed", nil)
 			p.Spec.RuntimeClassName = ptr.To(peeringv1alpha1.RuntimeClassName)
 			got := create(g, p, true)
-			g.Expect(got.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms).To(Equal([]corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}))
+			g.Expect(requiredTerms(got)).To(Equal([]corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}))
 			g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 		}).WithTimeout(10 * time.Second).Should(Succeed())
 	})
