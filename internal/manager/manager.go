@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -39,6 +40,7 @@ import (
 	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/scheme"
 	"stretch.dev/stretch/internal/version"
+	"stretch.dev/stretch/internal/virtualkubelet"
 	"stretch.dev/stretch/internal/webhook"
 	"stretch.dev/stretch/internal/webhook/certs"
 )
@@ -275,6 +277,18 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 		UnoffloadTimeout: opts.UnoffloadTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the offloading controller: %w", err)
+	}
+	home, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("home cluster client: %w", err)
+	}
+	if err := (&virtualkubelet.Set{
+		Client:   mgr.GetClient(),
+		Home:     home,
+		Registry: peers,
+		Metrics:  virtualkubelet.NewMetrics(metrics.Registry),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the virtual kubelets: %w", err)
 	}
 	// Provider role: twins for the home clusters that peer with this one.
 	if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stretch-tenant")}).SetupWithManager(mgr); err != nil {

@@ -141,6 +141,14 @@ func (p *Peer) stop() {
 	<-p.done
 }
 
+// Config returns the provider's REST config, without request timeout (for
+// watches) nor client-side rate limit. Callers must not modify it.
+func (p *Peer) Config() *rest.Config { return p.cluster.GetConfig() }
+
+// Context is done once the peer is stopped; work done for the peer should
+// derive from it.
+func (p *Peer) Context() context.Context { return p.ctx }
+
 // Done is closed once the peer is stopped: replaced, removed, or the
 // registry stopped.
 func (p *Peer) Done() <-chan struct{} { return p.done }

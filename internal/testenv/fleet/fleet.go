@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"stretch.dev/stretch/internal/cli/peer"
@@ -20,6 +22,7 @@ import (
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
 // Provider is an API server that plays a provider, with the cluster labels
@@ -30,7 +33,8 @@ type Provider struct {
 }
 
 // Stretch runs what the managers of a home cluster and its providers run
-// (the remotecluster and offloading controllers at home, the tenant
+// (the remotecluster and offloading controllers and the virtual kubelets at
+// home, the tenant
 // controller on each provider), peered as 'stretchctl peer' peers them. Its
 // parts can be stopped and started again, as restarted managers.
 type Stretch struct {
@@ -39,6 +43,10 @@ type Stretch struct {
 	opts     []func(*offloading.Reconciler)
 	stopHome func()
 	tenants  map[*testenv.APIServer]func()
+
+	// Metrics is the registry of the running home side's virtual kubelet
+	// metrics.
+	Metrics *prometheus.Registry
 }
 
 // Run installs the identities (home's with homeID; a provider keeps
@@ -96,7 +104,15 @@ func (s *Stretch) StartHome() {
 		for _, o := range s.opts {
 			o(off)
 		}
-		return off.SetupWithManager(mgr)
+		if err := off.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		s.Metrics = prometheus.NewRegistry()
+		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics)}).SetupWithManager(mgr)
 	})
 }
 

@@ -1,0 +1,306 @@
+// Package virtualkubelet runs, for each peering, the kubelet of the virtual
+// node that stands for the provider: home pods bound to that node run in the
+// provider's twin namespaces, their status comes back, and the ConfigMaps,
+// Secrets, Services and service account tokens they need are reflected into
+// every twin of the peering.
+//
+// It is built on the virtual-kubelet library: its pod controller watches the
+// pods bound to the node and calls this package's pod lifecycle handler; the
+// node itself (labels, capacity, Ready, Lease) is kept by the remotecluster
+// controller, which knows the provider's health.
+package virtualkubelet
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
+	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/remote"
+)
+
+// Component is the source of the events the virtual kubelets record.
+const Component = "stretch-virtual-kubelet"
+
+// twinResync is how often the twins of a peering are listed again, besides
+// every change of the provider's RemoteNamespaces.
+const twinResync = 30 * time.Second
+
+// HomeObjects are the informers of the home cluster's ConfigMaps, Secrets and
+// Services, shared by the virtual kubelets of every peering.
+type HomeObjects struct {
+	factory informers.SharedInformerFactory
+}
+
+// NewHomeObjects returns the informers; Start them before any kubelet runs.
+func NewHomeObjects(home kubernetes.Interface) *HomeObjects {
+	f := informers.NewSharedInformerFactory(home, 0)
+	core := f.Core().V1()
+	core.ConfigMaps().Informer()
+	core.Secrets().Informer()
+	core.Services().Informer()
+	return &HomeObjects{factory: f}
+}
+
+// Start starts the informers and waits for their first lists.
+func (h *HomeObjects) Start(ctx context.Context) error {
+	h.factory.Start(ctx.Done())
+	for t, ok := range h.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("listing the home cluster's %v: %w", t, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Shutdown stops the informers.
+func (h *HomeObjects) Shutdown() { h.factory.Shutdown() }
+
+// Config is one peering's virtual kubelet.
+type Config struct {
+	// HomeClusterID is this cluster's ID.
+	HomeClusterID string
+	// ProviderName is the RemoteCluster's name; NodeName its virtual node.
+	ProviderName, NodeName string
+	// Peer reaches the provider.
+	Peer *remote.Peer
+	// Home is a client of the home cluster.
+	Home kubernetes.Interface
+	// Objects are the home informers of the reflected kinds.
+	Objects *HomeObjects
+	// Metrics are recorded per peering.
+	Metrics *Metrics
+	// Workers is the number of workers of each queue.
+	Workers int
+	// Log is the logger, with the peering's keys.
+	Log logr.Logger
+}
+
+// Kubelet is one peering's virtual kubelet. Run it with Run.
+type Kubelet struct {
+	Config
+
+	provider kubernetes.Interface
+	homePods corev1listers.PodLister
+	cms      corev1listers.ConfigMapLister
+	secrets  corev1listers.SecretLister
+	services corev1listers.ServiceLister
+	twins    *twinSet
+	recorder record.EventRecorder
+	started  time.Time
+
+	// pods are home pod keys ("namespace/name") whose remote pod is synced;
+	// statuses are home pod keys whose status is sent home; objects are
+	// reflected objects.
+	pods     workqueue.TypedRateLimitingInterface[string]
+	statuses workqueue.TypedRateLimitingInterface[string]
+	objects  workqueue.TypedRateLimitingInterface[objectKey]
+	// twinsChanged asks for the twins to be listed again.
+	twinsChanged chan struct{}
+	// notify is the pod controller's callback for status changes.
+	notify func(*corev1.Pod)
+	ready  chan struct{} // closed once notify is set
+
+	// said remembers the pods and objects a Warning event was recorded for,
+	// so that a condition that lasts is reported once.
+	said *onceSet
+}
+
+// New returns the virtual kubelet of a peering.
+func New(cfg Config) (*Kubelet, error) {
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	provider, err := kubernetes.NewForConfig(cfg.Peer.Config())
+	if err != nil {
+		return nil, fmt.Errorf("client of provider %s: %w", cfg.ProviderName, err)
+	}
+	k := &Kubelet{
+		Config:       cfg,
+		provider:     provider,
+		cms:          cfg.Objects.factory.Core().V1().ConfigMaps().Lister(),
+		secrets:      cfg.Objects.factory.Core().V1().Secrets().Lister(),
+		services:     cfg.Objects.factory.Core().V1().Services().Lister(),
+		twins:        newTwinSet(),
+		pods:         workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods-" + cfg.ProviderName}),
+		statuses:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),
+		objects:      workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objectKey](), workqueue.TypedRateLimitingQueueConfig[objectKey]{Name: "objects-" + cfg.ProviderName}),
+		twinsChanged: make(chan struct{}, 1),
+		ready:        make(chan struct{}),
+		said:         newOnceSet(),
+	}
+	return k, nil
+}
+
+// TwinsChanged tells the kubelet the provider's RemoteNamespaces changed. It
+// does not block.
+func (k *Kubelet) TwinsChanged() {
+	select {
+	case k.twinsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the virtual kubelet until ctx is done.
+func (k *Kubelet) Run(ctx context.Context) error {
+	k.started = time.Now()
+	log := k.Log
+	ctx = logr.NewContext(ctx, log)
+	defer k.pods.ShutDown()
+	defer k.statuses.ShutDown()
+	defer k.objects.ShutDown()
+	defer k.twins.stop()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k.Home.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	k.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: Component, Host: k.NodeName})
+
+	// The pods bound to the virtual node, and nothing else.
+	podFactory := informers.NewSharedInformerFactoryWithOptions(k.Home, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.NodeName).String()
+	}))
+	podInformer := podFactory.Core().V1().Pods()
+	k.homePods = podInformer.Lister()
+	_, _ = podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// The pod controller sees creations and spec changes; this queue sees
+		// every change, deletions included, for the cases it does not cover.
+		AddFunc:    func(o any) { k.enqueuePod(o) },
+		UpdateFunc: func(_, o any) { k.enqueuePod(o) },
+		DeleteFunc: func(o any) { k.enqueuePod(o) },
+	})
+	objectHandlers := k.homeObjectHandlers()
+	defer objectHandlers.remove()
+
+	core := k.Objects.factory.Core().V1()
+	pc, err := vknode.NewPodController(vknode.PodControllerConfig{
+		PodClient:     k.Home.CoreV1(),
+		PodInformer:   podInformer,
+		EventRecorder: quietRecorder{k.recorder},
+		Provider:      k,
+		// Environment variables are resolved on the provider, from the
+		// reflected ConfigMaps and Secrets: resolving them here would write
+		// secret values into the remote pod's spec.
+		SkipDownwardAPIResolution: true,
+		ConfigMapInformer:         core.ConfigMaps(),
+		SecretInformer:            core.Secrets(),
+		ServiceInformer:           core.Services(),
+	})
+	if err != nil {
+		return fmt.Errorf("pod controller of virtual node %s: %w", k.NodeName, err)
+	}
+	podFactory.Start(ctx.Done())
+	defer podFactory.Shutdown()
+
+	vkCtx := vklog.WithLogger(ctx, vkLogger{l: log.WithName("pods")})
+	errs := make(chan error, 1)
+	go func() { errs <- pc.Run(vkCtx, k.Workers) }()
+
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
+		return <-errs
+	}
+	for range k.Workers {
+		go runQueue(ctx, k.pods, k.syncPod, log)
+		go runQueue(ctx, k.statuses, k.syncStatus, log)
+		go runQueue(ctx, k.objects, k.syncObject, log)
+	}
+	go k.refreshTokens(ctx)
+	log.Info("virtual kubelet started", "node", k.NodeName)
+
+	k.syncTwins(ctx)
+	tick := time.NewTicker(twinResync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return <-errs
+		case err := <-errs:
+			return fmt.Errorf("pod controller of virtual node %s stopped: %w", k.NodeName, err)
+		case <-k.twinsChanged:
+			k.syncTwins(ctx)
+		case <-tick.C:
+			k.syncTwins(ctx)
+		}
+	}
+}
+
+// syncTwins makes the watched twins those the provider reports ready, and
+// resyncs what a new twin holds.
+func (k *Kubelet) syncTwins(ctx context.Context) {
+	reader, err := k.Peer.Reader(&peeringv1alpha1.RemoteNamespace{})
+	if err != nil {
+		k.Log.V(1).Info("twins not listed", "reason", err.Error())
+		return
+	}
+	list := &peeringv1alpha1.RemoteNamespaceList{}
+	if err := reader.List(ctx, list); err != nil {
+		k.Log.Error(err, "listing the twin namespaces")
+		return
+	}
+	started := k.twins.update(readyTwins(list.Items, k.HomeClusterID), func(home, name string) *twin {
+		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
+		return startTwin(ctx, k.provider, home, name, k.twinHandlers())
+	})
+	for _, t := range started {
+		go k.resyncTwin(ctx, t)
+	}
+	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(len(k.twins.all())))
+	k.Metrics.setReflected(k.ProviderName, k.reflectedCounts())
+}
+
+// resyncTwin enqueues, once the twin's caches are filled, every pod and
+// object of its home namespace.
+func (k *Kubelet) resyncTwin(ctx context.Context, t *twin) {
+	if !cache.WaitForCacheSync(ctx.Done(), t.hasSynced) {
+		return
+	}
+	pods, _ := k.homePods.Pods(t.homeNamespace).List(everything)
+	for _, p := range pods {
+		k.pods.Add(p.Namespace + "/" + p.Name)
+	}
+	k.enqueueNamespaceObjects(t.homeNamespace)
+}
+
+func (k *Kubelet) enqueuePod(o any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
+		k.pods.Add(key)
+	}
+}
+
+// runQueue processes q's items with sync until ctx is done. sync returns a
+// delay to look again (0: done) or an error (retried with backoff).
+func runQueue[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[T], sync func(context.Context, T) (time.Duration, error), log logr.Logger) {
+	go func() { <-ctx.Done(); q.ShutDown() }()
+	for {
+		item, shutdown := q.Get()
+		if shutdown {
+			return
+		}
+		after, err := sync(ctx, item)
+		switch {
+		case err != nil:
+			log.Error(err, "sync failed, retrying", "item", item)
+			q.AddRateLimited(item)
+		case after > 0:
+			q.Forget(item)
+			q.AddAfter(item, after)
+		default:
+			q.Forget(item)
+		}
+		q.Done(item)
+	}
+}

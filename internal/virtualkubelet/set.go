@@ -1,0 +1,210 @@
+package virtualkubelet
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/remote"
+)
+
+// peerRecheck is how often a running kubelet checks that its peer is still
+// the registered one (a new kubeconfig replaces the peer).
+const peerRecheck = 10 * time.Second
+
+// Set runs one virtual kubelet per RemoteCluster that has a peer, and stops
+// it when the RemoteCluster goes or its peer is replaced. It is a controller
+// of RemoteClusters; add it with SetupWithManager.
+type Set struct {
+	Client   client.Client
+	Home     kubernetes.Interface
+	Registry *remote.Registry
+	Metrics  *Metrics
+	// Workers is each kubelet's number of workers per queue.
+	Workers int
+
+	home    identity.IDCache
+	objects *HomeObjects
+	ctx     context.Context
+	started chan struct{}
+
+	mu       sync.Mutex
+	kubelets map[string]*running // by RemoteCluster name
+}
+
+type running struct {
+	peer    *remote.Peer
+	kubelet *Kubelet
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets;services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
+
+// SetupWithManager registers the set: the home informers (a runnable that
+// starts with leadership) and the RemoteCluster controller.
+func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
+	s.home.Reader = mgr.GetAPIReader()
+	s.objects = NewHomeObjects(s.Home)
+	s.started = make(chan struct{})
+	s.kubelets = map[string]*running{}
+	if err := mgr.Add(manager.RunnableFunc(s.run)); err != nil {
+		return err
+	}
+	s.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.twinsChanged("") },
+		UpdateFunc: func(any, any) { s.twinsChanged("") },
+		DeleteFunc: func(any) { s.twinsChanged("") },
+	})
+	s.Registry.OnReady(s.twinsChanged)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("virtualkubelet").
+		For(&peeringv1alpha1.RemoteCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(s)
+}
+
+// run starts the home informers and, when the manager stops, every kubelet.
+func (s *Set) run(ctx context.Context) error {
+	if err := s.objects.Start(ctx); err != nil {
+		return err
+	}
+	s.ctx = ctx
+	close(s.started)
+	<-ctx.Done()
+	s.mu.Lock()
+	all := s.kubelets
+	s.kubelets = map[string]*running{}
+	s.mu.Unlock()
+	for _, r := range all {
+		r.stop()
+	}
+	s.objects.Shutdown()
+	return nil
+}
+
+// Reconcile runs the kubelet of a RemoteCluster while it has a peer.
+func (s *Set) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return ctrl.Result{}, ctx.Err()
+	}
+	rc := &peeringv1alpha1.RemoteCluster{}
+	err := s.Client.Get(ctx, req.NamespacedName, rc)
+	if apierrors.IsNotFound(err) || (err == nil && rc.DeletionTimestamp != nil) {
+		s.stop(req.Name)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	peer, ok := s.Registry.Get(rc.Spec.ClusterID)
+	s.mu.Lock()
+	cur := s.kubelets[rc.Name]
+	s.mu.Unlock()
+	if cur != nil && (!ok || cur.peer != peer || cur.finished()) {
+		s.stop(rc.Name)
+		cur = nil
+	}
+	if !ok || cur != nil {
+		// The remotecluster controller builds the peer; look again soon.
+		return ctrl.Result{RequeueAfter: peerRecheck}, nil
+	}
+	homeID, err := s.home.ClusterID(ctx)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("loading this cluster's identity: %w", err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
+	k, err := New(Config{
+		HomeClusterID: homeID, ProviderName: rc.Name, NodeName: peeringv1alpha1.VirtualNodeName(rc.Name),
+		Peer: peer, Home: s.Home, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, Log: log,
+	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// The kubelet lives as long as the manager and the peer.
+	kctx, cancel := context.WithCancel(s.ctx)
+	r := &running{peer: peer, kubelet: k, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		select {
+		case <-peer.Done():
+			cancel()
+		case <-kctx.Done():
+		}
+	}()
+	go func() {
+		defer close(r.done)
+		if err := k.Run(kctx); err != nil {
+			log.Error(err, "virtual kubelet stopped")
+		}
+	}()
+	s.mu.Lock()
+	s.kubelets[rc.Name] = r
+	s.mu.Unlock()
+	return ctrl.Result{RequeueAfter: peerRecheck}, nil
+}
+
+func (s *Set) stop(name string) {
+	s.mu.Lock()
+	r := s.kubelets[name]
+	delete(s.kubelets, name)
+	s.mu.Unlock()
+	if r != nil {
+		r.stop()
+		s.Metrics.forget(name)
+	}
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
+
+func (r *running) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// twinsChanged tells the kubelet of clusterID ("": every kubelet) that its
+// provider's RemoteNamespaces may have changed.
+func (s *Set) twinsChanged(clusterID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.kubelets {
+		if clusterID == "" || r.peer.ClusterID == clusterID {
+			r.kubelet.TwinsChanged()
+		}
+	}
+}
+
+// Kubelet returns the running kubelet of the virtual node nodeName.
+func (s *Set) Kubelet(nodeName string) (*Kubelet, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.kubelets {
+		if r.kubelet.NodeName == nodeName {
+			return r.kubelet, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,266 @@
+package virtualkubelet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/placement"
+)
+
+// Labels and annotations the virtual kubelet puts on what it creates on a
+// provider, besides the origin labels of peeringv1alpha1.
+const (
+	// ReflectedLabel marks the objects of a twin namespace that the virtual
+	// kubelet created and therefore may update and delete; an object without
+	// it is never touched.
+	ReflectedLabel = "stretch.dev/reflected"
+	// OriginPodUIDAnnotation is the UID of the home pod a remote pod runs
+	// for: a home pod recreated with the same name (a StatefulSet's) gets a
+	// new remote pod, not the old one.
+	OriginPodUIDAnnotation = "stretch.dev/origin-pod-uid"
+	// OriginNameAnnotation is the name of the home object a reflected object
+	// stands for, when the names differ (service account tokens).
+	OriginNameAnnotation = "stretch.dev/origin-name"
+
+	// TokenSecretPrefix prefixes the Secrets that carry a home service
+	// account token into a twin namespace.
+	TokenSecretPrefix = "stretch-token-"
+	// Keys of a token Secret, named as in a kube-api-access volume.
+	TokenKey     = "token"
+	CACertKey    = "ca.crt"
+	NamespaceKey = "namespace"
+
+	// rootCAConfigMap is the ConfigMap every namespace has with the CA of its
+	// own cluster; the provider's is not the home's.
+	rootCAConfigMap = "kube-root-ca.crt"
+)
+
+// tokenRef is a service account token an offloaded pod mounts: which
+// account, for which audience (empty: the API server's default).
+type tokenRef struct {
+	ServiceAccount string
+	Audience       string
+}
+
+// secretName is the twin Secret that carries the token.
+func (t tokenRef) secretName() string {
+	if t.Audience == "" {
+		return TokenSecretPrefix + t.ServiceAccount
+	}
+	sum := sha256.Sum256([]byte(t.Audience))
+	return TokenSecretPrefix + t.ServiceAccount + "-" + hex.EncodeToString(sum[:4])
+}
+
+// originLabels are the labels of everything the virtual kubelet creates in a
+// twin namespace.
+func originLabels(homeClusterID, homeNamespace string) map[string]string {
+	return map[string]string{
+		ReflectedLabel:                       "true",
+		peeringv1alpha1.OriginClusterIDLabel: homeClusterID,
+		peeringv1alpha1.OriginNamespaceLabel: homeNamespace,
+	}
+}
+
+// reflected reports whether obj, found in a twin namespace, was created by
+// the virtual kubelet of homeClusterID.
+func reflected(obj metav1.Object, homeClusterID string) bool {
+	l := obj.GetLabels()
+	return l[ReflectedLabel] == "true" && l[peeringv1alpha1.OriginClusterIDLabel] == homeClusterID
+}
+
+// remoteMeta is the metadata of the twin of a home object: same name, the
+// home labels and annotations plus the origin labels; no owner, no finalizer.
+func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMeta {
+	labels := maps.Clone(home.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, originLabels(homeClusterID, home.GetNamespace()))
+	annotations := maps.Clone(home.GetAnnotations())
+	delete(annotations, corev1.LastAppliedConfigAnnotation)
+	return metav1.ObjectMeta{Name: home.GetName(), Namespace: twin, Labels: labels, Annotations: annotations}
+}
+
+// RemotePod returns the pod to create in the twin namespace for a home pod
+// bound to a virtual node. What only means something at home goes:
+//   - the binding (nodeName) and the scheduling constraints that chose the
+//     virtual node (node selector, node affinity, the virtual-node toleration,
+//     runtimeClassName stretch), since the provider's scheduler places the pod
+//     among its own nodes;
+//   - priority and overhead, which the provider's admission recomputes and
+//     rejects when they disagree with its own classes;
+//   - the home service account: the remote pod runs as the twin's default
+//     account without an automounted token, and the home token it mounts
+//     (a projected serviceAccountToken volume) comes from a Secret the virtual
+//     kubelet keeps in the twin; with it, the home CA and namespace.
+//
+// References to the pod's namespace (downward API) keep meaning the home
+// namespace.
+func RemotePod(home *corev1.Pod, twin, homeClusterID string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: remoteMeta(home, twin, homeClusterID), Spec: *home.Spec.DeepCopy()}
+	metav1.SetMetaDataAnnotation(&p.ObjectMeta, OriginPodUIDAnnotation, string(home.UID))
+
+	s := &p.Spec
+	s.NodeName = ""
+	s.NodeSelector = nil
+	if s.Affinity != nil {
+		s.Affinity.NodeAffinity = nil
+		if s.Affinity.PodAffinity == nil && s.Affinity.PodAntiAffinity == nil {
+			s.Affinity = nil
+		}
+	}
+	s.Tolerations = slices.DeleteFunc(s.Tolerations, func(t corev1.Toleration) bool {
+		return t.Key == placement.VirtualNodeToleration.Key
+	})
+	if len(s.Tolerations) == 0 {
+		s.Tolerations = nil
+	}
+	if ptr.Deref(s.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName {
+		s.RuntimeClassName = nil
+	}
+	s.Priority, s.PriorityClassName, s.PreemptionPolicy, s.Overhead = nil, "", nil, nil
+	s.SchedulerName = ""
+	s.EphemeralContainers = nil // added through a subresource, never at creation
+
+	serviceAccount := s.ServiceAccountName
+	s.ServiceAccountName, s.DeprecatedServiceAccount = "", ""
+	s.AutomountServiceAccountToken = ptr.To(false)
+	for i := range s.Volumes {
+		if s.Volumes[i].Projected != nil {
+			translateProjection(s.Volumes[i].Projected, serviceAccount)
+		}
+	}
+	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
+		for i := range cs {
+			homeNamespaceEnv(cs[i].Env, home.Namespace)
+		}
+	}
+	return p
+}
+
+// tokensOf returns the service account tokens that pod mounts through
+// projected volumes.
+func tokensOf(pod *corev1.Pod) []tokenRef {
+	var refs []tokenRef
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken == nil {
+				continue
+			}
+			ref := tokenRef{ServiceAccount: serviceAccountOf(pod.Spec.ServiceAccountName), Audience: src.ServiceAccountToken.Audience}
+			if !slices.Contains(refs, ref) {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs
+}
+
+func serviceAccountOf(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// translateProjection makes a projected volume read the home token, and
+// with it the home CA and namespace, from the token Secret of the twin.
+// Projections without a token keep their sources, but for the namespace.
+func translateProjection(v *corev1.ProjectedVolumeSource, serviceAccount string) {
+	var token *tokenRef
+	for _, src := range v.Sources {
+		if src.ServiceAccountToken != nil {
+			token = &tokenRef{ServiceAccount: serviceAccountOf(serviceAccount), Audience: src.ServiceAccountToken.Audience}
+			break
+		}
+	}
+	sources := make([]corev1.VolumeProjection, 0, len(v.Sources))
+	for _, src := range v.Sources {
+		switch {
+		case src.ServiceAccountToken != nil:
+			sources = append(sources, secretProjection(token.secretName(), corev1.KeyToPath{Key: TokenKey, Path: src.ServiceAccountToken.Path}))
+		case token != nil && src.ConfigMap != nil && src.ConfigMap.Name == rootCAConfigMap:
+			items := make([]corev1.KeyToPath, 0, len(src.ConfigMap.Items))
+			for _, it := range src.ConfigMap.Items {
+				items = append(items, corev1.KeyToPath{Key: CACertKey, Path: it.Path, Mode: it.Mode})
+			}
+			if len(items) == 0 {
+				items = append(items, corev1.KeyToPath{Key: CACertKey, Path: CACertKey})
+			}
+			sources = append(sources, secretProjection(token.secretName(), items...))
+		case src.DownwardAPI != nil:
+			sources = append(sources, namespaceFromSecret(src.DownwardAPI, token)...)
+		default:
+			sources = append(sources, src)
+		}
+	}
+	v.Sources = sources
+}
+
+// namespaceFromSecret splits a downward API projection: items that read
+// metadata.namespace would give the twin's name, so, in a volume that has a
+// token Secret, they read the home namespace from it.
+func namespaceFromSecret(d *corev1.DownwardAPIProjection, token *tokenRef) []corev1.VolumeProjection {
+	if token == nil {
+		return []corev1.VolumeProjection{{DownwardAPI: d}}
+	}
+	var ns []corev1.KeyToPath
+	var kept []corev1.DownwardAPIVolumeFile
+	for _, it := range d.Items {
+		if it.FieldRef != nil && it.FieldRef.FieldPath == "metadata.namespace" {
+			ns = append(ns, corev1.KeyToPath{Key: NamespaceKey, Path: it.Path, Mode: it.Mode})
+			continue
+		}
+		kept = append(kept, it)
+	}
+	var out []corev1.VolumeProjection
+	if len(kept) > 0 {
+		out = append(out, corev1.VolumeProjection{DownwardAPI: &corev1.DownwardAPIProjection{Items: kept}})
+	}
+	if len(ns) > 0 {
+		out = append(out, secretProjection(token.secretName(), ns...))
+	}
+	return out
+}
+
+func secretProjection(name string, items ...corev1.KeyToPath) corev1.VolumeProjection {
+	return corev1.VolumeProjection{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Items: items}}
+}
+
+// homeNamespaceEnv turns variables set from metadata.namespace into the home
+// namespace's name.
+func homeNamespaceEnv(env []corev1.EnvVar, homeNamespace string) {
+	for i := range env {
+		if f := env[i].ValueFrom; f != nil && f.FieldRef != nil && f.FieldRef.FieldPath == "metadata.namespace" {
+			env[i].Value, env[i].ValueFrom = homeNamespace, nil
+		}
+	}
+}
+
+// HomeView returns the home pod with the status of its remote pod: what the
+// virtual kubelet reports at home. The home pod's identity and spec stay;
+// the remote pod being deleted is not reported, since the home pod is what
+// decides (a remote pod deleted behind our back is recreated).
+func HomeView(home, remote *corev1.Pod) *corev1.Pod {
+	view := home.DeepCopy()
+	st := remote.Status.DeepCopy()
+	// The remote scheduler's conditions hold; the home scheduler's
+	// PodScheduled (the binding to the virtual node) stays true.
+	st.Conditions = slices.DeleteFunc(st.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodScheduled })
+	if i := slices.IndexFunc(home.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodScheduled }); i >= 0 {
+		st.Conditions = append([]corev1.PodCondition{home.Status.Conditions[i]}, st.Conditions...)
+	}
+	st.NominatedNodeName = ""
+	view.Status = *st
+	return view
+}

@@ -1,0 +1,205 @@
+package virtualkubelet
+
+import (
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/placement"
+)
+
+const homeID = "7b0c6f0e-5b8c-4c53-9a57-2a1b1f0c9d11"
+
+// apiAccess is the volume the ServiceAccount admission plugin adds.
+func apiAccess() corev1.Volume {
+	return corev1.Volume{Name: "kube-api-access-x", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](0o644),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{ExpirationSeconds: ptr.To[int64](3607), Path: "token"}},
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+		},
+	}}}
+}
+
+func homePod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "uid-1",
+			Labels:          map[string]string{"app": "web"},
+			Annotations:     map[string]string{"note": "x", corev1.LastAppliedConfigAnnotation: "{}"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "rs"}},
+			Finalizers:      []string{"example.com/hold"},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:           "stretch-eu",
+			NodeSelector:       map[string]string{"region": "eu"},
+			ServiceAccountName: "builder",
+			Priority:           ptr.To[int32](1000),
+			PriorityClassName:  "high",
+			SchedulerName:      "default-scheduler",
+			RuntimeClassName:   ptr.To(peeringv1alpha1.RuntimeClassName),
+			Overhead:           corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")},
+			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "stretch.dev/type", Operator: corev1.NodeSelectorOpIn, Values: []string{"virtual-node"}}}}}}}},
+			Tolerations: []corev1.Toleration{placement.VirtualNodeToleration, {Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)}},
+			Containers: []corev1.Container{{Name: "app", Image: "nginx", Env: []corev1.EnvVar{
+				{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+				{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+				{Name: "CFG", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "k"}}},
+			}}},
+			Volumes: []corev1.Volume{apiAccess(), {Name: "data", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}},
+		},
+	}
+}
+
+func TestRemotePod(t *testing.T) {
+	g := NewWithT(t)
+	home := homePod()
+	before := home.DeepCopy()
+	r := RemotePod(home, "shop-"+homeID, homeID)
+
+	g.Expect(home).To(Equal(before), "the home pod is not modified")
+	g.Expect(r.Name).To(Equal("web-1"))
+	g.Expect(r.Namespace).To(Equal("shop-" + homeID))
+	g.Expect(r.Labels).To(Equal(map[string]string{"app": "web", ReflectedLabel: "true",
+		peeringv1alpha1.OriginClusterIDLabel: homeID, peeringv1alpha1.OriginNamespaceLabel: "shop"}))
+	g.Expect(r.Annotations).To(Equal(map[string]string{"note": "x", OriginPodUIDAnnotation: "uid-1"}))
+	g.Expect(r.OwnerReferences).To(BeEmpty())
+	g.Expect(r.Finalizers).To(BeEmpty())
+
+	s := r.Spec
+	g.Expect(s.NodeName).To(BeEmpty())
+	g.Expect(s.NodeSelector).To(BeNil())
+	g.Expect(s.Affinity).To(BeNil())
+	g.Expect(s.Tolerations).To(ConsistOf(HaveField("Key", "node.kubernetes.io/not-ready")))
+	g.Expect(s.RuntimeClassName).To(BeNil())
+	g.Expect(s.Priority).To(BeNil())
+	g.Expect(s.PriorityClassName).To(BeEmpty())
+	g.Expect(s.Overhead).To(BeNil())
+	g.Expect(s.SchedulerName).To(BeEmpty())
+	g.Expect(s.ServiceAccountName).To(BeEmpty())
+	g.Expect(s.AutomountServiceAccountToken).To(Equal(ptr.To(false)))
+
+	g.Expect(s.Containers[0].Env).To(Equal([]corev1.EnvVar{
+		{Name: "NS", Value: "shop"},
+		{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "CFG", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "k"}}},
+	}))
+	secret := corev1.LocalObjectReference{Name: "stretch-token-builder"}
+	g.Expect(s.Volumes[0].Projected.Sources).To(Equal([]corev1.VolumeProjection{
+		{Secret: &corev1.SecretProjection{LocalObjectReference: secret, Items: []corev1.KeyToPath{{Key: TokenKey, Path: "token"}}}},
+		{Secret: &corev1.SecretProjection{LocalObjectReference: secret, Items: []corev1.KeyToPath{{Key: CACertKey, Path: "ca.crt"}}}},
+		{Secret: &corev1.SecretProjection{LocalObjectReference: secret, Items: []corev1.KeyToPath{{Key: NamespaceKey, Path: "namespace"}}}},
+	}))
+	g.Expect(s.Volumes[0].Projected.DefaultMode).To(Equal(ptr.To[int32](0o644)))
+	g.Expect(s.Volumes[1]).To(Equal(before.Spec.Volumes[1]), "other volumes are kept")
+	g.Expect(tokensOf(home)).To(Equal([]tokenRef{{ServiceAccount: "builder"}}))
+}
+
+func TestRemotePodKeepsPodAffinityAndPlainProjections(t *testing.T) {
+	g := NewWithT(t)
+	home := homePod()
+	home.Spec.ServiceAccountName = ""
+	home.Spec.Affinity.PodAntiAffinity = &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: "kubernetes.io/hostname"}}}
+	plain := corev1.Volume{Name: "info", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+		{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}},
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}},
+	}}}}
+	home.Spec.Volumes = append(home.Spec.Volumes, plain)
+	audience := apiAccess()
+	audience.Name = "vault"
+	audience.Projected.Sources = audience.Projected.Sources[:1]
+	audience.Projected.Sources[0].ServiceAccountToken = &corev1.ServiceAccountTokenProjection{Audience: "vault", Path: "vault-token"}
+	home.Spec.Volumes = append(home.Spec.Volumes, audience)
+
+	r := RemotePod(home, "twin", homeID)
+	g.Expect(r.Spec.Affinity).To(Equal(&corev1.Affinity{PodAntiAffinity: home.Spec.Affinity.PodAntiAffinity}))
+	g.Expect(r.Spec.Volumes[2]).To(Equal(plain), "a projection without token is kept")
+	g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-default"))
+	g.Expect(tokensOf(home)).To(Equal([]tokenRef{{ServiceAccount: "default"}, {ServiceAccount: "default", Audience: "vault"}}))
+	vault := r.Spec.Volumes[3].Projected.Sources[0].Secret
+	g.Expect(vault.Name).To(HavePrefix("stretch-token-default-"))
+	g.Expect(vault.Name).NotTo(Equal("stretch-token-default"))
+	g.Expect(vault.Items).To(Equal([]corev1.KeyToPath{{Key: TokenKey, Path: "vault-token"}}))
+}
+
+func TestHomeView(t *testing.T) {
+	g := NewWithT(t)
+	home := homePod()
+	bound := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "bound-home"}
+	home.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{bound}}
+	remote := RemotePod(home, "twin", homeID)
+	remote.UID = "remote-uid"
+	now := metav1.Now()
+	remote.DeletionTimestamp = &now
+	remote.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning, PodIP: "10.1.2.3", PodIPs: []corev1.PodIP{{IP: "10.1.2.3"}}, HostIP: "192.168.0.9", StartTime: &now, NominatedNodeName: "n1",
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "remote"},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Ready: true, RestartCount: 3, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
+	}
+	v := HomeView(home, remote)
+	g.Expect(v.ObjectMeta).To(Equal(home.ObjectMeta), "the home pod's identity stays; the remote deletion is not reported")
+	g.Expect(v.Spec).To(Equal(home.Spec))
+	g.Expect(v.Status.Phase).To(Equal(corev1.PodRunning))
+	g.Expect(v.Status.PodIP).To(Equal("10.1.2.3"))
+	g.Expect(v.Status.ContainerStatuses[0].RestartCount).To(BeEquivalentTo(3))
+	g.Expect(v.Status.Conditions).To(Equal([]corev1.PodCondition{bound, {Type: corev1.PodReady, Status: corev1.ConditionTrue}}))
+	g.Expect(v.Status.NominatedNodeName).To(BeEmpty())
+}
+
+func TestReflectedObject(t *testing.T) {
+	tests := []struct {
+		name      string
+		home      client.Object
+		reflected bool
+	}{
+		{"configmap", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}}, true},
+		{"root CA", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt"}}, false},
+		{"opaque secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Type: corev1.SecretTypeOpaque}, true},
+		{"service account token", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sa-token"}, Type: corev1.SecretTypeServiceAccountToken}, false},
+		{"reserved name", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "stretch-token-x"}}, false},
+		{"service", &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			g.Expect(Reflected(tt.home)).To(Equal(tt.reflected))
+		})
+	}
+
+	g := NewWithT(t)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"app": "web"}}, Spec: corev1.ServiceSpec{
+		Type: corev1.ServiceTypeNodePort, ClusterIP: "10.0.0.1", ClusterIPs: []string{"10.0.0.1"}, Selector: map[string]string{"app": "web"},
+		Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), NodePort: 30080}},
+	}}
+	r := ReflectedObject(svc, "twin", homeID).(*corev1.Service)
+	g.Expect(r.Namespace).To(Equal("twin"))
+	g.Expect(r.Spec.ClusterIP).To(BeEmpty())
+	g.Expect(r.Spec.ClusterIPs).To(BeNil())
+	g.Expect(r.Spec.Ports[0].NodePort).To(BeZero())
+	g.Expect(r.Spec.Selector).To(Equal(svc.Spec.Selector))
+	g.Expect(r.Labels).To(HaveKeyWithValue(ReflectedLabel, "true"))
+
+	// What the provider allocated does not make the object out of sync.
+	cur := r.DeepCopy()
+	cur.Spec.ClusterIP, cur.Spec.ClusterIPs, cur.Spec.Ports[0].NodePort = "10.9.9.9", []string{"10.9.9.9"}, 31000
+	cur.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+	g.Expect(inSync(cur, r)).To(BeTrue())
+	changed := r.DeepCopy()
+	changed.Spec.Ports[0].Port = 81
+	g.Expect(inSync(cur, changed)).To(BeFalse())
+
+	headless := svc.DeepCopy()
+	headless.Spec.ClusterIP = corev1.ClusterIPNone
+	g.Expect(ReflectedObject(headless, "twin", homeID).(*corev1.Service).Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+}

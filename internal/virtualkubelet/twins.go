@@ -1,0 +1,148 @@
+package virtualkubelet
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+)
+
+// twin is one twin namespace of the peering, with caches of what the virtual
+// kubelet keeps there. The home identity may list only inside its twins, so
+// each twin has its own informers.
+type twin struct {
+	homeNamespace, name string
+
+	pods       corev1listers.PodLister
+	configMaps corev1listers.ConfigMapLister
+	secrets    corev1listers.SecretLister
+	services   corev1listers.ServiceLister
+	synced     []cache.InformerSynced
+
+	cancel context.CancelFunc
+}
+
+// hasSynced reports whether every cache of the twin has its first list.
+func (t *twin) hasSynced() bool {
+	for _, s := range t.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// twinHandlers are told of changes in the twins.
+type twinHandlers struct {
+	pods, objects, events cache.ResourceEventHandler
+}
+
+// startTwin starts watching the twin name of homeNamespace on the provider.
+func startTwin(ctx context.Context, provider kubernetes.Interface, homeNamespace, name string, h twinHandlers) *twin {
+	ctx, cancel := context.WithCancel(ctx)
+	f := informers.NewSharedInformerFactoryWithOptions(provider, 0, informers.WithNamespace(name))
+	core := f.Core().V1()
+	t := &twin{homeNamespace: homeNamespace, name: name, cancel: cancel,
+		pods: core.Pods().Lister(), configMaps: core.ConfigMaps().Lister(), secrets: core.Secrets().Lister(), services: core.Services().Lister()}
+	for _, inf := range []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{
+		{core.Pods().Informer(), h.pods},
+		{core.ConfigMaps().Informer(), h.objects},
+		{core.Secrets().Informer(), h.objects},
+		{core.Services().Informer(), h.objects},
+		{core.Events().Informer(), h.events},
+	} {
+		_, _ = inf.informer.AddEventHandler(inf.handler) // fails only once the informer stopped
+		t.synced = append(t.synced, inf.informer.HasSynced)
+	}
+	f.Start(ctx.Done())
+	go func() { <-ctx.Done(); f.Shutdown() }()
+	return t
+}
+
+// twinSet is the twins of a peering, by home namespace.
+type twinSet struct {
+	mu     sync.RWMutex
+	byHome map[string]*twin
+}
+
+func newTwinSet() *twinSet { return &twinSet{byHome: map[string]*twin{}} }
+
+// get returns the twin of homeNamespace, if the provider has a ready one.
+func (s *twinSet) get(homeNamespace string) *twin {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byHome[homeNamespace]
+}
+
+// byName returns the twin named name.
+func (s *twinSet) byName(name string) *twin {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, t := range s.byHome {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// all returns the twins, sorted by home namespace.
+func (s *twinSet) all() []*twin {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*twin, 0, len(s.byHome))
+	for _, k := range slices.Sorted(maps.Keys(s.byHome)) {
+		out = append(out, s.byHome[k])
+	}
+	return out
+}
+
+// update makes the set equal to want (home namespace → twin name): twins
+// that left are stopped, new ones are started with start. It returns the
+// started twins.
+func (s *twinSet) update(want map[string]string, start func(homeNamespace, name string) *twin) []*twin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for home, t := range s.byHome {
+		if want[home] != t.name {
+			t.cancel()
+			delete(s.byHome, home)
+		}
+	}
+	var started []*twin
+	for home, name := range want {
+		if _, ok := s.byHome[home]; !ok {
+			t := start(home, name)
+			s.byHome[home] = t
+			started = append(started, t)
+		}
+	}
+	return started
+}
+
+// stop stops every twin's informers.
+func (s *twinSet) stop() {
+	s.update(nil, nil)
+}
+
+// readyTwins returns, from the requests of the home cluster homeClusterID,
+// the twins the provider reports ready: home namespace → twin name.
+func readyTwins(requests []peeringv1alpha1.RemoteNamespace, homeClusterID string) map[string]string {
+	want := map[string]string{}
+	for _, rn := range requests {
+		if rn.Spec.HomeClusterID == homeClusterID && rn.Status.Phase == peeringv1alpha1.RemoteNamespaceReady && rn.DeletionTimestamp == nil {
+			want[rn.Spec.HomeNamespace] = rn.Spec.RemoteNamespaceName
+		}
+	}
+	return want
+}
