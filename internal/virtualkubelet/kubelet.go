@@ -40,6 +40,9 @@ const Component = "stretch-virtual-kubelet"
 // every change of the provider's RemoteNamespaces.
 const twinResync = 30 * time.Second
 
+// metricsRefresh is how often the reflected objects are counted.
+const metricsRefresh = 5 * time.Second
+
 // HomeObjects are the informers of the home cluster's ConfigMaps, Secrets and
 // Services, shared by the virtual kubelets of every peering.
 type HomeObjects struct {
@@ -224,6 +227,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	k.syncTwins(ctx)
 	tick := time.NewTicker(twinResync)
 	defer tick.Stop()
+	// Reflected objects are counted from the caches, not at each change.
+	count := time.NewTicker(metricsRefresh)
+	defer count.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,6 +240,8 @@ func (k *Kubelet) Run(ctx context.Context) error {
 			k.syncTwins(ctx)
 		case <-tick.C:
 			k.syncTwins(ctx)
+		case <-count.C:
+			k.Metrics.setReflected(k.ProviderName, k.reflectedCounts())
 		}
 	}
 }
@@ -259,7 +267,6 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 		go k.resyncTwin(ctx, t)
 	}
 	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(len(k.twins.all())))
-	k.Metrics.setReflected(k.ProviderName, k.reflectedCounts())
 }
 
 // resyncTwin enqueues, once the twin's caches are filled, every pod and

@@ -6,14 +6,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
@@ -36,6 +35,7 @@ type Set struct {
 	Workers int
 
 	home    identity.IDCache
+	log     logr.Logger
 	objects *HomeObjects
 	ctx     context.Context
 	started chan struct{}
@@ -61,6 +61,7 @@ type running struct {
 // starts with leadership) and the RemoteCluster controller.
 func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 	s.home.Reader = mgr.GetAPIReader()
+	s.log = mgr.GetLogger().WithName("virtualkubelet")
 	s.objects = NewHomeObjects(s.Home)
 	s.started = make(chan struct{})
 	s.kubelets = map[string]*running{}
@@ -75,7 +76,8 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 	s.Registry.OnReady(s.twinsChanged)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("virtualkubelet").
-		For(&peeringv1alpha1.RemoteCluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Status writes too: the first one follows the peer's creation.
+		For(&peeringv1alpha1.RemoteCluster{}).
 		Complete(s)
 }
 
@@ -130,7 +132,8 @@ func (s *Set) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("loading this cluster's identity: %w", err)
 	}
-	log := ctrl.LoggerFrom(ctx).WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
+	// The kubelet outlives this reconcile: its logs carry the peering only.
+	log := s.log.WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
 	k, err := New(Config{
 		HomeClusterID: homeID, ProviderName: rc.Name, NodeName: peeringv1alpha1.VirtualNodeName(rc.Name),
 		Peer: peer, Home: s.Home, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, Log: log,

@@ -135,13 +135,13 @@ func manifests(id identity.Identity) ([]client.Object, error) {
 		// virtual nodes, where the provider's own runtime class applies.
 		Handler: peeringv1alpha1.RuntimeClassName,
 	}
-	return []client.Object{ns, role, sa, binding, remoteWorkloadsRole(labels), runtimeClass}, nil
+	return []client.Object{ns, role, sa, binding, RemoteWorkloadsRole(labels), runtimeClass}, nil
 }
 
-// remoteWorkloadsRole is what a home cluster may do in each of its twins on
+// RemoteWorkloadsRole is what a home cluster may do in each of its twins on
 // this cluster, once the tenant controller binds it there: run pods and the
 // objects they need, read their logs and events, exec into them.
-func remoteWorkloadsRole(labels map[string]string) *rbacv1.ClusterRole {
+func RemoteWorkloadsRole(labels map[string]string) *rbacv1.ClusterRole {
 	all := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},

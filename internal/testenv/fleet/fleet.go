@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/cli/peer"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
@@ -61,6 +63,10 @@ func Run(t testing.TB, home *testenv.APIServer, homeID string, providers []Provi
 	}
 	for _, p := range providers {
 		if err := p.Server.InstallIdentity(ctx, identity.Identity{ID: uuid.NewString(), Name: p.Server.Name, Labels: p.Labels}); err != nil {
+			t.Fatal(err)
+		}
+		// What 'stretchctl install' grants a home cluster in its twins.
+		if err := p.Server.Client.Create(ctx, install.RemoteWorkloadsRole(nil)); client.IgnoreAlreadyExists(err) != nil {
 			t.Fatal(err)
 		}
 		p.Server.FinalizeNamespaces(t)

@@ -1,0 +1,316 @@
+package virtualkubelet_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/fleet"
+	"stretch.dev/stretch/internal/virtualkubelet"
+)
+
+const homeID = "3d7f1a52-8c1e-4b7a-9f0e-6a2b5c4d3e21"
+
+var home, eu *testenv.APIServer
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(s []*testenv.APIServer) { home, eu = s[0], s[1] }, "home", "eu")
+}
+
+var ctx = context.Background()
+
+func newG(t *testing.T) *WithT {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	return g
+}
+
+// offload creates namespace ns at home, offloads it to every provider and
+// waits until it is Ready; it returns the twin's name.
+func offload(t *testing.T, g *WithT, ns string) string {
+	t.Helper()
+	g.Expect(client.IgnoreAlreadyExists(home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
+	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"}}
+	g.Expect(home.Client.Create(ctx, off)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off)).To(Succeed())
+		g.Expect(off.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+	}).Should(Succeed())
+	return ns + "-" + homeID
+}
+
+// boundPod is a pod bound to the virtual node of eu, as the scheduler binds
+// it, mounting a service account token as the ServiceAccount admission
+// plugin would.
+func boundPod(ns, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{
+			NodeName:           peeringv1alpha1.VirtualNodeName(eu.Name),
+			ServiceAccountName: "builder",
+			Containers:         []corev1.Container{{Name: "app", Image: "nginx"}},
+			Volumes: []corev1.Volume{{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
+				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+			}}}}},
+		},
+	}
+}
+
+func remotePod(g Gomega, twin, name string) *corev1.Pod {
+	p := &corev1.Pod{}
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: name}, p)).To(Succeed())
+	return p
+}
+
+// warnings returns the reasons of the events about object name in ns.
+func reasons(g Gomega, ns, name string) []string {
+	list := &eventsv1.EventList{}
+	g.Expect(home.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+func edit[T client.Object](t *testing.T, c client.Client, obj T, change func(T)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change(obj)
+		return c.Update(ctx, obj)
+	})
+	if err != nil {
+		t.Fatalf("editing %s: %v", obj.GetName(), err)
+	}
+}
+
+func TestPodsRunOnTheProvider(t *testing.T) {
+	g := newG(t)
+	st := fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "shop"
+	twin := offload(t, g, ns)
+	g.Expect(home.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "builder"}})).To(Succeed())
+	g.Expect(home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-root-ca.crt"}, Data: map[string]string{"ca.crt": "home CA"}})).To(Succeed())
+
+	pod := boundPod(ns, "web")
+	g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
+
+	var first types.UID
+	t.Run("the pod is created in the twin, translated", func(t *testing.T) {
+		g := newG(t)
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "web")
+			g.Expect(r.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginNamespaceLabel, ns))
+			g.Expect(r.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginClusterIDLabel, homeID))
+			g.Expect(r.Annotations).To(HaveKeyWithValue(virtualkubelet.OriginPodUIDAnnotation, string(pod.UID)))
+			g.Expect(r.Spec.NodeName).To(BeEmpty())
+			g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-builder"))
+			first = r.UID
+		}).Should(Succeed())
+		g.Expect(reasons(g, ns, "web")).To(ContainElement(virtualkubelet.OffloadedReason))
+	})
+
+	t.Run("the token it mounts is a home token, with the home CA and namespace", func(t *testing.T) {
+		g := newG(t)
+		s := &corev1.Secret{}
+		g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "stretch-token-builder"}, s)).To(Succeed())
+		g.Expect(s.Data[virtualkubelet.TokenKey]).NotTo(BeEmpty())
+		g.Expect(string(s.Data[virtualkubelet.CACertKey])).To(Equal("home CA"))
+		g.Expect(string(s.Data[virtualkubelet.NamespaceKey])).To(Equal(ns))
+	})
+
+	t.Run("the remote status comes home", func(t *testing.T) {
+		g := newG(t)
+		now := metav1.Now()
+		r := remotePod(g, twin, "web")
+		r.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.20.0.7", PodIPs: []corev1.PodIP{{IP: "10.20.0.7"}}, StartTime: &now,
+			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx", ImageID: "nginx@sha256:0", Ready: true, RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
+		}
+		g.Expect(eu.Client.Status().Update(ctx, r)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			got := &corev1.Pod{}
+			g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)).To(Succeed())
+			g.Expect(got.Status.Phase).To(Equal(corev1.PodRunning))
+			g.Expect(got.Status.PodIP).To(Equal("10.20.0.7"))
+			g.Expect(got.Status.ContainerStatuses).To(ConsistOf(And(HaveField("Ready", true), HaveField("RestartCount", BeEquivalentTo(2)))))
+		}).Should(Succeed())
+	})
+
+	t.Run("a remote pod deleted behind our back is created again", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(eu.Client.Delete(ctx, remotePod(g, twin, "web"), client.GracePeriodSeconds(0))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(remotePod(g, twin, "web").UID).NotTo(Equal(first))
+		}).Should(Succeed())
+		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "web") }).Should(ContainElement(virtualkubelet.RecreatedReason))
+		first = remotePod(g, twin, "web").UID
+	})
+
+	cfg := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{"color": "blue"}}
+	t.Run("ConfigMaps, Secrets and Services are reflected and follow their edits", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(home.Client.Create(ctx, cfg)).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, StringData: map[string]string{"password": "s3cret"}})).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			got := &corev1.ConfigMap{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "settings"}, got)).To(Succeed())
+			g.Expect(got.Data).To(Equal(map[string]string{"color": "blue"}))
+			s := &corev1.Secret{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "db"}, s)).To(Succeed())
+			g.Expect(string(s.Data["password"])).To(Equal("s3cret"))
+			svc := &corev1.Service{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "web"}, svc)).To(Succeed())
+			g.Expect(svc.Spec.Selector).To(Equal(map[string]string{"app": "web"}))
+		}).Should(Succeed())
+
+		edit(t, home.Client, cfg, func(c *corev1.ConfigMap) { c.Data["color"] = "green" })
+		g.Eventually(func(g Gomega) map[string]string {
+			got := &corev1.ConfigMap{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "settings"}, got)).To(Succeed())
+			return got.Data
+		}).Should(Equal(map[string]string{"color": "green"}))
+
+		// An edit on the provider is undone.
+		edit(t, eu.Client, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "settings"}}, func(c *corev1.ConfigMap) { c.Data["color"] = "red" })
+		g.Eventually(func(g Gomega) map[string]string {
+			got := &corev1.ConfigMap{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "settings"}, got)).To(Succeed())
+			return got.Data
+		}).Should(Equal(map[string]string{"color": "green"}))
+
+		g.Eventually(func(g Gomega) float64 { return gauge(g, st, "stretch_virtualkubelet_reflected_objects", "ConfigMap") }).Should(BeNumerically(">=", 1))
+	})
+
+	t.Run("an object Stretch did not create on the provider is never overwritten", func(t *testing.T) {
+		g := newG(t)
+		theirs := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "shared"}, Data: map[string]string{"owner": "provider"}}
+		g.Expect(eu.Client.Create(ctx, theirs)).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, Data: map[string]string{"owner": "home"}})).To(Succeed())
+		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "shared") }).Should(ContainElement(virtualkubelet.ReflectionConflictReason))
+		got := &corev1.ConfigMap{}
+		g.Expect(eu.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got)).To(Succeed())
+		g.Expect(got.Data).To(Equal(map[string]string{"owner": "provider"}))
+		g.Expect(got.Labels).NotTo(HaveKey(virtualkubelet.ReflectedLabel))
+
+		// Deleting the home one leaves it too.
+		g.Expect(home.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}})).To(Succeed())
+		g.Consistently(func(g Gomega) { g.Expect(eu.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got)).To(Succeed()) }).
+			WithTimeout(2 * time.Second).Should(Succeed())
+	})
+
+	t.Run("a restarted home manager neither deletes nor duplicates the remote pod", func(t *testing.T) {
+		g := newG(t)
+		st.StopHome()
+		edit(t, home.Client, cfg, func(c *corev1.ConfigMap) { c.Data["color"] = "yellow" })
+		st.StartHome()
+		// Once the new kubelet reflected the edit made while it was down, it
+		// has looked at the pod too.
+		g.Eventually(func(g Gomega) map[string]string {
+			got := &corev1.ConfigMap{}
+			g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "settings"}, got)).To(Succeed())
+			return got.Data
+		}).Should(Equal(map[string]string{"color": "yellow"}))
+		g.Expect(remotePod(g, twin, "web").UID).To(Equal(first))
+		list := &corev1.PodList{}
+		g.Expect(eu.Client.List(ctx, list, client.InNamespace(twin))).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(1))
+	})
+
+	t.Run("a provider that comes back converges", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(eu.StopAPIServerOnly()).To(Succeed())
+		restarted := false
+		defer func() {
+			if !restarted {
+				_ = eu.RestartAPIServer()
+			}
+		}()
+		g.Expect(home.Client.Delete(ctx, cfg)).To(Succeed())
+		g.Expect(home.Client.Create(ctx, boundPod(ns, "api"))).To(Succeed())
+		g.Expect(eu.RestartAPIServer()).To(Succeed())
+		restarted = true
+		g.Eventually(func(g Gomega) {
+			g.Expect(apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "settings"}, &corev1.ConfigMap{}))).To(BeTrue())
+			remotePod(g, twin, "api")
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+	})
+
+	t.Run("deleting the home pod deletes the remote pod, then the home pod", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(home.Client.Delete(ctx, pod)).To(Succeed())
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "web"}, &corev1.Pod{}))
+		}).Should(BeTrue())
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+		}).Should(BeTrue())
+	})
+}
+
+func TestPodWaitsForItsTwin(t *testing.T) {
+	g := newG(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "later"
+	g.Expect(home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	pod := boundPod(ns, "early")
+	pod.Spec.ServiceAccountName, pod.Spec.Volumes = "", nil
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
+
+	g.Eventually(func(g Gomega) []string { return reasons(g, ns, "early") }).Should(ContainElement(virtualkubelet.WaitingForTwinReason))
+	got := &corev1.Pod{}
+	g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)).To(Succeed())
+	g.Expect(got.Status.Phase).NotTo(Equal(corev1.PodFailed))
+
+	twin := offload(t, g, ns)
+	g.Eventually(func(g Gomega) { remotePod(g, twin, "early") }).Should(Succeed())
+}
+
+// gauge reads a gauge of the home side's virtual kubelet metrics by kind.
+func gauge(g Gomega, st *fleet.Stretch, name, kind string) float64 {
+	families, err := st.Metrics.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label(m, "kind") == kind {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
