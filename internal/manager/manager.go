@@ -96,6 +96,14 @@ type Options struct {
 	// in-cluster manager; when set, it is used instead of a URL.
 	WebhookService string
 
+	// KubeletBindAddress is where the kubelet API of virtual nodes (logs,
+	// exec) is served; "0" disables it (kubectl logs and exec on offloaded
+	// pods then fail).
+	KubeletBindAddress string
+	// KubeletAddress is the IP virtual nodes advertise for it; empty means
+	// the host of KubeletBindAddress.
+	KubeletAddress string
+
 	// Zap configures logging; its defaults give JSON lines at info level.
 	Zap zap.Options
 
@@ -117,6 +125,7 @@ func DefaultOptions() Options {
 		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
 		UnoffloadTimeout:           offloading.DefaultUnoffloadTimeout,
 		WebhookBindAddress:         "127.0.0.1:9443",
+		KubeletBindAddress:         "127.0.0.1:10250",
 	}
 }
 
@@ -144,6 +153,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Address the admission webhooks are served on; \"0\" disables them (pods of offloaded namespaces are then not placed).")
 	fs.StringVar(&o.WebhookURL, "webhook-url", d.WebhookURL,
 		"Base URL the API server calls the webhooks at, for a manager outside the cluster; empty means https://<webhook-bind-address>.")
+	fs.StringVar(&o.KubeletBindAddress, "kubelet-bind-address", d.KubeletBindAddress,
+		"Address the kubelet API of virtual nodes (kubectl logs, exec) is served on; \"0\" disables it.")
+	fs.StringVar(&o.KubeletAddress, "kubelet-address", d.KubeletAddress,
+		"IP the API server reaches that kubelet API at (e.g. the pod IP of an in-cluster manager); empty means the host of --kubelet-bind-address.")
 	fs.StringVar(&o.WebhookService, "webhook-service", d.WebhookService,
 		"namespace/name of the Service in front of an in-cluster manager; when set, the webhooks are called through it.")
 	o.Zap = d.Zap
@@ -260,11 +273,23 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(peers); err != nil {
 		return fmt.Errorf("adding the peer registry: %w", err)
 	}
+	kubelet := virtualkubelet.KubeletEndpoint{Address: opts.KubeletAddress}
+	var kubeletAddress string
+	var kubeletPort int32
+	if opts.KubeletBindAddress != "0" {
+		kubelet.BindAddress = opts.KubeletBindAddress
+		var err error
+		if kubeletAddress, kubeletPort, err = kubelet.Advertised(); err != nil {
+			return err
+		}
+	}
 	if err := (&remotecluster.Reconciler{
-		Client:        mgr.GetClient(),
-		Registry:      peers,
-		Recorder:      mgr.GetEventRecorder("stretch-remotecluster"),
-		ProbeInterval: opts.RemoteClusterProbeInterval,
+		Client:         mgr.GetClient(),
+		Registry:       peers,
+		Recorder:       mgr.GetEventRecorder("stretch-remotecluster"),
+		ProbeInterval:  opts.RemoteClusterProbeInterval,
+		KubeletAddress: kubeletAddress,
+		KubeletPort:    kubeletPort,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the remotecluster controller: %w", err)
 	}
@@ -287,6 +312,7 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 		Home:     home,
 		Registry: peers,
 		Metrics:  virtualkubelet.NewMetrics(metrics.Registry),
+		API:      kubelet,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the virtual kubelets: %w", err)
 	}

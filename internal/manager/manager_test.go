@@ -111,6 +111,7 @@ func testOptions(t *testing.T) (opts manager.Options, probes, metricsURL string)
 	opts.HealthProbeBindAddress = testenv.FreeAddr(t)
 	opts.MetricsBindAddress = testenv.FreeAddr(t)
 	opts.WebhookBindAddress = testenv.FreeAddr(t)
+	opts.KubeletBindAddress = testenv.FreeAddr(t)
 	return opts, "http://" + opts.HealthProbeBindAddress, "http://" + opts.MetricsBindAddress + "/metrics"
 }
 

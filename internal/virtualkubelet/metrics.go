@@ -1,6 +1,8 @@
 package virtualkubelet
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,8 +45,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Objects reflected into the twin namespaces of a peering, by kind (ConfigMap, Secret, Service).",
 		}, []string{"peering", "kind"}),
 	}
-	reg.MustRegister(m.offload, m.errors, m.twins, m.reflected)
+	m.offload = register(reg, m.offload)
+	m.errors = register(reg, m.errors)
+	m.twins = register(reg, m.twins)
+	m.reflected = register(reg, m.reflected)
 	return m
+}
+
+// register registers c with reg; when a manager runs again in the same
+// process, the collector registered the first time is used.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("registering virtual kubelet metrics: %v", err))
+	}
+	return c
 }
 
 // observeStage records how long after its binding pod reached stage.

@@ -33,6 +33,9 @@ type Set struct {
 	Metrics  *Metrics
 	// Workers is each kubelet's number of workers per queue.
 	Workers int
+	// API is where the kubelet API of virtual nodes (logs, exec) is served;
+	// an empty BindAddress: nowhere.
+	API KubeletEndpoint
 
 	home    identity.IDCache
 	log     logr.Logger
@@ -56,6 +59,7 @@ type running struct {
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;services,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // SetupWithManager registers the set: the home informers (a runnable that
 // starts with leadership) and the RemoteCluster controller.
@@ -81,14 +85,23 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(s)
 }
 
-// run starts the home informers and, when the manager stops, every kubelet.
+// run starts the home informers and the kubelet API and, when the manager
+// stops, stops every kubelet.
 func (s *Set) run(ctx context.Context) error {
 	if err := s.objects.Start(ctx); err != nil {
 		return err
 	}
 	s.ctx = ctx
 	close(s.started)
-	<-ctx.Done()
+	served := make(chan error, 1)
+	if s.API.BindAddress != "" {
+		go func() { served <- s.serve(ctx, s.API, s.log) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
 	s.mu.Lock()
 	all := s.kubelets
 	s.kubelets = map[string]*running{}
@@ -97,7 +110,7 @@ func (s *Set) run(ctx context.Context) error {
 		r.stop()
 	}
 	s.objects.Shutdown()
-	return nil
+	return err
 }
 
 // Reconcile runs the kubelet of a RemoteCluster while it has a peer.

@@ -91,7 +91,8 @@ func startManager(t *testing.T, c *testenv.KwokCluster) {
 		"--kubeconfig", c.Kubeconfig,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--remote-cluster-probe-interval", "1s",
-		"--webhook-bind-address", testenv.FreeAddr(t))
+		"--webhook-bind-address", testenv.FreeAddr(t),
+		"--kubelet-bind-address", testenv.FreeAddr(t))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)

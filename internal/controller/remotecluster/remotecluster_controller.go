@@ -67,6 +67,10 @@ type Reconciler struct {
 	// ProbeInterval is how often each provider is probed; zero means
 	// DefaultProbeInterval.
 	ProbeInterval time.Duration
+	// KubeletAddress and KubeletPort are where the API server reaches the
+	// kubelet API of virtual nodes (logs, exec); a zero port: nowhere.
+	KubeletAddress string
+	KubeletPort    int32
 }
 
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remoteclusters,verbs=get;list;watch;update;patch
@@ -240,7 +244,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 	}
 	now := r.Clock.Now()
 	if !exists {
-		applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, s.ready, now)
+		applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
 		if err := r.Client.Create(ctx, node); err != nil {
 			return nil, fmt.Errorf("creating virtual node %s: %w", name, err)
 		}
@@ -254,7 +258,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 	}
 
 	orig = node.DeepCopy()
-	applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, s.ready, now)
+	applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
 	if !equality.Semantic.DeepEqual(orig.Status, node.Status) {
 		if err := r.Client.Status().Patch(ctx, node, client.StrategicMergeFrom(orig)); err != nil {
 			return nil, fmt.Errorf("updating the status of virtual node %s: %w", name, err)

@@ -135,17 +135,29 @@ func applyTaint(node *corev1.Node) {
 	node.Spec.Taints = taints
 }
 
+// kubeletEndpoint is where the API server reaches the kubelet API of the
+// virtual node (logs, exec); a zero port means it is not served.
+type kubeletEndpoint struct {
+	address string
+	port    int32
+}
+
 // applyNodeStatus sets what the virtual node reports: capacity, platform,
-// address and the Ready condition. The condition's heartbeat moves only when
+// addresses, kubelet endpoint and the Ready condition. The condition's heartbeat moves only when
 // the condition changes or every nodeStatusRefresh, so that an unchanged
 // node is not rewritten at every probe.
-func applyNodeStatus(node *corev1.Node, capacity corev1.ResourceList, p platform, ready readiness, now time.Time) {
+func applyNodeStatus(node *corev1.Node, capacity corev1.ResourceList, p platform, kubelet kubeletEndpoint, ready readiness, now time.Time) {
 	s := &node.Status
 	s.Capacity = capacity.DeepCopy()
 	s.Allocatable = capacity.DeepCopy()
 	s.NodeInfo.OperatingSystem = p.os
 	s.NodeInfo.Architecture = p.arch
 	s.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: node.Name}}
+	s.DaemonEndpoints.KubeletEndpoint.Port = 0
+	if kubelet.port != 0 {
+		s.Addresses = append([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: kubelet.address}}, s.Addresses...)
+		s.DaemonEndpoints.KubeletEndpoint.Port = kubelet.port
+	}
 
 	want := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionStatus(ready.status), Reason: ready.reason, Message: ready.message}
 	i := slices.IndexFunc(s.Conditions, func(c corev1.NodeCondition) bool { return c.Type == corev1.NodeReady })

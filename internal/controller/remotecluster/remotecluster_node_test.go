@@ -227,7 +227,7 @@ func TestApplyNodeStatus(t *testing.T) {
 	p := platform{os: "linux", arch: "arm64"}
 
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-eu"}}
-	applyNodeStatus(node, capacity, p, ready, now)
+	applyNodeStatus(node, capacity, p, kubeletEndpoint{}, ready, now)
 	g.Expect(node.Status.NodeInfo.Architecture).To(Equal("arm64"))
 	g.Expect(node.Status.Conditions).To(HaveLen(1))
 	c := node.Status.Conditions[0]
@@ -236,12 +236,12 @@ func TestApplyNodeStatus(t *testing.T) {
 
 	// Nothing changed a minute later: nothing to write.
 	before := node.DeepCopy()
-	applyNodeStatus(node, capacity, p, ready, now.Add(time.Minute))
+	applyNodeStatus(node, capacity, p, kubeletEndpoint{}, ready, now.Add(time.Minute))
 	g.Expect(node.Status).To(Equal(before.Status))
 
 	// Not ready: transition and heartbeat move.
 	later := now.Add(2 * time.Minute)
-	applyNodeStatus(node, capacity, p, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, later)
+	applyNodeStatus(node, capacity, p, kubeletEndpoint{}, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, later)
 	c = node.Status.Conditions[0]
 	g.Expect(c.Status).To(Equal(corev1.ConditionFalse))
 	g.Expect(c.Reason).To(Equal(ReasonUnreachable))
@@ -251,8 +251,15 @@ func TestApplyNodeStatus(t *testing.T) {
 	// Others' conditions are kept; an unchanged condition is refreshed after a while.
 	node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: "Example", Status: corev1.ConditionTrue})
 	muchLater := later.Add(nodeStatusRefresh)
-	applyNodeStatus(node, capacity, p, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, muchLater)
+	applyNodeStatus(node, capacity, p, kubeletEndpoint{}, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, muchLater)
 	g.Expect(node.Status.Conditions).To(HaveLen(2))
 	g.Expect(node.Status.Conditions[0].LastHeartbeatTime.Time).To(Equal(muchLater))
 	g.Expect(node.Status.Conditions[0].LastTransitionTime.Time).To(Equal(later))
+	g.Expect(node.Status.Addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeHostName, Address: node.Name}}))
+	g.Expect(node.Status.DaemonEndpoints.KubeletEndpoint.Port).To(BeZero())
+
+	// With a kubelet API: the API server finds it at the InternalIP and port.
+	applyNodeStatus(node, capacity, p, kubeletEndpoint{"127.0.0.1", 10250}, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, muchLater)
+	g.Expect(node.Status.Addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: node.Name}}))
+	g.Expect(node.Status.DaemonEndpoints.KubeletEndpoint.Port).To(BeEquivalentTo(10250))
 }

@@ -409,3 +409,20 @@ func decodeKey(data []byte) crypto.Signer {
 	s, _ := k.(crypto.Signer)
 	return s
 }
+
+// Ephemeral returns a serving certificate for hosts, signed by a CA made for
+// it and thrown away, valid for validity: for a server whose clients do not
+// verify it against a bundle we publish, such as the kubelet API of virtual
+// nodes (the API server verifies kubelets only when given a CA for them).
+func Ephemeral(hosts []string, validity time.Duration) (tls.Certificate, error) {
+	now := time.Now()
+	ca, caKey, err := newCA(now, validity)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, key, err := newServingCert(now, validity, hosts, ca, caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw, ca.Raw}, PrivateKey: key, Leaf: cert}, nil
+}
