@@ -206,7 +206,7 @@ func (c *KwokCluster) start(ctx context.Context, bins map[string]string) error {
 		return err
 	}
 	configPath := filepath.Join(c.root, "kwokctl.yaml")
-	config, err := yaml.Marshal(kwokctlConfiguration(c.ports, bins["kubectl"], c.opts))
+	config, err := yaml.Marshal(kwokctlConfiguration(c.ports, bins["kubectl"], filepath.Join(c.clusterDir, "pki"), c.opts))
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (c *KwokCluster) start(ctx context.Context, bins map[string]string) error {
 // options give every port and bindAddress; componentsPatches then bind every
 // listener to 127.0.0.1 explicitly (so a kwokctl default cannot open one on
 // all interfaces) and keep kwok off every Node without KwokNodeAnnotation.
-func kwokctlConfiguration(p kwokPorts, kubectl string, opts KwokOptions) map[string]any {
+func kwokctlConfiguration(p kwokPorts, kubectl, pki string, opts KwokOptions) map[string]any {
 	override := func(key, value string) map[string]any {
 		return map[string]any{"key": key, "value": value, "override": true}
 	}
@@ -275,7 +275,13 @@ func kwokctlConfiguration(p kwokPorts, kubectl string, opts KwokOptions) map[str
 				override("initial-advertise-peer-urls", url(p.etcdPeer)),
 				override("initial-cluster", "node0="+url(p.etcdPeer)),
 			}},
-			{"name": "kube-apiserver", "extraArgs": []map[string]any{override("bind-address", loopback)}},
+			{"name": "kube-apiserver", "extraArgs": []map[string]any{
+				override("bind-address", loopback),
+				// As in a real cluster, the API server authenticates to
+				// kubelets (the kubelet API of virtual nodes requires it).
+				override("kubelet-client-certificate", filepath.Join(pki, "admin.crt")),
+				override("kubelet-client-key", filepath.Join(pki, "admin.key")),
+			}},
 			{"name": "kube-controller-manager", "extraArgs": []map[string]any{override("bind-address", loopback)}},
 			{"name": "kube-scheduler", "extraArgs": []map[string]any{override("bind-address", loopback)}},
 			{"name": "kwok-controller", "extraArgs": []map[string]any{
@@ -775,4 +781,57 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// KillAPIServer kills the cluster's kube-apiserver as a crash would
+// (SIGKILL) and returns what starts it again: the same command line,
+// environment and directory, its output appended to its log, its pid file
+// updated so that Stop and 'kwokctl delete' find it. Until then clients get
+// "connection refused".
+func (c *KwokCluster) KillAPIServer() (restart func() error, err error) {
+	const name = "kube-apiserver"
+	p, ok := c.procs[name]
+	if !ok {
+		return nil, fmt.Errorf("kwok cluster %s has no %s", c.Name, name)
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+	if err != nil {
+		return nil, fmt.Errorf("command line of %s: %w", name, err)
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.pid))
+	if err != nil {
+		return nil, fmt.Errorf("environment of %s: %w", name, err)
+	}
+	dir, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.pid))
+	if err != nil {
+		return nil, fmt.Errorf("directory of %s: %w", name, err)
+	}
+	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil {
+		return nil, fmt.Errorf("killing %s: %w", name, err)
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		start, running := processStart(p.pid)
+		return !running || start != p.start, nil
+	}); err != nil {
+		return nil, fmt.Errorf("%s (pid %d) still runs after SIGKILL", name, p.pid)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	env := strings.Split(strings.TrimRight(string(environ), "\x00"), "\x00")
+	return func() error {
+		log, err := os.OpenFile(filepath.Join(c.clusterDir, "logs", name+".log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer log.Close()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as kwokctl's, apart from the test's signals
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("starting %s again: %w", name, err)
+		}
+		go func() { _ = cmd.Wait() }()
+		start, _ := processStart(cmd.Process.Pid)
+		c.procs[name] = kwokProcess{pid: cmd.Process.Pid, start: start}
+		return os.WriteFile(filepath.Join(c.clusterDir, "pids", name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	}, nil
 }

@@ -323,30 +323,22 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 	return 0, nil
 }
 
-// remotePodHandler maps changes of remote pods to their home pods.
+// remotePodHandler maps changes of remote pods to their home pods, whose
+// sync also sends the status home. Every event counts: after an outage the
+// relisted pods are how a remote pod whose home pod went meanwhile is found.
 func (k *Kubelet) remotePodHandler() cache.ResourceEventHandler {
-	enqueue := func(o any, deleted bool) {
+	enqueue := func(o any) {
 		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 			o = d.Obj
 		}
-		r, ok := o.(*corev1.Pod)
-		if !ok || !reflected(r, k.HomeClusterID) {
-			return
-		}
-		key := r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name
-		if deleted {
-			k.pods.Add(key)
-			return
-		}
-		k.statuses.Add(key)
-		if r.DeletionTimestamp != nil {
-			k.pods.Add(key)
+		if r, ok := o.(*corev1.Pod); ok && reflected(r, k.HomeClusterID) {
+			k.pods.Add(r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { enqueue(o, false) },
-		UpdateFunc: func(_, o any) { enqueue(o, false) },
-		DeleteFunc: func(o any) { enqueue(o, true) },
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, o any) { enqueue(o) },
+		DeleteFunc: enqueue,
 	}
 }
 

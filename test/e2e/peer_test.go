@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,14 +76,15 @@ func TestPeer(t *testing.T) {
 }
 
 // startManager runs bin/stretch-controller-manager against c until the test
-// ends; on failure its log is kept under _artifacts/.
-func startManager(t *testing.T, c *testenv.KwokCluster) {
+// ends or stop is called (SIGINT, as a rollout would); on failure its log is
+// kept under _artifacts/.
+func startManager(t *testing.T, c *testenv.KwokCluster) (stop func()) {
 	t.Helper()
 	dir, err := testenv.BinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), "stretch-controller-manager-"+c.Name+".log")
+	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("stretch-controller-manager-%s-%d.log", c.Name, time.Now().UnixNano()))
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +99,12 @@ func startManager(t *testing.T, c *testenv.KwokCluster) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)
 	}
-	t.Cleanup(func() {
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -109,10 +116,14 @@ func startManager(t *testing.T, c *testenv.KwokCluster) {
 			t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
 		}
 		logFile.Close()
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			keepArtifact(t, logPath)
 		}
 	})
+	return stop
 }
 
 // keepArtifact copies a file to _artifacts/e2e/<test>/ and says where.

@@ -152,10 +152,14 @@ func applyNodeStatus(node *corev1.Node, capacity corev1.ResourceList, p platform
 	s.Allocatable = capacity.DeepCopy()
 	s.NodeInfo.OperatingSystem = p.os
 	s.NodeInfo.Architecture = p.arch
+	// The API server reaches a kubelet at its first address in
+	// --kubelet-preferred-address-types, Hostname by default: a virtual node
+	// whose kubelet API is served has its InternalIP only, since its name
+	// resolves nowhere.
 	s.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: node.Name}}
 	s.DaemonEndpoints.KubeletEndpoint.Port = 0
 	if kubelet.port != 0 {
-		s.Addresses = append([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: kubelet.address}}, s.Addresses...)
+		s.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: kubelet.address}}
 		s.DaemonEndpoints.KubeletEndpoint.Port = kubelet.port
 	}
 

@@ -260,6 +260,6 @@ func TestApplyNodeStatus(t *testing.T) {
 
 	// With a kubelet API: the API server finds it at the InternalIP and port.
 	applyNodeStatus(node, capacity, p, kubeletEndpoint{"127.0.0.1", 10250}, readiness{metav1.ConditionFalse, ReasonUnreachable, "down"}, muchLater)
-	g.Expect(node.Status.Addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: node.Name}}))
+	g.Expect(node.Status.Addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}))
 	g.Expect(node.Status.DaemonEndpoints.KubeletEndpoint.Port).To(BeEquivalentTo(10250))
 }
