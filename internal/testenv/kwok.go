@@ -279,8 +279,8 @@ func kwokctlConfiguration(p kwokPorts, kubectl, pki string, opts KwokOptions) ma
 				override("bind-address", loopback),
 				// As in a real cluster, the API server authenticates to
 				// kubelets (the kubelet API of virtual nodes requires it).
-				override("kubelet-client-certificate", filepath.Join(pki, "admin.crt")),
-				override("kubelet-client-key", filepath.Join(pki, "admin.key")),
+				{"key": "kubelet-client-certificate", "value": filepath.Join(pki, "admin.crt")},
+				{"key": "kubelet-client-key", "value": filepath.Join(pki, "admin.key")},
 			}},
 			{"name": "kube-controller-manager", "extraArgs": []map[string]any{override("bind-address", loopback)}},
 			{"name": "kube-scheduler", "extraArgs": []map[string]any{override("bind-address", loopback)}},

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
+	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
@@ -89,6 +90,9 @@ type Config struct {
 	Metrics *Metrics
 	// Workers is the number of workers of each queue.
 	Workers int
+	// TokenCheck is how often token Secrets are renewed when due; zero
+	// means DefaultTokenCheck.
+	TokenCheck time.Duration
 	// Log is the logger, with the peering's keys.
 	Log logr.Logger
 }
@@ -97,14 +101,16 @@ type Config struct {
 type Kubelet struct {
 	Config
 
-	provider kubernetes.Interface
-	homePods corev1listers.PodLister
-	cms      corev1listers.ConfigMapLister
-	secrets  corev1listers.SecretLister
-	services corev1listers.ServiceLister
-	twins    *twinSet
-	recorder record.EventRecorder
-	started  time.Time
+	provider    kubernetes.Interface
+	podFactory  informers.SharedInformerFactory
+	podInformer corev1informers.PodInformer
+	homePods    corev1listers.PodLister
+	cms         corev1listers.ConfigMapLister
+	secrets     corev1listers.SecretLister
+	services    corev1listers.ServiceLister
+	twins       *twinSet
+	recorder    record.EventRecorder
+	started     time.Time
 
 	// pods are home pod keys ("namespace/name") whose remote pod is synced;
 	// statuses are home pod keys whose status is sent home; objects are
@@ -128,6 +134,9 @@ func New(cfg Config) (*Kubelet, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = 4
 	}
+	if cfg.TokenCheck == 0 {
+		cfg.TokenCheck = DefaultTokenCheck
+	}
 	provider, err := kubernetes.NewForConfig(cfg.Peer.Config())
 	if err != nil {
 		return nil, fmt.Errorf("client of provider %s: %w", cfg.ProviderName, err)
@@ -146,6 +155,19 @@ func New(cfg Config) (*Kubelet, error) {
 		ready:        make(chan struct{}),
 		said:         newOnceSet(),
 	}
+	// The pods bound to the virtual node, and nothing else.
+	k.podFactory = informers.NewSharedInformerFactoryWithOptions(cfg.Home, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+	}))
+	k.podInformer = k.podFactory.Core().V1().Pods()
+	k.homePods = k.podInformer.Lister()
+	_, _ = k.podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// The pod controller sees creations and spec changes; this queue sees
+		// every change, deletions included, for the cases it does not cover.
+		AddFunc:    func(o any) { k.enqueuePod(o) },
+		UpdateFunc: func(_, o any) { k.enqueuePod(o) },
+		DeleteFunc: func(o any) { k.enqueuePod(o) },
+	})
 	return k, nil
 }
 
@@ -173,26 +195,13 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	defer broadcaster.Shutdown()
 	k.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: Component, Host: k.NodeName})
 
-	// The pods bound to the virtual node, and nothing else.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(k.Home, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.NodeName).String()
-	}))
-	podInformer := podFactory.Core().V1().Pods()
-	k.homePods = podInformer.Lister()
-	_, _ = podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		// The pod controller sees creations and spec changes; this queue sees
-		// every change, deletions included, for the cases it does not cover.
-		AddFunc:    func(o any) { k.enqueuePod(o) },
-		UpdateFunc: func(_, o any) { k.enqueuePod(o) },
-		DeleteFunc: func(o any) { k.enqueuePod(o) },
-	})
 	objectHandlers := k.homeObjectHandlers()
 	defer objectHandlers.remove()
 
 	core := k.Objects.factory.Core().V1()
 	pc, err := vknode.NewPodController(vknode.PodControllerConfig{
 		PodClient:     k.Home.CoreV1(),
-		PodInformer:   podInformer,
+		PodInformer:   k.podInformer,
 		EventRecorder: quietRecorder{k.recorder},
 		Provider:      k,
 		// Environment variables are resolved on the provider, from the
@@ -206,14 +215,14 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pod controller of virtual node %s: %w", k.NodeName, err)
 	}
-	podFactory.Start(ctx.Done())
-	defer podFactory.Shutdown()
+	k.podFactory.Start(ctx.Done())
+	defer k.podFactory.Shutdown()
 
 	vkCtx := vklog.WithLogger(ctx, vkLogger{l: log.WithName("pods")})
 	errs := make(chan error, 1)
 	go func() { errs <- pc.Run(vkCtx, k.Workers) }()
 
-	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), k.podInformer.Informer().HasSynced) {
 		return <-errs
 	}
 	for range k.Workers {

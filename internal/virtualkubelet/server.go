@@ -166,9 +166,6 @@ func (s *Set) kubeletOf(ns, name string) *Kubelet {
 	defer s.mu.Unlock()
 	for _, r := range s.kubelets {
 		k := r.kubelet
-		if k.homePods == nil {
-			continue
-		}
 		if p, err := k.homePods.Pods(ns).Get(name); err == nil && p.Spec.NodeName == k.NodeName {
 			return k
 		}

@@ -33,6 +33,9 @@ type Set struct {
 	Metrics  *Metrics
 	// Workers is each kubelet's number of workers per queue.
 	Workers int
+	// TokenCheck is how often token Secrets are renewed when due; zero
+	// means DefaultTokenCheck.
+	TokenCheck time.Duration
 	// API is where the kubelet API of virtual nodes (logs, exec) is served;
 	// an empty BindAddress: nowhere.
 	API KubeletEndpoint
@@ -149,7 +152,7 @@ func (s *Set) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 	log := s.log.WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
 	k, err := New(Config{
 		HomeClusterID: homeID, ProviderName: rc.Name, NodeName: peeringv1alpha1.VirtualNodeName(rc.Name),
-		Peer: peer, Home: s.Home, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, Log: log,
+		Peer: peer, Home: s.Home, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, TokenCheck: s.TokenCheck, Log: log,
 	})
 	if err != nil {
 		return ctrl.Result{}, err

@@ -28,8 +28,8 @@ const (
 	// tokenLifetime is what the home cluster is asked for; a token is
 	// renewed after 80% of its life, as the kubelet does.
 	tokenLifetime = time.Hour
-	// tokenCheck is how often token Secrets are looked at.
-	tokenCheck = time.Minute
+	// DefaultTokenCheck is how often token Secrets are looked at.
+	DefaultTokenCheck = time.Minute
 )
 
 // isToken reports whether obj is a token Secret of the home cluster homeClusterID.
@@ -96,9 +96,10 @@ func dueForRefresh(s *corev1.Secret, now time.Time) bool {
 }
 
 // refreshTokens renews the token Secrets due for it while a pod of the
-// peering mounts them, and deletes those no pod mounts any more.
+// peering mounts them, creates again those deleted behind our back, and
+// deletes those no pod mounts any more.
 func (k *Kubelet) refreshTokens(ctx context.Context) {
-	tick := time.NewTicker(tokenCheck)
+	tick := time.NewTicker(k.TokenCheck)
 	defer tick.Stop()
 	for {
 		select {
@@ -119,15 +120,20 @@ func (k *Kubelet) refreshTwinTokens(ctx context.Context, t *twin, now time.Time)
 	used := map[string]tokenRef{}
 	pods, _ := k.homePods.Pods(t.homeNamespace).List(everything)
 	for _, p := range pods {
+		if !live(p) {
+			continue
+		}
 		for _, ref := range tokensOf(p) {
 			used[ref.secretName()] = ref
 		}
 	}
 	secrets, _ := t.secrets.Secrets(t.name).List(everything)
+	held := map[string]bool{}
 	for _, s := range secrets {
 		if !isToken(s, k.HomeClusterID) {
 			continue
 		}
+		held[s.Name] = true
 		ref, inUse := used[s.Name]
 		switch {
 		case !inUse:
@@ -139,6 +145,13 @@ func (k *Kubelet) refreshTwinTokens(ctx context.Context, t *twin, now time.Time)
 		case dueForRefresh(s, now):
 			if err := k.ensureToken(ctx, t, ref, true); err != nil {
 				k.Log.Error(err, "renewing a token Secret", "twin", t.name, "secret", s.Name)
+			}
+		}
+	}
+	for name, ref := range used {
+		if !held[name] {
+			if err := k.ensureToken(ctx, t, ref, false); err != nil {
+				k.Log.Error(err, "creating a token Secret again", "twin", t.name, "secret", name)
 			}
 		}
 	}

@@ -127,7 +127,7 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 			g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-builder"))
 			first = r.UID
 		}).Should(Succeed())
-		g.Expect(reasons(g, ns, "web")).To(ContainElement(virtualkubelet.OffloadedReason))
+		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "web") }).Should(ContainElement(virtualkubelet.OffloadedReason))
 	})
 
 	t.Run("the token it mounts is a home token, with the home CA and namespace", func(t *testing.T) {
@@ -137,6 +137,33 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		g.Expect(s.Data[virtualkubelet.TokenKey]).NotTo(BeEmpty())
 		g.Expect(string(s.Data[virtualkubelet.CACertKey])).To(Equal("home CA"))
 		g.Expect(string(s.Data[virtualkubelet.NamespaceKey])).To(Equal(ns))
+	})
+
+	t.Run("a token due for renewal is renewed; one deleted behind our back comes back", func(t *testing.T) {
+		g := newG(t)
+		s := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: twin, Name: "stretch-token-builder"}
+		g.Expect(eu.Client.Get(ctx, key, s)).To(Succeed())
+		token := string(s.Data[virtualkubelet.TokenKey])
+		// As if 80% of its life had passed.
+		edit(t, eu.Client, s, func(s *corev1.Secret) {
+			s.Annotations[virtualkubelet.TokenRefreshAnnotation] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+		})
+		g.Eventually(func(g Gomega) {
+			g.Expect(eu.Client.Get(ctx, key, s)).To(Succeed())
+			g.Expect(string(s.Data[virtualkubelet.TokenKey])).NotTo(Equal(token))
+			at, err := time.Parse(time.RFC3339, s.Annotations[virtualkubelet.TokenRefreshAnnotation])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(at).To(BeTemporally(">", time.Now().Add(30*time.Minute)))
+		}).Should(Succeed())
+
+		g.Expect(eu.Client.Delete(ctx, s)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			got := &corev1.Secret{}
+			g.Expect(eu.Client.Get(ctx, key, got)).To(Succeed())
+			g.Expect(got.UID).NotTo(Equal(s.UID))
+			g.Expect(got.Data[virtualkubelet.TokenKey]).NotTo(BeEmpty())
+		}).Should(Succeed())
 	})
 
 	t.Run("the remote status comes home", func(t *testing.T) {

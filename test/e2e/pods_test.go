@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ func TestPodsRunOnProviders(t *testing.T) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 2, EnableCRDs: []string{"ClusterLogs", "ClusterExec"}},
 		"home", "provider-eu", "provider-us")
 	home, providers := clusters[0], clusters[1:]
+	whole := t // what runs until the test ends is started on it, not on a step
 
 	step(t, "install, peer with both providers", func(t *testing.T) {
 		g := NewWithT(t)
@@ -120,6 +124,7 @@ spec:
   - containers: [app]
     logsFile: %[2]s
     previousLogsFile: %[3]s
+    follow: true
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterExec
@@ -140,10 +145,18 @@ spec:
 			g.Expect(err).NotTo(HaveOccurred())
 			return out
 		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(ContainSubstring("serving on :8080"))
-		out, err := kubectl(t, home, "logs", "-f", "-n", ns, pod)
+		// -f streams what the container writes next.
+		follow := startKubectl(t, home, "logs", "-f", "-n", ns, pod)
+		g.Eventually(follow.String).WithTimeout(30 * time.Second).Should(ContainSubstring("serving on :8080"))
+		f, err := os.OpenFile(current, os.O_APPEND|os.O_WRONLY, 0)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(out).To(ContainSubstring("serving on :8080"))
-		out, err = kubectl(t, home, "logs", "--previous", "-n", ns, pod)
+		_, err = f.WriteString(criLog("GET /healthz 200"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(f.Close()).To(Succeed())
+		g.Eventually(follow.String).WithTimeout(30 * time.Second).Should(ContainSubstring("GET /healthz 200"))
+		follow.stop()
+
+		out, err := kubectl(t, home, "logs", "--previous", "-n", ns, pod)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(ContainSubstring("crashed: out of memory"))
 		out, err = kubectl(t, home, "exec", "-n", ns, pod, "--", "echo", "hello from the provider")
@@ -181,7 +194,7 @@ spec:
 		_, err := kubectl(t, home, "apply", "-f", manifest)
 		g.Expect(err).NotTo(HaveOccurred())
 		stopHome()
-		startManager(t, home)
+		startManager(whole, home)
 		_, err = kubectl(t, home, "rollout", "status", "deployment/web", "-n", ns, "--timeout", "3m")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func(g Gomega) int { return remotePods(t, g, providers, twins) }).WithTimeout(2 * time.Minute).WithPolling(2 * time.Second).Should(Equal(12))
@@ -205,6 +218,48 @@ spec:
 			return out
 		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(BeEmpty())
 	})
+}
+
+// streaming is a command whose output is read while it runs.
+type streaming struct {
+	mu   sync.Mutex
+	out  bytes.Buffer
+	stop func()
+}
+
+func (s *streaming) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.Write(p)
+}
+
+func (s *streaming) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+// startKubectl runs kubectl against c in the background, until stop or the
+// end of the test.
+func startKubectl(t *testing.T, c *testenv.KwokCluster, args ...string) *streaming {
+	t.Helper()
+	s := &streaming{}
+	cmd := exec.Command(binaries.kubectl, append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", t.TempDir()}, args...)...)
+	cmd.Stdout, cmd.Stderr = s, s
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	s.stop = func() {
+		if !done {
+			done = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), s.String())
+		}
+	}
+	t.Cleanup(s.stop)
+	return s
 }
 
 // remotePods counts the pods of the twins on the providers.

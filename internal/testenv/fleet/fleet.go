@@ -118,7 +118,7 @@ func (s *Stretch) StartHome() {
 			return err
 		}
 		s.Metrics = prometheus.NewRegistry()
-		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics)}).SetupWithManager(mgr)
+		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics), TokenCheck: time.Second}).SetupWithManager(mgr)
 	})
 }
 
