@@ -105,9 +105,7 @@ type Kubelet struct {
 	podFactory  informers.SharedInformerFactory
 	podInformer corev1informers.PodInformer
 	homePods    corev1listers.PodLister
-	cms         corev1listers.ConfigMapLister
-	secrets     corev1listers.SecretLister
-	services    corev1listers.ServiceLister
+	homeObjects objectListers
 	twins       *twinSet
 	recorder    record.EventRecorder
 	started     time.Time
@@ -144,9 +142,7 @@ func New(cfg Config) (*Kubelet, error) {
 	k := &Kubelet{
 		Config:       cfg,
 		provider:     provider,
-		cms:          cfg.Objects.factory.Core().V1().ConfigMaps().Lister(),
-		secrets:      cfg.Objects.factory.Core().V1().Secrets().Lister(),
-		services:     cfg.Objects.factory.Core().V1().Services().Lister(),
+		homeObjects:  newObjectListers(cfg.Objects.factory.Core().V1()),
 		twins:        newTwinSet(),
 		pods:         workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods-" + cfg.ProviderName}),
 		statuses:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),

@@ -10,8 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -157,47 +158,71 @@ func immutable(cur, want client.Object) bool {
 	return false
 }
 
-// homeObject returns the home object key names, nil when it does not exist
-// or is not reflected.
-func (k *Kubelet) homeObject(key objectKey) (client.Object, error) {
-	var obj client.Object
-	var err error
-	switch key.Kind {
-	case KindConfigMap:
-		obj, err = k.cms.ConfigMaps(key.Namespace).Get(key.Name)
-	case KindSecret:
-		obj, err = k.secrets.Secrets(key.Namespace).Get(key.Name)
-	case KindService:
-		obj, err = k.services.Services(key.Namespace).Get(key.Name)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !Reflected(obj) {
-		return nil, nil
-	}
-	return obj, nil
+// objectListers read the reflected kinds of one cluster from caches.
+type objectListers struct {
+	configMaps corev1listers.ConfigMapLister
+	secrets    corev1listers.SecretLister
+	services   corev1listers.ServiceLister
 }
 
-// remoteObject returns the object named like key in twin t, nil when absent.
-func remoteObject(t *twin, key objectKey) (client.Object, error) {
+func newObjectListers(core corev1informers.Interface) objectListers {
+	return objectListers{configMaps: core.ConfigMaps().Lister(), secrets: core.Secrets().Lister(), services: core.Services().Lister()}
+}
+
+// reflectedKinds are the kinds objectListers read.
+var reflectedKinds = []string{KindConfigMap, KindSecret, KindService}
+
+// get returns the object of kind ns/name, nil when there is none.
+func (l objectListers) get(kind, ns, name string) (client.Object, error) {
 	var obj client.Object
 	var err error
-	switch key.Kind {
+	switch kind {
 	case KindConfigMap:
-		obj, err = t.configMaps.ConfigMaps(t.name).Get(key.Name)
+		obj, err = l.configMaps.ConfigMaps(ns).Get(name)
 	case KindSecret:
-		obj, err = t.secrets.Secrets(t.name).Get(key.Name)
+		obj, err = l.secrets.Secrets(ns).Get(name)
 	case KindService:
-		obj, err = t.services.Services(t.name).Get(key.Name)
+		obj, err = l.services.Services(ns).Get(name)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	return obj, err
+}
+
+// list returns the objects of kind in ns.
+func (l objectListers) list(kind, ns string) []client.Object {
+	var out []client.Object
+	switch kind {
+	case KindConfigMap:
+		l, _ := l.configMaps.ConfigMaps(ns).List(everything)
+		out = objects(l)
+	case KindSecret:
+		l, _ := l.secrets.Secrets(ns).List(everything)
+		out = objects(l)
+	case KindService:
+		l, _ := l.services.Services(ns).List(everything)
+		out = objects(l)
+	}
+	return out
+}
+
+func objects[T client.Object](l []T) []client.Object {
+	out := make([]client.Object, len(l))
+	for i := range l {
+		out[i] = l[i]
+	}
+	return out
+}
+
+// homeObject returns the home object key names, nil when it does not exist
+// or is not reflected.
+func (k *Kubelet) homeObject(key objectKey) (client.Object, error) {
+	obj, err := k.homeObjects.get(key.Kind, key.Namespace, key.Name)
+	if err != nil || obj == nil || !Reflected(obj) {
+		return nil, err
+	}
+	return obj, nil
 }
 
 // syncObject makes the twin of a home object equal to it: created, updated
@@ -215,7 +240,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	cur, err := remoteObject(t, key)
+	cur, err := t.objects.get(key.Kind, t.name, key.Name)
 	if err != nil {
 		return 0, err
 	}
@@ -272,31 +297,18 @@ func ptrUID(o client.Object) *types.UID { u := o.GetUID(); return &u }
 // reflectedCounts returns, by kind, the objects reflected into the twins
 // of the peering.
 func (k *Kubelet) reflectedCounts() map[string]int {
-	n := map[string]int{KindConfigMap: 0, KindSecret: 0, KindService: 0}
-	count := func(kind string, objs []metav1.Object) {
-		for _, o := range objs {
-			if reflected(o, k.HomeClusterID) {
-				n[kind]++
+	n := map[string]int{}
+	for _, kind := range reflectedKinds {
+		n[kind] = 0
+		for _, t := range k.twins.all() {
+			for _, o := range t.objects.list(kind, t.name) {
+				if reflected(o, k.HomeClusterID) {
+					n[kind]++
+				}
 			}
 		}
 	}
-	for _, t := range k.twins.all() {
-		cms, _ := t.configMaps.ConfigMaps(t.name).List(everything)
-		count(KindConfigMap, metaOf(cms))
-		secrets, _ := t.secrets.Secrets(t.name).List(everything)
-		count(KindSecret, metaOf(secrets))
-		services, _ := t.services.Services(t.name).List(everything)
-		count(KindService, metaOf(services))
-	}
 	return n
-}
-
-func metaOf[T metav1.Object](l []T) []metav1.Object {
-	out := make([]metav1.Object, len(l))
-	for i := range l {
-		out[i] = l[i]
-	}
-	return out
 }
 
 // homeObjectHandlers registers, on the shared home informers, handlers that
@@ -345,33 +357,16 @@ func (k *Kubelet) enqueueHomeObject(o any) {
 // enqueueNamespaceObjects enqueues every reflected kind's objects of a home
 // namespace, and the reflected objects of its twin (which may be left over).
 func (k *Kubelet) enqueueNamespaceObjects(ns string) {
-	add := func(kind string, names []string) {
-		for _, n := range names {
-			k.objects.Add(objectKey{Kind: kind, Namespace: ns, Name: n})
+	t := k.twins.get(ns)
+	for _, kind := range reflectedKinds {
+		objs := k.homeObjects.list(kind, ns)
+		if t != nil {
+			objs = append(objs, t.objects.list(kind, t.name)...)
+		}
+		for _, o := range objs {
+			k.objects.Add(objectKey{Kind: kind, Namespace: ns, Name: o.GetName()})
 		}
 	}
-	cms, _ := k.cms.ConfigMaps(ns).List(everything)
-	add(KindConfigMap, namesOf(metaOf(cms)))
-	secrets, _ := k.secrets.Secrets(ns).List(everything)
-	add(KindSecret, namesOf(metaOf(secrets)))
-	services, _ := k.services.Services(ns).List(everything)
-	add(KindService, namesOf(metaOf(services)))
-	if t := k.twins.get(ns); t != nil {
-		rcms, _ := t.configMaps.ConfigMaps(t.name).List(everything)
-		add(KindConfigMap, namesOf(metaOf(rcms)))
-		rsecrets, _ := t.secrets.Secrets(t.name).List(everything)
-		add(KindSecret, namesOf(metaOf(rsecrets)))
-		rservices, _ := t.services.Services(t.name).List(everything)
-		add(KindService, namesOf(metaOf(rservices)))
-	}
-}
-
-func namesOf(objs []metav1.Object) []string {
-	out := make([]string, len(objs))
-	for i, o := range objs {
-		out[i] = o.GetName()
-	}
-	return out
 }
 
 // remoteObjectHandler maps changes of reflected objects in twins to their

@@ -20,11 +20,9 @@ import (
 type twin struct {
 	homeNamespace, name string
 
-	pods       corev1listers.PodLister
-	configMaps corev1listers.ConfigMapLister
-	secrets    corev1listers.SecretLister
-	services   corev1listers.ServiceLister
-	synced     []cache.InformerSynced
+	pods    corev1listers.PodLister
+	objects objectListers
+	synced  []cache.InformerSynced
 
 	cancel context.CancelFunc
 }
@@ -50,7 +48,7 @@ func startTwin(ctx context.Context, provider kubernetes.Interface, homeNamespace
 	f := informers.NewSharedInformerFactoryWithOptions(provider, 0, informers.WithNamespace(name))
 	core := f.Core().V1()
 	t := &twin{homeNamespace: homeNamespace, name: name, cancel: cancel,
-		pods: core.Pods().Lister(), configMaps: core.ConfigMaps().Lister(), secrets: core.Secrets().Lister(), services: core.Services().Lister()}
+		pods: core.Pods().Lister(), objects: newObjectListers(core)}
 	for _, inf := range []struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandler
