@@ -184,6 +184,25 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		}).Should(Succeed())
 	})
 
+	t.Run("events the provider records on the remote pod appear on the home pod", func(t *testing.T) {
+		g := newG(t)
+		r := remotePod(g, twin, "web")
+		now := metav1.Now()
+		g.Expect(eu.Client.Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: twin, Name: "web.pulled"},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: twin, Name: "web", UID: r.UID, APIVersion: "v1"},
+			Type:           corev1.EventTypeNormal, Reason: "Pulled", Message: "Successfully pulled image nginx",
+			FirstTimestamp: now, LastTimestamp: now, Count: 1, Source: corev1.EventSource{Component: "kubelet"},
+		})).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			list := &eventsv1.EventList{}
+			g.Expect(home.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(ContainElement(And(
+				HaveField("Regarding.Name", "web"), HaveField("Reason", "Pulled"),
+				HaveField("Note", "Successfully pulled image nginx (on provider eu)"))))
+		}).Should(Succeed())
+	})
+
 	t.Run("a remote pod deleted behind our back is created again", func(t *testing.T) {
 		g := newG(t)
 		g.Expect(eu.Client.Delete(ctx, remotePod(g, twin, "web"), client.GracePeriodSeconds(0))).To(Succeed())

@@ -162,6 +162,11 @@ spec:
 		out, err = kubectl(t, home, "exec", "-n", ns, pod, "--", "echo", "hello from the provider")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(ContainSubstring("hello from the provider"))
+		// A failing command fails at home as it fails on the provider (kwok
+		// reports the exit status in an error, where a kubelet sends the code).
+		out, err = kubectl(t, home, "exec", "-n", ns, pod, "--", "sh", "-c", "exit 3")
+		g.Expect(err).To(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("exit status 3"))
 	})
 
 	step(t, "a provider's API server crash: its node goes NotReady, then everything converges", func(t *testing.T) {
