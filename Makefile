@@ -118,8 +118,12 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (20s; make test runs them too).
 ##@ Demo and benchmarks
 
 .PHONY: demo
-demo: ## The whole story on three local clusters (not yet: see the open issues).
-	@echo "make demo: not yet — the multi-cluster demo lands with its issue; 'make test' runs everything that exists."
+demo: tools build ## The whole story on three local clusters (home, provider-eu, provider-us), left running; kubeconfigs in .demo/.
+	go run ./hack/demo up
+
+.PHONY: demo-down
+demo-down: ## Stop what 'make demo' left running and free its ports.
+	go run ./hack/demo down
 
 .PHONY: bench
 bench: ## Benchmarks against baselines measured in the same run (not yet).

@@ -182,6 +182,46 @@ func StartKwokCluster(ctx context.Context, name string, opts KwokOptions) (*Kwok
 	return c, nil
 }
 
+// setEnv sets the environment kwokctl runs in. HOME and KWOK_WORKDIR keep
+// ~/.kwok and ~/.kube untouched and clusters apart; kwokctl runs kubectl
+// from $PATH before its own kubectlBinary option.
+func (c *KwokCluster) setEnv() {
+	c.env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "KWOK_")
+	})
+	c.env = append(c.env,
+		"HOME="+c.root,
+		"KWOK_WORKDIR="+filepath.Join(c.root, "kwok"),
+		"PATH="+filepath.Join(c.root, "path")+string(os.PathListSeparator)+os.Getenv("PATH"),
+	)
+}
+
+// KwokState is what finds a running KwokCluster again from another process
+// (ReattachKwokCluster), e.g. to stop clusters a demo left running.
+type KwokState struct {
+	Name string `json:"name"`
+	Root string `json:"root"`
+}
+
+// State returns what ReattachKwokCluster needs.
+func (c *KwokCluster) State() KwokState { return KwokState{Name: c.Name, Root: c.root} }
+
+// ReattachKwokCluster returns the cluster s names, started by another
+// process, with the components it finds running; Stop stops it. Its Config
+// and Client are not set.
+func ReattachKwokCluster(s KwokState) (*KwokCluster, error) {
+	kwokctl, err := Binary("kwokctl")
+	if err != nil {
+		return nil, err
+	}
+	c := &KwokCluster{Name: s.Name, root: s.Root, kwokctl: kwokctl, opts: KwokOptions{Logf: func(string, ...any) {}}}
+	c.clusterDir = filepath.Join(c.root, "kwok", "clusters", c.Name)
+	c.Kubeconfig = filepath.Join(c.root, "kubeconfig")
+	c.setEnv()
+	c.procs = findProcesses(filepath.Join(c.clusterDir, "bin"))
+	return c, nil
+}
+
 func (c *KwokCluster) start(ctx context.Context, bins map[string]string) error {
 	// kwokctl runs kubectl from $PATH before its own kubectlBinary option.
 	pathDir := filepath.Join(c.root, "path")
@@ -191,15 +231,7 @@ func (c *KwokCluster) start(ctx context.Context, bins map[string]string) error {
 	if err := os.Symlink(bins["kubectl"], filepath.Join(pathDir, "kubectl")); err != nil {
 		return err
 	}
-	// HOME and KWOK_WORKDIR keep ~/.kwok and ~/.kube untouched and clusters apart.
-	c.env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "KWOK_")
-	})
-	c.env = append(c.env,
-		"HOME="+c.root,
-		"KWOK_WORKDIR="+filepath.Join(c.root, "kwok"),
-		"PATH="+pathDir+string(os.PathListSeparator)+os.Getenv("PATH"),
-	)
+	c.setEnv()
 
 	var err error
 	if c.ports, c.portLocks, err = reserveKwokPorts(); err != nil {
@@ -834,4 +866,10 @@ func (c *KwokCluster) KillAPIServer() (restart func() error, err error) {
 		c.procs[name] = kwokProcess{pid: cmd.Process.Pid, start: start}
 		return os.WriteFile(filepath.Join(c.clusterDir, "pids", name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	}, nil
+}
+
+// ProcessRunning reports whether pid is a live process (not a zombie).
+func ProcessRunning(pid int) bool {
+	_, running := processStart(pid)
+	return pid > 0 && running
 }
