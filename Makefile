@@ -125,6 +125,8 @@ demo: tools build ## The whole story on three local clusters (home, provider-eu,
 demo-down: ## Stop what 'make demo' left running and free its ports.
 	go run ./hack/demo down
 
+# BENCH_FLAGS: e.g. -counts 100,1000 -reps 3
+BENCH_FLAGS ?=
 .PHONY: bench
-bench: ## Benchmarks against baselines measured in the same run (not yet).
-	@echo "make bench: not yet — the benchmark suite lands with its issue."
+bench: tools build ## Benchmarks against baselines measured in the same run; writes BENCHMARKS.md (make test runs a small smoke of it).
+	go test ./test/bench -run . -count=1 -v -timeout 4h -args -full -out $(CURDIR)/BENCHMARKS.md $(BENCH_FLAGS)

@@ -33,7 +33,7 @@ func TestDemo(t *testing.T) {
 
 	out, err = runIn(t, root, demo, "-dir", dir, "up")
 	if err != nil {
-		keepArtifact(t, filepath.Join(dir, "logs", "stretch-controller-manager-home.log"))
+		testenv.KeepArtifact(t, suite, filepath.Join(dir, "logs", "stretch-controller-manager-home.log"))
 	}
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, want := range []string{

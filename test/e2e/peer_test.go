@@ -1,12 +1,7 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 
@@ -76,74 +71,8 @@ func TestPeer(t *testing.T) {
 }
 
 // startManager runs bin/stretch-controller-manager against c until the test
-// ends or stop is called (SIGINT, as a rollout would); on failure its log is
-// kept under _artifacts/.
+// ends or stop is called (SIGINT, as a rollout would).
 func startManager(t *testing.T, c *testenv.KwokCluster) (stop func()) {
 	t.Helper()
-	dir, err := testenv.BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("stretch-controller-manager-%s-%d.log", c.Name, time.Now().UnixNano()))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"),
-		"--kubeconfig", c.Kubeconfig,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--remote-cluster-probe-interval", "1s",
-		"--webhook-bind-address", testenv.FreeAddr(t),
-		"--kubelet-bind-address", testenv.FreeAddr(t))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
-		}
-		logFile.Close()
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			keepArtifact(t, logPath)
-		}
-	})
-	return stop
-}
-
-// keepArtifact copies a file to _artifacts/e2e/<test>/ and says where.
-func keepArtifact(t *testing.T, path string) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	dst := filepath.Join(root, "_artifacts", suite, filepath.FromSlash(t.Name()), filepath.Base(path))
-	data, err := os.ReadFile(path)
-	if err == nil {
-		err = os.MkdirAll(filepath.Dir(dst), 0o755)
-	}
-	if err == nil {
-		err = os.WriteFile(dst, data, 0o644)
-	}
-	if err != nil {
-		t.Errorf("keeping %s: %v", path, err)
-		return
-	}
-	t.Logf("kept %s", dst)
+	return testenv.RunManager(t, suite, c, false).Stop
 }

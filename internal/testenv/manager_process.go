@@ -1,0 +1,104 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// ManagerProcess is a bin/stretch-controller-manager run by a test.
+type ManagerProcess struct {
+	// PID is its process ID.
+	PID int
+	// MetricsURL is its /metrics endpoint, when started WithMetrics.
+	MetricsURL string
+	// Stop stops it as an operator would (SIGINT; SIGKILL after 30 s and an
+	// error); it is idempotent and runs when the test ends.
+	Stop func()
+}
+
+// RunManager runs bin/stretch-controller-manager against c until the test
+// ends or Stop is called, on free 127.0.0.1 ports (webhooks, kubelet API,
+// and metrics when withMetrics), probing providers every second. When t
+// fails, its log is kept under _artifacts/<suite>/<test>/ and the path is
+// logged.
+func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool) *ManagerProcess {
+	t.Helper()
+	dir, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("stretch-controller-manager-%s-%d.log", c.Name, time.Now().UnixNano()))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &ManagerProcess{}
+	metrics := "0"
+	if withMetrics {
+		metrics = FreeAddr(t)
+		m.MetricsURL = "http://" + metrics + "/metrics"
+	}
+	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"),
+		"--kubeconfig", c.Kubeconfig,
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0",
+		"--remote-cluster-probe-interval", "1s",
+		"--webhook-bind-address", FreeAddr(t),
+		"--kubelet-bind-address", FreeAddr(t))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)
+	}
+	m.PID = cmd.Process.Pid
+	stopped := false
+	m.Stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
+		}
+		logFile.Close()
+	}
+	t.Cleanup(func() {
+		m.Stop()
+		if t.Failed() {
+			KeepArtifact(t, suite, logPath)
+		}
+	})
+	return m
+}
+
+// KeepArtifact copies a file to _artifacts/<suite>/<test>/ at the
+// repository root and logs where.
+func KeepArtifact(t testing.TB, suite, path string) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	dst := filepath.Join(root, "_artifacts", suite, filepath.FromSlash(t.Name()), filepath.Base(path))
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(dst), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(dst, data, 0o644)
+	}
+	if err != nil {
+		t.Errorf("keeping %s: %v", path, err)
+		return
+	}
+	t.Logf("kept %s", dst)
+}

@@ -1,0 +1,267 @@
+// Package bench measures how fast Stretch offloads pods against baselines
+// measured in the same run on the same clusters. Without -full it is a smoke
+// run with tiny counts (part of 'make test', so that it cannot rot; no
+// timing is asserted); 'make bench' runs it with -full and writes
+// BENCHMARKS.md.
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stretch.dev/stretch/internal/testenv"
+)
+
+const suite = "bench"
+
+var (
+	full   = flag.Bool("full", false, "Run the full benchmark (counts 100, 1000, 3000; 3 repetitions) and write -out.")
+	out    = flag.String("out", "", "Where the full run writes its report (BENCHMARKS.md).")
+	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
+	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
+)
+
+// A pod burst: a Deployment of n pods until all are Ready where it is
+// created, then its deletion until no pod is left.
+func TestPodBurst(t *testing.T) {
+	ns, rs := []int{3}, 1
+	if *full {
+		ns, rs = parseCounts(t, *counts), *reps
+	}
+	maxPods := ns[len(ns)-1]
+	// Enough kwok nodes (110 pods each) for the largest burst, on both sides.
+	nodes := maxPods/100 + 1
+	b := setUp(t, nodes)
+
+	report := &report{Counts: ns, Reps: rs, Nodes: nodes}
+	for _, n := range ns {
+		for rep := range rs {
+			name := fmt.Sprintf("n%d-r%d", n, rep)
+			t.Logf("burst of %d pods, repetition %d", n, rep+1)
+			vanilla := b.burst(t, name, n, b.provider)
+			dual := b.dualBurst(t, name, n)
+			stretch := b.burst(t, name, n, b.home, b.provider)
+			report.add(n, vanilla, dual, stretch)
+		}
+	}
+	t.Run("a home manager restart during deletion leaves no pod", func(t *testing.T) {
+		g := NewWithT(t)
+		n := ns[0]
+		b.deploy(t, b.home, offloaded, "restart", n)
+		b.waitReady(t, b.home, offloaded, "restart", n)
+		g.Expect(b.home.Client.Delete(context.Background(), deployment(offloaded, "restart", n))).To(Succeed())
+		// Mid-deletion: once some pods are gone at home.
+		b.waitPodsBelow(t, n*3/4+1, b.home)
+		b.managers["home"].Stop()
+		b.managers["home"] = testenv.RunManager(t, suite, b.home, true)
+		report.Stuck = b.waitGone(t, 2*time.Minute, b.home, b.provider)
+		g.Expect(report.Stuck).To(BeZero(), "pods left after the restart")
+	})
+	if *full && *out != "" {
+		if err := os.WriteFile(*out, []byte(report.markdown()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", *out)
+	} else {
+		t.Log("\n" + report.markdown())
+	}
+}
+
+func parseCounts(t *testing.T, s string) []int {
+	var ns []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil || n <= 0 {
+			t.Fatalf("-counts %q: %q is not a positive number", s, f)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// offloaded is the home namespace offloaded to the provider, strategy Remote.
+const offloaded = "bench"
+
+type bench struct {
+	home, provider *testenv.KwokCluster
+	managers       map[string]*testenv.ManagerProcess
+	twin           string
+}
+
+// setUp starts home and one provider with nodes kwok nodes each and no QPS
+// limits, installs and peers them, and offloads namespace bench.
+func setUp(t *testing.T, nodes int) *bench {
+	g := NewWithT(t)
+	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: nodes, DisableQPSLimits: true}, "home", "provider")
+	b := &bench{home: clusters[0], provider: clusters[1], managers: map[string]*testenv.ManagerProcess{}}
+	stretchctl := testenv.Command(t, "stretchctl")
+	for role, c := range map[string]*testenv.KwokCluster{"home": b.home, "provider": b.provider} {
+		g.Expect(stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
+		b.managers[role] = testenv.RunManager(t, suite, c, true)
+	}
+	g.Expect(stretchctl("peer", "--kubeconfig", b.home.Kubeconfig, "--remote-kubeconfig", b.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+	g.Expect(b.home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: offloaded}})).To(Succeed())
+	g.Expect(stretchctl("offload", "namespace", offloaded, "--kubeconfig", b.home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")).To(Succeed())
+	for _, c := range []*testenv.KwokCluster{b.home, b.provider} {
+		g.Expect(c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vanilla}})).To(Succeed())
+	}
+	return b
+}
+
+// vanilla is the namespace of the baselines, on both clusters.
+const vanilla = "vanilla"
+
+// measurement is one burst: until every pod is Ready, then until none is
+// left, and the API writes per pod on each cluster.
+type measurement struct {
+	Ready, Deleted time.Duration
+	// Writes per pod on home and on the provider.
+	HomeWrites, ProviderWrites float64
+}
+
+// burst deploys n pods in namespace vanilla of where[0] (or in the
+// offloaded namespace when where is home and the provider) and measures.
+func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCluster) measurement {
+	ns := vanilla
+	if len(where) == 2 {
+		ns = offloaded
+	}
+	before := b.writes(t)
+	start := time.Now()
+	b.deploy(t, where[0], ns, name, n)
+	b.waitReady(t, where[0], ns, name, n)
+	m := measurement{Ready: time.Since(start)}
+	after := b.writes(t)
+	m.HomeWrites = float64(after[0]-before[0]) / float64(n)
+	m.ProviderWrites = float64(after[1]-before[1]) / float64(n)
+	start = time.Now()
+	if err := where[0].Client.Delete(context.Background(), deployment(ns, name, n)); err != nil {
+		t.Fatal(err)
+	}
+	if left := b.waitGone(t, 10*time.Minute, where...); left > 0 {
+		t.Fatalf("%d pods of %s left after 10 minutes", left, name)
+	}
+	m.Deleted = time.Since(start)
+	return m
+}
+
+// dualBurst deploys n pods on home's own nodes and n on the provider's at
+// once: the API work offloading cannot avoid when both share the CPUs.
+func (b *bench) dualBurst(t *testing.T, name string, n int) measurement {
+	var wg sync.WaitGroup
+	ms := make([]measurement, 2)
+	for i, c := range []*testenv.KwokCluster{b.home, b.provider} {
+		wg.Go(func() { ms[i] = b.burst(t, "dual-"+name, n, c) })
+	}
+	wg.Wait()
+	return measurement{Ready: max(ms[0].Ready, ms[1].Ready), Deleted: max(ms[0].Deleted, ms[1].Deleted)}
+}
+
+func deployment(ns, name string, n int) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(n)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}},
+				},
+			},
+		},
+	}
+}
+
+func (b *bench) deploy(t *testing.T, c *testenv.KwokCluster, ns, name string, n int) {
+	if err := c.Client.Create(context.Background(), deployment(ns, name, n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReady waits until the Deployment reports n ready replicas.
+func (b *bench) waitReady(t *testing.T, c *testenv.KwokCluster, ns, name string, n int) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d := &appsv1.Deployment{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+			return false, nil
+		}
+		return d.Status.ReadyReplicas == int32(n), nil
+	})
+	if err != nil {
+		t.Fatalf("deployment %s/%s on %s: not %d ready replicas after 15 minutes", ns, name, c.Name, n)
+	}
+}
+
+// pods counts the pods of the benchmark's namespaces on c.
+func pods(ctx context.Context, c *testenv.KwokCluster) (int, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := c.Client.List(ctx, list); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range list.Items {
+		if p.Namespace != "kube-system" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// waitPodsBelow waits until c has fewer than n pods.
+func (b *bench) waitPodsBelow(t *testing.T, n int, c *testenv.KwokCluster) {
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := pods(ctx, c)
+		return err == nil && got < n, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: still %d pods or more after 5 minutes", c.Name, n)
+	}
+}
+
+// waitGone waits up to timeout until no pod is left on the clusters and
+// returns how many are left.
+func (b *bench) waitGone(t *testing.T, timeout time.Duration, cs ...*testenv.KwokCluster) int {
+	left := 0
+	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		left = 0
+		for _, c := range cs {
+			n, err := pods(ctx, c)
+			if err != nil {
+				return false, nil
+			}
+			left += n
+		}
+		return left == 0, nil
+	})
+	return left
+}
+
+// writes returns the API writes each API server (home, provider) served so far.
+func (b *bench) writes(t *testing.T) [2]int64 {
+	var w [2]int64
+	for i, c := range []*testenv.KwokCluster{b.home, b.provider} {
+		n, err := testenv.APIWrites(context.Background(), c.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w[i] = n
+	}
+	return w
+}
