@@ -35,9 +35,25 @@ var (
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
 )
 
-// A pod burst: a Deployment of n pods until all are Ready where it is
-// created, then its deletion until no pod is left.
-func TestPodBurst(t *testing.T) {
+// TestBenchmarks runs every benchmark, each on clusters of its own, and
+// writes the report.
+func TestBenchmarks(t *testing.T) {
+	r := &report{}
+	t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
+	t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
+	if *full && *out != "" {
+		if err := os.WriteFile(*out, []byte(r.markdown()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", *out)
+	} else {
+		t.Log("\n" + r.markdown())
+	}
+}
+
+// podBurst: a Deployment of n pods until all are Ready where it is created,
+// then its deletion until no pod is left.
+func podBurst(t *testing.T, report *report) {
 	ns, rs := []int{3}, 1
 	if *full {
 		ns, rs = parseCounts(t, *counts), *reps
@@ -47,7 +63,7 @@ func TestPodBurst(t *testing.T) {
 	nodes := maxPods/100 + 1
 	b := setUp(t, nodes)
 
-	report := &report{Counts: ns, Reps: rs, Nodes: nodes}
+	report.Counts, report.Reps, report.Nodes = ns, rs, nodes
 	for _, n := range ns {
 		for rep := range rs {
 			name := fmt.Sprintf("n%d-r%d", n, rep)
@@ -71,14 +87,6 @@ func TestPodBurst(t *testing.T) {
 		report.Stuck = b.waitGone(t, 2*time.Minute, b.home, b.provider)
 		g.Expect(report.Stuck).To(BeZero(), "pods left after the restart")
 	})
-	if *full && *out != "" {
-		if err := os.WriteFile(*out, []byte(report.markdown()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", *out)
-	} else {
-		t.Log("\n" + report.markdown())
-	}
 }
 
 func parseCounts(t *testing.T, s string) []int {

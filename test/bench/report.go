@@ -19,6 +19,36 @@ type report struct {
 	Stuck int
 
 	byCount map[int]*series
+
+	// Latency is NamespaceOffloading created → Ready, per provider count.
+	Latency []latencyRow
+	// Bulk is many namespaces offloaded at once to 2 providers.
+	Bulk bulkRow
+}
+
+// latencyRow is one provider count of the offload latency.
+type latencyRow struct {
+	Providers, Namespaces int
+	// Stretch: created → Ready; Direct: the same twins created directly.
+	Stretch, Direct []time.Duration
+}
+
+// bulkRow is the bulk offload against the same twins created directly.
+type bulkRow struct {
+	Namespaces      int
+	Stretch, Direct time.Duration
+}
+
+// percentile returns the p-th percentile (nearest rank) of ds, in milliseconds.
+func percentile(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	v := slices.Clone(ds)
+	slices.Sort(v)
+	i := int(float64(len(v))*p/100+0.5) - 1
+	i = max(0, min(i, len(v)-1))
+	return float64(v[i].Microseconds()) / 1000
 }
 
 // series are the repetitions of one pod count.
@@ -108,6 +138,22 @@ func (r *report) markdown() string {
 			spreadOf(values(s.stretch, func(m measurement) float64 { return m.ProviderWrites })))
 	}
 	fmt.Fprintf(&b, "\nPods left 2 minutes after a home manager restart in the middle of a deletion: **%d**.\n", r.Stuck)
+	if len(r.Latency) > 0 {
+		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready, one namespace at a time, every peered provider selected. Baseline: a client creating the same twin namespaces on those providers directly (in parallel).\n\n")
+		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch p99 (ms) | direct p50 (ms) | direct p99 (ms) | p50 ratio |\n|---|---|---|---|---|---|---|\n")
+		for _, l := range r.Latency {
+			s50, d50 := percentile(l.Stretch, 50), percentile(l.Direct, 50)
+			ratio := 0.0
+			if d50 > 0 {
+				ratio = s50 / d50
+			}
+			fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", l.Providers, l.Namespaces, s50, percentile(l.Stretch, 99), d50, percentile(l.Direct, 99), ratio)
+		}
+	}
+	if r.Bulk.Namespaces > 0 {
+		fmt.Fprintf(&b, "\n## Bulk offload\n\n%d namespaces offloaded at once to 2 providers (%d creations at a time), until all Ready: **%.2f s**. Baseline, the same %d twin namespaces created directly with client-go, %d at a time: %.2f s. Ratio **%.2f×**.\n",
+			r.Bulk.Namespaces, bulkWorkers, r.Bulk.Stretch.Seconds(), 2*r.Bulk.Namespaces, bulkWorkers, r.Bulk.Direct.Seconds(), r.Bulk.Stretch.Seconds()/max(r.Bulk.Direct.Seconds(), 1e-9))
+	}
 	b.WriteString("\nWrites per pod count every write request each API server served during the burst (kube-controller-manager, scheduler, kwok and Stretch together), divided by N.\n\n## Reproduce\n\n```sh\nmake bench   # BENCH_FLAGS=\"-counts 100,1000 -reps 3\" to change the counts\n```\n")
 	return b.String()
 }
