@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"k8s.io/client-go/kubernetes"
@@ -52,18 +55,44 @@ func APIWrites(ctx context.Context, cfg *rest.Config) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
+	return sumCounter(bytes.NewReader(data), "apiserver_request_total", func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "verb" {
+				return writeVerbs[l.GetValue()]
+			}
+		}
+		return false
+	})
+}
+
+// sumCounter sums the series of counter name that keep accepts in the
+// Prometheus text exposition in.
+func sumCounter(in io.Reader, name string, keep func(*dto.Metric) bool) (int64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	families, err := parser.TextToMetricFamilies(in)
 	if err != nil {
-		return 0, fmt.Errorf("parsing the API server's metrics: %w", err)
+		return 0, fmt.Errorf("parsing metrics: %w", err)
 	}
 	var n float64
-	for _, m := range families["apiserver_request_total"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "verb" && writeVerbs[l.GetValue()] {
-				n += m.GetCounter().GetValue()
-			}
+	for _, m := range families[name].GetMetric() {
+		if keep(m) {
+			n += m.GetCounter().GetValue()
 		}
 	}
 	return int64(n), nil
+}
+
+// CounterSum returns the sum of every series of counter name at the
+// Prometheus endpoint url.
+func CounterSum(ctx context.Context, url, name string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	return sumCounter(resp.Body, name, func(*dto.Metric) bool { return true })
 }

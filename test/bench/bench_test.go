@@ -64,6 +64,7 @@ func podBurst(t *testing.T, report *report) {
 	b := setUp(t, nodes)
 
 	report.Counts, report.Reps, report.Nodes = ns, rs, nodes
+	before := b.usage(t)
 	for _, n := range ns {
 		for rep := range rs {
 			name := fmt.Sprintf("n%d-r%d", n, rep)
@@ -74,6 +75,14 @@ func podBurst(t *testing.T, report *report) {
 			report.add(n, vanilla, dual, stretch)
 		}
 	}
+	after := b.usage(t)
+	report.BurstCPU, report.BurstPeakRSS = after.CPU-before.CPU, after.PeakRSS
+
+	pods := 3
+	if *full {
+		pods = 500
+	}
+	report.Admission = b.admissionLatency(t, pods)
 	t.Run("a home manager restart during deletion leaves no pod", func(t *testing.T) {
 		g := NewWithT(t)
 		n := ns[0]
@@ -139,6 +148,8 @@ type measurement struct {
 	Ready, Deleted time.Duration
 	// Writes per pod on home and on the provider.
 	HomeWrites, ProviderWrites float64
+	// WebhookCalls per pod, to the home manager's webhooks.
+	WebhookCalls float64
 }
 
 // burst deploys n pods in namespace vanilla of where[0] (or in the
@@ -148,7 +159,7 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCl
 	if len(where) == 2 {
 		ns = offloaded
 	}
-	before := b.writes(t)
+	before, calls := b.writes(t), b.webhookCalls(t)
 	start := time.Now()
 	b.deploy(t, where[0], ns, name, n)
 	b.waitReady(t, where[0], ns, name, n)
@@ -156,6 +167,7 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCl
 	after := b.writes(t)
 	m.HomeWrites = float64(after[0]-before[0]) / float64(n)
 	m.ProviderWrites = float64(after[1]-before[1]) / float64(n)
+	m.WebhookCalls = float64(b.webhookCalls(t)-calls) / float64(n)
 	start = time.Now()
 	if err := where[0].Client.Delete(context.Background(), deployment(ns, name, n)); err != nil {
 		t.Fatal(err)
@@ -259,6 +271,60 @@ func (b *bench) waitGone(t *testing.T, timeout time.Duration, cs ...*testenv.Kwo
 		return left == 0, nil
 	})
 	return left
+}
+
+// usage is the home manager's CPU time and peak memory so far.
+func (b *bench) usage(t *testing.T) testenv.ProcessUsage {
+	u, err := testenv.UsageOf(b.managers["home"].PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// webhookCalls returns the admission requests the home manager served so far.
+func (b *bench) webhookCalls(t *testing.T) int64 {
+	n, err := testenv.CounterSum(context.Background(), b.managers["home"].MetricsURL, "controller_runtime_webhook_requests_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// admissionLatency creates n bare pods at home, 16 at a time, in a
+// namespace the webhook ignores and in the offloaded one, and returns each
+// creation's duration.
+func (b *bench) admissionLatency(t *testing.T, n int) admission {
+	var a admission
+	var mu sync.Mutex
+	for _, ns := range []string{vanilla, offloaded} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("admit-%d", i)
+		}
+		inParallel(t, names, func(name string) error {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
+			start := time.Now()
+			err := b.home.Client.Create(context.Background(), p)
+			d := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			if ns == vanilla {
+				a.Without = append(a.Without, d)
+			} else {
+				a.With = append(a.With, d)
+			}
+			return err
+		})
+		if err := b.home.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := b.waitGone(t, 5*time.Minute, b.home, b.provider); left > 0 {
+		t.Fatalf("%d pods left after the admission run", left)
+	}
+	return a
 }
 
 // writes returns the API writes each API server (home, provider) served so far.

@@ -40,9 +40,13 @@ func offloadLatency(t *testing.T, r *report) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{DisableQPSLimits: true}, names...)
 	home, providers := clusters[0], clusters[1:]
 	stretchctl := testenv.Command(t, "stretchctl")
+	var homeManager *testenv.ManagerProcess
 	for i, c := range clusters {
 		g.Expect(stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		testenv.RunManager(t, suite, c, false)
+		m := testenv.RunManager(t, suite, c, false)
+		if i == 0 {
+			homeManager = m
+		}
 	}
 
 	peered := 0
@@ -78,6 +82,8 @@ func offloadLatency(t *testing.T, r *report) {
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	})
+	before, err := testenv.UsageOf(homeManager.PID)
+	g.Expect(err).NotTo(HaveOccurred())
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
@@ -85,6 +91,9 @@ func offloadLatency(t *testing.T, r *report) {
 	})
 	waitReady(t, home, nss)
 	r.Bulk = bulkRow{Namespaces: bulk, Stretch: time.Since(start)}
+	after, err := testenv.UsageOf(homeManager.PID)
+	g.Expect(err).NotTo(HaveOccurred())
+	r.Bulk.CPU, r.Bulk.PeakRSS = after.CPU-before.CPU, after.PeakRSS
 	start = time.Now()
 	createDirectly(t, providers[:2], direct)
 	r.Bulk.Direct = time.Since(start)

@@ -20,6 +20,13 @@ type report struct {
 
 	byCount map[int]*series
 
+	// BurstCPU and BurstPeakRSS are the home manager's CPU time over the
+	// bursts and its peak resident memory.
+	BurstCPU     time.Duration
+	BurstPeakRSS int64
+	// Admission is pod creation latency with and without the webhook.
+	Admission admission
+
 	// Latency is NamespaceOffloading created → Ready, per provider count.
 	Latency []latencyRow
 	// Bulk is many namespaces offloaded at once to 2 providers.
@@ -33,10 +40,18 @@ type latencyRow struct {
 	Stretch, Direct []time.Duration
 }
 
+// admission is the duration of pod creations.
+type admission struct {
+	With, Without []time.Duration
+}
+
 // bulkRow is the bulk offload against the same twins created directly.
 type bulkRow struct {
 	Namespaces      int
 	Stretch, Direct time.Duration
+	// CPU and PeakRSS are the home manager's during the bulk offload.
+	CPU     time.Duration
+	PeakRSS int64
 }
 
 // percentile returns the p-th percentile (nearest rank) of ds, in milliseconds.
@@ -138,6 +153,16 @@ func (r *report) markdown() string {
 			spreadOf(values(s.stretch, func(m measurement) float64 { return m.ProviderWrites })))
 	}
 	fmt.Fprintf(&b, "\nPods left 2 minutes after a home manager restart in the middle of a deletion: **%d**.\n", r.Stuck)
+	for _, n := range r.Counts {
+		if s := r.byCount[n]; s != nil {
+			fmt.Fprintf(&b, "Webhook calls per pod at N=%d: %s.\n", n, spreadOf(values(s.stretch, func(m measurement) float64 { return m.WebhookCalls })))
+		}
+	}
+	fmt.Fprintf(&b, "\nHome manager over all the bursts: %.1f CPU seconds, peak RSS %d MiB.\n", r.BurstCPU.Seconds(), r.BurstPeakRSS>>20)
+	if len(r.Admission.With) > 0 {
+		fmt.Fprintf(&b, "\n## Pod admission\n\n%d bare pods created at home, %d at a time. Without the webhook (a namespace that is not offloaded): p50 %.1f ms, p99 %.1f ms. With it (the offloaded namespace): p50 %.1f ms, p99 %.1f ms.\n",
+			len(r.Admission.With), bulkWorkers, percentile(r.Admission.Without, 50), percentile(r.Admission.Without, 99), percentile(r.Admission.With, 50), percentile(r.Admission.With, 99))
+	}
 	if len(r.Latency) > 0 {
 		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready, one namespace at a time, every peered provider selected. Baseline: a client creating the same twin namespaces on those providers directly (in parallel).\n\n")
 		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch p99 (ms) | direct p50 (ms) | direct p99 (ms) | p50 ratio |\n|---|---|---|---|---|---|---|\n")
@@ -153,6 +178,7 @@ func (r *report) markdown() string {
 	if r.Bulk.Namespaces > 0 {
 		fmt.Fprintf(&b, "\n## Bulk offload\n\n%d namespaces offloaded at once to 2 providers (%d creations at a time), until all Ready: **%.2f s**. Baseline, the same %d twin namespaces created directly with client-go, %d at a time: %.2f s. Ratio **%.2f×**.\n",
 			r.Bulk.Namespaces, bulkWorkers, r.Bulk.Stretch.Seconds(), 2*r.Bulk.Namespaces, bulkWorkers, r.Bulk.Direct.Seconds(), r.Bulk.Stretch.Seconds()/max(r.Bulk.Direct.Seconds(), 1e-9))
+		fmt.Fprintf(&b, "Home manager during the bulk offload: %.1f CPU seconds, peak RSS %d MiB.\n", r.Bulk.CPU.Seconds(), r.Bulk.PeakRSS>>20)
 	}
 	b.WriteString("\nWrites per pod count every write request each API server served during the burst (kube-controller-manager, scheduler, kwok and Stretch together), divided by N.\n\n## Reproduce\n\n```sh\nmake bench   # BENCH_FLAGS=\"-counts 100,1000 -reps 3\" to change the counts\n```\n")
 	return b.String()
