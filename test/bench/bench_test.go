@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -41,11 +42,20 @@ func TestBenchmarks(t *testing.T) {
 	r := &report{}
 	t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
 	t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
+	plot, err := r.png()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if *full && *out != "" {
+		// The plot lies next to the report, which shows it.
+		pngPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
+		if err := os.WriteFile(pngPath, plot, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(*out, []byte(r.markdown()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("wrote %s", *out)
+		t.Logf("wrote %s and %s", *out, pngPath)
 	} else {
 		t.Log("\n" + r.markdown())
 	}

@@ -29,9 +29,9 @@ const bulkWorkers = 16
 // namespaces to 2 providers at once against the same twins created directly.
 func offloadLatency(t *testing.T, r *report) {
 	g := NewWithT(t)
-	steps, perStep, bulk := []int{1, 2}, 3, 4
+	steps, perStep, bulks := []int{1, 2}, 3, []int{2, 4}
 	if *full {
-		steps, perStep, bulk = []int{1, 2, 4}, 50, 1000
+		steps, perStep, bulks = []int{1, 2, 4}, 50, []int{250, 500, 1000}
 	}
 	names := []string{"home"}
 	for i := range steps[len(steps)-1] {
@@ -74,10 +74,19 @@ func offloadLatency(t *testing.T, r *report) {
 	selector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
 		Key: peeringv1alpha1.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
 	}}}}}
+	for _, size := range bulks {
+		r.Bulk = append(r.Bulk, bulkOffload(t, home, homeManager, providers[:2], selector, size))
+	}
+}
+
+// bulkOffload offloads size new namespaces at once to the providers selector
+// picks, and creates the same twins on providers directly.
+func bulkOffload(t *testing.T, home *testenv.KwokCluster, homeManager *testenv.ManagerProcess, providers []*testenv.KwokCluster, selector *corev1.NodeSelector, size int) bulkRow {
+	g := NewWithT(t)
 	var nss, direct []string
-	for i := range bulk {
-		nss = append(nss, fmt.Sprintf("bulk-%d", i))
-		direct = append(direct, fmt.Sprintf("bulk-direct-%d", i))
+	for i := range size {
+		nss = append(nss, fmt.Sprintf("bulk-%d-%d", size, i))
+		direct = append(direct, fmt.Sprintf("bulk-direct-%d-%d", size, i))
 	}
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
@@ -90,13 +99,14 @@ func offloadLatency(t *testing.T, r *report) {
 			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: selector}})
 	})
 	waitReady(t, home, nss)
-	r.Bulk = bulkRow{Namespaces: bulk, Stretch: time.Since(start)}
+	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
-	r.Bulk.CPU, r.Bulk.PeakRSS = after.CPU-before.CPU, after.PeakRSS
+	row.CPU, row.PeakRSS = after.CPU-before.CPU, after.PeakRSS
 	start = time.Now()
-	createDirectly(t, providers[:2], direct)
-	r.Bulk.Direct = time.Since(start)
+	createDirectly(t, providers, direct)
+	row.Direct = time.Since(start)
+	return row
 }
 
 // waitReady waits until the NamespaceOffloadings of nss are Ready.
