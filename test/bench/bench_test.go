@@ -1,8 +1,3 @@
-// Package bench measures how fast Stretch offloads pods against baselines
-// measured in the same run on the same clusters. Without -full it is a smoke
-// run with tiny counts (part of 'make test', so that it cannot rot; no
-// timing is asserted); 'make bench' runs it with -full and writes
-// BENCHMARKS.md.
 package bench
 
 import (
@@ -126,7 +121,6 @@ const offloaded = "bench"
 type bench struct {
 	home, provider *testenv.KwokCluster
 	managers       map[string]*testenv.ManagerProcess
-	twin           string
 }
 
 // setUp starts home and one provider with nodes kwok nodes each and no QPS
