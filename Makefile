@@ -106,7 +106,8 @@ test: tools verify-generate build ## Everything: unit, integration on real API s
 # Each fuzz target runs for FUZZ_TIME; new failing inputs land in the
 # package's testdata/fuzz and then run with every 'go test'.
 FUZZ_TIME ?= 20s
-FUZZ_TARGETS = internal/placement:FuzzApply internal/peering:FuzzParseCredentials
+FUZZ_TARGETS = internal/placement:FuzzApply internal/placement:FuzzClusterSelector internal/peering:FuzzParseCredentials \
+	internal/webhook/pod:FuzzHandle internal/webhook/offloading:FuzzHandle
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (20s; make test runs them too).

@@ -1,15 +1,21 @@
 package peering
 
 import (
+	"bytes"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/yaml"
+
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 )
 
 const (
@@ -129,10 +135,14 @@ func TestNames(t *testing.T) {
 	g.Expect(TenantBindingName(homeID)).To(Equal("stretch-tenant-" + homeID))
 }
 
-// FuzzParseCredentials checks that no input makes ParseCredentials panic, and
-// that whatever it accepts survives a round trip and yields a kubeconfig.
+// FuzzParseCredentials checks that no input makes ParseCredentials panic;
+// that a refusal says what is wrong in one readable message; and that
+// whatever it accepts survives a round trip unchanged and yields a
+// kubeconfig that client-go loads into a client of the provider's server,
+// with the token, trusting the CA and defaulting to the tenant namespace.
 func FuzzParseCredentials(f *testing.F) {
-	valid, err := validCredentials(f).Marshal()
+	c := validCredentials(f)
+	valid, err := c.Marshal()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -143,20 +153,85 @@ func FuzzParseCredentials(f *testing.F) {
 	f.Add([]byte("provider: [1, 2]\ntoken: {a: b}\n"))
 	f.Add([]byte("expirationTimestamp: not-a-time\n"))
 	f.Add([]byte("&a [*a, *a]"))
+	// Valid but for one field each.
+	for _, mutate := range []func(*Credentials){
+		func(c *Credentials) { c.HomeClusterID = strings.ToUpper(homeID) },
+		func(c *Credentials) { c.Provider.ClusterID = homeID },
+		func(c *Credentials) { c.Provider.ClusterName = "Provider_EU" },
+		func(c *Credentials) { c.Provider.ClusterLabels = map[string]string{"bad key!": "v"} },
+		func(c *Credentials) { c.Provider.Server = "http://127.0.0.1:6443" },
+		func(c *Credentials) { c.Provider.Server = "https://user:pw@127.0.0.1:6443/?q=1" },
+		func(c *Credentials) { c.Provider.Server = "https://[::1" },
+		func(c *Credentials) { c.Provider.CertificateAuthorityData = []byte("not PEM") },
+		func(c *Credentials) { c.Provider.TLSServerName = "Not A Name" },
+		func(c *Credentials) { c.Token = "two words" },
+		func(c *Credentials) { c.Token = "" },
+		func(c *Credentials) { c.ExpirationTimestamp = metav1.Time{} },
+		func(c *Credentials) {
+			c.ExpirationTimestamp = metav1.NewTime(time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC))
+		},
+		func(c *Credentials) { c.Provider.Server = "https://provider.example.com:443/k8s/clusters/c-1" },
+	} {
+		m := *c
+		m.Provider.ClusterLabels = maps.Clone(c.Provider.ClusterLabels)
+		mutate(&m)
+		data, err := yaml.Marshal(&m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add(append(slices.Clone(valid), []byte("extra: field\n")...))
+	f.Add([]byte(strings.Replace(string(valid), "token:", "token: !!binary", 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseCredentials(data)
 		if err != nil {
+			if c != nil {
+				t.Fatal("credentials returned with an error")
+			}
+			// Every refusal says which file and, for a bad field, which.
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "the credentials file is") && !strings.HasPrefix(msg, "not a credentials file") && !strings.HasPrefix(msg, "invalid credentials: ") {
+				t.Fatalf("the error does not say what is wrong with the file: %q", msg)
+			}
 			return
 		}
 		out, err := c.Marshal()
 		if err != nil {
 			t.Fatalf("accepted credentials do not encode: %v", err)
 		}
-		if _, err := ParseCredentials(out); err != nil {
+		back, err := ParseCredentials(out)
+		if err != nil {
 			t.Fatalf("accepted credentials do not parse again: %v\n%s", err, out)
 		}
-		if _, err := c.Kubeconfig(); err != nil {
+		// Timestamps are written to the second, as Kubernetes writes them.
+		want := *c
+		want.ExpirationTimestamp = metav1.NewTime(c.ExpirationTimestamp.Truncate(time.Second))
+		if !equality.Semantic.DeepEqual(&want, back) && !(len(want.Provider.ClusterLabels) == 0 && len(back.Provider.ClusterLabels) == 0) {
+			t.Fatalf("a round trip changes the credentials:\n%+v\n%+v", want, *back)
+		}
+		kubeconfig, err := c.Kubeconfig()
+		if err != nil {
 			t.Fatalf("accepted credentials give no kubeconfig: %v", err)
+		}
+		loader, err := clientcmd.NewClientConfigFromBytes(kubeconfig)
+		if err != nil {
+			t.Fatalf("the kubeconfig does not load: %v\n%s", err, kubeconfig)
+		}
+		cfg, err := loader.ClientConfig()
+		if err != nil {
+			t.Fatalf("the kubeconfig gives no client: %v\n%s", err, kubeconfig)
+		}
+		ns, _, err := loader.Namespace()
+		switch {
+		case err != nil:
+			t.Fatalf("the kubeconfig gives no namespace: %v", err)
+		case strings.TrimSuffix(cfg.Host, "/") != strings.TrimSuffix(c.Provider.Server, "/") || cfg.BearerToken != c.Token:
+			t.Fatalf("the kubeconfig reaches %s with token %q, the credentials say %s and %q", cfg.Host, cfg.BearerToken, c.Provider.Server, c.Token)
+		case !bytes.Equal(cfg.CAData, c.Provider.CertificateAuthorityData) || cfg.ServerName != c.Provider.TLSServerName:
+			t.Fatalf("the kubeconfig trusts CA %q for %q, the credentials say %q for %q", cfg.CAData, cfg.ServerName, c.Provider.CertificateAuthorityData, c.Provider.TLSServerName)
+		case ns != peeringv1alpha1.TenantNamespace(c.HomeClusterID):
+			t.Fatalf("the kubeconfig defaults to namespace %q, not the tenant namespace", ns)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
@@ -33,8 +34,11 @@ type term []requirement
 type requirement struct {
 	text     string
 	selector labels.Requirement
-	// field requirements match metadata.name, not labels.
+	// field requirements match metadata.name, not labels: the node's name is
+	// In (or NotIn) name.
 	field bool
+	in    bool
+	name  string
 }
 
 // ParseClusterSelector checks a selector with the scheduler's own rules and
@@ -51,7 +55,7 @@ func ParseClusterSelector(ns *corev1.NodeSelector) (*ClusterSelector, error) {
 	for i, t := range ns.NodeSelectorTerms {
 		var parsed term
 		for j, e := range t.MatchExpressions {
-			r, err := newRequirement(e, false)
+			r, err := newRequirement(e)
 			if err != nil {
 				return nil, field.Invalid(ClusterSelectorPath.Child("nodeSelectorTerms").Index(i).Child("matchExpressions").Index(j), e, err.Error())
 			}
@@ -62,11 +66,14 @@ func ParseClusterSelector(ns *corev1.NodeSelector) (*ClusterSelector, error) {
 			if f.Key != nodeNameField {
 				return nil, field.NotSupported(path.Child("key"), f.Key, []string{nodeNameField})
 			}
-			r, err := newRequirement(f, true)
-			if err != nil {
-				return nil, field.Invalid(path, f, err.Error())
+			// The scheduler's parser has checked the operator (In or NotIn)
+			// and the single value. Node names are not label values: they
+			// may be longer than 63 characters.
+			name := f.Values[0]
+			if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+				return nil, field.Invalid(path.Child("values").Index(0), name, "not a node name: "+strings.Join(msgs, "; "))
 			}
-			parsed = append(parsed, r)
+			parsed = append(parsed, requirement{text: RequirementString(f), field: true, in: f.Operator == corev1.NodeSelectorOpIn, name: name})
 		}
 		s.terms = append(s.terms, parsed)
 	}
@@ -82,7 +89,7 @@ var operators = map[corev1.NodeSelectorOperator]selection.Operator{
 	corev1.NodeSelectorOpLt:           selection.LessThan,
 }
 
-func newRequirement(e corev1.NodeSelectorRequirement, isField bool) (requirement, error) {
+func newRequirement(e corev1.NodeSelectorRequirement) (requirement, error) {
 	op, ok := operators[e.Operator]
 	if !ok {
 		return requirement{}, fmt.Errorf("%q is not a valid selector operator", e.Operator)
@@ -91,7 +98,7 @@ func newRequirement(e corev1.NodeSelectorRequirement, isField bool) (requirement
 	if err != nil {
 		return requirement{}, err
 	}
-	return requirement{text: RequirementString(e), selector: *r, field: isField}, nil
+	return requirement{text: RequirementString(e), selector: *r}, nil
 }
 
 // Node is what a selector looks at: a virtual node's name and labels.
@@ -102,7 +109,7 @@ type Node struct {
 
 func (r requirement) matches(n Node) bool {
 	if r.field {
-		return r.selector.Matches(labels.Set{nodeNameField: n.Name})
+		return (n.Name == r.name) == r.in
 	}
 	return r.selector.Matches(labels.Set(n.Labels))
 }
