@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/remote"
@@ -84,6 +85,9 @@ type Config struct {
 	Peer *remote.Peer
 	// Home is a client of the home cluster.
 	Home kubernetes.Interface
+	// Offloadings reads the home cluster's NamespaceOffloadings: only the
+	// twins they ask for are trusted.
+	Offloadings client.Reader
 	// Objects are the home informers of the reflected kinds.
 	Objects *HomeObjects
 	// Metrics are recorded per peering.
@@ -264,7 +268,7 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 		k.Log.Error(err, "listing the twin namespaces")
 		return
 	}
-	started := k.twins.update(readyTwins(list.Items, k.HomeClusterID), func(home, name string) *twin {
+	started := k.twins.update(readyTwins(list.Items, k.HomeClusterID, k.requested(ctx)), func(home, name string) *twin {
 		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
 		return startTwin(ctx, k.provider, home, name, k.twinHandlers())
 	})

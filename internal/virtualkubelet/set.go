@@ -63,6 +63,7 @@ type running struct {
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch
 
 // SetupWithManager registers the set: the home informers (a runnable that
 // starts with leadership) and the RemoteCluster controller.
@@ -152,7 +153,7 @@ func (s *Set) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 	log := s.log.WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
 	k, err := New(Config{
 		HomeClusterID: homeID, ProviderName: rc.Name, NodeName: peeringv1alpha1.VirtualNodeName(rc.Name),
-		Peer: peer, Home: s.Home, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, TokenCheck: s.TokenCheck, Log: log,
+		Peer: peer, Home: s.Home, Offloadings: s.Client, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, TokenCheck: s.TokenCheck, Log: log,
 	})
 	if err != nil {
 		return ctrl.Result{}, err

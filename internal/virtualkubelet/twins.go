@@ -6,12 +6,18 @@ import (
 	"slices"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/naming"
 )
 
 // twin is one twin namespace of the peering, with caches of what the virtual
@@ -133,14 +139,42 @@ func (s *twinSet) stop() {
 	s.update(nil, nil)
 }
 
-// readyTwins returns, from the requests of the home cluster homeClusterID,
-// the twins the provider reports ready: home namespace → twin name.
-func readyTwins(requests []peeringv1alpha1.RemoteNamespace, homeClusterID string) map[string]string {
+// readyTwins returns, from the requests of the home cluster homeClusterID
+// that it really made (requested), the twins the provider reports ready:
+// home namespace → twin name.
+func readyTwins(requests []peeringv1alpha1.RemoteNamespace, homeClusterID string, requested func(*peeringv1alpha1.RemoteNamespace) bool) map[string]string {
 	want := map[string]string{}
 	for _, rn := range requests {
-		if rn.Spec.HomeClusterID == homeClusterID && rn.Status.Phase == peeringv1alpha1.RemoteNamespaceReady && rn.DeletionTimestamp == nil {
+		if rn.Spec.HomeClusterID == homeClusterID && rn.Status.Phase == peeringv1alpha1.RemoteNamespaceReady && rn.DeletionTimestamp == nil && requested(&rn) {
 			want[rn.Spec.HomeNamespace] = rn.Spec.RemoteNamespaceName
 		}
 	}
 	return want
+}
+
+// requested reports whether this home cluster asked the provider for the
+// twin rn describes: its home namespace has a NamespaceOffloading that maps
+// it to that twin and has not deselected this provider. The provider's
+// admin can write any RemoteNamespace into the tenant namespace; trusting
+// one would reflect the Secrets of any home namespace onto the provider.
+func (k *Kubelet) requested(ctx context.Context) func(*peeringv1alpha1.RemoteNamespace) bool {
+	return func(rn *peeringv1alpha1.RemoteNamespace) bool {
+		if rn.Name != rn.Spec.HomeNamespace {
+			return false
+		}
+		off := &offloadingv1alpha1.NamespaceOffloading{}
+		key := types.NamespacedName{Namespace: rn.Spec.HomeNamespace, Name: offloadingv1alpha1.NamespaceOffloadingName}
+		if err := k.Offloadings.Get(ctx, key, off); err != nil {
+			if !apierrors.IsNotFound(err) {
+				k.Log.Error(err, "reading the offloading of a twin", "namespace", rn.Spec.HomeNamespace)
+			}
+			return false
+		}
+		if naming.TwinName(off.Spec, off.Namespace, k.HomeClusterID) != rn.Spec.RemoteNamespaceName {
+			return false
+		}
+		// Absent until the first status write: the request is newer.
+		required := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[k.ProviderName], offloadingv1alpha1.OffloadingRequiredCondition)
+		return required == nil || required.Status != metav1.ConditionFalse
+	}
 }

@@ -208,9 +208,12 @@ func twinNamespace(rn *peeringv1alpha1.RemoteNamespace) *corev1.Namespace {
 }
 
 // ownedBy reports whether ns is the twin Stretch created for this request:
-// same home cluster and same home namespace.
+// same home cluster and same home namespace, asked for from that home
+// cluster's tenant namespace (a request elsewhere that names another home
+// cluster must not delete that cluster's twin when it is withdrawn).
 func ownedBy(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) bool {
-	return ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation] == rn.Spec.HomeClusterID &&
+	return rn.Namespace == peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID) &&
+		ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation] == rn.Spec.HomeClusterID &&
 		ns.Labels[peeringv1alpha1.OriginClusterIDLabel] == rn.Spec.HomeClusterID &&
 		ns.Labels[peeringv1alpha1.OriginNamespaceLabel] == rn.Spec.HomeNamespace
 }
