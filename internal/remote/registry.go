@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
@@ -41,6 +42,7 @@ var ErrInvalidKubeconfig = errors.New("invalid kubeconfig")
 type Registry struct {
 	scheme  *runtime.Scheme
 	timeout time.Duration
+	wrap    transport.WrapperFunc
 
 	started chan struct{} // closed by Start
 	ctx     context.Context
@@ -63,6 +65,9 @@ type Options struct {
 	// Timeout bounds every request of a peer's direct client; zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// WrapTransport, when set, wraps the transport of every peer's clients,
+	// e.g. to inject faults in tests.
+	WrapTransport transport.WrapperFunc
 }
 
 var _ manager.Runnable = &Registry{}
@@ -73,7 +78,7 @@ func NewRegistry(scheme *runtime.Scheme, opts Options) *Registry {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Registry{scheme: scheme, timeout: opts.Timeout, started: make(chan struct{}), peers: map[string]*Peer{}}
+	return &Registry{scheme: scheme, timeout: opts.Timeout, wrap: opts.WrapTransport, started: make(chan struct{}), peers: map[string]*Peer{}}
 }
 
 // Start runs the registry until ctx is done, then stops every peer and waits
@@ -131,6 +136,7 @@ func (r *Registry) Ensure(ctx context.Context, clusterID string, kubeconfig []by
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKubeconfig, err)
 	}
+	cfg.Wrap(r.wrap)
 	namespace := ""
 	if c := raw.Contexts[raw.CurrentContext]; c != nil {
 		namespace = c.Namespace

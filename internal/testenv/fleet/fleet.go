@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,7 +44,7 @@ type Provider struct {
 type Stretch struct {
 	t        testing.TB
 	home     *testenv.APIServer
-	opts     []func(*offloading.Reconciler)
+	opts     Options
 	stopHome func()
 	tenants  map[*testenv.APIServer]func()
 
@@ -51,10 +53,30 @@ type Stretch struct {
 	Metrics *prometheus.Registry
 }
 
+// Options adjust what RunWith runs.
+type Options struct {
+	// Offloading adjusts the offloading controller.
+	Offloading []func(*offloading.Reconciler)
+	// HomeTransport, PeerTransport and TenantTransport wrap the transports
+	// of the home side's clients of home, of its clients of the providers
+	// (the peers) and of the tenant controllers' clients of their providers,
+	// e.g. to inject faults; nil leaves them as they are.
+	HomeTransport, PeerTransport, TenantTransport transport.WrapperFunc
+	// NoHome leaves the home side to the test, e.g. to run it as
+	// stretch-controller-manager processes: StartHome starts it.
+	NoHome bool
+}
+
 // Run installs the identities (home's with homeID; a provider keeps
 // the one it got first), starts every controller until the test ends and
 // peers home with each provider. opts adjust the offloading controller.
 func Run(t testing.TB, home *testenv.APIServer, homeID string, providers []Provider, opts ...func(*offloading.Reconciler)) *Stretch {
+	t.Helper()
+	return RunWith(t, home, homeID, providers, Options{Offloading: opts})
+}
+
+// RunWith is Run with options.
+func RunWith(t testing.TB, home *testenv.APIServer, homeID string, providers []Provider, opts Options) *Stretch {
 	t.Helper()
 	ctx := context.Background()
 	s := &Stretch{t: t, home: home, opts: opts, tenants: map[*testenv.APIServer]func(){}}
@@ -73,7 +95,9 @@ func Run(t testing.TB, home *testenv.APIServer, homeID string, providers []Provi
 		s.StartTenant(p.Server)
 		s.Peer(p.Server)
 	}
-	s.StartHome()
+	if !opts.NoHome {
+		s.StartHome()
+	}
 	return s
 }
 
@@ -87,7 +111,7 @@ func (s *Stretch) Peer(provider *testenv.APIServer) {
 
 // StartTenant runs the provider side on provider.
 func (s *Stretch) StartTenant(provider *testenv.APIServer) {
-	s.tenants[provider] = testenv.StartControllers(s.t, provider.Config, func(mgr ctrl.Manager) error {
+	s.tenants[provider] = testenv.StartControllers(s.t, wrapped(provider.Config, s.opts.TenantTransport), func(mgr ctrl.Manager) error {
 		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
 	})
 }
@@ -98,8 +122,8 @@ func (s *Stretch) StopTenant(provider *testenv.APIServer) { s.tenants[provider](
 // StartHome runs the home side with a new peer registry, as a restarted
 // manager would.
 func (s *Stretch) StartHome() {
-	reg := remote.NewRegistry(s.home.Scheme, remote.Options{Timeout: 5 * time.Second})
-	s.stopHome = testenv.StartControllers(s.t, s.home.Config, func(mgr ctrl.Manager) error {
+	reg := remote.NewRegistry(s.home.Scheme, remote.Options{Timeout: 5 * time.Second, WrapTransport: s.opts.PeerTransport})
+	s.stopHome = testenv.StartControllers(s.t, wrapped(s.home.Config, s.opts.HomeTransport), func(mgr ctrl.Manager) error {
 		if err := mgr.Add(reg); err != nil {
 			return err
 		}
@@ -107,7 +131,7 @@ func (s *Stretch) StartHome() {
 			return err
 		}
 		off := &offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}
-		for _, o := range s.opts {
+		for _, o := range s.opts.Offloading {
 			o(off)
 		}
 		if err := off.SetupWithManager(mgr); err != nil {
@@ -124,3 +148,13 @@ func (s *Stretch) StartHome() {
 
 // StopHome stops the home side.
 func (s *Stretch) StopHome() { s.stopHome() }
+
+// wrapped is cfg with its transport wrapped by wrap, if any.
+func wrapped(cfg *rest.Config, wrap transport.WrapperFunc) *rest.Config {
+	if wrap == nil {
+		return cfg
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(wrap)
+	return cfg
+}
