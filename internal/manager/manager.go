@@ -18,7 +18,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -78,6 +77,9 @@ type Options struct {
 	// HealthProbeBindAddress is where /healthz and /readyz are served; "0"
 	// disables them.
 	HealthProbeBindAddress string
+	// PprofBindAddress is where net/http/pprof is served; "0" (the default)
+	// disables it.
+	PprofBindAddress string
 
 	// RemoteClusterProbeInterval is how often each provider is probed for
 	// health and capacity, and its virtual node's Lease renewed.
@@ -121,6 +123,7 @@ func DefaultOptions() Options {
 		LeaderElectionNamespace: identity.SystemNamespace,
 		MetricsBindAddress:      "127.0.0.1:8080",
 		HealthProbeBindAddress:  "127.0.0.1:8081",
+		PprofBindAddress:        "0",
 
 		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
 		UnoffloadTimeout:           offloading.DefaultUnoffloadTimeout,
@@ -145,6 +148,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Address the /metrics endpoint binds to; \"0\" disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", d.HealthProbeBindAddress,
 		"Address the /healthz and /readyz endpoints bind to; \"0\" disables them.")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", d.PprofBindAddress,
+		"Address the Go profiler (/debug/pprof) binds to, for profiling; \"0\" disables it.")
 	fs.DurationVar(&o.RemoteClusterProbeInterval, "remote-cluster-probe-interval", d.RemoteClusterProbeInterval,
 		"How often each provider is probed for health and capacity, and its virtual node's Lease renewed.")
 	fs.DurationVar(&o.UnoffloadTimeout, "unoffload-timeout", d.UnoffloadTimeout,
@@ -197,6 +202,7 @@ func Run(ctx context.Context, opts Options) error {
 		LeaderElectionReleaseOnCancel: true,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		PprofBindAddress:              opts.PprofBindAddress,
 		Controller:                    ctrlconfig.Controller{SkipNameValidation: ptr.To(opts.RunsAgainInProcess)},
 	})
 	if err != nil {
@@ -303,7 +309,7 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the offloading controller: %w", err)
 	}
-	home, err := kubernetes.NewForConfig(mgr.GetConfig())
+	home, err := virtualkubelet.Clientset(mgr.GetConfig())
 	if err != nil {
 		return fmt.Errorf("home cluster client: %w", err)
 	}

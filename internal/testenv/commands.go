@@ -44,25 +44,67 @@ func Command(t testing.TB, tool string) func(args ...string) error {
 // writeVerbs are the verbs of apiserver_request_total that change objects.
 var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "DELETE": true, "APPLY": true, "DELETECOLLECTION": true}
 
-// APIWrites returns how many write requests the API server of cfg served
-// since it started, from its apiserver_request_total metric.
-func APIWrites(ctx context.Context, cfg *rest.Config) (int64, error) {
+// Writes counts write requests by "VERB resource[/subresource]", with
+// " (<code>)" appended for those that failed.
+type Writes map[string]int64
+
+// Total is the number of write requests.
+func (w Writes) Total() int64 {
+	var n int64
+	for _, v := range w {
+		n += v
+	}
+	return n
+}
+
+// Since returns the writes made after before was read.
+func (w Writes) Since(before Writes) Writes {
+	d := Writes{}
+	for k, v := range w {
+		if n := v - before[k]; n > 0 {
+			d[k] = n
+		}
+	}
+	return d
+}
+
+// APIWrites returns the write requests the API server of cfg served since
+// it started, from its apiserver_request_total metric.
+func APIWrites(ctx context.Context, cfg *rest.Config) (Writes, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+		return nil, fmt.Errorf("reading the API server's metrics: %w", err)
 	}
-	return sumCounter(bytes.NewReader(data), "apiserver_request_total", func(m *dto.Metric) bool {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the API server's metrics: %w", err)
+	}
+	w := Writes{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "verb" {
-				return writeVerbs[l.GetValue()]
-			}
+			labels[l.GetName()] = l.GetValue()
 		}
-		return false
-	})
+		if !writeVerbs[labels["verb"]] {
+			continue
+		}
+		key := labels["verb"] + " " + labels["resource"]
+		if sub := labels["subresource"]; sub != "" {
+			key += "/" + sub
+		}
+		// A refused write (a 404 of a duplicate delete, a conflict) is
+		// counted apart: it costs a round trip, yet changes nothing.
+		if code := labels["code"]; !strings.HasPrefix(code, "2") {
+			key += " (" + code + ")"
+		}
+		w[key] += int64(m.GetCounter().GetValue())
+	}
+	return w, nil
 }
 
 // sumCounter sums the series of counter name that keep accepts in the

@@ -314,8 +314,11 @@ func kwokctlConfiguration(p kwokPorts, kubectl, pki string, opts KwokOptions) ma
 				{"key": "kubelet-client-certificate", "value": filepath.Join(pki, "admin.crt")},
 				{"key": "kubelet-client-key", "value": filepath.Join(pki, "admin.key")},
 			}},
-			{"name": "kube-controller-manager", "extraArgs": []map[string]any{override("bind-address", loopback)}},
-			{"name": "kube-scheduler", "extraArgs": []map[string]any{override("bind-address", loopback)}},
+			// One instance each, so no leader election: on a machine busy
+			// with several clusters a lease renewal can miss its deadline,
+			// and the component then exits for good (nothing restarts it).
+			{"name": "kube-controller-manager", "extraArgs": []map[string]any{override("bind-address", loopback), override("leader-elect", "false")}},
+			{"name": "kube-scheduler", "extraArgs": []map[string]any{override("bind-address", loopback), override("leader-elect", "false")}},
 			{"name": "kwok-controller", "extraArgs": []map[string]any{
 				override("server-address", loopback+":"+strconv.Itoa(p.kwok)),
 				// the API server reaches kwok (logs, exec) at the node IP.

@@ -17,6 +17,9 @@ type ManagerProcess struct {
 	PID int
 	// MetricsURL is its /metrics endpoint, when started WithMetrics.
 	MetricsURL string
+	// PprofURL is its Go profiler, started along with the metrics (a
+	// benchmark's home manager is profiled with 'go tool pprof <url>profile').
+	PprofURL string
 	// Stop stops it as an operator would (SIGINT; SIGKILL after 30 s and an
 	// error); it is idempotent and runs when the test ends.
 	Stop func()
@@ -39,14 +42,16 @@ func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool) *M
 		t.Fatal(err)
 	}
 	m := &ManagerProcess{}
-	metrics := "0"
+	metrics, pprof := "0", "0"
 	if withMetrics {
-		metrics = FreeAddr(t)
+		metrics, pprof = FreeAddr(t), FreeAddr(t)
 		m.MetricsURL = "http://" + metrics + "/metrics"
+		m.PprofURL = "http://" + pprof + "/debug/pprof/"
 	}
 	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"),
 		"--kubeconfig", c.Kubeconfig,
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0",
+		"--pprof-bind-address", pprof,
 		"--remote-cluster-probe-interval", "1s",
 		"--webhook-bind-address", FreeAddr(t),
 		"--kubelet-bind-address", FreeAddr(t))

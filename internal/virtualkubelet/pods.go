@@ -10,6 +10,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -90,23 +91,13 @@ func (k *Kubelet) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	return err
 }
 
-// DeletePod deletes the remote pod with the home pod's grace period. The
-// home pod stays Terminating until the remote one is gone (see syncPod) or
-// the grace period is over.
-func (k *Kubelet) DeletePod(ctx context.Context, pod *corev1.Pod) error {
-	t := k.twins.get(pod.Namespace)
-	if t == nil {
-		return errdefs.NotFoundf("no twin of namespace %s on provider %s", pod.Namespace, k.ProviderName)
-	}
-	cur, err := t.pods.Pods(t.name).Get(pod.Name)
-	if apierrors.IsNotFound(err) || (err == nil && !k.ours(cur, pod)) {
-		k.pods.Add(pod.Namespace + "/" + pod.Name)
-		return errdefs.NotFoundf("pod %s/%s has no remote pod on provider %s", pod.Namespace, pod.Name, k.ProviderName)
-	}
-	if err != nil {
-		return err
-	}
-	return k.deleteRemote(ctx, cur, pod.DeletionGracePeriodSeconds)
+// DeletePod is called by the pod controller for a home pod being deleted.
+// The pod queue deletes the remote pod, with the home pod's grace period,
+// and then the home pod (see syncPod): deleting here as well would send
+// each deletion twice.
+func (k *Kubelet) DeletePod(_ context.Context, pod *corev1.Pod) error {
+	k.pods.Add(pod.Namespace + "/" + pod.Name)
+	return nil
 }
 
 // GetPod returns the home pod with the status of its remote pod.
@@ -218,6 +209,7 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		// The home pod is gone, bound elsewhere or replaced by a namesake.
 		if home == nil {
 			k.said.forgetAll(key)
+			k.created.Delete(key)
 		}
 		if r != nil && r.DeletionTimestamp == nil {
 			return 0, k.deleteRemote(ctx, r, nil)
@@ -238,11 +230,44 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	case home.Status.Phase == corev1.PodSucceeded || home.Status.Phase == corev1.PodFailed:
 		return 0, nil
 	case r == nil:
+		if k.awaited(key, home.UID) {
+			// Created moments ago: the informer brings it (and a sync).
+			return createdWait, nil
+		}
 		return 0, k.createRemote(ctx, t, home)
 	default:
 		k.statuses.Add(key)
 		return 0, nil
 	}
+}
+
+// createdWait is how long a remote pod just created may stay unseen by the
+// twin's informer before it is looked for again; after createdTTL it is
+// created again (AlreadyExists then means it is there after all).
+const (
+	createdWait = time.Second
+	createdTTL  = 30 * time.Second
+)
+
+// creation is a remote pod created for the home pod uid at a time.
+type creation struct {
+	uid types.UID
+	at  time.Time
+}
+
+// awaited reports whether the remote pod of home pod key (uid) was created
+// recently and the informer has not shown it yet.
+func (k *Kubelet) awaited(key string, uid types.UID) bool {
+	v, ok := k.created.Load(key)
+	if !ok {
+		return false
+	}
+	c := v.(creation)
+	if c.uid != uid || time.Since(c.at) > createdTTL {
+		k.created.Delete(key)
+		return false
+	}
+	return true
 }
 
 // live reports whether p is a home pod that should run.
@@ -265,6 +290,7 @@ func (k *Kubelet) createRemote(ctx context.Context, t *twin, home *corev1.Pod) e
 		return k.offloadFailed(home, err)
 	}
 	key := home.Namespace + "/" + home.Name
+	k.created.Store(key, creation{uid: home.UID, at: time.Now()})
 	recreated := !k.said.add(key, "created/"+string(home.UID))
 	if recreated {
 		k.recorder.Eventf(home, corev1.EventTypeWarning, RecreatedReason, "Remote pod %s/%s on provider %s disappeared while this pod exists: created again", t.name, home.Name, k.ProviderName)
@@ -316,10 +342,16 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 	if err != nil || !k.ours(r, home) {
 		return 0, nil
 	}
+	view := HomeView(home, r)
+	// The pod controller compares whole pods, metadata included, so it
+	// would write the same status again after each of our own writes.
+	if equality.Semantic.DeepEqual(view.Status, home.Status) {
+		return 0, nil
+	}
 	if r.Status.Phase == corev1.PodRunning && home.Status.Phase != corev1.PodRunning {
 		k.Metrics.observeStage(k.ProviderName, stageRunning, home, time.Now())
 	}
-	k.notify(HomeView(home, r))
+	k.notify(view)
 	return 0, nil
 }
 
@@ -332,7 +364,9 @@ func (k *Kubelet) remotePodHandler() cache.ResourceEventHandler {
 			o = d.Obj
 		}
 		if r, ok := o.(*corev1.Pod); ok && reflected(r, k.HomeClusterID) {
-			k.pods.Add(r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name)
+			key := r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name
+			k.created.Delete(key)
+			k.pods.Add(key)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{

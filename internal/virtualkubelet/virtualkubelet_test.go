@@ -2,6 +2,7 @@ package virtualkubelet_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -182,6 +183,27 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 			g.Expect(got.Status.PodIP).To(Equal("10.20.0.7"))
 			g.Expect(got.Status.ContainerStatuses).To(ConsistOf(And(HaveField("Ready", true), HaveField("RestartCount", BeEquivalentTo(2)))))
 		}).Should(Succeed())
+
+		// A remote change that leaves the status as it is writes nothing
+		// home; the next status change is written once.
+		before, err := testenv.APIWrites(ctx, home.Config)
+		g.Expect(err).NotTo(HaveOccurred())
+		for i := range 3 {
+			edit(t, eu.Client, remotePod(g, twin, "web"), func(p *corev1.Pod) {
+				p.Annotations["bench.example/touch"] = fmt.Sprint(i)
+			})
+		}
+		r = remotePod(g, twin, "web")
+		r.Status.PodIP, r.Status.PodIPs = "10.20.0.8", []corev1.PodIP{{IP: "10.20.0.8"}}
+		g.Expect(eu.Client.Status().Update(ctx, r)).To(Succeed())
+		g.Eventually(func(g Gomega) string {
+			got := &corev1.Pod{}
+			g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)).To(Succeed())
+			return got.Status.PodIP
+		}).Should(Equal("10.20.0.8"))
+		after, err := testenv.APIWrites(ctx, home.Config)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(after.Since(before)).To(HaveKeyWithValue("PUT pods/status", BeEquivalentTo(1)), "home status writes: %v", after.Since(before))
 	})
 
 	t.Run("events the provider records on the remote pod appear on the home pod", func(t *testing.T) {

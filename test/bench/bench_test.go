@@ -152,6 +152,8 @@ type measurement struct {
 	Ready, Deleted time.Duration
 	// Writes per pod on home and on the provider.
 	HomeWrites, ProviderWrites float64
+	// Writes are the writes on home and on the provider, by request.
+	Writes [2]testenv.Writes
 	// WebhookCalls per pod, to the home manager's webhooks.
 	WebhookCalls float64
 }
@@ -169,8 +171,11 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCl
 	b.waitReady(t, where[0], ns, name, n)
 	m := measurement{Ready: time.Since(start)}
 	after := b.writes(t)
-	m.HomeWrites = float64(after[0]-before[0]) / float64(n)
-	m.ProviderWrites = float64(after[1]-before[1]) / float64(n)
+	for i := range after {
+		m.Writes[i] = after[i].Since(before[i])
+	}
+	m.HomeWrites = float64(m.Writes[0].Total()) / float64(n)
+	m.ProviderWrites = float64(m.Writes[1].Total()) / float64(n)
 	m.WebhookCalls = float64(b.webhookCalls(t)-calls) / float64(n)
 	start = time.Now()
 	if err := where[0].Client.Delete(context.Background(), deployment(ns, name, n)); err != nil {
@@ -297,30 +302,38 @@ func (b *bench) webhookCalls(t *testing.T) int64 {
 
 // admissionLatency creates n bare pods at home, 16 at a time, in a
 // namespace the webhook ignores and in the offloaded one, and returns each
-// creation's duration.
+// creation's duration; then the same as dry runs, which pass admission
+// (the webhook included) but store nothing and start no pod: the cost of
+// admission alone.
 func (b *bench) admissionLatency(t *testing.T, n int) admission {
 	var a admission
 	var mu sync.Mutex
-	for _, ns := range []string{vanilla, offloaded} {
-		names := make([]string, n)
-		for i := range names {
-			names[i] = fmt.Sprintf("admit-%d", i)
-		}
-		inParallel(t, names, func(name string) error {
-			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
-			start := time.Now()
-			err := b.home.Client.Create(context.Background(), p)
-			d := time.Since(start)
-			mu.Lock()
-			defer mu.Unlock()
-			if ns == vanilla {
-				a.Without = append(a.Without, d)
-			} else {
-				a.With = append(a.With, d)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("admit-%d", i)
+	}
+	for _, dryRun := range []bool{true, false} {
+		for _, ns := range []string{vanilla, offloaded} {
+			var opts []client.CreateOption
+			into := map[string]*[]time.Duration{vanilla: &a.Without, offloaded: &a.With}[ns]
+			if dryRun {
+				opts = append(opts, client.DryRunAll)
+				into = map[string]*[]time.Duration{vanilla: &a.DryRunWithout, offloaded: &a.DryRunWith}[ns]
 			}
-			return err
-		})
+			inParallel(t, names, func(name string) error {
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
+				start := time.Now()
+				err := b.home.Client.Create(context.Background(), p, opts...)
+				d := time.Since(start)
+				mu.Lock()
+				defer mu.Unlock()
+				*into = append(*into, d)
+				return err
+			})
+		}
+	}
+	for _, ns := range []string{vanilla, offloaded} {
 		if err := b.home.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
 		}
@@ -332,8 +345,8 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 }
 
 // writes returns the API writes each API server (home, provider) served so far.
-func (b *bench) writes(t *testing.T) [2]int64 {
-	var w [2]int64
+func (b *bench) writes(t *testing.T) [2]testenv.Writes {
+	var w [2]testenv.Writes
 	for i, c := range []*testenv.KwokCluster{b.home, b.provider} {
 		n, err := testenv.APIWrites(context.Background(), c.Config)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"stretch.dev/stretch/internal/testenv"
 )
 
 func TestPercentileAndSpread(t *testing.T) {
@@ -63,4 +65,23 @@ func TestPlot(t *testing.T) {
 	md := r.markdown()
 	g.Expect(md).To(ContainSubstring("| 1000 | 5.00 / 5.00 / 5.00 | 8.00 / 8.00 / 8.00 | 9.00 / 9.00 / 9.00 | 1.80 / 1.80 / 1.80 | 1.12 / 1.12 / 1.12 |"))
 	g.Expect(md).To(ContainSubstring("| 20 | 2.00 | 1.00 | 2.00 |"))
+}
+
+// Writes are broken down per pod by request, for the largest count.
+func TestWritesTable(t *testing.T) {
+	g := NewWithT(t)
+	before := testenv.Writes{"POST pods": 10, "PUT pods/status": 4}
+	after := testenv.Writes{"POST pods": 110, "PUT pods/status": 204, "POST events": 50}
+	g.Expect(after.Since(before)).To(Equal(testenv.Writes{"POST pods": 100, "PUT pods/status": 200, "POST events": 50}))
+	g.Expect(after.Since(before).Total()).To(Equal(int64(350)))
+
+	r := &report{Counts: []int{100}}
+	vanilla := measurement{Writes: [2]testenv.Writes{{}, {"POST pods": 100, "PUT pods/status": 100}}}
+	stretch := measurement{Writes: [2]testenv.Writes{{"POST pods": 100, "POST events": 50}, {"POST pods": 100, "PUT pods/status": 200}}}
+	r.add(100, vanilla, measurement{}, stretch)
+	table := writesTable(r)
+	g.Expect(table).To(ContainSubstring("| POST events | 0.00 | 0.50 | 0.00 |"))
+	g.Expect(table).To(ContainSubstring("| PUT pods/status | 1.00 | 0.00 | 2.00 |"))
+	g.Expect(table).To(ContainSubstring("| **total** | 2.00 | 1.50 | 3.00 |"))
+	g.Expect(writesTable(&report{})).To(BeEmpty())
 }

@@ -78,8 +78,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").
-		// Each reconcile waits on API round trips; namespaces are independent.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// Each reconcile waits on API round trips; namespaces are
+		// independent. 16: a bulk offload of 1,000 namespaces kept 4
+		// workers waiting while the API servers had room (test/bench).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		For(&offloadingv1alpha1.NamespaceOffloading{}).
 		// Peers and virtual-node labels decide the selection, a peer's health
 		// whether its twin can be written. Heartbeats (status writes every

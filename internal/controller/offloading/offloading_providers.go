@@ -40,7 +40,10 @@ func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 			return nil, fmt.Errorf("provider %s does not answer: %w", rc.Name, err)
 		}
 		rn = &peeringv1alpha1.RemoteNamespace{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			// Born with the provider's finalizer: one write fewer on the
+			// provider per twin, and a request deleted before the provider
+			// saw it is still cleaned up by it.
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Finalizers: []string{peeringv1alpha1.RemoteNamespaceFinalizer}},
 			Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: off.Namespace, HomeClusterID: homeID, RemoteNamespaceName: twin},
 		}
 		// AlreadyExists: the cache has not seen our last create yet.

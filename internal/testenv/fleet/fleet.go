@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -137,7 +136,7 @@ func (s *Stretch) StartHome() {
 		if err := off.SetupWithManager(mgr); err != nil {
 			return err
 		}
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		cs, err := virtualkubelet.Clientset(mgr.GetConfig())
 		if err != nil {
 			return err
 		}
