@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -89,22 +90,14 @@ func (f *FaultInjector) SetDown(down bool) {
 func (f *FaultInjector) Counts() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.counts))
-	for k, v := range f.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.counts)
 }
 
 // Injected returns the number of faults injected so far by status code.
 func (f *FaultInjector) Injected() map[int]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[int]int, len(f.failed))
-	for k, v := range f.failed {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.failed)
 }
 
 func (f *FaultInjector) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
