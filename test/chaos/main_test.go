@@ -1,0 +1,319 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/virtualkubelet"
+)
+
+// suite names the artifacts folder: _artifacts/chaos/.
+const suite = "chaos"
+
+// providerName is the provider's cluster name, hence its virtual node's.
+const providerName = "provider"
+
+var ctx = context.Background()
+
+func newG(t *testing.T) *WithT {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(3 * time.Minute)
+	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+	return g
+}
+
+// step runs one step of a scenario as a subtest and stops the scenario when
+// it fails: the next steps build on it.
+func step(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	if !t.Run(name, f) {
+		t.FailNow()
+	}
+}
+
+// world is a home cluster peered with one provider, each running its
+// stretch-controller-manager.
+type world struct {
+	// t is the whole test: what runs until its end is started on it.
+	t              *testing.T
+	home, provider *testenv.KwokCluster
+	homeID         string
+	homeManager    *testenv.ManagerProcess
+	// providerManager is replaced when it exits (see keepProviderManager).
+	providerManager *testenv.ManagerProcess
+	// managerRestarts counts the provider managers started again.
+	managerRestarts int
+	dup             *duplicates
+}
+
+// setUp starts home (one kwok node, for the pods that stay local) and a
+// provider (one kwok node, for the offloaded pods), installs Stretch on
+// both, runs their managers and peers them.
+func setUp(t *testing.T) *world {
+	g := newG(t)
+	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", providerName)
+	w := &world{t: t, home: clusters[0], provider: clusters[1]}
+	step(t, "install, run the managers, peer", func(t *testing.T) {
+		g := newG(t)
+		for name, c := range map[string]*testenv.KwokCluster{"home": w.home, providerName: w.provider} {
+			g.Expect(stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)).To(Succeed())
+		}
+		w.homeManager = testenv.RunManager(w.t, suite, w.home, false)
+		w.providerManager = testenv.RunManager(w.t, suite, w.provider, false)
+		g.Expect(stretchctl(t, "peer", "--kubeconfig", w.home.Kubeconfig, "--remote-kubeconfig", w.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+	})
+	id, err := identity.Load(ctx, w.home.Client)
+	g.Expect(err).NotTo(HaveOccurred())
+	w.homeID = id.ID
+	w.dup = watchDuplicates(t, w.provider, w.homeID)
+	return w
+}
+
+// stretchctl runs bin/stretchctl.
+func stretchctl(t *testing.T, args ...string) error {
+	t.Helper()
+	return testenv.Command(t, "stretchctl")(args...)
+}
+
+// killProvider kills the provider's kube-apiserver (SIGKILL) and waits until
+// home sees the provider gone (its virtual node NotReady), so that the work
+// in flight meets the outage. It returns what starts the API server again and
+// waits until it answers.
+func (w *world) killProvider(t *testing.T, g *WithT) (restart func()) {
+	t.Helper()
+	start, err := w.provider.KillAPIServer()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Log("provider kube-apiserver killed")
+	g.Eventually(func(g Gomega) {
+		g.Expect(w.virtualNodeReady(g)).To(BeFalse())
+	}).Should(Succeed(), "home sees the provider gone: virtual node NotReady")
+	return func() {
+		t.Helper()
+		g.Expect(start()).To(Succeed())
+		g.Eventually(func() error {
+			return w.provider.Client.Get(ctx, client.ObjectKey{Name: metav1.NamespaceDefault}, &corev1.Namespace{})
+		}).Should(Succeed(), "the provider's API server answers again")
+		t.Log("provider kube-apiserver restarted")
+	}
+}
+
+func (w *world) virtualNodeReady(g Gomega) bool {
+	node := &corev1.Node{}
+	g.Expect(w.home.Client.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.VirtualNodeName(providerName)}, node)).To(Succeed())
+	return testenv.NodeReady(node)
+}
+
+// keepProviderManager starts the provider's manager again when it exited:
+// a manager whose leader Lease cannot be renewed (its API server is down
+// for longer than the renew deadline) exits, and its Deployment would start
+// it again. Convergence checks call it on every poll.
+func (w *world) keepProviderManager(t *testing.T) {
+	if testenv.ProcessRunning(w.providerManager.PID) {
+		return
+	}
+	t.Logf("the provider's manager (pid %d) exited while its API server was down; starting it again, as its Deployment would", w.providerManager.PID)
+	w.providerManager.Stop()
+	w.providerManager = testenv.RunManager(w.t, suite, w.provider, false)
+	w.managerRestarts++
+}
+
+// expectHomeManagerRunning checks that the home manager survived: the
+// provider's outage is no reason for it to exit.
+func (w *world) expectHomeManagerRunning(g Gomega) {
+	g.Expect(testenv.ProcessRunning(w.homeManager.PID)).To(BeTrue(), "the home manager exited")
+}
+
+// offloading returns the NamespaceOffloading of ns, nil when gone.
+func (w *world) offloading(g Gomega, ns string) *offloadingv1alpha1.NamespaceOffloading {
+	off := &offloadingv1alpha1.NamespaceOffloading{}
+	err := w.home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "offloading"}, off)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	g.Expect(err).NotTo(HaveOccurred())
+	return off
+}
+
+// twins returns what the provider holds for home namespace ns: the
+// RemoteNamespaces of home's tenant and the twin namespaces.
+func (w *world) twins(g Gomega, ns string) ([]peeringv1alpha1.RemoteNamespace, []corev1.Namespace) {
+	rns := &peeringv1alpha1.RemoteNamespaceList{}
+	g.Expect(w.provider.Client.List(ctx, rns, client.InNamespace(peeringv1alpha1.TenantNamespace(w.homeID)))).To(Succeed())
+	var requests []peeringv1alpha1.RemoteNamespace
+	for _, r := range rns.Items {
+		if r.Spec.HomeNamespace == ns {
+			requests = append(requests, r)
+		}
+	}
+	nss := &corev1.NamespaceList{}
+	g.Expect(w.provider.Client.List(ctx, nss, client.MatchingLabels{
+		peeringv1alpha1.OriginClusterIDLabel: w.homeID,
+		peeringv1alpha1.OriginNamespaceLabel: ns,
+	})).To(Succeed())
+	return requests, nss.Items
+}
+
+// remotePods returns the provider's pods offloaded from home namespace ns,
+// in every namespace, by the UID of their home pod.
+func (w *world) remotePods(g Gomega, ns string) map[string][]corev1.Pod {
+	list := &corev1.PodList{}
+	g.Expect(w.provider.Client.List(ctx, list, client.MatchingLabels{
+		peeringv1alpha1.OriginClusterIDLabel: w.homeID,
+		peeringv1alpha1.OriginNamespaceLabel: ns,
+	})).To(Succeed())
+	out := map[string][]corev1.Pod{}
+	for _, p := range list.Items {
+		uid := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
+		out[uid] = append(out[uid], p)
+	}
+	return out
+}
+
+// duplicates follows every remote pod of a home cluster on a provider, from
+// the provider's own event history, and records every moment a home pod had
+// more than one remote pod. The watch resumes from the last resourceVersion
+// seen; a restarted API server has no history before its start (410), so
+// then it lists again: only what came and went between the restart and that
+// list, within a second, is not seen.
+type duplicates struct {
+	mu      sync.Mutex
+	found   []string
+	events  int
+	relists int
+	err     error
+	// origin maps each remote pod that exists to the UID of its home pod.
+	origin map[string]string
+}
+
+func watchDuplicates(t *testing.T, provider *testenv.KwokCluster, homeID string) *duplicates {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(provider.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selector := peeringv1alpha1.OriginClusterIDLabel + "=" + homeID
+	d := &duplicates{}
+	// list reads every remote pod afresh; it returns the resourceVersion to
+	// watch from.
+	list := func(ctx context.Context) (string, error) {
+		pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return "", err
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.origin = map[string]string{}
+		for i := range pods.Items {
+			d.seen(&pods.Items[i])
+		}
+		return pods.ResourceVersion, nil
+	}
+	rv, err := list(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not t.Context(): the cleanup below runs after it is cancelled.
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for wctx.Err() == nil {
+			if rv == "" {
+				// Until the API server answers.
+				_ = wait.PollUntilContextCancel(wctx, time.Second, true, func(ctx context.Context) (bool, error) {
+					var err error
+					rv, err = list(ctx)
+					return err == nil, nil
+				})
+				if wctx.Err() != nil {
+					return
+				}
+				d.mu.Lock()
+				d.relists++
+				d.mu.Unlock()
+			}
+			rw, err := watchtools.NewRetryWatcherWithContext(wctx, rv, &cache.ListWatch{
+				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+					opts.LabelSelector = selector
+					return cs.CoreV1().Pods("").Watch(ctx, opts)
+				},
+			})
+			if err != nil {
+				d.mu.Lock()
+				d.err = err
+				d.mu.Unlock()
+				return
+			}
+			for ev := range rw.ResultChan() {
+				d.mu.Lock()
+				switch p, ok := ev.Object.(*corev1.Pod); {
+				case ev.Type == watch.Error && (apierrors.IsResourceExpired(apierrors.FromObject(ev.Object)) || apierrors.IsGone(apierrors.FromObject(ev.Object))):
+					rv = "" // list again
+				case !ok:
+					d.err = fmt.Errorf("watching the remote pods: %v", ev.Object)
+				case ev.Type == watch.Deleted:
+					d.events++
+					delete(d.origin, string(p.UID))
+				default:
+					d.events++
+					d.seen(p)
+				}
+				d.mu.Unlock()
+			}
+			rw.Stop()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return d
+}
+
+// seen records that remote pod p exists, and a duplicate if another remote
+// pod of the same home pod exists too. d.mu is held.
+func (d *duplicates) seen(p *corev1.Pod) {
+	home := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
+	d.origin[string(p.UID)] = home
+	var same []string
+	for remote, h := range d.origin {
+		if h == home {
+			same = append(same, remote)
+		}
+	}
+	if len(same) > 1 {
+		slices.Sort(same)
+		d.found = append(d.found, fmt.Sprintf("home pod %s/%s (uid %s) had remote pods %s at resourceVersion %s",
+			p.Labels[peeringv1alpha1.OriginNamespaceLabel], p.Name, home, strings.Join(same, ", "), p.ResourceVersion))
+	}
+}
+
+// expectNone checks that no home pod ever had two remote pods so far, and
+// that the watch saw the whole history.
+func (d *duplicates) expectNone(t *testing.T, g Gomega) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g.Expect(d.err).NotTo(HaveOccurred())
+	g.Expect(d.found).To(BeEmpty(), "duplicate remote pods")
+	t.Logf("no duplicate remote pod in %d remote pod events (%d lists again after API server restarts)", d.events, d.relists)
+}
