@@ -116,6 +116,11 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (20s; make test runs them too).
 		go test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZ_TIME) ./$${t%%:*}; \
 	done
 
+# Fault runs too long for 'make test', which runs a small variant of each.
+.PHONY: chaos
+chaos: tools build ## Crash runs: the home manager SIGKILLed at every kill point of two offload cycles (make test kills at a few).
+	go test ./test/crash -run . -count=1 -v -timeout 60m -args -full
+
 ##@ Demo and benchmarks
 
 .PHONY: demo

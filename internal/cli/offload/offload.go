@@ -14,11 +14,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/objects"
@@ -188,7 +190,12 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		} else if err != nil {
 			return fmt.Errorf("reading NamespaceOffloading %s/offloading: %w", ns, err)
 		}
+		var left map[string]string // by provider
 		if force {
+			var err error
+			if left, err = leftBehind(ctx, c, off); err != nil {
+				return err
+			}
 			patch := client.MergeFrom(off.DeepCopy())
 			if off.Annotations == nil {
 				off.Annotations = map[string]string{}
@@ -201,7 +208,11 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		if _, err := objects.Delete(ctx, c, off); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(off.Status.Providers()))
+		answering := slices.DeleteFunc(off.Status.Providers(), func(p string) bool { return left[p] != "" })
+		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(answering))
+		for _, p := range slices.Sorted(maps.Keys(left)) {
+			fmt.Fprintf(out, "! --force: %s\n", left[p])
+		}
 		deleting = append(deleting, ns)
 	}
 	if !waitGone || len(deleting) == 0 {
@@ -247,6 +258,59 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		msgs = append(msgs, msg)
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// leftBehind says, by provider, what a forced unoffload of off leaves on
+// each provider that does not answer (its RemoteCluster gone, or not
+// APIReachable): the twin with everything in it, its request, and the
+// remote pods of the namespace's pods on that provider's virtual node.
+func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.NamespaceOffloading) (map[string]string, error) {
+	left := map[string]string{}
+	var (
+		pods         *corev1.PodList
+		twin, tenant string
+	)
+	for _, name := range off.Status.Providers() {
+		rc := &peeringv1alpha1.RemoteCluster{}
+		why := ""
+		switch err := c.Get(ctx, client.ObjectKey{Name: name}, rc); {
+		case apierrors.IsNotFound(err):
+			why = "is no longer peered"
+		case err != nil:
+			return nil, fmt.Errorf("reading RemoteCluster %s: %w", name, err)
+		default:
+			cond := meta.FindStatusCondition(rc.Status.Conditions, peeringv1alpha1.APIReachableCondition)
+			if cond == nil || cond.Status == metav1.ConditionTrue {
+				continue
+			}
+			why = "does not answer (" + cond.Message + ")"
+		}
+		if pods == nil {
+			self, err := identity.Load(ctx, c)
+			if err != nil {
+				return nil, fmt.Errorf("home cluster: %w", err)
+			}
+			twin, tenant = naming.TwinName(off.Spec, off.Namespace, self.ID), peeringv1alpha1.TenantNamespace(self.ID)
+			pods = &corev1.PodList{}
+			if err := objects.List(ctx, c, pods, client.InNamespace(off.Namespace)); err != nil {
+				return nil, err
+			}
+		}
+		var remote []string
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == peeringv1alpha1.VirtualNodeName(name) {
+				remote = append(remote, p.Name)
+			}
+		}
+		msg := fmt.Sprintf("provider %s %s: left there until it answers again while still peered: twin namespace %s with everything in it, its request RemoteNamespace %s/%s",
+			name, why, twin, tenant, off.Namespace)
+		if len(remote) > 0 {
+			sort.Strings(remote)
+			msg += ", the remote pods " + strings.Join(remote, ", ")
+		}
+		left[name] = msg + "; if it is gone for good, delete them there ('stretchctl peer revoke --force' on the provider)"
+	}
+	return left, nil
 }
 
 func key(ns string) client.ObjectKey {

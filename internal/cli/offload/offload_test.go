@@ -108,4 +108,6 @@ func TestForcedUnoffloadOfAProviderThatIsGone(t *testing.T) {
 	out.Reset()
 	g.Expect(offload.Unoffload(ctx, home.Client, []string{"stranded"}, true, true, time.Minute, &out)).To(Succeed())
 	g.Expect(out.String()).To(ContainSubstring("✓ namespace stranded unoffloaded"))
+	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu does not answer"))
+	g.Expect(out.String()).To(ContainSubstring("twin namespace stranded-" + homeID + " with everything in it, its request RemoteNamespace stretch-tenant-" + homeID + "/stranded"))
 }
