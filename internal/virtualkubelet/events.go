@@ -13,7 +13,9 @@ import (
 // are not forwarded again.
 func (k *Kubelet) remoteEventHandler() cache.ResourceEventHandler {
 	forward := func(ev *corev1.Event) {
-		if ev.InvolvedObject.Kind != "Pod" || !lastSeen(ev).After(k.started) {
+		// Event times have a precision of a second: one recorded in the
+		// second this kubelet started counts as newer.
+		if ev.InvolvedObject.Kind != "Pod" || lastSeen(ev).Before(k.started.Truncate(time.Second)) {
 			return
 		}
 		t := k.twins.byName(ev.Namespace)

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -130,6 +131,13 @@ type Kubelet struct {
 	notify func(*corev1.Pod)
 	ready  chan struct{} // closed once notify is set
 
+	// readyTwins are the twins the provider reports ready (home namespace →
+	// twin), watched or not.
+	readyTwins atomic.Pointer[map[string]string]
+	// leftovers are the home namespaces whose twins held pods or objects of
+	// ours when the kubelet started; swept tells the look was made.
+	leftovers nsSet
+	swept     bool
 	// created remembers the remote pods created and not yet seen by the
 	// twin's informer (home pod key → home pod UID and when), so that a
 	// pod synced again meanwhile is not created twice.
@@ -299,7 +307,16 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 		k.Log.Error(err, "listing the twin namespaces")
 		return
 	}
-	started := k.twins.update(readyTwins(list.Items, k.HomeClusterID, k.requested(ctx)), func(home, name string) *twin {
+	ready := readyTwins(list.Items, k.HomeClusterID, k.requested(ctx))
+	if !k.swept {
+		k.sweep(ctx, ready)
+		k.swept = true
+	}
+	k.readyTwins.Store(&ready)
+	want := k.busy(ready)
+	// A twin no longer watched has nothing of ours left in it.
+	k.leftovers.keepOnly(want)
+	started := k.twins.update(want, func(home, name string) *twin {
 		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
 		return startTwin(ctx, k.provider, home, name, k.twinHandlers())
 	})
@@ -325,7 +342,21 @@ func (k *Kubelet) resyncTwin(ctx context.Context, t *twin) {
 func (k *Kubelet) enqueuePod(o any) {
 	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
 		k.pods.Add(key)
+		if ns, _, _ := cache.SplitMetaNamespaceKey(key); k.twins.get(ns) == nil {
+			k.TwinsChanged() // its twin may be idle, hence not watched yet
+		}
 	}
+}
+
+// twinReady reports whether the provider reports the twin of home
+// namespace ns ready (it may not be watched yet).
+func (k *Kubelet) twinReady(ns string) bool {
+	ready := k.readyTwins.Load()
+	if ready == nil {
+		return false
+	}
+	_, ok := (*ready)[ns]
+	return ok
 }
 
 // retryLimiter delays an item by its failures only (5 ms doubling up to

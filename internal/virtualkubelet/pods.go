@@ -181,6 +181,10 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		home = nil
 	}
 	t := k.twins.get(ns)
+	if t == nil && k.twinReady(ns) {
+		k.TwinsChanged()
+		return time.Second, nil // ready but idle until now: watched in a moment
+	}
 	if t == nil {
 		if live(home) && k.said.add(key, "twin/"+string(home.UID)) {
 			k.recorder.Eventf(home, corev1.EventTypeWarning, WaitingForTwinReason,

@@ -348,7 +348,13 @@ func (k *Kubelet) enqueueHomeObject(o any) {
 	}
 	obj, ok := o.(client.Object)
 	kind := kindOf(o)
-	if !ok || kind == "" || k.twins.get(obj.GetNamespace()) == nil {
+	if !ok || kind == "" {
+		return
+	}
+	if k.twins.get(obj.GetNamespace()) == nil {
+		if Reflected(obj) && k.twinReady(obj.GetNamespace()) {
+			k.TwinsChanged() // an idle twin, not watched yet, has work now
+		}
 		return
 	}
 	k.objects.Add(objectKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()})

@@ -29,6 +29,7 @@ var (
 	out    = flag.String("out", "", "Where the full run writes its report (BENCHMARKS.md).")
 	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
+	bulk   = flag.String("bulk", "250,500,1000", "Namespace counts of the full run's bulk offloads.")
 )
 
 // TestBenchmarks runs every benchmark, each on clusters of its own, and

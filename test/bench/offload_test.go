@@ -31,7 +31,7 @@ func offloadLatency(t *testing.T, r *report) {
 	g := NewWithT(t)
 	steps, perStep, bulks := []int{1, 2}, 3, []int{2, 4}
 	if *full {
-		steps, perStep, bulks = []int{1, 2, 4}, 50, []int{250, 500, 1000}
+		steps, perStep, bulks = []int{1, 2, 4}, 50, parseCounts(t, *bulk)
 	}
 	names := []string{"home"}
 	for i := range steps[len(steps)-1] {
