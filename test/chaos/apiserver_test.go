@@ -105,6 +105,7 @@ func TestProviderAPIServerKilled(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			g.Expect(w.homePods(g, "red")).NotTo(BeEmpty())
 		}).Should(Succeed(), "the rollout goes on at home while the provider is down")
+		t.Logf("%d red pods at home while the provider is down", len(w.homePods(g, "red")))
 		restart()
 		g.Eventually(func(g Gomega) {
 			w.keepProviderManager(t)
