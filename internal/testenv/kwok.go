@@ -280,6 +280,10 @@ func kwokctlConfiguration(p kwokPorts, kubectl, pki string, opts KwokOptions) ma
 		return map[string]any{"key": key, "value": value, "override": true}
 	}
 	url := func(port int) string { return "http://" + loopback + ":" + strconv.Itoa(port) }
+	longLease := []map[string]any{
+		{"key": "leader-elect-lease-duration", "value": "2h"},
+		{"key": "leader-elect-renew-deadline", "value": "1h50m"},
+	}
 	options := map[string]any{
 		"runtime":                   "binary",
 		"bindAddress":               loopback,
@@ -314,11 +318,13 @@ func kwokctlConfiguration(p kwokPorts, kubectl, pki string, opts KwokOptions) ma
 				{"key": "kubelet-client-certificate", "value": filepath.Join(pki, "admin.crt")},
 				{"key": "kubelet-client-key", "value": filepath.Join(pki, "admin.key")},
 			}},
-			// One instance each, so no leader election: on a machine busy
-			// with several clusters a lease renewal can miss its deadline,
-			// and the component then exits for good (nothing restarts it).
-			{"name": "kube-controller-manager", "extraArgs": []map[string]any{override("bind-address", loopback), override("leader-elect", "false")}},
-			{"name": "kube-scheduler", "extraArgs": []map[string]any{override("bind-address", loopback), override("leader-elect", "false")}},
+			// One instance each: a lease renewal that misses its deadline
+			// (a busy machine, an API server killed by a test) makes the
+			// component exit for good, since nothing restarts it. Hence a
+			// lease that outlives any test. (kwokctl sets no leader-elect
+			// flag, and drops overrides of flags it does not set.)
+			{"name": "kube-controller-manager", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
+			{"name": "kube-scheduler", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
 			{"name": "kwok-controller", "extraArgs": []map[string]any{
 				override("server-address", loopback+":"+strconv.Itoa(p.kwok)),
 				// the API server reaches kwok (logs, exec) at the node IP.
