@@ -24,11 +24,16 @@ import (
 func (k *Kubelet) busy(ready map[string]string) map[string]string {
 	want := map[string]string{}
 	for home, name := range ready {
-		if k.hasHomeWork(home) || k.leftovers.has(home) {
+		if k.hasHomeWork(home) {
 			want[home] = name
 			continue
 		}
-		if t := k.twins.get(home); t != nil && t.name == name && (!t.hasSynced() || t.holdsOurs(k.HomeClusterID)) {
+		t := k.twins.get(home)
+		watched := t != nil && t.name == name
+		if watched && t.hasSynced() && !t.holdsOurs(k.HomeClusterID) {
+			continue // cleaned up: idle (its leftovers mark is dropped too)
+		}
+		if watched || k.leftovers.has(home) {
 			want[home] = name // until what is ours there is gone
 		}
 	}

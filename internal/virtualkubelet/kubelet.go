@@ -314,7 +314,7 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 	}
 	k.readyTwins.Store(&ready)
 	want := k.busy(ready)
-	// A twin no longer watched has nothing of ours left in it.
+	// A twin not worth watching has nothing of ours left in it.
 	k.leftovers.keepOnly(want)
 	started := k.twins.update(want, func(home, name string) *twin {
 		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
