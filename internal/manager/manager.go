@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -71,6 +72,12 @@ type Options struct {
 	LeaderElectionID string
 	// LeaderElectionNamespace is the namespace of the leader election Lease.
 	LeaderElectionNamespace string
+	// LeaseDuration is how long standbys wait after the last renewal before
+	// taking the lead; RenewDeadline is how long the leader keeps trying to
+	// renew before it gives up, and exits; RetryPeriod is the time between
+	// tries. Longer values ride out a slow API server; shorter ones fail
+	// over sooner.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 
 	// MetricsBindAddress is where /metrics is served; "0" disables it.
 	MetricsBindAddress string
@@ -121,9 +128,13 @@ func DefaultOptions() Options {
 		LeaderElect:             true,
 		LeaderElectionID:        "stretch-controller-manager",
 		LeaderElectionNamespace: identity.SystemNamespace,
-		MetricsBindAddress:      "127.0.0.1:8080",
-		HealthProbeBindAddress:  "127.0.0.1:8081",
-		PprofBindAddress:        "0",
+		// The values of kube-controller-manager and controller-runtime.
+		LeaseDuration:          15 * time.Second,
+		RenewDeadline:          10 * time.Second,
+		RetryPeriod:            2 * time.Second,
+		MetricsBindAddress:     "127.0.0.1:8080",
+		HealthProbeBindAddress: "127.0.0.1:8081",
+		PprofBindAddress:       "0",
 
 		RemoteClusterProbeInterval: remotecluster.DefaultProbeInterval,
 		UnoffloadTimeout:           offloading.DefaultUnoffloadTimeout,
@@ -144,6 +155,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", d.LeaderElectionID, "Name of the leader election Lease.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", d.LeaderElectionNamespace,
 		"Namespace of the leader election Lease.")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", d.LeaseDuration,
+		"How long standby replicas wait after the leader's last renewal before taking the lead.")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", d.RenewDeadline,
+		"How long the leader keeps trying to renew its Lease before it gives up the lead and exits; less than the lease duration.")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", d.RetryPeriod,
+		"How long replicas wait between tries to take or renew the Lease.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", d.MetricsBindAddress,
 		"Address the /metrics endpoint binds to; \"0\" disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", d.HealthProbeBindAddress,
@@ -168,6 +185,25 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.Zap.BindFlags(fs)
 }
 
+// checkLease checks the leader election timings up front, naming the flags:
+// client-go only finds them wrong once the manager is running.
+func (o Options) checkLease() error {
+	if !o.LeaderElect {
+		return nil
+	}
+	switch {
+	case o.RetryPeriod <= 0:
+		return fmt.Errorf("--leader-elect-retry-period=%s: must be more than 0", o.RetryPeriod)
+	case float64(o.RenewDeadline) <= leaderelection.JitterFactor*float64(o.RetryPeriod):
+		return fmt.Errorf("--leader-elect-renew-deadline=%s must be more than %.1f × --leader-elect-retry-period=%s: the leader would give up before its second try",
+			o.RenewDeadline, leaderelection.JitterFactor, o.RetryPeriod)
+	case o.LeaseDuration <= o.RenewDeadline:
+		return fmt.Errorf("--leader-elect-lease-duration=%s must be more than --leader-elect-renew-deadline=%s: a standby could take the lead while the leader still renews",
+			o.LeaseDuration, o.RenewDeadline)
+	}
+	return nil
+}
+
 // Run runs the manager until ctx is cancelled, then stops the controllers,
 // gives up the leader Lease and returns nil. It sets the process-wide
 // controller-runtime and klog loggers.
@@ -178,6 +214,9 @@ func Run(ctx context.Context, opts Options) error {
 	klog.SetLogger(log)
 	ctx = logr.NewContext(ctx, log)
 
+	if err := opts.checkLease(); err != nil {
+		return err
+	}
 	cfg, err := restConfig(opts.Kubeconfig, opts.Context)
 	if err != nil {
 		return err
@@ -197,6 +236,9 @@ func Run(ctx context.Context, opts Options) error {
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		LeaseDuration:           &opts.LeaseDuration,
+		RenewDeadline:           &opts.RenewDeadline,
+		RetryPeriod:             &opts.RetryPeriod,
 		// Stepping down on shutdown lets another replica lead at once rather
 		// than after the lease expires; safe because Run returns right after.
 		LeaderElectionReleaseOnCancel: true,

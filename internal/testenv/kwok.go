@@ -516,7 +516,7 @@ func StartKwokClustersForTest(t testing.TB, suite string, opts KwokOptions, name
 }
 
 func stopForTest(t testing.TB, suite string, c *KwokCluster) {
-	if t.Failed() {
+	if keepArtifacts(t) {
 		if root, err := RepoRoot(); err != nil {
 			t.Errorf("exporting the logs of kwok cluster %s: %v", c.Name, err)
 		} else {

@@ -21,16 +21,28 @@ type ManagerProcess struct {
 	// benchmark's home manager is profiled with 'go tool pprof <url>profile').
 	PprofURL string
 	// Stop stops it as an operator would (SIGINT; SIGKILL after 30 s and an
-	// error); it is idempotent and runs when the test ends.
+	// error); it is idempotent and runs when the test ends. When the process
+	// had exited on its own before, the test log says so with the end of its
+	// log.
 	Stop func()
+	// Kill SIGKILLs it, as a node crash would, and reaps it.
+	Kill func()
 }
+
+// TestLeaseArgs are the leader election timings of the managers tests start
+// unless they pass others: 2 cores running several control planes at once
+// stalled an API server past the default 10 s renew deadline, and the
+// manager then exits, as it should, with no Deployment to start it again.
+// test/faults passes the defaults to measure a failover.
+var TestLeaseArgs = []string{"--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=50s", "--leader-elect-retry-period=2s"}
 
 // RunManager runs bin/stretch-controller-manager against c until the test
 // ends or Stop is called, on free 127.0.0.1 ports (webhooks, kubelet API,
-// and metrics when withMetrics), probing providers every second. When t
-// fails, its log is kept under _artifacts/<suite>/<test>/ and the path is
-// logged.
-func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool) *ManagerProcess {
+// and metrics when withMetrics), probing providers every second, with
+// TestLeaseArgs and then args. When t fails (or with
+// STRETCH_KEEP_ARTIFACTS=1), its log is kept under
+// _artifacts/<suite>/<test>/ and the path is logged.
+func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool, args ...string) *ManagerProcess {
 	t.Helper()
 	dir, err := BinDir()
 	if err != nil {
@@ -48,43 +60,68 @@ func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool) *M
 		m.MetricsURL = "http://" + metrics + "/metrics"
 		m.PprofURL = "http://" + pprof + "/debug/pprof/"
 	}
-	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"),
+	cmdArgs := append([]string{
 		"--kubeconfig", c.Kubeconfig,
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "0",
 		"--pprof-bind-address", pprof,
 		"--remote-cluster-probe-interval", "1s",
 		"--webhook-bind-address", FreeAddr(t),
-		"--kubelet-bind-address", FreeAddr(t))
+		"--kubelet-bind-address", FreeAddr(t)}, TestLeaseArgs...)
+	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"), append(cmdArgs, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)
 	}
 	m.PID = cmd.Process.Pid
+	exited := make(chan struct{})
+	var exitErr error
+	go func() {
+		exitErr = cmd.Wait()
+		close(exited)
+	}()
 	stopped := false
 	m.Stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
+		case <-exited:
+			data, _ := os.ReadFile(logPath)
+			t.Logf("stretch-controller-manager on %s (pid %d) had exited on its own (%v); its log ends with:\n%s", c.Name, m.PID, exitErr, tail(data, 15))
+		default:
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+				t.Errorf("stretch-controller-manager did not stop within 30s of SIGINT")
+			}
 		}
 		logFile.Close()
 	}
+	m.Kill = func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			<-exited
+			logFile.Close()
+		}
+	}
 	t.Cleanup(func() {
 		m.Stop()
-		if t.Failed() {
+		if keepArtifacts(t) {
 			KeepArtifact(t, suite, logPath)
 		}
 	})
 	return m
+}
+
+// keepArtifacts reports whether a test's logs are kept: when it failed, or
+// always with STRETCH_KEEP_ARTIFACTS=1 (to compare with a failed run).
+func keepArtifacts(t testing.TB) bool {
+	return t.Failed() || os.Getenv("STRETCH_KEEP_ARTIFACTS") == "1"
 }
 
 // KeepArtifact copies a file to _artifacts/<suite>/<test>/ at the

@@ -99,3 +99,29 @@ func TestCertificateRotation(t *testing.T) {
 	g.Expect(servedSerial(g, addr)).NotTo(Equal(third))
 	stillPlaced()
 }
+
+// TestConfigurationsInjectedOnceServing checks that the webhook
+// configurations are pointed at a server only once it serves a certificate:
+// a manager outside the cluster points them at its own URL, and an API
+// server calling it before that got "tls: internal error".
+func TestConfigurationsInjectedOnceServing(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithT(t)
+	var rotator *certs.Rotator
+	injected := 0
+	rotator = certs.New(certs.Options{
+		Client: home.Client, Reader: home.Client,
+		Secret: client.ObjectKey{Namespace: identity.SystemNamespace, Name: "certs-injected-once-serving"},
+		Hosts:  []string{"127.0.0.1"},
+		Inject: func(context.Context, []byte) error {
+			injected++
+			served, err := rotator.GetCertificate(nil)
+			g.Expect(err).NotTo(HaveOccurred(), "a configuration was pointed at the server before it served a certificate")
+			g.Expect(served).NotTo(BeNil())
+			return nil
+		},
+	})
+	g.Expect(rotator.Check(ctx)).To(Succeed())
+	g.Expect(injected).To(Equal(1))
+	g.Expect(rotator.Ready()).To(BeClosed())
+}

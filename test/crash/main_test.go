@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,8 +107,7 @@ func (s *stretch) stretchctl(args ...string) (string, error) {
 // deleted: waiting out its expiry (test/faults covers failover) would only
 // add 15 s to every kill.
 func (s *stretch) killHome(g *WithT) {
-	g.Expect(syscall.Kill(s.manager.PID, syscall.SIGKILL)).To(Succeed())
-	s.manager.Stop() // reaps it
+	s.manager.Kill()
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}}
 	g.Expect(client.IgnoreNotFound(s.home.Client.Delete(ctx, lease))).To(Succeed())
 	s.manager = testenv.RunManager(s.t, suite, s.home, false)

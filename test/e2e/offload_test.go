@@ -21,6 +21,12 @@ func offloadWithKubectl(t *testing.T, home, provider *testenv.KwokCluster) {
 		g.Expect(err).NotTo(HaveOccurred())
 		return out
 	}
+	// Said when a wait fails: what both sides report.
+	explain := func() string {
+		off, _ := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o", "yaml")
+		reqs, _ := kubectl(t, provider, "get", "remotenamespaces", "-A", "-o", "yaml")
+		return "NamespaceOffloading at home:\n" + off + "\nRemoteNamespaces on the provider:\n" + reqs
+	}
 	var twin string
 
 	step(t, "a NamespaceOffloading applied with kubectl gets a twin", func(t *testing.T) {
@@ -44,7 +50,7 @@ spec:
 `), 0o600)).To(Succeed())
 		_, err := kubectl(t, home, "apply", "-f", manifest)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"))
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"), explain)
 
 		out, err := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o", "yaml")
 		g.Expect(err).NotTo(HaveOccurred())
@@ -109,7 +115,7 @@ spec:
 		_, err := kubectl(t, home, "patch", "namespaceoffloading", "offloading", "-n", "foo", "--type=json",
 			`-p=[{"op":"replace","path":"/spec/clusterSelector/nodeSelectorTerms/0/matchExpressions/0/operator","value":"Near"}]`)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("NoClusterSelected"))
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("NoClusterSelected"), explain)
 		out, err := stretchctl(t, "diagnose", "namespace", "foo", "--kubeconfig", home.Kubeconfig)
 		g.Expect(err).To(HaveOccurred(), "a failed check exits non-zero")
 		g.Expect(out).To(ContainSubstring("✗ failed   cluster selector syntax"))
@@ -122,7 +128,7 @@ spec:
 		_, err = kubectl(t, home, "patch", "namespaceoffloading", "offloading", "-n", "foo", "--type=json",
 			`-p=[{"op":"replace","path":"/spec/clusterSelector/nodeSelectorTerms/0/matchExpressions/0/operator","value":"In"}]`)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"))
+		g.Eventually(phase).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal("Ready"), explain)
 		out, err = kubectl(t, home, "get", "namespaceoffloadings", "-n", "foo", "offloading", annotation)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(BeEmpty())

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/manager"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 )
@@ -50,7 +50,12 @@ func TestLeaderKilled(t *testing.T) {
 		}
 	})
 	cluster := &testenv.KwokCluster{Name: home.Name, Kubeconfig: home.Kubeconfig} // RunManager needs only these
-	run := func() *testenv.ManagerProcess { return testenv.RunManager(t, "faults", cluster, false) }
+	// The default timings: the failover tested is the one users get.
+	d := manager.DefaultOptions()
+	run := func() *testenv.ManagerProcess {
+		return testenv.RunManager(t, "faults", cluster, false, "--leader-elect-lease-duration="+d.LeaseDuration.String(),
+			"--leader-elect-renew-deadline="+d.RenewDeadline.String(), "--leader-elect-retry-period="+d.RetryPeriod.String())
+	}
 
 	first := run()
 	var leading string
@@ -107,7 +112,7 @@ func TestLeaderKilled(t *testing.T) {
 			atKill = remotePods(g, ns)
 			g.Expect(atKill).NotTo(BeEmpty())
 		}).WithPolling(10*time.Millisecond).Should(Succeed(), "pod offloading started")
-		g.Expect(syscall.Kill(first.PID, syscall.SIGKILL)).To(Succeed())
+		first.Kill()
 		for i := pods / 2; i < pods; i++ {
 			create(i)
 		}
@@ -149,7 +154,7 @@ func TestLeaderKilled(t *testing.T) {
 			atKill, twinsAtKill = twins(g, ns)
 			g.Expect(atKill).NotTo(BeEmpty())
 		}).WithPolling(10*time.Millisecond).Should(Succeed(), "namespace offloading started")
-		g.Expect(syscall.Kill(second.PID, syscall.SIGKILL)).To(Succeed())
+		second.Kill()
 		waitFailover(g)
 		t.Logf("killed with %d requests and %d twins on the provider", len(atKill), len(twinsAtKill))
 

@@ -64,8 +64,8 @@ type Options struct {
 	// for, e.g. "127.0.0.1" or "stretch-webhook.stretch-system.svc".
 	Hosts []string
 	// Inject makes the webhook configurations trust the CA bundle. It is
-	// called on every check (it must be idempotent), and always before a
-	// certificate signed by a new CA is served.
+	// called on every check (it must be idempotent), once a certificate is
+	// served, and always before a certificate signed by a new CA is.
 	Inject func(ctx context.Context, caBundle []byte) error
 	// CAValidity and CertValidity are the lifetimes of new certificates;
 	// each is renewed after two thirds of it.
@@ -166,11 +166,6 @@ func (r *Rotator) Check(ctx context.Context) error {
 		}
 		exists = true
 	}
-	bundle := encodeCerts(s.cas)
-	if err := r.opts.Inject(ctx, bundle); err != nil {
-		return fmt.Errorf("injecting the CA bundle into the webhook configurations: %w", err)
-	}
-
 	reissue := false
 	switch {
 	case !r.usable(s, now):
@@ -199,6 +194,14 @@ func (r *Rotator) Check(ctx context.Context) error {
 		close(r.ready)
 	} else if !bytes.Equal(old.Certificate[0], pair.Certificate[0]) {
 		ctrl.LoggerFrom(ctx).Info("serving a new webhook certificate", "notAfter", s.cert.NotAfter)
+	}
+	// Injected once the certificate is served: a configuration that points
+	// at this server (its URL, outside a cluster) is then never called
+	// before the server can complete a handshake. The bundle already holds
+	// the CA of a certificate issued above: a new CA is only served from
+	// the next check.
+	if err := r.opts.Inject(ctx, encodeCerts(s.cas)); err != nil {
+		return fmt.Errorf("injecting the CA bundle into the webhook configurations: %w", err)
 	}
 	return nil
 }
