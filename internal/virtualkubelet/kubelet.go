@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/remote"
 )
 
@@ -247,9 +248,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		// The library's default limiter also rate-limits every first
 		// enqueue (10/s after a burst of 100): a Deployment of 1,000 pods
 		// would wait ~90 s for its statuses. Only failures back off here.
-		SyncPodsFromKubernetesRateLimiter:    retryLimiter(),
-		DeletePodsFromKubernetesRateLimiter:  retryLimiter(),
-		SyncPodStatusFromProviderRateLimiter: retryLimiter(),
+		SyncPodsFromKubernetesRateLimiter:    retry.Limiter[any](),
+		DeletePodsFromKubernetesRateLimiter:  retry.Limiter[any](),
+		SyncPodStatusFromProviderRateLimiter: retry.Limiter[any](),
 	})
 	if err != nil {
 		return fmt.Errorf("pod controller of virtual node %s: %w", k.NodeName, err)
@@ -357,12 +358,6 @@ func (k *Kubelet) twinReady(ns string) bool {
 	}
 	_, ok := (*ready)[ns]
 	return ok
-}
-
-// retryLimiter delays an item by its failures only (5 ms doubling up to
-// 5 minutes), never by how many items arrive at once.
-func retryLimiter() workqueue.TypedRateLimiter[any] {
-	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 5*time.Minute)
 }
 
 // runQueue processes q's items with sync until ctx is done. sync returns a

@@ -269,7 +269,10 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	case cur == nil:
 		err = c.Create(ctx, want, client.FieldOwner(Component))
 		if apierrors.IsAlreadyExists(err) {
-			err = nil // the cache is behind; its event brings the object back
+			// The cache is behind. An object that is not ours brings no
+			// event (they are filtered out), so look again once the cache
+			// has it: it is then judged as ours, or left alone and said.
+			return time.Second, nil
 		}
 	case inSync(cur, want):
 		return 0, nil

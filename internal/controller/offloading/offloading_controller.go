@@ -28,6 +28,7 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
+	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
@@ -81,7 +82,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Each reconcile waits on API round trips; namespaces are
 		// independent. 16: a bulk offload of 1,000 namespaces kept 4
 		// workers waiting while the API servers had room (test/bench).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16, RateLimiter: retry.Limiter[reconcile.Request]()}).
 		For(&offloadingv1alpha1.NamespaceOffloading{}).
 		// Peers and virtual-node labels decide the selection, a peer's health
 		// whether its twin can be written. Heartbeats (status writes every

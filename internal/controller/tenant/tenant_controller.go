@@ -8,10 +8,10 @@ package tenant
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,6 +27,7 @@ import (
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
+	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/naming"
 )
 
@@ -38,6 +39,8 @@ const twinNameField = "spec.remoteNamespaceName"
 type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
+
+	apiReader client.Reader // uncached, to see past a cache that is behind
 }
 
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces,verbs=get;list;watch;update;patch
@@ -50,6 +53,7 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.apiReader = mgr.GetAPIReader()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &peeringv1alpha1.RemoteNamespace{}, twinNameField,
 		func(o client.Object) []string {
 			return []string{o.(*peeringv1alpha1.RemoteNamespace).Spec.RemoteNamespaceName}
@@ -61,7 +65,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Each reconcile waits on API round trips; namespaces are
 		// independent. 16: a bulk offload of 1,000 namespaces kept 4
 		// workers waiting while the API servers had room (test/bench).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16, RateLimiter: retry.Limiter[reconcile.Request]()}).
 		For(&peeringv1alpha1.RemoteNamespace{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetName))).
 		// The grant inside a twin is repaired when someone edits or deletes it.
@@ -139,17 +143,22 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 
 	ns := &corev1.Namespace{}
 	err := r.Client.Get(ctx, types.NamespacedName{Name: twin}, ns)
-	switch {
-	case apierrors.IsNotFound(err):
+	if apierrors.IsNotFound(err) {
 		ns = twinNamespace(rn)
-		if err := r.Client.Create(ctx, ns); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				// Created by someone else since our read: judge it on the next pass.
-				return fmt.Errorf("twin namespace %s appeared while being created: %w", twin, err)
-			}
+		switch err = r.Client.Create(ctx, ns); {
+		case err == nil:
+			ctrl.LoggerFrom(ctx).Info("created twin namespace")
+		case apierrors.IsAlreadyExists(err):
+			// The cache is behind, most often on our own create of a moment
+			// ago: judge what is there now rather than fail and wait for a
+			// retry.
+			ns = &corev1.Namespace{}
+			err = r.apiReader.Get(ctx, types.NamespacedName{Name: twin}, ns)
+		default:
 			return fmt.Errorf("creating twin namespace %s: %w", twin, err)
 		}
-		ctrl.LoggerFrom(ctx).Info("created twin namespace")
+	}
+	switch {
 	case err != nil:
 		return fmt.Errorf("reading namespace %s: %w", twin, err)
 	case !ownedBy(ns, rn):
@@ -233,23 +242,51 @@ func conflictMessage(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) 
 }
 
 func (r *Reconciler) ensureRoleBinding(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: rn.Spec.RemoteNamespaceName, Name: peeringv1alpha1.TwinRoleBindingName}}
-	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, rb, func() error {
-		if rb.Labels == nil {
-			rb.Labels = map[string]string{}
+	want := twinRoleBinding(rn)
+	key := client.ObjectKeyFromObject(want)
+	rb := &rbacv1.RoleBinding{}
+	err := r.Client.Get(ctx, key, rb)
+	if apierrors.IsNotFound(err) {
+		if err = r.Client.Create(ctx, want); err == nil {
+			return nil
 		}
-		rb.Labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
-		rb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peeringv1alpha1.RemoteWorkloadsClusterRole}
-		rb.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rn.Namespace, Name: peeringv1alpha1.TenantServiceAccountName}}
-		return nil
-	})
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("granting home cluster %s access to twin %s: %w", rn.Spec.HomeClusterID, rn.Spec.RemoteNamespaceName, err)
+		}
+		// The cache is behind, most often on our own create of a moment ago.
+		err = r.apiReader.Get(ctx, key, rb)
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "cannot change roleRef") {
-			return fmt.Errorf("RoleBinding %s/%s binds another role: delete it so that Stretch recreates it: %w", rb.Namespace, rb.Name, err)
-		}
+		return fmt.Errorf("reading RoleBinding %s: %w", key, err)
+	}
+	if rb.RoleRef != want.RoleRef {
+		// roleRef cannot be changed in place.
+		return fmt.Errorf("RoleBinding %s binds %s %s instead of %s %s: delete it so that Stretch recreates it",
+			key, rb.RoleRef.Kind, rb.RoleRef.Name, want.RoleRef.Kind, want.RoleRef.Name)
+	}
+	if rb.Labels[peeringv1alpha1.OriginClusterIDLabel] == rn.Spec.HomeClusterID && equality.Semantic.DeepEqual(rb.Subjects, want.Subjects) {
+		return nil
+	}
+	if rb.Labels == nil {
+		rb.Labels = map[string]string{}
+	}
+	rb.Labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
+	rb.Subjects = want.Subjects
+	if err := r.Client.Update(ctx, rb); err != nil {
 		return fmt.Errorf("granting home cluster %s access to twin %s: %w", rn.Spec.HomeClusterID, rn.Spec.RemoteNamespaceName, err)
 	}
 	return nil
+}
+
+// twinRoleBinding grants the home cluster of rn the remote workloads role
+// inside its twin, and nothing else.
+func twinRoleBinding(rn *peeringv1alpha1.RemoteNamespace) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rn.Spec.RemoteNamespaceName, Name: peeringv1alpha1.TwinRoleBindingName,
+			Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: rn.Spec.HomeClusterID}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peeringv1alpha1.RemoteWorkloadsClusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rn.Namespace, Name: peeringv1alpha1.TenantServiceAccountName}},
+	}
 }
 
 // setPhase sets the phase, reason and message of the request.

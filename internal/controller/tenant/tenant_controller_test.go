@@ -11,7 +11,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -117,6 +119,17 @@ func TestTwinLifecycle(t *testing.T) {
 	g.Eventually(func() error {
 		return provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, &rbacv1.RoleBinding{})
 	}).Should(Succeed())
+
+	// A subject added to the grant is taken out again.
+	g.Eventually(func(g Gomega) {
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+		rb.Subjects = append(rb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: "default", Name: "intruder"})
+		g.Expect(provider.Client.Update(ctx, rb)).To(Succeed())
+	}).Should(Succeed())
+	g.Eventually(func(g Gomega) []rbacv1.Subject {
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+		return rb.Subjects
+	}).Should(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantServiceAccountName}))
 
 	// Unoffload: the twin goes with the request.
 	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
@@ -259,4 +272,59 @@ func asHome(t *testing.T, homeClusterID string) client.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// behind reads Namespaces and RoleBindings from a cache that has not seen
+// them yet, as the manager's cache is for a moment after its own creates.
+type behind struct{ client.Client }
+
+func (b behind) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	switch obj.(type) {
+	case *corev1.Namespace, *rbacv1.RoleBinding:
+		return apierrors.NewNotFound(schema.GroupResource{}, key.Name)
+	}
+	return b.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestCacheBehindItsOwnCreates reconciles a request twice with reads that do
+// not see the twin or its grant: the second pass finds them on the API server
+// instead of failing on AlreadyExists, and the request stays Ready (a bulk
+// offload had its requests flap to Creating, and wait for retries).
+func TestCacheBehindItsOwnCreates(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	if _, err := install.Install(ctx, provider.Client, install.Options{ClusterName: "provider"}, io.Discard); err != nil {
+		t.Fatalf("installing Stretch on the provider: %v", err)
+	}
+	twin := "behind-" + homeID
+	rn := request(t, homeID, "behind", twin)
+	r := &Reconciler{Client: behind{provider.Client}, apiReader: provider.Client, Recorder: events.NewFakeRecorder(10)}
+	for pass := 1; pass <= 2; pass++ {
+		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rn)})
+		g.Expect(err).NotTo(HaveOccurred(), "pass %d", pass)
+		st := status(g, rn)
+		g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady), "pass %d: %s", pass, st.Message)
+	}
+	rb := &rbacv1.RoleBinding{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+	g.Expect(rb.Subjects).To(HaveLen(1))
+
+	// A grant someone replaced with one of another role cannot be changed
+	// in place: the status says what to do.
+	g.Expect(provider.Client.Delete(ctx, rb)).To(Succeed())
+	rb.ObjectMeta = metav1.ObjectMeta{Namespace: rb.Namespace, Name: rb.Name}
+	rb.RoleRef.Name = "view"
+	g.Expect(provider.Client.Create(ctx, rb)).To(Succeed())
+	r.Client = provider.Client
+	_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rn)})
+	g.Expect(err).To(MatchError(ContainSubstring("binds ClusterRole view instead of ClusterRole " + peeringv1alpha1.RemoteWorkloadsClusterRole + ": delete it so that Stretch recreates it")))
+	st := status(g, rn)
+	g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceCreating))
+	g.Expect(st.Reason).To(Equal("GrantingAccess"))
+	g.Expect(provider.Client.Delete(ctx, rb)).To(Succeed())
+
+	// Withdrawn, with the controller running: the twin goes.
+	startTenant(t)
+	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
+	expectGone(g, rn)
 }
