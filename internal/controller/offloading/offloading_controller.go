@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -240,19 +241,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("listing RemoteClusters: %w", err)
 	}
 	twin := naming.TwinName(off.Spec, off.Namespace, homeID)
-	states := make([]providerState, 0, len(peers.Items))
+	states := make([]providerState, len(peers.Items))
 	for i := range peers.Items {
 		rc := &peers.Items[i]
-		s := providerState{name: rc.Name}
+		states[i].name = rc.Name
 		// A peer being removed is selected by nobody: its twins go first.
 		if !deleting && selectorErr == nil && rc.DeletionTimestamp.IsZero() {
-			if s.selected, err = r.selects(ctx, selector, rc); err != nil {
+			if states[i].selected, err = r.selects(ctx, selector, rc); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
-		s.request, s.err = r.syncRequest(ctx, rc, off, homeID, twin, s.selected)
-		states = append(states, s)
 	}
+	// Providers are written to at once: one at a time, each added a round
+	// trip to the time until Ready.
+	var wg sync.WaitGroup
+	for i := range peers.Items {
+		wg.Go(func() {
+			states[i].request, states[i].err = r.syncRequest(ctx, &peers.Items[i], off, homeID, twin, states[i].selected)
+		})
+	}
+	wg.Wait()
 
 	var overdue time.Duration // how long past its timeout the unoffload is
 	if deleting {
