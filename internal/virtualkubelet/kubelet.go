@@ -4,10 +4,10 @@
 // Secrets, Services and service account tokens they need are reflected into
 // every twin of the peering.
 //
-// It is built on the virtual-kubelet library: its pod controller watches the
-// pods bound to the node and calls this package's pod lifecycle handler; the
-// node itself (labels, capacity, Ready, Lease) is kept by the remotecluster
-// controller, which knows the provider's health.
+// Its queues watch the pods bound to the node and the twins' pods, and keep
+// each remote pod, and the status home, in line; the virtual-kubelet library
+// serves logs and exec. The node itself (labels, capacity, Ready, Lease) is
+// kept by the remotecluster controller, which knows the provider's health.
 package virtualkubelet
 
 import (
@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
-	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -128,9 +126,6 @@ type Kubelet struct {
 	objects  workqueue.TypedRateLimitingInterface[objectKey]
 	// twinsChanged asks for the twins to be listed again.
 	twinsChanged chan struct{}
-	// notify is the pod controller's callback for status changes.
-	notify func(*corev1.Pod)
-	ready  chan struct{} // closed once notify is set
 
 	// readyTwins are the twins the provider reports ready (home namespace →
 	// twin), watched or not.
@@ -186,7 +181,6 @@ func New(cfg Config) (*Kubelet, error) {
 		statuses:     workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),
 		objects:      workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[objectKey](), workqueue.TypedRateLimitingQueueConfig[objectKey]{Name: "objects-" + cfg.ProviderName}),
 		twinsChanged: make(chan struct{}, 1),
-		ready:        make(chan struct{}),
 		said:         newOnceSet(),
 	}
 	// The pods bound to the virtual node, and nothing else.
@@ -196,8 +190,8 @@ func New(cfg Config) (*Kubelet, error) {
 	k.podInformer = k.podFactory.Core().V1().Pods()
 	k.homePods = k.podInformer.Lister()
 	_, _ = k.podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		// The pod controller sees creations and spec changes; this queue sees
-		// every change, deletions included, for the cases it does not cover.
+		// Every change counts, the pod's status included: the sync looks at
+		// the remote pod too, and is cheap when nothing is to be done.
 		AddFunc:    func(o any) { k.enqueuePod(o) },
 		UpdateFunc: func(_, o any) { k.enqueuePod(o) },
 		DeleteFunc: func(o any) { k.enqueuePod(o) },
@@ -232,38 +226,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	objectHandlers := k.homeObjectHandlers()
 	defer objectHandlers.remove()
 
-	core := k.Objects.factory.Core().V1()
-	pc, err := vknode.NewPodController(vknode.PodControllerConfig{
-		PodClient:     k.Home.CoreV1(),
-		PodInformer:   k.podInformer,
-		EventRecorder: quietRecorder{k.recorder},
-		Provider:      k,
-		// Environment variables are resolved on the provider, from the
-		// reflected ConfigMaps and Secrets: resolving them here would write
-		// secret values into the remote pod's spec.
-		SkipDownwardAPIResolution: true,
-		ConfigMapInformer:         core.ConfigMaps(),
-		SecretInformer:            core.Secrets(),
-		ServiceInformer:           core.Services(),
-		// The library's default limiter also rate-limits every first
-		// enqueue (10/s after a burst of 100): a Deployment of 1,000 pods
-		// would wait ~90 s for its statuses. Only failures back off here.
-		SyncPodsFromKubernetesRateLimiter:    retry.Limiter[any](),
-		DeletePodsFromKubernetesRateLimiter:  retry.Limiter[any](),
-		SyncPodStatusFromProviderRateLimiter: retry.Limiter[any](),
-	})
-	if err != nil {
-		return fmt.Errorf("pod controller of virtual node %s: %w", k.NodeName, err)
-	}
 	k.podFactory.Start(ctx.Done())
 	defer k.podFactory.Shutdown()
-
-	vkCtx := vklog.WithLogger(ctx, vkLogger{l: log.WithName("pods")})
-	errs := make(chan error, 1)
-	go func() { errs <- pc.Run(vkCtx, k.Workers) }()
-
 	if !cache.WaitForCacheSync(ctx.Done(), k.podInformer.Informer().HasSynced) {
-		return <-errs
+		return nil
 	}
 	for range k.Workers {
 		go runQueue(ctx, k.pods, k.syncPod, log)
@@ -282,9 +248,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return <-errs
-		case err := <-errs:
-			return fmt.Errorf("pod controller of virtual node %s stopped: %w", k.NodeName, err)
+			return nil
 		case <-k.twinsChanged:
 			k.syncTwins(ctx)
 		case <-tick.C:

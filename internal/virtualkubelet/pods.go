@@ -3,22 +3,17 @@ package virtualkubelet
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
-	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -45,35 +40,12 @@ var (
 	eventScheme = scheme.Scheme
 )
 
-var _ vknode.PodLifecycleHandler = &Kubelet{}
-var _ vknode.PodNotifier = &Kubelet{}
-
-// CreatePod is called by the pod controller for a pod newly bound to the
-// virtual node. The remote pod is created by the pod queue, which retries
-// until the twin is ready (the pod stays Pending meanwhile; it never fails
-// because its namespace is not offloaded yet).
-func (k *Kubelet) CreatePod(_ context.Context, pod *corev1.Pod) error {
-	k.pods.Add(pod.Namespace + "/" + pod.Name)
-	return nil
-}
-
-// UpdatePod forwards what may change in a running pod: images, labels,
-// annotations, active deadline.
-func (k *Kubelet) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
-	t := k.twins.get(pod.Namespace)
-	if t == nil {
-		return nil
-	}
-	cur, err := t.pods.Pods(t.name).Get(pod.Name)
-	if apierrors.IsNotFound(err) {
-		k.pods.Add(pod.Namespace + "/" + pod.Name)
-		return nil
-	}
-	if err != nil || !k.ours(cur, pod) {
-		return err
-	}
-	want := RemotePod(pod, t.name, k.HomeClusterID)
-	upd := cur.DeepCopy()
+// forwardUpdate carries to remote pod r what may change in the running home
+// pod: labels, annotations, images and active deadline. Nothing is written
+// when they already match.
+func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Pod) error {
+	want := RemotePod(home, t.name, k.HomeClusterID)
+	upd := r.DeepCopy()
 	upd.Labels, upd.Annotations = want.Labels, want.Annotations
 	upd.Spec.ActiveDeadlineSeconds = want.Spec.ActiveDeadlineSeconds
 	for i := range upd.Spec.Containers {
@@ -86,80 +58,15 @@ func (k *Kubelet) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 			upd.Spec.InitContainers[i].Image = want.Spec.InitContainers[i].Image
 		}
 	}
-	_, err = k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: Component})
+	if equality.Semantic.DeepEqual(upd.ObjectMeta, r.ObjectMeta) && equality.Semantic.DeepEqual(upd.Spec, r.Spec) {
+		return nil
+	}
+	_, err := k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: Component})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil // the informer brings the newer remote pod, and a sync
+	}
 	k.countError("update-pod", err)
 	return err
-}
-
-// DeletePod is called by the pod controller for a home pod being deleted.
-// The pod queue deletes the remote pod, with the home pod's grace period,
-// and then the home pod (see syncPod): deleting here as well would send
-// each deletion twice.
-func (k *Kubelet) DeletePod(_ context.Context, pod *corev1.Pod) error {
-	k.pods.Add(pod.Namespace + "/" + pod.Name)
-	return nil
-}
-
-// GetPod returns the home pod with the status of its remote pod.
-func (k *Kubelet) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
-	t := k.twins.get(namespace)
-	if t == nil {
-		return nil, errdefs.NotFoundf("no twin of namespace %s on provider %s", namespace, k.ProviderName)
-	}
-	r, err := t.pods.Pods(t.name).Get(name)
-	if apierrors.IsNotFound(err) || (err == nil && !reflected(r, k.HomeClusterID)) {
-		return nil, errdefs.NotFoundf("pod %s/%s has no remote pod on provider %s", namespace, name, k.ProviderName)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return k.homeViewOf(r), nil
-}
-
-// GetPodStatus returns the status of the pod's remote pod.
-func (k *Kubelet) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
-	p, err := k.GetPod(ctx, namespace, name)
-	if err != nil {
-		return nil, err
-	}
-	return &p.Status, nil
-}
-
-// GetPods returns the remote pods this cluster runs on the provider, as home
-// pods: at start, the pod controller deletes those whose home pod is gone.
-func (k *Kubelet) GetPods(context.Context) ([]*corev1.Pod, error) {
-	var out []*corev1.Pod
-	for _, t := range k.twins.all() {
-		if !t.hasSynced() {
-			continue
-		}
-		remotes, err := t.pods.Pods(t.name).List(everything)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range remotes {
-			if reflected(r, k.HomeClusterID) {
-				out = append(out, k.homeViewOf(r))
-			}
-		}
-	}
-	return out, nil
-}
-
-// NotifyPods registers the pod controller's status callback.
-func (k *Kubelet) NotifyPods(_ context.Context, notify func(*corev1.Pod)) {
-	k.notify = notify
-	close(k.ready)
-}
-
-// homeViewOf is the home pod of remote pod r with r's status; when the home
-// pod is not known, a pod with its coordinates only.
-func (k *Kubelet) homeViewOf(r *corev1.Pod) *corev1.Pod {
-	ns := r.Labels[peeringv1alpha1.OriginNamespaceLabel]
-	if home, err := k.homePods.Pods(ns).Get(r.Name); err == nil {
-		return HomeView(home, r)
-	}
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: ns, UID: types.UID(r.Annotations[OriginPodUIDAnnotation])}, Status: *r.Status.DeepCopy()}
 }
 
 // ours reports whether remote pod r runs for home pod h.
@@ -221,16 +128,20 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		return 0, nil
 	case home.DeletionTimestamp != nil:
 		if r == nil {
-			err := k.Home.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: metav1.NewUIDPreconditions(string(home.UID))})
-			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-				err = nil
-			}
-			return 0, err
+			return 0, k.forceDeleteHome(ctx, home)
 		}
 		if r.DeletionTimestamp == nil {
-			return 0, k.deleteRemote(ctx, r, home.DeletionGracePeriodSeconds)
+			if err := k.deleteRemote(ctx, r, home.DeletionGracePeriodSeconds); err != nil {
+				return 0, err
+			}
 		}
-		return 0, nil
+		// The remote pod has the same grace period: once it is over, a
+		// remote pod still there is on a provider that does not finish it,
+		// and the home pod goes all the same, as a kubelet's would.
+		if wait := time.Until(home.DeletionTimestamp.Time); wait > 0 {
+			return wait + time.Second, nil
+		}
+		return 0, k.forceDeleteHome(ctx, home)
 	case home.Status.Phase == corev1.PodSucceeded || home.Status.Phase == corev1.PodFailed:
 		return 0, nil
 	case r == nil:
@@ -241,8 +152,19 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		return 0, k.createRemote(ctx, t, home)
 	default:
 		k.statuses.Add(key)
-		return 0, nil
+		return 0, k.forwardUpdate(ctx, t, r, home)
 	}
+}
+
+// forceDeleteHome deletes a Terminating home pod at once: its remote pod is
+// gone, or past its grace period.
+func (k *Kubelet) forceDeleteHome(ctx context.Context, home *corev1.Pod) error {
+	err := k.Home.CoreV1().Pods(home.Namespace).Delete(ctx, home.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: metav1.NewUIDPreconditions(string(home.UID))})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	k.countError("delete-home-pod", err)
+	return err
 }
 
 // createdWait is how long a remote pod just created may stay unseen by the
@@ -325,17 +247,12 @@ func (k *Kubelet) deleteRemote(ctx context.Context, r *corev1.Pod, grace *int64)
 	return err
 }
 
-// syncStatus sends the status of a remote pod home, through the pod
-// controller (which writes it only when it changed).
+// syncStatus writes the status of a remote pod home when it differs. A home
+// pod that Succeeded or Failed keeps its last status, as with a kubelet.
 func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, error) {
-	select {
-	case <-k.ready:
-	case <-ctx.Done():
-		return 0, nil
-	}
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	home, err := k.homePods.Pods(ns).Get(name)
-	if err != nil || home.Spec.NodeName != k.NodeName {
+	if err != nil || home.Spec.NodeName != k.NodeName || home.Status.Phase == corev1.PodSucceeded || home.Status.Phase == corev1.PodFailed {
 		return 0, nil
 	}
 	t := k.twins.get(ns)
@@ -347,15 +264,22 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 		return 0, nil
 	}
 	view := HomeView(home, r)
-	// The pod controller compares whole pods, metadata included, so it
-	// would write the same status again after each of our own writes.
 	if equality.Semantic.DeepEqual(view.Status, home.Status) {
 		return 0, nil
+	}
+	// Written over the home pod's resourceVersion: a conflict means a newer
+	// home pod, whose event syncs it again.
+	_, err = k.Home.CoreV1().Pods(ns).UpdateStatus(ctx, view, metav1.UpdateOptions{FieldManager: Component})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return 0, nil
+	}
+	if err != nil {
+		k.countError("update-pod-status", err)
+		return 0, err
 	}
 	if r.Status.Phase == corev1.PodRunning && home.Status.Phase != corev1.PodRunning {
 		k.Metrics.observeStage(k.ProviderName, stageRunning, home, time.Now())
 	}
-	k.notify(view)
 	return 0, nil
 }
 
@@ -383,18 +307,6 @@ func (k *Kubelet) remotePodHandler() cache.ResourceEventHandler {
 // twinHandlers are the handlers of every twin's informers.
 func (k *Kubelet) twinHandlers() twinHandlers {
 	return twinHandlers{pods: k.remotePodHandler(), objects: k.remoteObjectHandler(), events: k.remoteEventHandler()}
-}
-
-// quietRecorder drops the pod controller's "created/updated in provider"
-// events: creation is asynchronous here, and the Offloaded event says when it
-// really happened.
-type quietRecorder struct{ record.EventRecorder }
-
-func (q quietRecorder) Event(obj runtime.Object, eventtype, reason, message string) {
-	if slices.Contains([]string{"ProviderCreateSuccess", "ProviderUpdateSuccess"}, reason) {
-		return
-	}
-	q.EventRecorder.Event(obj, eventtype, reason, message)
 }
 
 // onceSet remembers, per object key, the conditions already reported, so

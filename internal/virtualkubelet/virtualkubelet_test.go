@@ -326,6 +326,39 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 	})
 
+	t.Run("label and image changes of the running home pod reach the remote pod", func(t *testing.T) {
+		g := newG(t)
+		edit(t, home.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}, func(p *corev1.Pod) {
+			p.Labels["tier"] = "front"
+			p.Spec.Containers[0].Image = "nginx:1.29"
+		})
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "web")
+			g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
+			g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
+		}).Should(Succeed())
+	})
+
+	t.Run("a remote pod the provider does not finish: the home pod goes after its grace period", func(t *testing.T) {
+		g := newG(t)
+		stuck := boundPod(ns, "stuck")
+		g.Expect(home.Client.Create(ctx, stuck)).To(Succeed())
+		// A finalizer on the provider holds the remote pod Terminating.
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "stuck")
+			r.Finalizers = append(r.Finalizers, "test.stretch.dev/hold")
+			g.Expect(eu.Client.Update(ctx, r)).To(Succeed())
+		}).Should(Succeed())
+		g.Expect(home.Client.Delete(ctx, stuck, client.GracePeriodSeconds(2))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(remotePod(g, twin, "stuck").DeletionTimestamp).NotTo(BeNil())
+		}).Should(Succeed(), "the remote pod is deleted")
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(stuck), &corev1.Pod{}))
+		}).Should(BeTrue(), "the home pod is gone after its grace period")
+		edit(t, eu.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "stuck"}}, func(p *corev1.Pod) { p.Finalizers = nil })
+	})
+
 	t.Run("deleting the home pod deletes the remote pod, then the home pod", func(t *testing.T) {
 		g := newG(t)
 		g.Expect(home.Client.Delete(ctx, pod)).To(Succeed())
