@@ -40,13 +40,10 @@ func offloadLatency(t *testing.T, r *report) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{DisableQPSLimits: true}, names...)
 	home, providers := clusters[0], clusters[1:]
 	stretchctl := testenv.Command(t, "stretchctl")
-	var homeManager *testenv.ManagerProcess
+	var managers []*testenv.ManagerProcess
 	for i, c := range clusters {
 		g.Expect(stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		m := testenv.RunManager(t, suite, c, false)
-		if i == 0 {
-			homeManager = m
-		}
+		managers = append(managers, testenv.RunManager(t, suite, c, true))
 	}
 
 	peered := 0
@@ -75,13 +72,15 @@ func offloadLatency(t *testing.T, r *report) {
 		Key: peeringv1alpha1.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
 	}}}}}
 	for _, size := range bulks {
-		r.Bulk = append(r.Bulk, bulkOffload(t, home, homeManager, providers[:2], selector, size))
+		r.Bulk = append(r.Bulk, bulkOffload(t, home, managers[:3], providers[:2], selector, size))
 	}
 }
 
 // bulkOffload offloads size new namespaces at once to the providers selector
-// picks, and creates the same twins on providers directly.
-func bulkOffload(t *testing.T, home *testenv.KwokCluster, homeManager *testenv.ManagerProcess, providers []*testenv.KwokCluster, selector *corev1.NodeSelector, size int) bulkRow {
+// picks, and creates the same twins on providers directly. managers are the
+// home manager and the providers'.
+func bulkOffload(t *testing.T, home *testenv.KwokCluster, managers []*testenv.ManagerProcess, providers []*testenv.KwokCluster, selector *corev1.NodeSelector, size int) bulkRow {
+	homeManager := managers[0]
 	g := NewWithT(t)
 	var nss, direct []string
 	for i := range size {
@@ -93,6 +92,7 @@ func bulkOffload(t *testing.T, home *testenv.KwokCluster, homeManager *testenv.M
 	})
 	before, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
+	failedBefore := failedReconciles(g, managers)
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
@@ -103,10 +103,23 @@ func bulkOffload(t *testing.T, home *testenv.KwokCluster, homeManager *testenv.M
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	row.CPU, row.PeakRSS = after.CPU-before.CPU, after.PeakRSS
+	row.FailedReconciles = failedReconciles(g, managers) - failedBefore
 	start = time.Now()
 	createDirectly(t, providers, direct)
 	row.Direct = time.Since(start)
 	return row
+}
+
+// failedReconciles sums the reconciles that returned an error, and were
+// retried, in managers.
+func failedReconciles(g Gomega, managers []*testenv.ManagerProcess) int64 {
+	var n int64
+	for _, m := range managers {
+		c, err := testenv.CounterSum(context.Background(), m.MetricsURL, "controller_runtime_reconcile_errors_total")
+		g.Expect(err).NotTo(HaveOccurred())
+		n += c
+	}
+	return n
 }
 
 // waitReady waits until the NamespaceOffloadings of nss are Ready.
