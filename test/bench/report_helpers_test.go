@@ -247,7 +247,7 @@ Each step below was measured with ` + "`-counts 1000 -reps 1`" + ` on the same 2
 | deletion sent once (the pod queue alone deletes; the library's DeletePod only enqueues) | 1.99 | 0.85 | 2.32 | 5.36 | 1,803 remote DELETEs for 1,000 pods |
 | protobuf for the built-in kinds (home and provider clients of the virtual kubelet) | 1.66 | 0.91 | 1.41 | 5.11 | JSON decoding of pod watch events |
 
-Also fixed on the way: kwokctl's kube-controller-manager and kube-scheduler exited for good when a lease renewal missed its deadline on a busy machine (the benchmark hung); they now hold a 2 h lease (kwokctl drops a `--leader-elect=false` override). Requests for twins are created with the provider's finalizer already set (one write fewer per twin on the provider).
+Also fixed on the way: kwokctl's kube-controller-manager and kube-scheduler exited for good when a lease renewal missed its deadline on a busy machine (the benchmark hung); they now hold a 2 h lease (kwokctl drops a ` + "`--leader-elect=false`" + ` override). Requests for twins are created with the provider's finalizer already set (one write fewer per twin on the provider).
 
 Not changed, and why: a Stretch deletion needs two more writes per pod than a vanilla one (the remote pod's graceful delete and the home pod's final delete, after kube-controller-manager's and the provider's own), on CPUs both clusters share; "deletion Stretch / dual" compares it with the same work done by two plain clusters. The remaining CPU of the home manager during a deletion is half in the virtual-kubelet library's pod comparison (go-cmp with a path filter, ~2 ms per pod update); replacing the library's pod controller with our own queues would remove it.
 `
