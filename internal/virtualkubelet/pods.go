@@ -3,6 +3,7 @@ package virtualkubelet
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -41,12 +42,14 @@ var (
 )
 
 // forwardUpdate carries to remote pod r what may change in the running home
-// pod: labels, annotations, images and active deadline. Nothing is written
-// when they already match.
+// pod: its labels and annotations, images and active deadline. Labels and
+// annotations the provider added (a CNI's, an admission webhook's) are kept:
+// only the home pod's own keys are set. Nothing is written when they match.
 func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Pod) error {
 	want := RemotePod(home, t.name, k.HomeClusterID)
 	upd := r.DeepCopy()
-	upd.Labels, upd.Annotations = want.Labels, want.Annotations
+	upd.Labels = mergeInto(upd.Labels, want.Labels)
+	upd.Annotations = mergeInto(upd.Annotations, want.Annotations)
 	upd.Spec.ActiveDeadlineSeconds = want.Spec.ActiveDeadlineSeconds
 	for i := range upd.Spec.Containers {
 		if i < len(want.Spec.Containers) {
@@ -93,6 +96,11 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		return time.Second, nil // ready but idle until now: watched in a moment
 	}
 	if t == nil {
+		if home != nil && home.DeletionTimestamp != nil {
+			// No ready twin (never was, or being deleted with its pods, as
+			// in an unoffload): nothing remote to wait for.
+			return 0, k.forceDeleteHome(ctx, home)
+		}
 		if live(home) && k.said.add(key, "twin/"+string(home.UID)) {
 			k.recorder.Eventf(home, corev1.EventTypeWarning, WaitingForTwinReason,
 				"Provider %s has no ready twin of namespace %s yet: the pod is created there as soon as it has (kubectl get namespaceoffloading offloading -n %s shows why)",
@@ -154,6 +162,15 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		k.statuses.Add(key)
 		return 0, k.forwardUpdate(ctx, t, r, home)
 	}
+}
+
+// mergeInto sets the keys of from in to, which it returns.
+func mergeInto(to, from map[string]string) map[string]string {
+	if len(from) > 0 && to == nil {
+		to = make(map[string]string, len(from))
+	}
+	maps.Copy(to, from)
+	return to
 }
 
 // forceDeleteHome deletes a Terminating home pod at once: its remote pod is

@@ -326,7 +326,7 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 	})
 
-	t.Run("label and image changes of the running home pod reach the remote pod", func(t *testing.T) {
+	t.Run("label and image changes of the running home pod reach the remote pod; the provider's are undone", func(t *testing.T) {
 		g := newG(t)
 		edit(t, home.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}, func(p *corev1.Pod) {
 			p.Labels["tier"] = "front"
@@ -337,6 +337,17 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 			g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
 			g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
 		}).Should(Succeed())
+
+		// The same edits made on the provider are undone.
+		edit(t, eu.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "web"}}, func(p *corev1.Pod) {
+			p.Labels["tier"] = "provider-set"
+			p.Spec.Containers[0].Image = "registry.example/other:1"
+		})
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "web")
+			g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
+			g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
+		}).Should(Succeed(), "the provider's edits are undone")
 	})
 
 	t.Run("a remote pod the provider does not finish: the home pod goes after its grace period", func(t *testing.T) {
@@ -385,6 +396,15 @@ func TestPodWaitsForItsTwin(t *testing.T) {
 	got := &corev1.Pod{}
 	g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)).To(Succeed())
 	g.Expect(got.Status.Phase).NotTo(Equal(corev1.PodFailed))
+
+	// One deleted before there is a twin has nothing remote to wait for.
+	gone := boundPod(ns, "gone-early")
+	gone.Spec.ServiceAccountName, gone.Spec.Volumes = "", nil
+	g.Expect(home.Client.Create(ctx, gone)).To(Succeed())
+	g.Expect(home.Client.Delete(ctx, gone)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(gone), &corev1.Pod{}))
+	}).Should(BeTrue(), "a Terminating pod without a twin is deleted")
 
 	twin := offload(t, g, ns)
 	g.Eventually(func(g Gomega) { remotePod(g, twin, "early") }).Should(Succeed())
