@@ -65,8 +65,8 @@ func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Po
 		return nil
 	}
 	_, err := k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: Component})
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return nil // the informer brings the newer remote pod, and a sync
+	if apierrors.IsNotFound(err) {
+		return nil // its deletion event syncs it again
 	}
 	k.countError("update-pod", err)
 	return err
@@ -284,10 +284,10 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 	if equality.Semantic.DeepEqual(view.Status, home.Status) {
 		return 0, nil
 	}
-	// Written over the home pod's resourceVersion: a conflict means a newer
-	// home pod, whose event syncs it again.
+	// Written over the home pod's resourceVersion: a conflict is retried,
+	// from the cache's newer home pod.
 	_, err = k.Home.CoreV1().Pods(ns).UpdateStatus(ctx, view, metav1.UpdateOptions{FieldManager: Component})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+	if apierrors.IsNotFound(err) {
 		return 0, nil
 	}
 	if err != nil {
