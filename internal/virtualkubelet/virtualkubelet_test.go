@@ -328,26 +328,25 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 
 	t.Run("label and image changes of the running home pod reach the remote pod; the provider's are undone", func(t *testing.T) {
 		g := newG(t)
-		edit(t, home.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}, func(p *corev1.Pod) {
-			p.Labels["tier"] = "front"
-			p.Spec.Containers[0].Image = "nginx:1.29"
-		})
-		g.Eventually(func(g Gomega) {
-			r := remotePod(g, twin, "web")
-			g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
-			g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
-		}).Should(Succeed())
-
-		// The same edits made on the provider are undone.
-		edit(t, eu.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "web"}}, func(p *corev1.Pod) {
-			p.Labels["tier"] = "provider-set"
-			p.Spec.Containers[0].Image = "registry.example/other:1"
-		})
-		g.Eventually(func(g Gomega) {
-			r := remotePod(g, twin, "web")
-			g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
-			g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
-		}).Should(Succeed(), "the provider's edits are undone")
+		// First at home, then the same edits on the provider, to be undone.
+		for _, e := range []struct {
+			c                client.Client
+			namespace        string
+			tier, image, why string
+		}{
+			{home.Client, ns, "front", "nginx:1.29", "the home pod's edits reach the remote pod"},
+			{eu.Client, twin, "provider-set", "registry.example/other:1", "the provider's edits are undone"},
+		} {
+			edit(t, e.c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: e.namespace, Name: "web"}}, func(p *corev1.Pod) {
+				p.Labels["tier"] = e.tier
+				p.Spec.Containers[0].Image = e.image
+			})
+			g.Eventually(func(g Gomega) {
+				r := remotePod(g, twin, "web")
+				g.Expect(r.Labels).To(HaveKeyWithValue("tier", "front"))
+				g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
+			}).Should(Succeed(), e.why)
+		}
 	})
 
 	t.Run("a remote pod the provider does not finish: the home pod goes after its grace period", func(t *testing.T) {
