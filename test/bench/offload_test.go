@@ -59,6 +59,8 @@ func offloadLatency(t *testing.T, r *report) {
 			g.Expect(home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"}})).To(Succeed())
 			waitReady(t, home, []string{ns})
 			stretch = append(stretch, time.Since(start))
+			// In order, so that a tail can be placed (right after a peering?).
+			t.Logf("offload latency, %d providers, namespace %d: %v", p, i, stretch[i].Round(time.Millisecond))
 
 			start = time.Now()
 			createDirectly(t, providers[:p], []string{fmt.Sprintf("direct-%d-%d", p, i)})
