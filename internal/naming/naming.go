@@ -35,6 +35,21 @@ func TwinName(spec offloadingv1alpha1.NamespaceOffloadingSpec, homeNamespace, ho
 	}
 }
 
+// MappingOf is the mapping strategy that names homeNamespace's twin twin,
+// as far as the name tells: a provider only sees the name it is asked for.
+// A SelectedName that happens to look like another strategy's name is taken
+// for it, whose advice then fits the name anyway.
+func MappingOf(twin, homeNamespace, homeClusterID string) offloadingv1alpha1.NamespaceMappingStrategy {
+	switch twin {
+	case homeNamespace + "-" + homeClusterID:
+		return offloadingv1alpha1.DefaultNameMapping
+	case homeNamespace:
+		return offloadingv1alpha1.EnforceSameNameMapping
+	default:
+		return offloadingv1alpha1.SelectedNameMapping
+	}
+}
+
 // Problem is why a twin name cannot be used: a RemoteNamespace reason and a
 // message that says what to do.
 type Problem struct {
@@ -52,7 +67,7 @@ func CheckTwinName(twin, homeNamespace string, strategy offloadingv1alpha1.Names
 		if strategy == offloadingv1alpha1.DefaultNameMapping || strategy == "" {
 			msg += fmt.Sprintf(": with namespaceMappingStrategy DefaultName the twin is \"<namespace>-<home cluster ID>\", so the home namespace may have at most %d characters (%q has %d); use a shorter namespace, or namespaceMappingStrategy SelectedName with a shorter remoteNamespaceName", MaxDefaultNameHomeNamespaceLength, homeNamespace, len(homeNamespace))
 		} else {
-			msg += ": choose a name of at most 63 characters"
+			msg += fmt.Sprintf(": with namespaceMappingStrategy %s, choose a spec.remoteNamespaceName of at most %d characters", offloadingv1alpha1.SelectedNameMapping, MaxNamespaceLength)
 		}
 		return &Problem{Reason: peeringv1alpha1.NameTooLongReason, Message: msg}
 	}

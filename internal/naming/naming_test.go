@@ -36,12 +36,13 @@ func TestCheckTwinName(t *testing.T) {
 		strategy         offloadingv1alpha1.NamespaceMappingStrategy
 		wantReason       string
 		wantMessage      []string
+		notInMessage     []string
 	}{
 		{name: "26-character home namespace fits", twin: ns26 + "-" + homeID, home: ns26, strategy: offloadingv1alpha1.DefaultNameMapping},
 		{name: "27-character home namespace is too long", twin: ns27 + "-" + homeID, home: ns27, strategy: offloadingv1alpha1.DefaultNameMapping,
 			wantReason: peeringv1alpha1.NameTooLongReason, wantMessage: []string{"is 64 characters long", "limit of 63", "at most 26 characters", "has 27"}},
 		{name: "too long selected name", twin: strings.Repeat("b", 64), home: "foo", strategy: offloadingv1alpha1.SelectedNameMapping,
-			wantReason: peeringv1alpha1.NameTooLongReason, wantMessage: []string{"at most 63 characters"}},
+			wantReason: peeringv1alpha1.NameTooLongReason, wantMessage: []string{"at most 63 characters", "spec.remoteNamespaceName"}, notInMessage: []string{"at most 26"}},
 		{name: "not a DNS label", twin: "Foo_Bar", home: "foo", strategy: offloadingv1alpha1.SelectedNameMapping,
 			wantReason: peeringv1alpha1.InvalidNameReason, wantMessage: []string{`"Foo_Bar" is not a valid namespace name`}},
 		{name: "kube-system", twin: "kube-system", home: "kube-system", strategy: offloadingv1alpha1.EnforceSameNameMapping,
@@ -62,6 +63,48 @@ func TestCheckTwinName(t *testing.T) {
 			g.Expect(p.Reason).To(Equal(tt.wantReason))
 			for _, m := range tt.wantMessage {
 				g.Expect(p.Message).To(ContainSubstring(m))
+			}
+			for _, m := range tt.notInMessage {
+				g.Expect(p.Message).NotTo(ContainSubstring(m))
+			}
+		})
+	}
+}
+
+// TestMappingOf is what a provider, which sees only the requested name,
+// takes the strategy to be, and so which advice a too long name gets.
+func TestMappingOf(t *testing.T) {
+	long := strings.Repeat("b", 64)
+	ns27 := strings.Repeat("a", 27)
+	tests := []struct {
+		name, twin, home string
+		want             offloadingv1alpha1.NamespaceMappingStrategy
+		wantAdvice       string // in CheckTwinName's message, when the name is too long
+		notAdvice        string
+	}{
+		{name: "default name", twin: "foo-" + homeID, home: "foo", want: offloadingv1alpha1.DefaultNameMapping},
+		{name: "default name too long", twin: ns27 + "-" + homeID, home: ns27, want: offloadingv1alpha1.DefaultNameMapping,
+			wantAdvice: "the home namespace may have at most 26 characters"},
+		{name: "same name", twin: "foo", home: "foo", want: offloadingv1alpha1.EnforceSameNameMapping},
+		{name: "selected name", twin: "chosen", home: "foo", want: offloadingv1alpha1.SelectedNameMapping},
+		{name: "selected name too long", twin: long, home: "foo", want: offloadingv1alpha1.SelectedNameMapping,
+			wantAdvice: "choose a spec.remoteNamespaceName of at most 63 characters", notAdvice: "26"},
+		{name: "selected name of another cluster ID", twin: "foo-" + strings.Repeat("0", 36), home: "foo", want: offloadingv1alpha1.SelectedNameMapping},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got := MappingOf(tt.twin, tt.home, homeID)
+			g.Expect(got).To(Equal(tt.want))
+			p := CheckTwinName(tt.twin, tt.home, got)
+			if tt.wantAdvice == "" {
+				g.Expect(p).To(BeNil())
+				return
+			}
+			g.Expect(p).NotTo(BeNil())
+			g.Expect(p.Message).To(ContainSubstring(tt.wantAdvice))
+			if tt.notAdvice != "" {
+				g.Expect(p.Message).NotTo(ContainSubstring(tt.notAdvice))
 			}
 		})
 	}

@@ -19,8 +19,10 @@ const SchedulingEnabledLabel = "stretch.dev/scheduling-enabled"
 
 // ForceUnoffloadAnnotation, set (to any value) on a NamespaceOffloading being
 // deleted, lets the unoffload finish without the providers that do not
-// answer: their twins are deleted when they answer again, if they still peer
-// with this cluster. 'stretchctl unoffload --force' sets it.
+// answer, and, once the unoffload timeout has passed, without those that
+// answer but have not deleted their twin: their twins are deleted when they
+// answer again (or Stretch runs there again), if they still peer with this
+// cluster. 'stretchctl unoffload --force' sets it.
 const ForceUnoffloadAnnotation = "offloading.stretch.dev/force-unoffload"
 
 // NamespaceOffloadingFinalizer holds a NamespaceOffloading until every
@@ -91,6 +93,10 @@ const (
 	// ProviderUnreachableReason: an unoffload waited longer than its timeout
 	// for a provider that does not answer and may still hold the twin.
 	ProviderUnreachableReason = "ProviderUnreachable"
+	// TwinNotDeletedReason: an unoffload waited longer than its timeout for
+	// a provider that answers but has not deleted the twin: its request is
+	// still there (Stretch not running on it, or the twin stuck Terminating).
+	TwinNotDeletedReason = "TwinNotDeleted"
 )
 
 // The rules below read the strategy through has(): they also judge the spec's

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,16 +35,9 @@ import (
 	"stretch.dev/stretch/internal/remote"
 )
 
-const (
-	// DefaultUnoffloadTimeout is how long an unoffload waits for a provider
-	// that does not answer before the status says it is stuck on it.
-	DefaultUnoffloadTimeout = 5 * time.Minute
-
-	// unreachableRecheck is how soon a NamespaceOffloading that needs a
-	// provider which does not answer is looked at again. The RemoteCluster's
-	// conditions turning back to True also wake it.
-	unreachableRecheck = 30 * time.Second
-)
+// DefaultUnoffloadTimeout is how long an unoffload waits for a provider
+// that does not delete its twin before the status says it is stuck on it.
+const DefaultUnoffloadTimeout = 5 * time.Minute
 
 // Reconciler reconciles NamespaceOffloadings on a home cluster.
 type Reconciler struct {
@@ -56,11 +48,15 @@ type Reconciler struct {
 	Registry  *remote.Registry
 	Recorder  events.EventRecorder
 	// UnoffloadTimeout is how long an unoffload waits for a provider that
-	// does not answer before its status says so; zero means
-	// DefaultUnoffloadTimeout.
+	// does not answer, or answers but does not delete its twin, before its
+	// status says so and the force annotation may finish without it; zero
+	// means DefaultUnoffloadTimeout.
 	UnoffloadTimeout time.Duration
 
 	home identity.IDCache
+	// unread holds, by cluster ID, since when this manager has failed to
+	// read a provider's requests: see unreadGrace.
+	unread sync.Map
 }
 
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch;update;patch
@@ -85,7 +81,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// (test/bench) took 211 s with 16 workers and the default retry
 		// limiter, 134 s with 16 and retry.Limiter, 110 s with 64.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 64, RateLimiter: retry.Limiter[reconcile.Request]()}).
-		For(&offloadingv1alpha1.NamespaceOffloading{}).
+		// An object with another name is only told, with an event, that it
+		// is ignored: once when created or its spec changes, not on each
+		// of its updates.
+		For(&offloadingv1alpha1.NamespaceOffloading{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.NewPredicateFuncs(isNamedOffloading), predicate.GenerationChangedPredicate{}))).
 		// Peers and virtual-node labels decide the selection, a peer's health
 		// whether its twin can be written. Heartbeats (status writes every
 		// probe) must not wake every namespace.
@@ -97,6 +97,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// home namespace, in this cluster's tenant namespace.
 		WatchesRawSource(source.Func(r.watchProviders)).
 		Complete(r)
+}
+
+func isNamedOffloading(o client.Object) bool {
+	return o.GetName() == offloadingv1alpha1.NamespaceOffloadingName
 }
 
 func isVirtualNode(o client.Object) bool {
@@ -157,7 +161,8 @@ func (r *Reconciler) watchProviders(ctx context.Context, q workqueue.TypedRateLi
 	return nil
 }
 
-// all enqueues every NamespaceOffloading.
+// all enqueues every NamespaceOffloading named offloading: the others have
+// nothing to do with peers.
 func (r *Reconciler) all(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &offloadingv1alpha1.NamespaceOffloadingList{}
 	if err := r.Client.List(ctx, list); err != nil {
@@ -166,7 +171,9 @@ func (r *Reconciler) all(ctx context.Context, _ client.Object) []reconcile.Reque
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		if isNamedOffloading(&list.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
 	}
 	return reqs
 }
@@ -207,7 +214,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if req.Name != offloadingv1alpha1.NamespaceOffloadingName {
 			return ctrl.Result{}, nil
 		}
-		return r.deleteOrphans(ctx, req.Namespace, homeID)
+		return ctrl.Result{}, r.deleteOrphans(ctx, req.Namespace, homeID)
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("namespaceOffloading", klog.KObj(off))
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -263,43 +270,53 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	wg.Wait()
 
-	var overdue time.Duration // how long past its timeout the unoffload is
+	untilSeen := r.markUnseen(peers.Items, states, off.Status)
+	var untilTimeout time.Duration // until the unoffload times out; <= 0 once it has
 	if deleting {
-		overdue = time.Since(off.DeletionTimestamp.Add(r.UnoffloadTimeout))
+		untilTimeout = time.Until(off.DeletionTimestamp.Add(r.UnoffloadTimeout))
 	}
+	overdue := deleting && untilTimeout <= 0
 	before := off.DeepCopy()
-	off.Status = computeStatus(off, deleting, overdue >= 0, selectorErr != nil, twin, states)
-	if !equality.Semantic.DeepEqual(before.Status, off.Status) {
+	off.Status = computeStatus(off, deleting, overdue, selectorErr != nil, twin, r.UnoffloadTimeout, states)
+	changed := !equality.Semantic.DeepEqual(before.Status, off.Status)
+	if changed {
 		if err := r.Client.Status().Patch(ctx, off, client.MergeFrom(before)); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("patching the status of NamespaceOffloading %s: %w", req.NamespacedName, err))
 		}
 	}
 
-	unreachable := unreachable(states)
 	if !deleting {
-		if len(unreachable) > 0 {
-			return ctrl.Result{RequeueAfter: unreachableRecheck}, nil
+		// Providers that are not usable wake us when they are again (the
+		// registry's OnReady); the others' errors are retried.
+		if err := retryable(stateErrors(states)...); err != nil {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, nil
+		// A timer: an unread provider's grace may end without any event.
+		return ctrl.Result{RequeueAfter: untilSeen}, nil
 	}
 	_, force := off.Annotations[offloadingv1alpha1.ForceUnoffloadAnnotation]
-	if left := holding(states, force); len(left) > 0 {
-		log.V(4).Info("waiting for providers to delete their twins", "providers", left)
-		if len(unreachable) == 0 {
-			return ctrl.Result{}, nil // their RemoteNamespaces going wakes us
+	held, released := holding(states, force, overdue)
+	if len(held) > 0 {
+		log.V(4).Info("waiting for providers to delete their twins", "providers", names(held))
+		if overdue && changed {
+			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s",
+				note(fmt.Sprintf("unoffload of namespace %s is blocked after %s: %s; to finish without them, %s",
+					off.Namespace, r.UnoffloadTimeout, blockedSummary(held, twin), forceHint(off.Namespace))))
 		}
-		if overdue >= 0 {
-			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload",
-				"unoffload of namespace %s waits for providers that do not answer: %s may still hold twin %s; when they are gone for good, %s",
-				off.Namespace, strings.Join(unreachable, ", "), twin, forceHint(off.Namespace))
-			return ctrl.Result{RequeueAfter: unreachableRecheck}, nil
+		if err := retryable(stateErrors(held)...); err != nil {
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{RequeueAfter: min(unreachableRecheck, -overdue)}, nil
+		if !overdue {
+			// A timer: nothing else happens when the unoffload times out.
+			return ctrl.Result{RequeueAfter: sooner(untilTimeout, untilSeen)}, nil
+		}
+		// Their answers, their health and the force annotation wake us; a
+		// timer, for the grace of an unread provider.
+		return ctrl.Result{RequeueAfter: untilSeen}, nil
 	}
-	if force && len(unreachable) > 0 {
-		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload",
-			"unoffload of namespace %s finished without providers %s, which did not answer: their twin %s is deleted when they answer again while still peered",
-			off.Namespace, strings.Join(unreachable, ", "), twin)
+	if len(released) > 0 {
+		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload", "%s",
+			note(fmt.Sprintf("unoffload of namespace %s finished without waiting for every provider: %s", off.Namespace, leftSummary(released, twin))))
 	}
 	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
 }
@@ -339,7 +356,7 @@ func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alp
 		}
 		off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] = want
 		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "InvalidClusterSelector", "SelectClusters",
-			"spec.clusterSelector cannot be parsed, so no provider is selected: %s", want)
+			"spec.clusterSelector cannot be parsed, so no provider is selected: %s; correct spec.clusterSelector of NamespaceOffloading %s/%s", want, off.Namespace, off.Name)
 	} else {
 		delete(off.Annotations, offloadingv1alpha1.ClusterSelectorErrorAnnotation)
 	}
@@ -349,8 +366,9 @@ func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alp
 	return nil
 }
 
-// computeStatus derives the whole status from what was observed.
-func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdue, selectorInvalid bool, twin string, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
+// computeStatus derives the whole status from what was observed. overdue
+// is whether the unoffload has waited longer than timeout.
+func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdue, selectorInvalid bool, twin string, timeout time.Duration, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
 	st := offloadingv1alpha1.NamespaceOffloadingStatus{
 		OffloadingPhase:     computePhase(deleting, selectorInvalid, states),
 		RemoteNamespaceName: twin,
@@ -365,35 +383,19 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdu
 			st.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{}
 		}
 		conds := off.Status.RemoteNamespacesConditions[s.name]
+		if s.unseen {
+			if conds != nil {
+				st.RemoteNamespacesConditions[s.name] = conds
+				continue
+			}
+			s.err = nil // nothing known of it, and nothing wrong
+		}
 		stuck := ""
 		if deleting && overdue {
-			stuck = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, %s", s.name, twin, forceHint(off.Namespace))
+			stuck = blocked(s, off.Namespace, twin, timeout)
 		}
 		setConditions(&conds, s, off.Generation, stuck)
 		st.RemoteNamespacesConditions[s.name] = conds
 	}
 	return st
-}
-
-// holding names the providers that still hold a twin request; with force,
-// those that do not answer are let go.
-func holding(states []providerState, force bool) []string {
-	var names []string
-	for _, s := range states {
-		if s.request != nil && s.err == nil || s.err != nil && !force {
-			names = append(names, s.name)
-		}
-	}
-	return names
-}
-
-// unreachable names the providers that could not be read or written.
-func unreachable(states []providerState) []string {
-	var names []string
-	for _, s := range states {
-		if s.err != nil {
-			names = append(names, s.name)
-		}
-	}
-	return names
 }

@@ -90,13 +90,22 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 	g.Expect(ns.Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, homeID))
 	g.Expect(apierrors.IsNotFound(us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))).To(BeTrue())
 
-	// The selector widens: the twin set follows.
+	// The selector widens: the twin set follows, and the status says which
+	// generation it is for.
+	generation := get(g, off).Generation
+	g.Expect(get(g, off).Status.ObservedGeneration).To(Equal(generation))
 	g.Eventually(func() error {
 		cur := get(g, off)
 		cur.Spec.ClusterSelector = region(corev1.NodeSelectorOpIn, "eu", "us")
 		return home.Client.Update(ctx, cur)
 	}).Should(Succeed())
 	g.Eventually(func() error { return us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}) }).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		cur := get(g, off)
+		g.Expect(cur.Generation).To(BeNumerically(">", generation))
+		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
+		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+	}).Should(Succeed())
 
 	// A selector that cannot be parsed selects nothing and says why; fixed, it clears.
 	g.Eventually(func() error {
@@ -107,7 +116,10 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		cur := get(g, off)
 		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.NoClusterSelectedPhase))
+		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
 		g.Expect(cur.Annotations).To(HaveKeyWithValue(offloadingv1alpha1.ClusterSelectorErrorAnnotation, ContainSubstring(`Unsupported value: "Near"`)))
+		g.Expect(warnings(g, off)).To(ContainElement(warning("InvalidClusterSelector",
+			"spec.clusterSelector cannot be parsed, so no provider is selected", `Unsupported value: "Near"`)))
 	}).Should(Succeed())
 	g.Eventually(func() error {
 		cur := get(g, off)
@@ -131,6 +143,66 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), &offloadingv1alpha1.NamespaceOffloading{}))
 	}).Should(BeTrue())
+}
+
+// TestMatchFieldsSelectsByVirtualNodeName: matchFields picks providers by
+// their virtual node's name, stretch-<provider>.
+func TestMatchFieldsSelectsByVirtualNodeName(t *testing.T) {
+	g := newG(t)
+	stretch(t)
+	off := offload(t, "by-name", &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{
+		{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{peeringv1alpha1.VirtualNodeName("provider-eu")}}}}}})
+	name := "by-name-" + homeID
+	g.Eventually(func(g Gomega) {
+		st := get(g, off).Status
+		g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		readyOn(g, st, "provider-eu")
+		g.Expect(st.RemoteNamespacesConditions).NotTo(HaveKey("provider-us"))
+		g.Expect(twin(eu, name)).To(Succeed())
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		_, err := request(us, "by-name")
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no request on us")
+		g.Expect(apierrors.IsNotFound(twin(us, name))).To(BeTrue(), "no twin on us")
+	}).WithTimeout(time.Second).Should(Succeed())
+	unoffload(t, off)
+}
+
+// TestSteadyStateWritesNothing: once Ready, the reconciles that unrelated
+// changes bring write neither the NamespaceOffloading nor its request.
+func TestSteadyStateWritesNothing(t *testing.T) {
+	g := newG(t)
+	stretch(t)
+	off := offload(t, "steady", region(corev1.NodeSelectorOpIn, "eu"))
+	bystander := offload(t, "steady-bystander", selector("tier", corev1.NodeSelectorOpIn, "gold"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		g.Expect(get(g, bystander).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.NoClusterSelectedPhase))
+	}).Should(Succeed())
+	rn, err := request(eu, "steady")
+	g.Expect(err).NotTo(HaveOccurred())
+	offVersion, requestVersion := get(g, off).ResourceVersion, rn.ResourceVersion
+
+	// A virtual-node label change wakes every NamespaceOffloading (the
+	// bystander shows it did), a label on the home namespace this one, a
+	// label on the twin its request.
+	rc := &peeringv1alpha1.RemoteCluster{ObjectMeta: metav1.ObjectMeta{Name: "provider-eu"}}
+	edit(t, home.Client, rc, func(rc *peeringv1alpha1.RemoteCluster) { rc.Spec.Labels = map[string]string{"tier": "gold"} })
+	t.Cleanup(func() { edit(t, home.Client, rc, func(rc *peeringv1alpha1.RemoteCluster) { rc.Spec.Labels = nil }) })
+	edit(t, home.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "steady"}}, func(ns *corev1.Namespace) { ns.Labels["team"] = "web" })
+	edit(t, eu.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "steady-" + homeID}}, func(ns *corev1.Namespace) { ns.Labels["touched"] = "yes" })
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, bystander).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, off).ResourceVersion).To(Equal(offVersion), "the NamespaceOffloading is not written")
+		rn, err := request(eu, "steady")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(rn.ResourceVersion).To(Equal(requestVersion), "its request is not written")
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+	g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+	unoffload(t, bystander)
+	unoffload(t, off)
 }
 
 // TestFAQFailures reproduces the FAQ's SomeFailed and AllFailed cases and
@@ -194,5 +266,29 @@ func TestFAQFailures(t *testing.T) {
 			g.Expect(cur.Status.OffloadingPhase).To(BeEmpty())
 			g.Expect(cur.Finalizers).To(BeEmpty())
 		}).WithTimeout(2 * time.Second).Should(Succeed())
+
+		// Virtual-node label changes wake every NamespaceOffloading (the
+		// watcher shows that they did), but the ignored one is not told
+		// again: a repeated event would become a series.
+		watcher := offload(t, "misnamed-watcher", selector("tier", corev1.NodeSelectorOpIn, "gold"))
+		rc := &peeringv1alpha1.RemoteCluster{ObjectMeta: metav1.ObjectMeta{Name: "provider-eu"}}
+		t.Cleanup(func() { edit(t, home.Client, rc, func(rc *peeringv1alpha1.RemoteCluster) { rc.Spec.Labels = nil }) })
+		for _, labels := range []map[string]string{{"tier": "gold"}, nil} {
+			edit(t, home.Client, rc, func(rc *peeringv1alpha1.RemoteCluster) { rc.Spec.Labels = labels })
+			want := offloadingv1alpha1.NoClusterSelectedPhase
+			if labels != nil {
+				want = offloadingv1alpha1.ReadyPhase
+			}
+			g.Eventually(func(g Gomega) {
+				g.Expect(get(g, watcher).Status.OffloadingPhase).To(Equal(want))
+			}).WithTimeout(30 * time.Second).Should(Succeed())
+		}
+		g.Consistently(func(g Gomega) {
+			ignored := warnings(g, off)
+			g.Expect(ignored).To(HaveLen(1))
+			g.Expect(ignored[0].Reason).To(Equal("IgnoredName"))
+			g.Expect(ignored[0].Series).To(BeNil(), "said once")
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+		unoffload(t, watcher)
 	})
 }

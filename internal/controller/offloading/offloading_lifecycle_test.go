@@ -2,6 +2,7 @@ package offloading_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -63,17 +65,35 @@ func unoffload(t *testing.T, off *offloadingv1alpha1.NamespaceOffloading) {
 	}).WithTimeout(30 * time.Second).Should(BeTrue())
 }
 
-// eventReasons returns the reasons of the Warning events about off.
-func eventReasons(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) []string {
+// warnings returns the Warning events about off.
+func warnings(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) []eventsv1.Event {
 	list := &eventsv1.EventList{}
 	g.Expect(home.Client.List(context.Background(), list, client.InNamespace(off.Namespace))).To(Succeed())
-	var reasons []string
+	var events []eventsv1.Event
 	for _, e := range list.Items {
 		if e.Regarding.Name == off.Name && e.Type == corev1.EventTypeWarning {
-			reasons = append(reasons, e.Reason)
+			events = append(events, e)
 		}
 	}
+	return events
+}
+
+// eventReasons returns the reasons of the Warning events about off.
+func eventReasons(g Gomega, off *offloadingv1alpha1.NamespaceOffloading) []string {
+	var reasons []string
+	for _, e := range warnings(g, off) {
+		reasons = append(reasons, e.Reason)
+	}
 	return reasons
+}
+
+// warning matches an event of that reason whose note has every part.
+func warning(reason string, parts ...string) OmegaMatcher {
+	matchers := []OmegaMatcher{HaveField("Reason", reason)}
+	for _, p := range parts {
+		matchers = append(matchers, HaveField("Note", ContainSubstring(p)))
+	}
+	return And(matchers...)
 }
 
 // offloadingsInPhase reads stretch_namespace_offloadings{phase} as scraped.
@@ -238,50 +258,207 @@ func TestUnreachableProviderDoesNotBlockUnoffloadForever(t *testing.T) {
 	}).WithTimeout(60 * time.Second).Should(BeTrue())
 }
 
+// TestProviderThatKeepsItsTwinDoesNotBlockUnoffloadForever: a provider
+// whose API server answers but whose Stretch is stopped (or whose twin is
+// stuck Terminating) never deletes its twin; after the timeout the status
+// and an event say so, and the force annotation finishes the unoffload.
+func TestProviderThatKeepsItsTwinDoesNotBlockUnoffloadForever(t *testing.T) {
+	g := newG(t)
+	rg := stretch(t, func(r *offloading.Reconciler) { r.UnoffloadTimeout = 3 * time.Second })
+	ctx := context.Background()
+	off := offload(t, "kept", nil)
+	name := "kept-" + homeID
+	tenant := peeringv1alpha1.TenantNamespace(homeID)
+	g.Eventually(func(g Gomega) {
+		st := get(g, off).Status
+		g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		readyOn(g, st, "provider-us")
+	}).Should(Succeed())
+
+	rg.StopTenant(us)
+	g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
+
+	// eu deletes its twin; us answers but does not, and after the timeout
+	// the status says which provider, which twin, and why.
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(twin(eu, name))).To(BeTrue())
+		_, err := request(eu, "kept")
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue())
+	}).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		st := get(g, off).Status
+		g.Expect(st.OffloadingPhase).To(Equal(offloadingv1alpha1.TerminatingPhase))
+		g.Expect(st.RemoteNamespacesConditions).NotTo(HaveKey("provider-eu"), "eu is done")
+		g.Expect(st.RemoteNamespacesConditions["provider-us"]).To(ContainElement(And(
+			HaveField("Type", offloadingv1alpha1.RemoteNamespaceReadyCondition),
+			HaveField("Reason", offloadingv1alpha1.TwinNotDeletedReason),
+			HaveField("Message", ContainSubstring("provider provider-us answers but has not deleted twin namespace "+name)),
+			HaveField("Message", ContainSubstring("its request RemoteNamespace "+tenant+"/kept is still there")),
+			HaveField("Message", ContainSubstring("Is Stretch's controller-manager running on provider provider-us?")),
+			HaveField("Message", ContainSubstring("stretchctl unoffload namespace kept --force")))))
+		g.Expect(warnings(g, off)).To(ContainElement(warning("UnoffloadBlocked",
+			"provider provider-us answers but has not deleted twin namespace "+name, "is Stretch running on provider provider-us?", "stretchctl unoffload namespace kept --force")))
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, off).Finalizers).To(ContainElement(offloadingv1alpha1.NamespaceOffloadingFinalizer))
+	}).WithTimeout(time.Second).Should(Succeed(), "not finished without --force")
+	rn, err := request(us, "kept")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rn.DeletionTimestamp).NotTo(BeNil(), "the request is withdrawn")
+
+	// --force finishes it, naming what stays on us.
+	edit(t, home.Client, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+		o.Annotations = map[string]string{offloadingv1alpha1.ForceUnoffloadAnnotation: "true"}
+	})
+	unoffload(t, off)
+	g.Eventually(func(g Gomega) {
+		g.Expect(warnings(g, off)).To(ContainElement(warning("ForcedUnoffload",
+			"provider provider-us answered but had not deleted twin namespace "+name, "withdrawn request RemoteNamespace "+tenant+"/kept stay there")))
+	}).Should(Succeed())
+	g.Expect(twin(us, name)).To(Succeed(), "left on us until Stretch runs there again")
+
+	// Stretch runs on us again: the withdrawn request takes its twin along.
+	rg.StartTenant(us)
+	g.Eventually(func() bool {
+		_, err := request(us, "kept")
+		return apierrors.IsNotFound(err) && apierrors.IsNotFound(twin(us, name))
+	}).Should(BeTrue())
+}
+
+// onProviders returns, by provider, the UIDs of the twin request and of the
+// twin namespace of home namespace ns, expecting at most one of each on
+// each provider: requests in every tenant namespace and twins by their
+// origin label, so that a duplicate under another name would show.
+func onProviders(g Gomega, ns string) (requests, twins map[string]types.UID) {
+	requests, twins = map[string]types.UID{}, map[string]types.UID{}
+	for _, s := range []*testenv.APIServer{eu, us} {
+		rns := &peeringv1alpha1.RemoteNamespaceList{}
+		g.Expect(s.Client.List(context.Background(), rns)).To(Succeed())
+		for _, rn := range rns.Items {
+			if rn.Spec.HomeNamespace == ns {
+				g.Expect(requests).NotTo(HaveKey(s.Name), "a second request for %s on %s: %s/%s", ns, s.Name, rn.Namespace, rn.Name)
+				requests[s.Name] = rn.UID
+			}
+		}
+		nss := &corev1.NamespaceList{}
+		g.Expect(s.Client.List(context.Background(), nss, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+		g.Expect(len(nss.Items)).To(BeNumerically("<=", 1), "twins of %s on %s", ns, s.Name)
+		for _, n := range nss.Items {
+			twins[s.Name] = n.UID
+		}
+	}
+	return requests, twins
+}
+
+// versions returns the resourceVersions of objs, read again.
+func versions(g Gomega, objs map[*testenv.APIServer][]client.Object) map[string]string {
+	out := map[string]string{}
+	for s, list := range objs {
+		for _, o := range list {
+			g.Expect(s.Client.Get(context.Background(), client.ObjectKeyFromObject(o), o)).To(Succeed())
+			out[fmt.Sprintf("%s %T %s", s.Name, o, client.ObjectKeyFromObject(o))] = o.GetResourceVersion()
+		}
+	}
+	return out
+}
+
 func TestControllersRestartMidOffloadAndUnoffload(t *testing.T) {
 	g := newG(t)
 	rg := stretch(t)
 	ctx := context.Background()
-	name := "restart-" + homeID
 
-	// Providers do not answer yet: the requests wait.
+	// A bystander, offloaded to eu only: neither the restarts nor the other
+	// namespace's unoffload may touch it.
+	other := offload(t, "restart-other", region(corev1.NodeSelectorOpIn, "eu"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, other).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+	}).Should(Succeed())
+	otherRequest, err := request(eu, "restart-other")
+	g.Expect(err).NotTo(HaveOccurred())
+	bystander := map[*testenv.APIServer][]client.Object{
+		home: {other, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "restart-other"}}},
+		eu:   {otherRequest, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "restart-other-" + homeID}}},
+	}
+	bystanderVersions := versions(g, bystander)
+	otherRequests, otherTwins := onProviders(g, "restart-other")
+	g.Expect(otherRequests).To(HaveLen(1))
+	g.Expect(otherTwins).To(HaveLen(1))
+
+	// Mid-offload: the providers' controllers are stopped, so the requests
+	// are made but no twin, and the home manager restarts.
 	rg.StopTenant(eu)
 	rg.StopTenant(us)
 	off := offload(t, "restart", nil)
+	var requests map[string]types.UID
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.InProgressPhase))
-		for _, s := range []*testenv.APIServer{eu, us} {
-			_, err := request(s, "restart")
-			g.Expect(err).NotTo(HaveOccurred())
-		}
+		var twins map[string]types.UID
+		requests, twins = onProviders(g, "restart")
+		g.Expect(requests).To(HaveKey("provider-eu"))
+		g.Expect(requests).To(HaveKey("provider-us"))
+		g.Expect(twins).To(BeEmpty())
 	}).Should(Succeed())
 	rg.StopHome()
 	rg.StartTenant(eu)
 	rg.StartTenant(us)
 	rg.StartHome()
+	var twins map[string]types.UID
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+		var got map[string]types.UID
+		got, twins = onProviders(g, "restart")
+		g.Expect(got).To(Equal(requests), "the same requests, not made again")
+		g.Expect(twins).To(HaveLen(2), "one twin on each provider")
 	}).Should(Succeed())
 
-	// Unoffload, with the providers stopped half-way and the home manager
-	// restarted.
+	// Restarted once Ready, the home side makes nothing again and writes
+	// nothing: the status stays Ready throughout (the pod webhook refuses
+	// pods while it is not).
+	readyVersion := get(g, off).ResourceVersion
+	rg.StopHome()
+	rg.StartHome()
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, off).ResourceVersion).To(Equal(readyVersion))
+		gotRequests, gotTwins := onProviders(g, "restart")
+		g.Expect(gotRequests).To(Equal(requests))
+		g.Expect(gotTwins).To(Equal(twins))
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+
+	// Mid-unoffload: the providers' controllers are stopped, so the requests
+	// are withdrawn but the twins stay, and the home manager restarts.
 	rg.StopTenant(eu)
 	rg.StopTenant(us)
 	g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, off).Status.OffloadingPhase).To(Equal(offloadingv1alpha1.TerminatingPhase))
-		rn, err := request(eu, "restart")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(rn.DeletionTimestamp).NotTo(BeNil())
+		for _, s := range []*testenv.APIServer{eu, us} {
+			rn, err := request(s, "restart")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(rn.DeletionTimestamp).NotTo(BeNil(), "withdrawn on %s", s.Name)
+		}
+		_, got := onProviders(g, "restart")
+		g.Expect(got).To(Equal(twins))
 	}).Should(Succeed())
 	rg.StopHome()
 	rg.StartTenant(eu)
 	rg.StartTenant(us)
 	rg.StartHome()
 	unoffload(t, off)
-	for _, s := range []*testenv.APIServer{eu, us} {
-		g.Eventually(func() bool { return apierrors.IsNotFound(twin(s, name)) }).Should(BeTrue(), s.Name)
-	}
+	g.Eventually(func(g Gomega) {
+		requests, twins := onProviders(g, "restart")
+		g.Expect(requests).To(BeEmpty(), "no request left on any provider")
+		g.Expect(twins).To(BeEmpty(), "no twin left on any provider")
+	}).Should(Succeed())
+
+	// The home namespace stays, and the bystander is exactly as it was.
+	ns := &corev1.Namespace{}
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: "restart"}, ns)).To(Succeed())
+	g.Expect(ns.DeletionTimestamp).To(BeNil())
+	g.Expect(versions(g, bystander)).To(Equal(bystanderVersions))
+	gotRequests, gotTwins := onProviders(g, "restart-other")
+	g.Expect(gotRequests).To(Equal(otherRequests))
+	g.Expect(gotTwins).To(Equal(otherTwins))
+	unoffload(t, other)
 }
 
 func TestPeersRemovedAndAdded(t *testing.T) {

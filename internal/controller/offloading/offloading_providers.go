@@ -2,9 +2,12 @@ package offloading
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,7 +40,7 @@ func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 	switch {
 	case rn == nil && wanted:
 		if err := peer.Health(); err != nil {
-			return nil, fmt.Errorf("provider %s does not answer: %w", rc.Name, err)
+			return nil, unusable{error: fmt.Errorf("provider %s does not answer: %w", rc.Name, err)}
 		}
 		rn = &peeringv1alpha1.RemoteNamespace{
 			// Born with the provider's finalizer: one write fewer on the
@@ -64,12 +67,15 @@ func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 func (r *Reconciler) readRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, key client.ObjectKey) (*remote.Peer, *peeringv1alpha1.RemoteNamespace, error) {
 	peer, ok := r.Registry.Get(rc.Spec.ClusterID)
 	if !ok {
-		return nil, nil, fmt.Errorf("provider %s is not connected (see the conditions of RemoteCluster %s)", rc.Name, rc.Name)
+		r.unread.LoadOrStore(rc.Spec.ClusterID, time.Now())
+		return nil, nil, unusable{error: fmt.Errorf("provider %s is not connected (see the conditions of RemoteCluster %s)", rc.Name, rc.Name), unread: true}
 	}
 	reader, err := peer.Reader(&peeringv1alpha1.RemoteNamespace{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("provider %s cannot be read (see the conditions of RemoteCluster %s): %w", rc.Name, rc.Name, err)
+		r.unread.LoadOrStore(rc.Spec.ClusterID, time.Now())
+		return nil, nil, unusable{error: fmt.Errorf("provider %s cannot be read (see the conditions of RemoteCluster %s): %w", rc.Name, rc.Name, err), unread: true}
 	}
+	r.unread.Delete(rc.Spec.ClusterID)
 	rn := &peeringv1alpha1.RemoteNamespace{}
 	if err := reader.Get(ctx, key, rn); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -83,7 +89,7 @@ func (r *Reconciler) readRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 // withdraw deletes a twin request; the provider then deletes the twin.
 func (r *Reconciler) withdraw(ctx context.Context, provider string, peer *remote.Peer, rn *peeringv1alpha1.RemoteNamespace) error {
 	if err := peer.Health(); err != nil {
-		return fmt.Errorf("provider %s does not answer: %w", provider, err)
+		return unusable{error: fmt.Errorf("provider %s does not answer: %w", provider, err)}
 	}
 	if err := peer.Client.Delete(ctx, rn, client.Preconditions{UID: &rn.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 		return fmt.Errorf("withdrawing the twin request on provider %s: %w", provider, err)
@@ -95,24 +101,88 @@ func (r *Reconciler) withdraw(ctx context.Context, provider string, peer *remote
 // NamespaceOffloading any more: those an unoffload forced past a provider
 // that did not answer, found when the provider's RemoteNamespaces are listed
 // again.
-func (r *Reconciler) deleteOrphans(ctx context.Context, namespace, homeID string) (ctrl.Result, error) {
+func (r *Reconciler) deleteOrphans(ctx context.Context, namespace, homeID string) error {
 	peers := &peeringv1alpha1.RemoteClusterList{}
 	if err := r.Client.List(ctx, peers); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing RemoteClusters: %w", err)
+		return fmt.Errorf("listing RemoteClusters: %w", err)
 	}
 	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: namespace}
-	var result ctrl.Result
+	var errs []error
 	for i := range peers.Items {
 		rc := &peers.Items[i]
 		peer, rn, err := r.readRequest(ctx, rc, key)
 		if err != nil || rn == nil || !rn.DeletionTimestamp.IsZero() {
-			continue // an unreadable provider is seen again when it is listed
+			continue // a provider that becomes usable enqueues its requests again
 		}
 		ctrl.LoggerFrom(ctx).Info("withdrawing an orphan twin request", "provider", rc.Name, "twin", rn.Spec.RemoteNamespaceName)
-		if err := r.withdraw(ctx, rc.Name, peer, rn); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "withdrawing an orphan twin request", "provider", rc.Name)
-			result.RequeueAfter = unreachableRecheck
+		errs = append(errs, r.withdraw(ctx, rc.Name, peer, rn))
+	}
+	return retryable(errs...)
+}
+
+// unusable marks the error of a provider known not to be usable now: not
+// connected, its requests not listed yet, or its last probe failed. Such
+// errors are not retried: the registry's OnReady enqueues every
+// NamespaceOffloading, and every request the provider holds, once it is
+// usable again.
+type unusable struct {
+	error
+	// unread is set when this manager has not read the provider's requests
+	// yet (not connected, or not listed yet), which by itself says nothing
+	// of the provider.
+	unread bool
+}
+
+func (u unusable) Unwrap() error { return u.error }
+
+// retryable joins the errors that are worth a retry with backoff: those of
+// providers thought usable, such as a request that timed out.
+func retryable(errs ...error) error {
+	var keep []error
+	for _, err := range errs {
+		if err != nil && !errors.As(err, new(unusable)) {
+			keep = append(keep, err)
 		}
 	}
-	return result, nil
+	return errors.Join(keep...)
+}
+
+// unreadGrace is how long a provider whose RemoteCluster says it answers
+// may stay unread by this manager (not connected, or its requests not
+// listed yet, as for a moment after every start) before the status says
+// so. Meanwhile what the status last said of it stands: a restart must not
+// turn Ready into InProgress and back (the pod webhook refuses pods while
+// an offloading is not Ready), nor write every status twice.
+const unreadGrace = 30 * time.Second
+
+// markUnseen marks the providers that are unread but within their grace,
+// with the twin state the status last gave them, and returns how long
+// until the first of those graces ends (zero when there is none).
+func (r *Reconciler) markUnseen(peers []peeringv1alpha1.RemoteCluster, states []providerState, last offloadingv1alpha1.NamespaceOffloadingStatus) time.Duration {
+	var first time.Duration
+	for i := range states {
+		var u unusable
+		if !errors.As(states[i].err, &u) || !u.unread || !meta.IsStatusConditionTrue(peers[i].Status.Conditions, peeringv1alpha1.APIReachableCondition) {
+			continue
+		}
+		since, ok := r.unread.Load(peers[i].Spec.ClusterID)
+		if !ok {
+			continue
+		}
+		left := unreadGrace - time.Since(since.(time.Time))
+		if left <= 0 {
+			continue
+		}
+		states[i].unseen, states[i].last = true, lastTwin(last.RemoteNamespacesConditions[states[i].name])
+		first = sooner(first, left)
+	}
+	return first
+}
+
+// sooner returns the shorter of two waits, zero meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a <= 0 || b > 0 && b < a {
+		return b
+	}
+	return a
 }

@@ -5,6 +5,8 @@ package offloading
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +26,10 @@ type providerState struct {
 	request *peeringv1alpha1.RemoteNamespace
 	// err is why the provider could not be read or written, if so.
 	err error
+	// unseen is set while the provider is unread within its grace (see
+	// unreadGrace): last, what the status last said of its twin, stands.
+	unseen bool
+	last   twinState
 }
 
 // twinState summarises the Ready condition of a provider's twin.
@@ -39,6 +45,8 @@ const (
 
 func (s providerState) twin() twinState {
 	switch {
+	case s.unseen:
+		return s.last
 	case s.request == nil:
 		return twinAbsent
 	case !s.request.DeletionTimestamp.IsZero() || s.request.Status.Phase == peeringv1alpha1.RemoteNamespaceTerminating:
@@ -47,6 +55,23 @@ func (s providerState) twin() twinState {
 		return twinReady
 	case s.request.Status.Phase == peeringv1alpha1.RemoteNamespaceCreationFailed:
 		return twinFailed
+	default:
+		return twinCreating
+	}
+}
+
+// lastTwin is the twin state that a provider's conditions last reported.
+func lastTwin(conds offloadingv1alpha1.RemoteNamespaceConditions) twinState {
+	c := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition)
+	switch {
+	case c == nil:
+		return twinAbsent
+	case c.Status == metav1.ConditionTrue:
+		return twinReady
+	case c.Reason == offloadingv1alpha1.CreationFailedReason:
+		return twinFailed
+	case c.Reason == offloadingv1alpha1.TerminatingReason, c.Reason == offloadingv1alpha1.TwinNotDeletedReason:
+		return twinTerminating
 	default:
 		return twinCreating
 	}
@@ -123,9 +148,121 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 	switch {
 	case s.err != nil && stuck != "":
 		c.Reason, c.Message = offloadingv1alpha1.ProviderUnreachableReason, fmt.Sprintf("%s: %v", stuck, s.err)
+	case s.request != nil && stuck != "":
+		c.Reason, c.Message = offloadingv1alpha1.TwinNotDeletedReason, stuck
 	case s.err != nil:
 		// What we last saw stands, but the user learns why it may be stale.
 		c.Message = fmt.Sprintf("%s (provider not reachable: %v)", c.Message, s.err)
 	}
 	meta.SetStatusCondition((*[]metav1.Condition)(conds), c)
+}
+
+// holding sorts out the providers an unoffload still waits for (held): those
+// that could not be read or written, and those that still hold a twin
+// request. force releases the first at once, and the others once the
+// unoffload is overdue: a provider that answers is given the timeout to
+// delete its twin.
+func holding(states []providerState, force, overdue bool) (held, released []providerState) {
+	for _, s := range states {
+		switch {
+		case s.unseen:
+			// Its request is not known yet, and it answers: it is
+			// waited for, forced or not.
+			held = append(held, s)
+		case s.err != nil && force, s.err == nil && s.request != nil && force && overdue:
+			released = append(released, s)
+		case s.err != nil, s.request != nil:
+			held = append(held, s)
+		}
+	}
+	return held, released
+}
+
+// stateErrors returns the providers' errors.
+func stateErrors(states []providerState) []error {
+	errs := make([]error, len(states))
+	for i, s := range states {
+		errs[i] = s.err
+	}
+	return errs
+}
+
+// names returns the providers' names.
+func names(states []providerState) []string {
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = s.name
+	}
+	return out
+}
+
+// blocked says, for the provider's Ready condition, why an overdue unoffload
+// still waits for it and what to do; empty when it does not wait for it.
+func blocked(s providerState, namespace, twin string, timeout time.Duration) string {
+	switch {
+	case s.err != nil:
+		// setReady appends the provider's error.
+		return fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, %s",
+			s.name, twin, forceHint(namespace))
+	case s.request != nil:
+		return fmt.Sprintf("provider %s answers but has not deleted twin namespace %s within %s: its request RemoteNamespace %s/%s is still there (%s). "+
+			"Is Stretch's controller-manager running on provider %s? It deletes the twin, then the request. If it runs, the twin may be stuck Terminating: "+
+			"'kubectl get namespace %s -o yaml' on provider %s shows what holds it. To finish without waiting, %s; the twin and its request then stay on provider %s until Stretch deletes them there",
+			s.name, twin, timeout, s.request.Namespace, s.request.Name, reported(s.request), s.name, twin, s.name, forceHint(namespace), s.name)
+	}
+	return ""
+}
+
+// reported says what the provider last wrote in a request's status.
+func reported(rn *peeringv1alpha1.RemoteNamespace) string {
+	if rn.Status.Phase == "" {
+		return "the provider never reported on it"
+	}
+	return fmt.Sprintf("the provider last reported phase %s, reason %s", rn.Status.Phase, rn.Status.Reason)
+}
+
+// blockedSummary names, for an event, what each provider an overdue
+// unoffload waits for may still hold.
+func blockedSummary(held []providerState, twin string) string {
+	parts := make([]string, len(held))
+	for i, s := range held {
+		if s.unseen {
+			parts[i] = fmt.Sprintf("provider %s, which answers, has not been read yet since this controller started", s.name)
+			continue
+		}
+		if s.err != nil {
+			parts[i] = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s", s.name, twin)
+			continue
+		}
+		parts[i] = fmt.Sprintf("provider %s answers but has not deleted twin namespace %s (its request RemoteNamespace %s/%s is still there: is Stretch running on provider %s?)",
+			s.name, twin, s.request.Namespace, s.request.Name, s.name)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// leftSummary names, for an event, what a forced unoffload leaves on each
+// provider it did not wait for.
+func leftSummary(released []providerState, twin string) string {
+	parts := make([]string, len(released))
+	for i, s := range released {
+		if s.err != nil {
+			parts[i] = fmt.Sprintf("provider %s did not answer: its twin namespace %s, and its request if it has one, are deleted when it answers again while still peered", s.name, twin)
+			continue
+		}
+		parts[i] = fmt.Sprintf("provider %s answered but had not deleted twin namespace %s: the twin and its withdrawn request RemoteNamespace %s/%s stay there until Stretch deletes them on provider %s (or delete them there by hand)",
+			s.name, twin, s.request.Namespace, s.request.Name, s.name)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// noteLimit is the longest note the events API accepts.
+const noteLimit = 1024
+
+// note cuts msg to what the events API accepts: a longer note loses the
+// whole event.
+func note(msg string) string {
+	if len(msg) <= noteLimit {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:noteLimit-3], "") + "..."
 }

@@ -22,16 +22,19 @@ func TestMalformedTwinNames(t *testing.T) {
 	tests := []struct {
 		name, twin, wantReason string
 		wantMessage            []string
+		notInMessage           []string
 	}{
-		{"reserved default", "default", peeringv1alpha1.ForbiddenReason, []string{`"default"`, "reserved on providers"}},
-		{"reserved kube-public", "kube-public", peeringv1alpha1.ForbiddenReason, []string{`"kube-public"`, "reserved on providers"}},
-		{"reserved kube- prefix", "kube-anything", peeringv1alpha1.ForbiddenReason, []string{"reserved on providers"}},
-		{"reserved stretch- prefix", "stretch-tenant-" + otherID, peeringv1alpha1.ForbiddenReason, []string{"reserved on providers"}},
-		{"upper case", "Shop", peeringv1alpha1.InvalidNameReason, []string{`"Shop"`, "not a valid namespace name"}},
-		{"dots, a subdomain but no label", "shop.eu", peeringv1alpha1.InvalidNameReason, []string{"not a valid namespace name"}},
-		{"leading dash", "-shop", peeringv1alpha1.InvalidNameReason, []string{"not a valid namespace name"}},
-		{"64 characters", strings.Repeat("a", 64), peeringv1alpha1.NameTooLongReason, []string{"63"}},
-		{"253 characters, the schema's maximum", strings.Repeat("a", 253), peeringv1alpha1.NameTooLongReason, []string{"63"}},
+		{"reserved default", "default", peeringv1alpha1.ForbiddenReason, []string{`"default"`, "reserved on providers"}, nil},
+		{"reserved kube-public", "kube-public", peeringv1alpha1.ForbiddenReason, []string{`"kube-public"`, "reserved on providers"}, nil},
+		{"reserved kube- prefix", "kube-anything", peeringv1alpha1.ForbiddenReason, []string{"reserved on providers"}, nil},
+		{"reserved stretch- prefix", "stretch-tenant-" + otherID, peeringv1alpha1.ForbiddenReason, []string{"reserved on providers"}, nil},
+		{"upper case", "Shop", peeringv1alpha1.InvalidNameReason, []string{`"Shop"`, "not a valid namespace name"}, nil},
+		{"dots, a subdomain but no label", "shop.eu", peeringv1alpha1.InvalidNameReason, []string{"not a valid namespace name"}, nil},
+		{"leading dash", "-shop", peeringv1alpha1.InvalidNameReason, []string{"not a valid namespace name"}, nil},
+		// A name that is not <home>-<homeClusterID> is a SelectedName: no
+		// advice about the home namespace's length.
+		{"64 characters", strings.Repeat("a", 64), peeringv1alpha1.NameTooLongReason, []string{"63", "spec.remoteNamespaceName"}, []string{"at most 26"}},
+		{"253 characters, the schema's maximum", strings.Repeat("a", 253), peeringv1alpha1.NameTooLongReason, []string{"63"}, []string{"at most 26"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,6 +46,9 @@ func TestMalformedTwinNames(t *testing.T) {
 				g.Expect(st.Reason).To(Equal(tt.wantReason))
 				for _, m := range tt.wantMessage {
 					g.Expect(st.Message).To(ContainSubstring(m))
+				}
+				for _, m := range tt.notInMessage {
+					g.Expect(st.Message).NotTo(ContainSubstring(m))
 				}
 			}).Should(Succeed())
 			if tt.twin != "default" && tt.twin != "kube-public" {

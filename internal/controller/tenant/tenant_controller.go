@@ -137,7 +137,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 			rn.Namespace, rn.Name, rn.Spec.HomeClusterID, peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID)))
 		return nil
 	}
-	if p := naming.CheckTwinName(twin, rn.Spec.HomeNamespace, ""); p != nil {
+	if p := naming.CheckTwinName(twin, rn.Spec.HomeNamespace, naming.MappingOf(twin, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID)); p != nil {
 		setFailed(rn, p.Reason, p.Message)
 		return nil
 	}

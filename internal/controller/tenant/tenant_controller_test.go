@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +42,12 @@ func setup(mgr ctrl.Manager) error {
 // startTenant installs Stretch on the provider once, starts the controller
 // and the namespace finalizer envtest lacks.
 func startTenant(t *testing.T) (stop func()) {
+	t.Helper()
+	return startTenantWith(t, setup)
+}
+
+// startTenantWith is startTenant with the controller that setup registers.
+func startTenantWith(t *testing.T, setup func(ctrl.Manager) error) (stop func()) {
 	t.Helper()
 	if _, err := install.Install(context.Background(), provider.Client, install.Options{ClusterName: "provider"}, io.Discard); err != nil {
 		t.Fatalf("installing Stretch on the provider: %v", err)
@@ -260,6 +268,93 @@ func TestRestartConverges(t *testing.T) {
 	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
 	expectGone(g, rn)
 	expectGone(g, ns)
+}
+
+// crashing is the manager's client with a crash point: the twin's grant
+// (RoleBinding) created, or the request's status written, never returns
+// until the manager stops, as if the process died right there; reached is
+// closed once the point is hit.
+type crashing struct {
+	client.Client
+	at      string // "grant" or "status"
+	reached chan struct{}
+	once    sync.Once
+}
+
+func (c *crashing) crash(ctx context.Context) error {
+	c.once.Do(func() { close(c.reached) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (c *crashing) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if _, ok := obj.(*rbacv1.RoleBinding); ok && c.at == "grant" {
+		return c.crash(ctx)
+	}
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *crashing) Status() client.SubResourceWriter { return crashingStatus{c.Client.Status(), c} }
+
+type crashingStatus struct {
+	client.SubResourceWriter
+	c *crashing
+}
+
+func (s crashingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if s.c.at == "status" {
+		return s.c.crash(ctx)
+	}
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// TestRestartMidTwinCreation stops the controller in the middle of a twin's
+// creation, after the namespace exists but before its grant, or before the
+// request's status says so, and starts a new one: it adopts the namespace
+// it made, and nothing is made twice.
+func TestRestartMidTwinCreation(t *testing.T) {
+	for _, at := range []string{"grant", "status"} {
+		t.Run(at, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			c := &crashing{at: at, reached: make(chan struct{})}
+			stop := startTenantWith(t, func(mgr ctrl.Manager) error {
+				c.Client = mgr.GetClient()
+				return (&Reconciler{Client: c, Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+			})
+			home := "crash-" + at
+			twin := home + "-" + homeID
+			rn := request(t, homeID, home, twin)
+			g.Eventually(c.reached).WithTimeout(10 * time.Second).Should(BeClosed())
+			stop()
+
+			// What the crash left: the namespace, and nothing said yet.
+			ns := &corev1.Namespace{}
+			g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
+			g.Expect(status(g, rn).Phase).To(BeEmpty())
+			grant := client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}
+			if at == "grant" {
+				g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, grant, &rbacv1.RoleBinding{}))).To(BeTrue())
+			}
+
+			testenv.StartControllers(t, provider.Config, setup)
+			g.Eventually(func(g Gomega) {
+				g.Expect(status(g, rn).Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady))
+			}).WithTimeout(10 * time.Second).Should(Succeed())
+			twins := &corev1.NamespaceList{}
+			g.Expect(provider.Client.List(ctx, twins, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: home})).To(Succeed())
+			g.Expect(twins.Items).To(HaveLen(1))
+			g.Expect(twins.Items[0].UID).To(Equal(ns.UID), "the same namespace, adopted")
+			grants := &rbacv1.RoleBindingList{}
+			g.Expect(provider.Client.List(ctx, grants, client.InNamespace(twin))).To(Succeed())
+			g.Expect(grants.Items).To(HaveLen(1))
+			g.Expect(grants.Items[0].Name).To(Equal(peeringv1alpha1.TwinRoleBindingName))
+
+			g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
+			expectGone(g, ns)
+			expectGone(g, rn)
+		})
+	}
 }
 
 // asHome is a client with the identity the provider issued to a home cluster.
