@@ -92,7 +92,8 @@ type Options struct {
 	// health and capacity, and its virtual node's Lease renewed.
 	RemoteClusterProbeInterval time.Duration
 	// UnoffloadTimeout is how long an unoffload waits for a provider that
-	// does not answer before the status says it is stuck on it.
+	// does not answer, or answers but keeps its twin, before the status
+	// says it is stuck on it.
 	UnoffloadTimeout time.Duration
 
 	// WebhookBindAddress is where the admission webhooks are served; "0"
@@ -170,7 +171,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RemoteClusterProbeInterval, "remote-cluster-probe-interval", d.RemoteClusterProbeInterval,
 		"How often each provider is probed for health and capacity, and its virtual node's Lease renewed.")
 	fs.DurationVar(&o.UnoffloadTimeout, "unoffload-timeout", d.UnoffloadTimeout,
-		"How long an unoffload waits for a provider that does not answer before the NamespaceOffloading's status says so (finish with 'stretchctl unoffload --force').")
+		"How long an unoffload waits for a provider that does not answer, or answers but does not delete its twin, before the NamespaceOffloading's status says so; 'stretchctl unoffload --force' then finishes without it.")
 	fs.StringVar(&o.WebhookBindAddress, "webhook-bind-address", d.WebhookBindAddress,
 		"Address the admission webhooks are served on; \"0\" disables them (pods of offloaded namespaces are then not placed).")
 	fs.StringVar(&o.WebhookURL, "webhook-url", d.WebhookURL,
