@@ -42,6 +42,13 @@ func TestImposed(t *testing.T) {
 			[]corev1.NodeSelectorTerm{exprs(regionEU, isVirtual), exprs(notVirtual)}, true},
 		{"default strategy is LocalAndRemote", Policy{Selector: euOnly},
 			[]corev1.NodeSelectorTerm{exprs(regionEU, isVirtual), exprs(notVirtual)}, true},
+		// clusterSelector: {nodeSelectorTerms: []} selects every provider, as
+		// an absent one does.
+		{"Remote, no terms", Policy{Strategy: offloadingv1alpha1.RemoteStrategy, Selector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{}}},
+			[]corev1.NodeSelectorTerm{exprs(isVirtual)}, true},
+		{"LocalAndRemote, no terms", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy, Selector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{}}}, nil, true},
+		{"LocalAndRemote, matchFields kept", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy, Selector: byName},
+			[]corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{isVirtual}, MatchFields: byName.NodeSelectorTerms[0].MatchFields}, exprs(notVirtual)}, true},
 		{"runtime class forces Remote, even with Local", Policy{Strategy: offloadingv1alpha1.LocalStrategy, Selector: euOnly, ForceRemote: true},
 			[]corev1.NodeSelectorTerm{exprs(regionEU, isVirtual)}, true},
 		{"runtime class, LocalAndRemote, empty selector", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy, ForceRemote: true},
@@ -141,4 +148,34 @@ func TestApply(t *testing.T) {
 	pod = &corev1.Pod{}
 	g.Expect(Apply(pod, Policy{Strategy: offloadingv1alpha1.LocalStrategy, Selector: sel})).To(BeEmpty())
 	g.Expect(pod).To(Equal(&corev1.Pod{}))
+}
+
+func TestApplyContradictions(t *testing.T) {
+	usVirtual := terms(exprs(isVirtual, expr("region", corev1.NodeSelectorOpIn, "us")))
+	tests := []struct {
+		name   string
+		policy Policy
+		own    *corev1.NodeSelector
+		want   []string
+	}{
+		{"Remote, the pod's zone against the selector's", Policy{Strategy: offloadingv1alpha1.RemoteStrategy, Selector: terms(exprs(zoneA))},
+			terms(exprs(expr("zone", corev1.NodeSelectorOpIn, "b"))),
+			[]string{"term 0 (zone In (b) AND zone In (a) AND stretch.dev/type In (virtual-node)): zone In (b) contradicts zone In (a)"}},
+		// A virtual node outside the selector: the remote term has the wrong
+		// region, the local one excludes virtual nodes.
+		{"LocalAndRemote, a virtual node the selector does not pick", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy, Selector: terms(exprs(regionEU))}, usVirtual,
+			[]string{
+				"term 0 (stretch.dev/type In (virtual-node) AND region In (us) AND region In (eu)): region In (us) contradicts region In (eu)",
+				"term 1 (stretch.dev/type In (virtual-node) AND region In (us) AND stretch.dev/type NotIn (virtual-node)): stretch.dev/type In (virtual-node) contradicts stretch.dev/type NotIn (virtual-node)",
+			}},
+		{"LocalAndRemote, a pod that may run at home", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy, Selector: terms(exprs(regionEU))},
+			terms(exprs(expr("region", corev1.NodeSelectorOpIn, "us"))), nil},
+		{"LocalAndRemote, empty selector: nothing imposed", Policy{Strategy: offloadingv1alpha1.LocalAndRemoteStrategy}, usVirtual, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{Spec: corev1.PodSpec{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: tt.own}}}}
+			NewWithT(t).Expect(Apply(pod, tt.policy)).To(Equal(tt.want))
+		})
+	}
 }

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"testing"
 	"time"
@@ -10,10 +11,13 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/placement"
+	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/webhook"
 	"stretch.dev/stretch/internal/webhook/certs"
 )
@@ -107,6 +111,8 @@ func TestCertificateRotation(t *testing.T) {
 func TestConfigurationsInjectedOnceServing(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
+	// The Secret's namespace: this test may run alone.
+	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
 	var rotator *certs.Rotator
 	injected := 0
 	rotator = certs.New(certs.Options{
@@ -124,4 +130,104 @@ func TestConfigurationsInjectedOnceServing(t *testing.T) {
 	g.Expect(rotator.Check(ctx)).To(Succeed())
 	g.Expect(injected).To(Equal(1))
 	g.Expect(rotator.Ready()).To(BeClosed())
+}
+
+// TestRotatorStartRotates lets the rotator's own loop, not a direct Check,
+// renew a serving certificate that is past two thirds of its life.
+func TestRotatorStartRotates(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	clock := testingclock.NewFakeClock(time.Now())
+	key := client.ObjectKey{Namespace: identity.SystemNamespace, Name: "certs-start-loop"}
+	rotator := certs.New(certs.Options{
+		Client: home.Client, Reader: home.Client, Secret: key, Hosts: []string{"127.0.0.1"},
+		Inject: func(context.Context, []byte) error { return nil },
+		Clock:  clock, CertValidity: 6 * time.Minute, CAValidity: 9 * time.Minute, CheckInterval: 100 * time.Millisecond,
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rotator.Start(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the rotator stopped with an error: %v", err)
+		}
+	})
+	g.Eventually(rotator.Ready()).WithTimeout(10 * time.Second).Should(BeClosed())
+	served := func() string {
+		c, err := rotator.GetCertificate(nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		return c.Leaf.SerialNumber.String()
+	}
+	first := served()
+
+	clock.Step(3 * time.Minute)
+	g.Eventually(served).WithTimeout(10 * time.Second).ShouldNot(Equal(first))
+	secret := &corev1.Secret{}
+	g.Expect(home.Client.Get(ctx, key, secret)).To(Succeed())
+	saved := certs.ParseCertificates(secret.Data[corev1.TLSCertKey])
+	g.Expect(saved).To(HaveLen(1))
+	g.Expect(saved[0].SerialNumber.String()).To(Equal(served()), "the renewed certificate is the one in the Secret, for the other replicas")
+}
+
+// TestInClusterEndpoint runs the webhooks as a manager in the cluster
+// does, behind Service stretch-system/stretch-webhook, and checks what the
+// API server would rely on: the configurations name the Service, and the
+// served certificate verifies, for the Service's DNS names, against the CA
+// bundle injected into them. The call itself is not made: this API server
+// has no cluster network to reach a Service through, and Endpoints may not
+// point at loopback addresses, where this server listens; the e2e suite
+// covers calls by URL.
+func TestInClusterEndpoint(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	svc := client.ObjectKey{Namespace: identity.SystemNamespace, Name: "stretch-webhook"}
+	addr := testenv.FreeAddr(t)
+	s, err := webhook.NewServing(addr, webhook.Endpoint{Service: svc}, certs.Options{})
+	g.Expect(err).NotTo(HaveOccurred())
+	// The configurations now point at a Service that is not there: tests
+	// that follow point them back at their own server when they start.
+	testenv.StartManager(t, home.Config, func(o *ctrl.Options) { o.WebhookServer = s.Server }, s.Setup)
+	g.Eventually(s.Rotator.Ready()).WithTimeout(30 * time.Second).Should(BeClosed())
+
+	var bundles [][]byte
+	check := func(name string, cc admissionregistrationv1.WebhookClientConfig, path string) {
+		g.Expect(cc.URL).To(BeNil(), name)
+		g.Expect(cc.Service).To(Equal(&admissionregistrationv1.ServiceReference{Namespace: "stretch-system", Name: "stretch-webhook",
+			Path: ptr.To(path), Port: ptr.To[int32](443)}), name)
+		bundles = append(bundles, cc.CABundle)
+	}
+	g.Eventually(func(g Gomega) {
+		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
+		g.Expect(m.Webhooks).To(HaveLen(2))
+		g.Expect(m.Webhooks[0].ClientConfig.Service).NotTo(BeNil(), "still the configuration of a test before")
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
+	for _, wh := range m.Webhooks {
+		check(wh.Name, wh.ClientConfig, "/mutate-pod")
+	}
+	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
+	check(v.Webhooks[0].Name, v.Webhooks[0].ClientConfig, "/validate-namespaceoffloading")
+
+	for _, bundle := range bundles {
+		g.Expect(bundle).To(Equal(bundles[0]), "every webhook trusts the same CAs")
+	}
+	roots := x509.NewCertPool()
+	g.Expect(roots.AppendCertsFromPEM(bundles[0])).To(BeTrue())
+	for _, serverName := range []string{"stretch-webhook.stretch-system.svc", "stretch-webhook.stretch-system.svc.cluster.local"} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: serverName, RootCAs: roots, MinVersion: tls.VersionTLS12})
+		g.Expect(err).NotTo(HaveOccurred(), serverName)
+		g.Expect(conn.Close()).To(Succeed())
+	}
+	// Not a certificate for anything else, the address it listens on
+	// included.
+	for _, serverName := range []string{"127.0.0.1", "other.stretch-system.svc"} {
+		_, err := tls.Dial("tcp", addr, &tls.Config{ServerName: serverName, RootCAs: roots, MinVersion: tls.VersionTLS12})
+		g.Expect(err).To(MatchError(ContainSubstring("x509: ")), serverName)
+	}
 }

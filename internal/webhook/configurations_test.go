@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -39,11 +40,70 @@ func TestEndpoints(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(hosts).To(Equal(tt.wantHosts))
 			m, v := webhook.Configurations(tt.endpoint, []byte("ca"))
-			g.Expect(m.Webhooks[0].ClientConfig).To(Equal(tt.wantConfig))
-			g.Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
-			g.Expect(*m.Webhooks[0].TimeoutSeconds).To(BeNumerically("<=", 5))
-			g.Expect(m.Webhooks[0].NamespaceSelector.MatchExpressions[0].Key).To(Equal("stretch.dev/scheduling-enabled"))
-			g.Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal([]byte("ca")))
+			g.Expect(m.Webhooks).To(HaveLen(2))
+			for _, wh := range m.Webhooks {
+				g.Expect(wh.ClientConfig).To(Equal(tt.wantConfig), wh.Name)
+			}
+			g.Expect(v.Webhooks).To(HaveLen(1))
+			want := tt.wantConfig.DeepCopy()
+			if want.URL != nil {
+				want.URL = ptr.To("https://127.0.0.1:9443/validate-namespaceoffloading")
+			} else {
+				want.Service.Path = ptr.To("/validate-namespaceoffloading")
+			}
+			g.Expect(v.Webhooks[0].ClientConfig).To(Equal(*want))
 		})
 	}
+}
+
+// TestConfigurations checks what decides which requests reach the webhooks
+// and what happens when they do not answer.
+func TestConfigurations(t *testing.T) {
+	g := NewWithT(t)
+	m, v := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, []byte("ca"))
+	podsCreated := []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+	}}
+	stretchClass := "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == 'stretch'"
+	tests := []struct {
+		name       string
+		webhook    admissionregistrationv1.MutatingWebhook
+		namespaces metav1.LabelSelectorRequirement
+		condition  admissionregistrationv1.MatchCondition
+	}{
+		{"offloaded namespaces, any pod but runtime class stretch", m.Webhooks[0],
+			metav1.LabelSelectorRequirement{Key: "stretch.dev/scheduling-enabled", Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
+			admissionregistrationv1.MatchCondition{Name: "not-runtime-class-stretch", Expression: "!(" + stretchClass + ")"}},
+		{"every namespace but the system ones, pods of runtime class stretch", m.Webhooks[1],
+			metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+				Values: []string{"kube-system", "kube-public", "kube-node-lease", "stretch-system"}},
+			admissionregistrationv1.MatchCondition{Name: "runtime-class-stretch", Expression: stretchClass}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			wh := tt.webhook
+			g.Expect(wh.Rules).To(Equal(podsCreated))
+			g.Expect(wh.NamespaceSelector).To(Equal(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{tt.namespaces}}))
+			g.Expect(wh.MatchConditions).To(Equal([]admissionregistrationv1.MatchCondition{tt.condition}))
+			g.Expect(*wh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+			g.Expect(*wh.TimeoutSeconds).To(BeNumerically("<=", 5))
+			g.Expect(*wh.SideEffects).To(Equal(admissionregistrationv1.SideEffectClassNoneOnDryRun))
+			// Placed once: a pod goes to one of the two, and only once.
+			g.Expect(*wh.ReinvocationPolicy).To(Equal(admissionregistrationv1.NeverReinvocationPolicy))
+		})
+	}
+	g.Expect(m.Webhooks[0].Name).NotTo(Equal(m.Webhooks[1].Name))
+
+	vwh := v.Webhooks[0]
+	g.Expect(vwh.Rules).To(Equal([]admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{"offloading.stretch.dev"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"namespaceoffloadings"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+	}}))
+	g.Expect(*vwh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+	g.Expect(*vwh.TimeoutSeconds).To(BeNumerically("<=", 5))
+	g.Expect(*vwh.SideEffects).To(Equal(admissionregistrationv1.SideEffectClassNone))
 }

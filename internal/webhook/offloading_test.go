@@ -2,17 +2,24 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/webhook/certs"
+	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
 )
 
 func TestNamespaceOffloadingValidation(t *testing.T) {
@@ -27,20 +34,30 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 		g.Expect(err).To(MatchError(And(ContainSubstring(`NamespaceOffloading misnamed/my-offloading: the name must be "offloading"`), ContainSubstring("metadata.name: offloading"))))
 	})
 
+	// What users get: the CRD's CEL rules refuse the change, since the API
+	// server validates an object before it calls validating webhooks; the
+	// webhook's own check (TestNamespaceOffloadingImmutableFields) is never
+	// reached this way, and would only answer if the rules were gone.
 	t.Run("mapping strategy and remote name are immutable", func(t *testing.T) {
 		g := NewWithT(t)
 		namespace(t, "mapped", false)
 		off := offloadingIn(t, "mapped", offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "chosen"}, "")
-		for _, change := range []func(*offloadingv1alpha1.NamespaceOffloading){
-			func(o *offloadingv1alpha1.NamespaceOffloading) { o.Spec.RemoteNamespaceName = "other" },
-			func(o *offloadingv1alpha1.NamespaceOffloading) {
+		for _, tt := range []struct {
+			change func(*offloadingv1alpha1.NamespaceOffloading)
+			want   string
+		}{
+			{func(o *offloadingv1alpha1.NamespaceOffloading) { o.Spec.RemoteNamespaceName = "other" },
+				"spec.remoteNamespaceName is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"},
+			{func(o *offloadingv1alpha1.NamespaceOffloading) {
 				o.Spec.NamespaceMappingStrategy, o.Spec.RemoteNamespaceName = offloadingv1alpha1.EnforceSameNameMapping, ""
-			},
+			}, "spec.namespaceMappingStrategy is immutable: delete the NamespaceOffloading (unoffload) and create it again to change it"},
 		} {
 			cur := &offloadingv1alpha1.NamespaceOffloading{}
 			g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), cur)).To(Succeed())
-			change(cur)
-			g.Expect(wc.Update(ctx, cur)).To(MatchError(And(ContainSubstring("immutable"), ContainSubstring("delete the NamespaceOffloading (unoffload) and create it again"))))
+			tt.change(cur)
+			err := wc.Update(ctx, cur)
+			g.Expect(err).To(MatchError(ContainSubstring(tt.want)))
+			g.Expect(err).NotTo(MatchError(ContainSubstring("it names the twins")), "the webhook's wording: the CEL rules no longer answer first")
 		}
 	})
 
@@ -75,16 +92,21 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 		virtual := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-x", Labels: map[string]string{
 			peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}}}
 		g.Expect(home.Client.Create(ctx, virtual)).To(Succeed())
-		running := func(name, node string) {
+		// Offloaded first: the pod webhook refuses pods of runtime class
+		// stretch in a namespace that is not.
+		off := offloadingIn(t, "tighten", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
+		running := func(name, node string, runtimeClass *string) {
 			p := pod("tighten", nil)
-			p.GenerateName, p.Name, p.Spec.NodeName = "", name, node
-			g.Expect(home.Client.Create(ctx, p)).To(Succeed())
+			p.GenerateName, p.Name, p.Spec.NodeName, p.Spec.RuntimeClassName = "", name, node, runtimeClass
+			g.Eventually(func() error { return home.Client.Create(ctx, p) }).WithTimeout(10 * time.Second).Should(Succeed())
 			p.Status.Phase = corev1.PodRunning
 			g.Expect(home.Client.Status().Update(ctx, p)).To(Succeed())
 		}
-		running("at-home", "home-node-1")
-		running("away", virtual.Name)
-		off := offloadingIn(t, "tighten", offloadingv1alpha1.NamespaceOffloadingSpec{}, "")
+		running("at-home", "home-node-1", nil)
+		running("away", virtual.Name, nil)
+		// Where runtime class stretch belongs under any strategy: never
+		// named.
+		running("forced-away", virtual.Name, ptr.To(peeringv1alpha1.RuntimeClassName))
 		wc.take()
 
 		for _, tt := range []struct {
@@ -114,4 +136,54 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 		g.Expect(wc.Update(ctx, cur)).To(Succeed())
 		g.Expect(wc.take()).To(BeEmpty())
 	})
+}
+
+// TestNamespaceOffloadingImmutableFields calls the validating webhook's
+// handler directly with updates: through the API server, the CRD's CEL
+// rules refuse these first (see TestNamespaceOffloadingValidation), so only
+// here is the webhook's own wording checked.
+func TestNamespaceOffloadingImmutableFields(t *testing.T) {
+	ctx := context.Background()
+	NewWithT(t).Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	h := &offloadingwebhook.Handler{Client: home.Client, APIReader: home.Client, Decoder: admission.NewDecoder(home.Scheme),
+		Home: &identity.IDCache{Reader: home.Client}}
+	selected := func(name string) offloadingv1alpha1.NamespaceOffloadingSpec {
+		return offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: name}
+	}
+	tests := []struct {
+		name     string
+		old, cur offloadingv1alpha1.NamespaceOffloadingSpec
+		wantDeny string // empty: admitted
+	}{
+		{name: "remote name changed", old: selected("chosen"), cur: selected("other"),
+			wantDeny: `NamespaceOffloading mapped/offloading: spec.remoteNamespaceName is immutable ("chosen" to "other"): it names the twins, which hold the offloaded pods; delete the NamespaceOffloading (unoffload) and create it again to change it`},
+		{name: "mapping strategy changed", old: selected("chosen"), cur: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.EnforceSameNameMapping},
+			wantDeny: "NamespaceOffloading mapped/offloading: spec.namespaceMappingStrategy is immutable (SelectedName to EnforceSameName): it names the twins, which hold the offloaded pods; delete the NamespaceOffloading (unoffload) and create it again to change it"},
+		{name: "mapping strategy set where it defaulted", old: offloadingv1alpha1.NamespaceOffloadingSpec{}, cur: selected("chosen"),
+			wantDeny: "spec.namespaceMappingStrategy is immutable (DefaultName to SelectedName)"},
+		{name: "the default written out is no change", old: offloadingv1alpha1.NamespaceOffloadingSpec{},
+			cur: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.DefaultNameMapping}},
+		{name: "strategy and selector may change", old: selected("chosen"),
+			cur: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "chosen",
+				PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy, ClusterSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}}},
+	}
+	raw := func(g Gomega, spec offloadingv1alpha1.NamespaceOffloadingSpec) runtime.RawExtension {
+		data, err := json.Marshal(&offloadingv1alpha1.NamespaceOffloading{TypeMeta: metav1.TypeMeta{APIVersion: offloadingv1alpha1.GroupVersion.String(), Kind: "NamespaceOffloading"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "mapped", Name: offloadingv1alpha1.NamespaceOffloadingName}, Spec: spec})
+		g.Expect(err).NotTo(HaveOccurred())
+		return runtime.RawExtension{Raw: data}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			resp := h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: "update", Operation: admissionv1.Update,
+				Namespace: "mapped", Name: offloadingv1alpha1.NamespaceOffloadingName, Object: raw(g, tt.cur), OldObject: raw(g, tt.old)}})
+			if tt.wantDeny == "" {
+				g.Expect(resp.Allowed).To(BeTrue(), "%+v", resp.Result)
+				return
+			}
+			g.Expect(resp.Allowed).To(BeFalse())
+			g.Expect(resp.Result.Message).To(ContainSubstring(tt.wantDeny))
+		})
+	}
 }

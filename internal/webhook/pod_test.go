@@ -7,10 +7,10 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
@@ -54,6 +54,11 @@ func TestPodPlacement(t *testing.T) {
 	off := offloadingIn(t, "placed", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
 
 	euSelector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}
+	byName := req("metadata.name", corev1.NodeSelectorOpIn, "stretch-provider-eu")
+	nameSelector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(nil, byName)}}
+	// Written as clusterSelector: {nodeSelectorTerms: []}: every provider.
+	noTerms := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{}}
+	selectorNames := map[*corev1.NodeSelector]string{nil: "none", euSelector: "region", nameSelector: "matchFields", noTerms: "no-terms"}
 	// The pod's own terms: a label and a matchFields term, ORed.
 	own := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(zoneA)), term(nil, notN1)}}
 	tests := []struct {
@@ -63,6 +68,8 @@ func TestPodPlacement(t *testing.T) {
 		wantTerms []corev1.NodeSelectorTerm // nil: no required affinity
 		tolerate  bool
 	}{
+		// Under Local the controller removes the label, so these pods only
+		// reach the webhook when a user set it by hand.
 		{offloadingv1alpha1.LocalStrategy, nil, nil, nil, false},
 		{offloadingv1alpha1.LocalStrategy, euSelector, nil, nil, false},
 		{offloadingv1alpha1.LocalStrategy, nil, own, own.NodeSelectorTerms, false},
@@ -71,15 +78,21 @@ func TestPodPlacement(t *testing.T) {
 		{offloadingv1alpha1.RemoteStrategy, euSelector, nil, []corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}, true},
 		{offloadingv1alpha1.RemoteStrategy, nil, own, []corev1.NodeSelectorTerm{term(list(zoneA, onVirtual)), term(list(onVirtual), notN1)}, true},
 		{offloadingv1alpha1.RemoteStrategy, euSelector, own, []corev1.NodeSelectorTerm{term(list(zoneA, regionEU, onVirtual)), term(list(regionEU, onVirtual), notN1)}, true},
+		{offloadingv1alpha1.RemoteStrategy, nameSelector, nil, []corev1.NodeSelectorTerm{term(list(onVirtual), byName)}, true},
+		{offloadingv1alpha1.RemoteStrategy, nameSelector, own, []corev1.NodeSelectorTerm{term(list(zoneA, onVirtual), byName), term(list(onVirtual), notN1, byName)}, true},
+		{offloadingv1alpha1.RemoteStrategy, noTerms, nil, []corev1.NodeSelectorTerm{term(list(onVirtual))}, true},
 		{offloadingv1alpha1.LocalAndRemoteStrategy, nil, nil, nil, true},
 		{offloadingv1alpha1.LocalAndRemoteStrategy, euSelector, nil, []corev1.NodeSelectorTerm{term(list(regionEU, onVirtual)), term(list(offVirtual))}, true},
 		{offloadingv1alpha1.LocalAndRemoteStrategy, nil, own, own.NodeSelectorTerms, true},
 		{offloadingv1alpha1.LocalAndRemoteStrategy, euSelector, own, []corev1.NodeSelectorTerm{
 			term(list(zoneA, regionEU, onVirtual)), term(list(zoneA, offVirtual)),
 			term(list(regionEU, onVirtual), notN1), term(list(offVirtual), notN1)}, true},
+		{offloadingv1alpha1.LocalAndRemoteStrategy, nameSelector, nil, []corev1.NodeSelectorTerm{term(list(onVirtual), byName), term(list(offVirtual))}, true},
+		{offloadingv1alpha1.LocalAndRemoteStrategy, noTerms, nil, nil, true},
+		{offloadingv1alpha1.LocalAndRemoteStrategy, noTerms, own, own.NodeSelectorTerms, true},
 	}
 	for _, tt := range tests {
-		name := fmt.Sprintf("%s/selector=%t/own=%t", tt.strategy, tt.selector != nil, tt.affinity != nil)
+		name := fmt.Sprintf("%s/selector=%s/own=%t", tt.strategy, selectorNames[tt.selector], tt.affinity != nil)
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
 			edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
@@ -101,47 +114,73 @@ func TestPodPlacement(t *testing.T) {
 		})
 	}
 
-	t.Run("runtimeClassName stretch goes to virtual nodes whatever the strategy", func(t *testing.T) {
-		g := NewWithT(t)
-		edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
-			o.Spec.PodOffloadingStrategy, o.Spec.ClusterSelector = offloadingv1alpha1.LocalStrategy, euSelector
+	contradictions := []struct {
+		name     string
+		strategy offloadingv1alpha1.PodOffloadingStrategy
+		selector *corev1.NodeSelector
+		// podName empty: the pod has a generateName only.
+		podName  string
+		affinity *corev1.NodeSelector
+		want     []string
+		// The event is on the pod when it has a name, else on the
+		// NamespaceOffloading, naming the pod by its generateName.
+		regardingKind, regardingName, note string
+	}{
+		{name: "Remote, a named pod", strategy: offloadingv1alpha1.RemoteStrategy,
+			selector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(zoneA))}},
+			podName:  "contradicts", affinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(req("zone", corev1.NodeSelectorOpIn, "b")))}},
+			want:          []string{"podOffloadingStrategy Remote", "zone In (b) contradicts zone In (a)"},
+			regardingKind: "Pod", regardingName: "contradicts", note: "pod contradicts: "},
+		// The pod asks for a virtual node outside the selector: neither the
+		// remote terms nor the local one can match.
+		{name: "LocalAndRemote, a pod with a generateName only", strategy: offloadingv1alpha1.LocalAndRemoteStrategy, selector: euSelector,
+			affinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(onVirtual, req("region", corev1.NodeSelectorOpIn, "us")))}},
+			want: []string{"podOffloadingStrategy LocalAndRemote", "region In (us) contradicts region In (eu)",
+				"stretch.dev/type In (virtual-node) contradicts stretch.dev/type NotIn (virtual-node)"},
+			regardingKind: "NamespaceOffloading", regardingName: offloadingv1alpha1.NamespaceOffloadingName, note: "pod app-*: "},
+	}
+	for _, tt := range contradictions {
+		t.Run("contradicting terms: admitted, with a warning and an event/"+tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+				o.Spec.PodOffloadingStrategy, o.Spec.ClusterSelector = tt.strategy, tt.selector
+			})
+			warned := ContainElement(containsAll(append([]string{"no node can match the node affinity of this pod"}, tt.want...)...))
+			wc := newWarningClient(t)
+			p := pod("placed", tt.affinity)
+			if tt.podName != "" {
+				p.GenerateName, p.Name = "", tt.podName
+			}
+			// A dry run first, until the webhook's cache has the edit: it
+			// records no event.
+			g.Eventually(func(g Gomega) {
+				g.Expect(wc.Create(ctx, p.DeepCopy(), client.DryRunAll)).To(Succeed())
+				g.Expect(wc.take()).To(warned)
+			}).WithTimeout(10 * time.Second).Should(Succeed())
+			created := p.DeepCopy()
+			g.Expect(wc.Create(ctx, created)).To(Succeed())
+			g.Expect(created.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
+			g.Expect(wc.take()).To(warned)
+			g.Eventually(func(g Gomega) {
+				events := &eventsv1.EventList{}
+				g.Expect(home.Client.List(ctx, events, client.InNamespace("placed"))).To(Succeed())
+				g.Expect(events.Items).To(ContainElement(And(
+					HaveField("Reason", podwebhook.ContradictionReason),
+					HaveField("Regarding.Kind", tt.regardingKind),
+					HaveField("Regarding.Name", tt.regardingName),
+					HaveField("Note", And(HavePrefix(tt.note), ContainSubstring(tt.want[1]))))))
+			}).WithTimeout(10 * time.Second).Should(Succeed())
 		})
-		g.Eventually(func(g Gomega) {
-			p := pod("placed", nil)
-			p.Spec.RuntimeClassName = ptr.To(peeringv1alpha1.RuntimeClassName)
-			got := create(g, p, true)
-			g.Expect(requiredTerms(got)).To(Equal([]corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}))
-			g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
-		}).WithTimeout(10 * time.Second).Should(Succeed())
-	})
+	}
+}
 
-	t.Run("contradicting terms: admitted, with a warning and an event", func(t *testing.T) {
-		g := NewWithT(t)
-		edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
-			o.Spec.PodOffloadingStrategy, o.Spec.ClusterSelector = offloadingv1alpha1.RemoteStrategy, &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(zoneA))}}
-		})
-		wc := newWarningClient(t)
-		p := pod("placed", &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(req("zone", corev1.NodeSelectorOpIn, "b")))}})
-		p.GenerateName, p.Name = "", "contradicts"
-		g.Eventually(func(g Gomega) {
-			cur := p.DeepCopy()
-			g.Expect(client.IgnoreAlreadyExists(wc.Create(ctx, cur))).To(Succeed())
-			got := &corev1.Pod{}
-			g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
-			g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
-		}).WithTimeout(10 * time.Second).Should(Succeed())
-		g.Expect(wc.take()).To(ContainElement(And(
-			ContainSubstring("no node can match the node affinity of this pod"),
-			ContainSubstring("zone In (b) contradicts zone In (a)"))))
-		g.Eventually(func(g Gomega) {
-			events := &eventsv1.EventList{}
-			g.Expect(home.Client.List(ctx, events, client.InNamespace("placed"))).To(Succeed())
-			g.Expect(events.Items).To(ContainElement(And(
-				HaveField("Reason", podwebhook.ContradictionReason),
-				HaveField("Regarding.Name", "contradicts"),
-				HaveField("Note", ContainSubstring("zone In (b) contradicts zone In (a)")))))
-		}).WithTimeout(10 * time.Second).Should(Succeed())
-	})
+// containsAll matches a string that contains each of subs.
+func containsAll(subs ...string) types.GomegaMatcher {
+	ms := make([]types.GomegaMatcher, 0, len(subs))
+	for _, sub := range subs {
+		ms = append(ms, ContainSubstring(sub))
+	}
+	return And(ms...)
 }
 
 func TestPodsCreatedTooEarlyAreRejected(t *testing.T) {
@@ -177,11 +216,19 @@ func TestPodsCreatedTooEarlyAreRejected(t *testing.T) {
 		g.Expect(create(g, pod("early", nil), true).Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 
-	// A namespace without the label never calls the webhook.
-	namespace(t, "unlabelled", false)
-	offloadingIn(t, "unlabelled", offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.InProgressPhase)
-	got := create(g, pod("unlabelled", nil), true)
-	g.Expect(got.Spec.Tolerations).NotTo(ContainElement(placement.VirtualNodeToleration))
+	// A namespace without the label, or with it set to anything but true,
+	// never calls the webhook: its pods are admitted as they are, even
+	// while the offloading is InProgress (when the webhook would refuse them).
+	for ns, value := range map[string]string{"unlabelled": "", "labelled-false": "false"} {
+		namespaceLabelled(t, ns, value)
+		offloadingIn(t, ns, offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.InProgressPhase)
+		calls := podWebhookCalls(g)
+		p := pod(ns, nil)
+		got := create(g, p, false)
+		g.Expect(got.Spec.Tolerations).NotTo(ContainElement(placement.VirtualNodeToleration), ns)
+		g.Expect(got.Spec.Affinity).To(BeNil(), ns)
+		g.Expect(podWebhookCalls(g)).To(Equal(calls), "namespace %s called the pod webhook", ns)
+	}
 }
 
 // edit changes the NamespaceOffloading, retrying on conflicts.

@@ -14,9 +14,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -26,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook/certs"
@@ -88,31 +91,58 @@ func (e Endpoint) clientConfig(path string, caBundle []byte) admissionregistrati
 		Namespace: e.Service.Namespace, Name: e.Service.Name, Path: ptr.To(path), Port: ptr.To(port)}}
 }
 
+// Match conditions of the two pod webhooks: a pod is sent to exactly one of
+// them, so that it is placed once (reinvocation is off).
+const (
+	runtimeClassCondition    = "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == '" + peeringv1alpha1.RuntimeClassName + "'"
+	notRuntimeClassCondition = "!(" + runtimeClassCondition + ")"
+)
+
+// systemNamespaces never call the runtime-class pod webhook: the manager's
+// own pods and the cluster's must not wait for it.
+var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", identity.SystemNamespace}
+
 // Configurations returns the webhook configurations for the endpoint.
 func Configurations(e Endpoint, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 	fail := admissionregistrationv1.Fail
 	equivalent := admissionregistrationv1.Equivalent
-	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: MutatingConfigurationName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "pods.offloading.stretch.dev",
+	podWebhook := func(name string, namespaces *metav1.LabelSelector, condition admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
+		return admissionregistrationv1.MutatingWebhook{
+			Name:         name,
 			ClientConfig: e.clientConfig(podPath, caBundle),
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
 			}},
-			// Only offloaded namespaces ever call it.
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: offloadingv1alpha1.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
-			FailurePolicy: &fail,
-			MatchPolicy:   &equivalent,
+			NamespaceSelector: namespaces,
+			MatchConditions:   []admissionregistrationv1.MatchCondition{condition},
+			FailurePolicy:     &fail,
+			MatchPolicy:       &equivalent,
 			// Events about contradicting terms are its only side effect.
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
 			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
 			AdmissionReviewVersions: []string{"v1"},
 			ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
-		}},
+		}
+	}
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: MutatingConfigurationName},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{
+			// Most pods: only namespaces whose pods may go to providers call it.
+			podWebhook("pods.offloading.stretch.dev",
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+					Key: offloadingv1alpha1.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
+				admissionregistrationv1.MatchCondition{Name: "not-runtime-class-stretch", Expression: notRuntimeClassCondition}),
+			// Pods of runtime class stretch go to providers whatever the
+			// strategy, so also from namespaces without the label (Local, or
+			// not offloaded at all: then they are refused, as they could
+			// never start).
+			podWebhook("runtimeclass-pods.offloading.stretch.dev",
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(systemNamespaces)}}},
+				admissionregistrationv1.MatchCondition{Name: "runtime-class-stretch", Expression: runtimeClassCondition}),
+		},
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},

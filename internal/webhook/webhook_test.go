@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -64,11 +65,24 @@ func serve(t *testing.T, certOpts certs.Options) (*webhook.Serving, string) {
 	return s, addr
 }
 
+// namespace creates a namespace, with the scheduling label set to true
+// when labelled.
 func namespace(t *testing.T, name string, labelled bool) {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if labelled {
-		ns.Labels = map[string]string{offloadingv1alpha1.SchedulingEnabledLabel: "true"}
+		namespaceLabelled(t, name, "true")
+	} else {
+		namespaceLabelled(t, name, "")
+	}
+}
+
+// namespaceLabelled creates a namespace whose scheduling label has the
+// value, or none when the value is empty.
+func namespaceLabelled(t *testing.T, name, value string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if value != "" {
+		ns.Labels = map[string]string{offloadingv1alpha1.SchedulingEnabledLabel: value}
 	}
 	NewWithT(t).Expect(home.Client.Create(context.Background(), ns)).To(Succeed())
 }
@@ -77,14 +91,58 @@ func namespace(t *testing.T, name string, labelled bool) {
 // phase, as the offloading controller would.
 func offloadingIn(t *testing.T, ns string, spec offloadingv1alpha1.NamespaceOffloadingSpec, phase offloadingv1alpha1.OffloadingPhase) *offloadingv1alpha1.NamespaceOffloading {
 	t.Helper()
+	return offloadingWithStatus(t, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns}, Spec: spec,
+		Status: offloadingv1alpha1.NamespaceOffloadingStatus{OffloadingPhase: phase}})
+}
+
+// offloadingWithStatus creates off, named offloading, and then writes its
+// status, as the offloading controller would.
+func offloadingWithStatus(t *testing.T, off *offloadingv1alpha1.NamespaceOffloading) *offloadingv1alpha1.NamespaceOffloading {
+	t.Helper()
 	g := NewWithT(t)
-	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}, Spec: spec}
+	off = off.DeepCopy()
+	off.Name = offloadingv1alpha1.NamespaceOffloadingName
+	status := off.Status
 	g.Eventually(func() error { return home.Client.Create(context.Background(), off) }).WithTimeout(30 * time.Second).Should(Succeed())
-	if phase != "" {
-		off.Status.OffloadingPhase = phase
+	if status.OffloadingPhase != "" || len(status.RemoteNamespacesConditions) > 0 {
+		off.Status = status
 		g.Expect(home.Client.Status().Update(context.Background(), off)).To(Succeed())
 	}
 	return off
+}
+
+// providerConditions are the conditions of a selected provider whose twin
+// is in the state the Ready condition says.
+func providerConditions(ready metav1.ConditionStatus, reason, message string) offloadingv1alpha1.RemoteNamespaceConditions {
+	now := metav1.Now()
+	return offloadingv1alpha1.RemoteNamespaceConditions{
+		{Type: offloadingv1alpha1.OffloadingRequiredCondition, Status: metav1.ConditionTrue, Reason: offloadingv1alpha1.ClusterSelectedReason,
+			Message: "the cluster selector selects this provider", LastTransitionTime: now},
+		{Type: offloadingv1alpha1.RemoteNamespaceReadyCondition, Status: ready, Reason: reason, Message: message, LastTransitionTime: now},
+	}
+}
+
+// podWebhookCalls is how many requests the pod webhook has served in this
+// process, as controller-runtime counts them. The count is exact once a
+// request returns: the counter moves when the handler returns, before its
+// response (a few hundred bytes, buffered until then) is sent.
+func podWebhookCalls(g Gomega) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && l.GetValue() == "/mutate-pod" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 func pod(ns string, affinity *corev1.NodeSelector) *corev1.Pod {

@@ -3,6 +3,18 @@
 // replica, rotates before they expire and serves without a restart. The CA
 // bundle goes to the webhook configurations through a callback, before any
 // certificate signed by a new CA is served.
+//
+// It is our own code rather than a library's because the usual one,
+// open-policy-agent/cert-controller (pkg/rotator, as read when this was
+// written), does not fit: it puts only DNS names in the serving certificate,
+// so it cannot serve https://127.0.0.1:9443, the URL a manager outside the
+// cluster registers; it only updates the Secret, which must exist
+// beforehand; it waits for the certificate as files in a directory (the
+// Secret mounted by the kubelet, so a change reaches the server only when
+// the kubelet syncs the volume), where we serve from memory; and a CA it
+// renews replaces the old one in the Secret and in the configurations at
+// once, so API servers that still see the old bundle reject the new
+// certificate until they catch up, where we trust both CAs for a while.
 package certs
 
 import (

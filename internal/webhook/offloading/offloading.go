@@ -12,6 +12,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -148,7 +149,10 @@ func (h *Handler) violations(ctx context.Context, off *offloadingv1alpha1.Namesp
 			continue
 		}
 		onVirtual := virtual[p.Spec.NodeName]
-		if s == offloadingv1alpha1.LocalStrategy && onVirtual || s == offloadingv1alpha1.RemoteStrategy && !onVirtual {
+		// Pods of runtime class stretch belong on virtual nodes whatever
+		// the strategy.
+		forced := ptr.Deref(p.Spec.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName
+		if s == offloadingv1alpha1.LocalStrategy && onVirtual && !forced || s == offloadingv1alpha1.RemoteStrategy && !onVirtual {
 			names = append(names, p.Name)
 		}
 	}
