@@ -5,6 +5,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -51,6 +53,28 @@ type Observed struct {
 	Pods []corev1.Pod
 	// Events are the namespace's events (the scheduler's among them).
 	Events []eventsv1.Event
+	// Providers are, by name, what the home cluster knows of the providers
+	// the offloading concerns, and what each says itself of the twin.
+	Providers map[string]Provider
+}
+
+// Provider is what the home cluster knows of one provider, and what the
+// provider itself reports of the twin namespace when it could be asked.
+type Provider struct {
+	// Peered is whether the home cluster has a RemoteCluster of that name.
+	Peered bool
+	// Unreachable is why the home cluster cannot use the provider (its
+	// RemoteCluster's APIReachable or Authenticated condition is False);
+	// empty when it can.
+	Unreachable string
+	// Asked is whether the provider was read, with the home cluster's peer
+	// credentials.
+	Asked bool
+	// Request is the status of the twin namespace request on the provider:
+	// its own report. Nil when it has none, or was not asked.
+	Request *peeringv1alpha1.RemoteNamespaceStatus
+	// AskError is why the provider could not be asked.
+	AskError string
 }
 
 // Run runs every check that applies, in the FAQ's order.
@@ -59,7 +83,7 @@ func Run(o Observed) []Check {
 	if off == nil {
 		return checks
 	}
-	checks = append(checks, phase(off), selectorSyntax(off), selection(o, off), twinName(o, off), conflicts(off), strategy(o, off))
+	checks = append(checks, phase(off), selectorSyntax(off), selection(o, off), twinName(o, off), providers(o, off), strategy(o, off))
 	return append(checks, pendingPods(o, off)...)
 }
 
@@ -110,6 +134,13 @@ var phaseMeaning = map[offloadingv1alpha1.OffloadingPhase]string{
 	"":                                        "the controller has not reconciled it yet (is stretch-controller-manager running?)",
 }
 
+// Names of the checks that others refer to.
+const (
+	selectorSyntaxCheck = "cluster selector syntax"
+	selectionCheck      = "virtual nodes against the selector"
+	providersCheck      = "namespaces on the providers"
+)
+
 func phase(off *offloadingv1alpha1.NamespaceOffloading) Check {
 	p := off.Status.OffloadingPhase
 	c := Check{Name: "phase", Detail: fmt.Sprintf("phase %s: %s", orDash(string(p)), phaseMeaning[p])}
@@ -117,15 +148,38 @@ func phase(off *offloadingv1alpha1.NamespaceOffloading) Check {
 	case offloadingv1alpha1.ReadyPhase:
 		c.Result = Passed
 	case offloadingv1alpha1.InProgressPhase, offloadingv1alpha1.TerminatingPhase, "":
-		c.Result, c.Fix = Warning, "wait, then run this again; the checks below say what is missing"
+		c.Result = Warning
+		c.Fix = fmt.Sprintf("wait, then run this again; the check %q below says what each provider reports", providersCheck)
+	case offloadingv1alpha1.NoClusterSelectedPhase:
+		c.Result = Failed
+		c.Fix = fmt.Sprintf("the checks %q and %q below say why", selectorSyntaxCheck, selectionCheck)
 	default:
-		c.Result, c.Fix = Failed, "see the checks below"
+		var failed []string
+		for _, name := range off.Status.Providers() {
+			if r := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); r != nil && r.Reason == offloadingv1alpha1.CreationFailedReason {
+				failed = append(failed, fmt.Sprintf("%s (%s)", name, failureReason(r)))
+			}
+		}
+		if len(failed) > 0 {
+			c.Detail += ": " + strings.Join(failed, ", ")
+		}
+		c.Result = Failed
+		c.Fix = fmt.Sprintf("the check %q below gives each provider's reason and what to do", providersCheck)
 	}
 	return c
 }
 
+// failureReason is the provider's reason in a CreationFailed condition,
+// whose message is "<reason>: <provider's message>".
+func failureReason(r *metav1.Condition) string {
+	if reason, _, ok := strings.Cut(r.Message, ":"); ok && !strings.Contains(reason, " ") {
+		return reason
+	}
+	return r.Reason
+}
+
 func selectorSyntax(off *offloadingv1alpha1.NamespaceOffloading) Check {
-	c := Check{Name: "cluster selector syntax"}
+	c := Check{Name: selectorSyntaxCheck}
 	if msg, ok := off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation]; ok {
 		c.Result, c.Detail = Failed, "spec.clusterSelector cannot be parsed: "+msg
 		c.Fix = fmt.Sprintf("fix spec.clusterSelector (kubectl edit namespaceoffloading offloading -n %s), or offload again with --selector", off.Namespace)
@@ -136,7 +190,7 @@ func selectorSyntax(off *offloadingv1alpha1.NamespaceOffloading) Check {
 }
 
 func selection(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
-	c := Check{Name: "virtual nodes against the selector"}
+	c := Check{Name: selectionCheck}
 	sel, err := placement.ParseClusterSelector(off.Spec.ClusterSelector)
 	if err != nil {
 		c.Result, c.Detail, c.Fix = Failed, "the selector cannot be evaluated (see the syntax check)", "fix the selector first"
@@ -185,39 +239,216 @@ func twinName(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
 		return c
 	}
 	c.Result, c.Detail = Passed, fmt.Sprintf("twin %s (%d of at most %d characters)", twin, len(twin), naming.MaxNamespaceLength)
+	if s := off.Spec.NamespaceMappingStrategy; s == "" || s == offloadingv1alpha1.DefaultNameMapping {
+		c.Detail += fmt.Sprintf("; with DefaultName a home namespace may have at most %d characters (%s has %d)",
+			naming.MaxDefaultNameHomeNamespaceLength, off.Namespace, len(off.Namespace))
+	}
 	return c
 }
 
-func conflicts(off *offloadingv1alpha1.NamespaceOffloading) Check {
-	c := Check{Name: "namespaces on the providers"}
-	var failed, fine []string
-	for _, provider := range off.Status.Providers() {
-		conds := off.Status.RemoteNamespacesConditions[provider]
-		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
-			continue
+// providers reports, for every selected provider, the state of its twin:
+// from the provider's own report when it could be asked, else from the home
+// status, which carries the provider's last reason and message.
+func providers(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
+	c := Check{Name: providersCheck, Result: Passed}
+	twin := off.Status.RemoteNamespaceName
+	if twin == "" {
+		twin = naming.TwinName(off.Spec, off.Namespace, o.HomeClusterID)
+	}
+	var lines, fixes []string
+	for _, name := range concerned(o, off) {
+		var p *Provider
+		if seen, ok := o.Providers[name]; ok {
+			p = &seen
 		}
-		r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition)
-		switch {
-		case r == nil:
-		case r.Status == "True":
-			fine = append(fine, provider+": the twin exists, created by Stretch for this cluster")
-		// Names refused for their length or form are the twin name check's.
-		case r.Reason == offloadingv1alpha1.CreationFailedReason && strings.HasPrefix(r.Message, peeringv1alpha1.AlreadyExistsReason+":"):
-			failed = append(failed, fmt.Sprintf("%s: %s", provider, r.Message))
-		default:
-			fine = append(fine, fmt.Sprintf("%s: no conflicting namespace reported (%s)", provider, r.Reason))
+		v := judge(name, p, meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition),
+			twin, off, o.HomeClusterID)
+		lines = append(lines, v.Detail)
+		if v.Fix != "" && !slices.Contains(fixes, v.Fix) {
+			fixes = append(fixes, v.Fix)
+		}
+		if severity[v.Result] > severity[c.Result] {
+			c.Result = v.Result
 		}
 	}
-	if len(failed) == 0 {
-		c.Result, c.Detail = Passed, "no provider reports a conflicting namespace"
-		if len(fine) > 0 {
-			c.Detail += "; " + strings.Join(fine, "; ")
-		}
+	if len(lines) == 0 {
+		c.Detail = "no provider is selected, so none has a twin"
 		return c
 	}
-	c.Result, c.Detail = Failed, strings.Join(failed, "; ")
-	c.Fix = "a namespace with the twin's name that Stretch did not create for this cluster is never touched: remove or rename it on that provider, or offload with --namespace-mapping-strategy SelectedName"
+	c.Detail = strings.Join(lines, "; ")
+	c.Fix = strings.Join(fixes, "; ")
 	return c
+}
+
+var severity = map[Result]int{Passed: 0, Warning: 1, Failed: 2}
+
+// concerned names, sorted, the providers whose twin matters: those the
+// status says are selected, and those the collector looked at.
+func concerned(o Observed, off *offloadingv1alpha1.NamespaceOffloading) []string {
+	var names []string
+	for _, name := range off.Status.Providers() {
+		if !meta.IsStatusConditionFalse(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.OffloadingRequiredCondition) {
+			names = append(names, name)
+		}
+	}
+	for name := range o.Providers {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// report is one provider's state of the twin: Phase, Reason and Message as
+// the provider's RemoteNamespace status has them.
+type report struct {
+	peeringv1alpha1.RemoteNamespaceStatus
+	// missing: the provider was asked and holds no request.
+	missing bool
+	// fromHome: read from the home status, not from the provider.
+	fromHome bool
+	// other: a home reason this diagnosis does not know; its message says
+	// what to do.
+	other bool
+}
+
+// homeReport rebuilds the provider's report from the home Ready condition.
+func homeReport(r *metav1.Condition) report {
+	rep := report{fromHome: true}
+	rep.Message = r.Message
+	switch {
+	case r.Status == metav1.ConditionTrue:
+		rep.Phase = peeringv1alpha1.RemoteNamespaceReady
+	case r.Reason == offloadingv1alpha1.CreationFailedReason:
+		rep.Phase, rep.Reason = peeringv1alpha1.RemoteNamespaceCreationFailed, failureReason(r)
+		rep.Message = strings.TrimSpace(strings.TrimPrefix(r.Message, rep.Reason+":"))
+	case r.Reason == offloadingv1alpha1.TerminatingReason:
+		rep.Phase = peeringv1alpha1.RemoteNamespaceTerminating
+	case r.Reason == offloadingv1alpha1.ProviderUnreachableReason:
+		rep.Reason = r.Reason
+	case r.Reason == offloadingv1alpha1.CreatingReason:
+		rep.Phase = peeringv1alpha1.RemoteNamespaceCreating
+	default:
+		rep.Reason, rep.other = r.Reason, true
+	}
+	return rep
+}
+
+// homeReasons is the home Ready reason that each provider phase gives.
+var homeReasons = map[peeringv1alpha1.RemoteNamespacePhase]string{
+	peeringv1alpha1.RemoteNamespaceReady:          offloadingv1alpha1.NamespaceCreatedReason,
+	peeringv1alpha1.RemoteNamespaceCreationFailed: offloadingv1alpha1.CreationFailedReason,
+	peeringv1alpha1.RemoteNamespaceCreating:       offloadingv1alpha1.CreatingReason,
+	peeringv1alpha1.RemoteNamespaceTerminating:    offloadingv1alpha1.TerminatingReason,
+}
+
+// judge is the verdict on one provider: the Check's Result, Detail (one
+// line naming the provider) and Fix. p is nil when the collector did not
+// look at the provider.
+func judge(name string, p *Provider, home *metav1.Condition, twin string, off *offloadingv1alpha1.NamespaceOffloading, homeID string) Check {
+	tenant := peeringv1alpha1.TenantNamespace(homeID)
+	deleting := !off.DeletionTimestamp.IsZero() || off.Status.OffloadingPhase == offloadingv1alpha1.TerminatingPhase
+	if p == nil {
+		p = &Provider{Peered: true}
+	}
+	peerFix := fmt.Sprintf("check the peering with %s: 'stretchctl status' shows its conditions and what to do", name)
+	if deleting {
+		peerFix += fmt.Sprintf("; if it is gone for good, finish without it: stretchctl unoffload namespace %s --force", off.Namespace)
+	}
+
+	var rep report
+	switch {
+	case p.Asked && p.Request == nil:
+		rep.missing = true
+	case p.Asked:
+		rep.RemoteNamespaceStatus = *p.Request
+	case home != nil:
+		rep = homeReport(home)
+	}
+	// Where the report comes from, when that matters to the reader.
+	note := ""
+	switch {
+	case !p.Asked && p.AskError != "":
+		note = fmt.Sprintf(" (from the home status: %s could not be asked: %s)", name, p.AskError)
+	case p.Asked && home != nil:
+		want, known := homeReasons[rep.Phase]
+		if rep.missing && (home.Status == metav1.ConditionTrue || home.Reason == offloadingv1alpha1.CreationFailedReason) || known && want != home.Reason {
+			note = fmt.Sprintf(" (the home status still says %s: is stretch-controller-manager running on the home cluster?)", home.Reason)
+		}
+	}
+	unreachable := p.Unreachable
+	if unreachable == "" && rep.fromHome {
+		if _, why, ok := strings.Cut(rep.Message, "(provider not reachable: "); ok {
+			unreachable = strings.TrimSuffix(why, ")")
+		}
+	}
+
+	switch {
+	case !p.Peered:
+		return Check{Result: Failed, Detail: fmt.Sprintf("%s: the home cluster no longer peers with it (there is no RemoteCluster %s), yet the status names it", name, name),
+			Fix: fmt.Sprintf("peer with %s again ('stretchctl peer'), or unoffload with --force and offload again", name)}
+	case unreachable != "":
+		last := ""
+		if home != nil {
+			last = fmt.Sprintf("; it last reported %s: %s", home.Reason, strings.Split(home.Message, " (provider not reachable")[0])
+		}
+		return Check{Result: Failed, Detail: fmt.Sprintf("%s does not answer the home cluster: %s%s", name, unreachable, last), Fix: peerFix}
+	case rep.Reason == offloadingv1alpha1.ProviderUnreachableReason:
+		return Check{Result: Failed, Detail: fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message), Fix: peerFix}
+	case rep.other:
+		return Check{Result: Failed, Detail: fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message),
+			Fix: fmt.Sprintf("act on the home status's message about %s; 'kubectl get namespaceoffloading offloading -n %s -o yaml' shows it", name, off.Namespace)}
+	case rep.missing && deleting:
+		return Check{Result: Passed, Detail: fmt.Sprintf("%s: the twin and its request are gone", name)}
+	case rep.missing:
+		return Check{Result: Warning, Detail: fmt.Sprintf("%s holds no request for a twin of %s in %s%s", name, off.Namespace, tenant, note),
+			Fix: "the home cluster's stretch-controller-manager sends the request: check that it runs, then run this again"}
+	case !p.Asked && home == nil:
+		return Check{Result: Warning, Detail: fmt.Sprintf("%s is selected, but the home status says nothing of its twin yet%s", name, note),
+			Fix: "wait, then run this again; if it stays so, check that stretch-controller-manager runs on the home cluster"}
+	}
+
+	// A failure is told by the provider's reason, as in the home status
+	// ("AlreadyExists: ..."); other phases by the phase, then the reason.
+	line := fmt.Sprintf("%s: %s", name, rep.Phase)
+	switch {
+	case rep.Phase == peeringv1alpha1.RemoteNamespaceCreationFailed && rep.Reason != "":
+		line = fmt.Sprintf("%s: %s", name, rep.Reason)
+	case rep.Reason != "" && rep.Reason != string(rep.Phase):
+		line += fmt.Sprintf(" (%s)", rep.Reason)
+	}
+	if rep.Message != "" {
+		line += ": " + rep.Message
+	}
+	if rep.Phase == "" {
+		line = name + ": it has the request but has not answered it yet"
+	}
+	line += note
+	switch rep.Phase {
+	case peeringv1alpha1.RemoteNamespaceReady:
+		return Check{Result: Passed, Detail: fmt.Sprintf("%s: twin %s exists, created by Stretch for this cluster%s", name, twin, note)}
+	case peeringv1alpha1.RemoteNamespaceCreationFailed:
+		return Check{Result: Failed, Detail: line, Fix: failureFix(name, twin, tenant, off.Namespace, rep.Reason)}
+	case peeringv1alpha1.RemoteNamespaceTerminating:
+		return Check{Result: Warning, Detail: line, Fix: fmt.Sprintf("wait until %s has deleted the twin, then run this again", name)}
+	default: // Creating, or not answered yet
+		return Check{Result: Warning, Detail: line,
+			Fix: fmt.Sprintf("wait, then run this again; if it stays so, the stretch-controller-manager of %s does not create the twin: its logs and 'kubectl get remotenamespace %s -n %s -o yaml' on %s say why", name, off.Namespace, tenant, name)}
+	}
+}
+
+// failureFix says what to do about a provider that refused the twin, by the
+// provider's reason.
+func failureFix(provider, twin, tenant, namespace, reason string) string {
+	switch reason {
+	case peeringv1alpha1.AlreadyExistsReason:
+		return fmt.Sprintf("namespace %s on %s was not created by Stretch for this cluster (the provider's message says who made it) and Stretch never touches it: remove or rename it on that provider, or unoffload and offload again with --namespace-mapping-strategy SelectedName --remote-namespace-name OTHER", twin, provider)
+	case peeringv1alpha1.NameTooLongReason, peeringv1alpha1.InvalidNameReason, peeringv1alpha1.ForbiddenReason:
+		return fmt.Sprintf("%s refuses the twin name %s: unoffload, then offload with a name it accepts: --namespace-mapping-strategy SelectedName --remote-namespace-name NAME", provider, twin)
+	default:
+		return fmt.Sprintf("act on %s's message; on %s, 'kubectl get remotenamespace %s -n %s -o yaml' and its events say more", provider, provider, namespace, tenant)
+	}
 }
 
 func strategy(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
@@ -255,6 +486,7 @@ func pendingPods(o Observed, off *offloadingv1alpha1.NamespaceOffloading) []Chec
 	var checks []Check
 	labelled := o.NamespaceLabels[offloadingv1alpha1.SchedulingEnabledLabel] == "true"
 	remote := off.Spec.PodOffloadingStrategy != offloadingv1alpha1.LocalStrategy
+	ready := readySince(off)
 	for _, pod := range o.Pods {
 		if pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
 			continue
@@ -272,16 +504,65 @@ func pendingPods(o Observed, off *offloadingv1alpha1.NamespaceOffloading) []Chec
 			c.Result = Failed
 			c.Detail = "no node can ever match its node affinity: " + strings.Join(why, "; ") + "; " + c.Detail
 			c.Fix = "fix the pod's own nodeAffinity or the NamespaceOffloading's clusterSelector so that they can agree"
+		} else if why := createdEarly(&pod, off, ready); remote && why != "" {
+			c.Result = Failed
+			c.Detail = "it was not placed by Stretch: " + why + ": " + c.Detail
+			c.Fix = fmt.Sprintf("delete it so that its controller creates it again: kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
 		} else if remote && labelled && !tolerates(&pod) {
 			c.Result = Failed
-			c.Detail = "it was not placed by Stretch (created before the namespace was offloaded, or without the webhook): " + c.Detail
-			c.Fix = fmt.Sprintf("delete it so that its controller creates it again: kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
+			c.Detail = "it was not placed by Stretch: created after the offloading was Ready, but without the virtual-node toleration that Stretch's webhook adds (was the webhook configuration missing?): " + c.Detail
+			c.Fix = fmt.Sprintf("check that stretch-controller-manager serves its webhooks, then delete the pod so that its controller creates it again: kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
 		} else {
 			c.Fix = "see the scheduler's message; kubectl describe pod -n " + pod.Namespace + " " + pod.Name
 		}
 		checks = append(checks, c)
 	}
 	return checks
+}
+
+// readySince is when the offloading could first place pods: the earliest
+// time a selected provider's twin became Ready. Zero when none is Ready.
+func readySince(off *offloadingv1alpha1.NamespaceOffloading) time.Time {
+	var since time.Time
+	for _, conds := range off.Status.RemoteNamespacesConditions {
+		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
+			continue
+		}
+		if r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); r != nil && r.Status == metav1.ConditionTrue &&
+			(since.IsZero() || r.LastTransitionTime.Before(&metav1.Time{Time: since})) {
+			since = r.LastTransitionTime.Time
+		}
+	}
+	return since
+}
+
+// createdEarly says why the pod was created before Stretch could place it,
+// or "": its creation time is compared with the time the offloading became
+// Ready (the webhook turns pods away before that), or, when no provider is
+// Ready, with the NamespaceOffloading's creation. Both have a resolution of
+// a second: within the same second, the missing toleration that the webhook
+// adds decides.
+func createdEarly(pod *corev1.Pod, off *offloadingv1alpha1.NamespaceOffloading, ready time.Time) string {
+	event := "the offloading became Ready"
+	if ready.IsZero() {
+		ready, event = off.CreationTimestamp.Time, "the NamespaceOffloading was created"
+	}
+	created := pod.CreationTimestamp.Time
+	if ready.IsZero() || created.IsZero() {
+		return ""
+	}
+	const layout = "2006-01-02T15:04:05Z07:00"
+	lacks := ""
+	if !tolerates(pod) {
+		lacks = ", and it lacks the virtual-node toleration that Stretch's webhook adds"
+	}
+	switch {
+	case created.Before(ready):
+		return fmt.Sprintf("it was created at %s, before %s at %s%s", created.UTC().Format(layout), event, ready.UTC().Format(layout), lacks)
+	case created.Equal(ready) && lacks != "":
+		return fmt.Sprintf("it was created at %s, the second %s%s", created.UTC().Format(layout), event, lacks)
+	}
+	return ""
 }
 
 func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {

@@ -16,6 +16,14 @@ import (
 
 const homeID = "3831061c-7d69-4f16-bcd7-5ad9a4104b36"
 
+// t0 is a whole second, as API times are.
+var t0 = time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
+
+func createdAt(p corev1.Pod, t time.Time) corev1.Pod {
+	p.CreationTimestamp = metav1.NewTime(t)
+	return p
+}
+
 func virtualNode(name string, labels map[string]string) corev1.Node {
 	l := map[string]string{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}
 	for k, v := range labels {
@@ -103,15 +111,19 @@ func TestFAQCases(t *testing.T) {
 			o.Offloadings[0].Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalStrategy
 			o.Pods = []corev1.Pod{pendingPod("web-1", nil, false)}
 		}, wantCheck: "pod offloading strategy", wantResult: Warning, wantDetail: "Local: pods stay home", wantFix: `"podOffloadingStrategy":"LocalAndRemote"`},
-		{name: "a name the provider refuses is not a conflict", change: func(o *Observed) {
+		{name: "a name the provider refuses fails with its reason and message", change: func(o *Observed) {
 			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = offloadingv1alpha1.RemoteNamespaceConditions{{Type: "Ready", Status: "False", Reason: "CreationFailed",
 				Message: "Forbidden: reserved"}}
 			o.Offloadings[0].Status.OffloadingPhase = offloadingv1alpha1.SomeFailedPhase
-		}, wantCheck: "namespaces on the providers", wantResult: Passed,
-			wantDetail: "no provider reports a conflicting namespace; provider-eu: the twin exists, created by Stretch for this cluster; provider-us: no conflicting namespace reported (CreationFailed)"},
-		{name: "pod created before the offloading", change: func(o *Observed) {
-			o.Pods = []corev1.Pod{pendingPod("early", nil, false)}
-		}, wantCheck: "pending pod early", wantResult: Failed, wantDetail: "not placed by Stretch", wantFix: "kubectl delete pod -n foo early"},
+		}, wantCheck: "namespaces on the providers", wantResult: Failed,
+			wantDetail: "provider-eu: twin foo-" + homeID + " exists, created by Stretch for this cluster; provider-us: Forbidden: reserved",
+			wantFix:    "provider-us refuses the twin name foo-" + homeID + ": unoffload, then offload with a name it accepts"},
+		{name: "pod created before the offloading was Ready", change: func(o *Observed) {
+			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-eu"][0].LastTransitionTime = metav1.NewTime(t0.Add(10 * time.Second))
+			o.Pods = []corev1.Pod{createdAt(pendingPod("early", nil, false), t0)}
+		}, wantCheck: "pending pod early", wantResult: Failed,
+			wantDetail: "it was not placed by Stretch: it was created at 2026-11-25T15:00:00Z, before the offloading became Ready at 2026-11-25T15:00:10Z, and it lacks the virtual-node toleration",
+			wantFix:    "kubectl delete pod -n foo early"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +138,206 @@ func TestFAQCases(t *testing.T) {
 				HaveField("Fix", ContainSubstring(tt.wantFix)))), "%+v", checks)
 			g.Expect(AllPassed(checks)).To(Equal(tt.name == "healthy"))
 			g.Expect(checks).NotTo(ContainElement(And(HaveField("Result", Not(Equal(Passed))), HaveField("Fix", BeEmpty()))), "every check that does not pass says what to do")
+		})
+	}
+}
+
+func condition(typ string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message}
+}
+
+// TestProviders: the check of what each selected provider reports, from the
+// provider itself when it was asked, else from the home status.
+func TestProviders(t *testing.T) {
+	selected := condition(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionTrue, "ClusterSelected", "")
+	readyCond := condition("Ready", metav1.ConditionTrue, "NamespaceCreated", "twin exists")
+	failed := func(msg string) metav1.Condition {
+		return condition("Ready", metav1.ConditionFalse, "CreationFailed", msg)
+	}
+	asked := func(phase peeringv1alpha1.RemoteNamespacePhase, reason, msg string) *Provider {
+		return &Provider{Peered: true, Asked: true, Request: &peeringv1alpha1.RemoteNamespaceStatus{Phase: phase, Reason: reason, Message: msg}}
+	}
+	tests := []struct {
+		name       string
+		phase      offloadingv1alpha1.OffloadingPhase
+		deleting   bool
+		home       []metav1.Condition // provider-eu's conditions in the home status; nil: none
+		provider   *Provider          // what was collected of provider-eu; nil: nothing
+		wantResult Result
+		wantDetail []string
+		wantFix    string
+	}{
+		{name: "ready, asked", home: []metav1.Condition{selected, readyCond}, provider: asked(peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated", "ok"),
+			wantResult: Passed, wantDetail: []string{"provider-eu: twin foo-" + homeID + " exists, created by Stretch for this cluster"}},
+		{name: "ready, from the home status only", home: []metav1.Condition{selected, readyCond},
+			wantResult: Passed, wantDetail: []string{"provider-eu: twin foo-" + homeID + " exists"}},
+		{name: "the provider could not be asked", home: []metav1.Condition{selected, readyCond}, provider: &Provider{Peered: true, AskError: "secrets is forbidden"},
+			wantResult: Passed, wantDetail: []string{"exists, created by Stretch for this cluster (from the home status: provider-eu could not be asked: secrets is forbidden)"}},
+		{name: "a failure the diagnosis has no special fix for", phase: offloadingv1alpha1.AllFailedPhase,
+			home:       []metav1.Condition{selected, failed("QuotaExceeded: namespaces quota of 10 reached")},
+			wantResult: Failed, wantDetail: []string{"provider-eu: QuotaExceeded: namespaces quota of 10 reached"},
+			wantFix: "act on provider-eu's message; on provider-eu, 'kubectl get remotenamespace foo -n stretch-tenant-" + homeID + " -o yaml'"},
+		{name: "a name too long, from the provider", phase: offloadingv1alpha1.AllFailedPhase, home: []metav1.Condition{selected, failed("NameTooLong: too long")},
+			provider:   asked(peeringv1alpha1.RemoteNamespaceCreationFailed, peeringv1alpha1.NameTooLongReason, "twin namespace name is 64 characters long"),
+			wantResult: Failed, wantDetail: []string{"provider-eu: NameTooLong: twin namespace name is 64 characters long"}, wantFix: "--remote-namespace-name NAME"},
+		{name: "RBAC on the provider: the twin stays Creating", phase: offloadingv1alpha1.InProgressPhase,
+			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "Creating", "rolebindings.rbac.authorization.k8s.io is forbidden")},
+			provider:   asked(peeringv1alpha1.RemoteNamespaceCreating, "GrantingAccess", "rolebindings.rbac.authorization.k8s.io is forbidden"),
+			wantResult: Warning, wantDetail: []string{"provider-eu: Creating (GrantingAccess): rolebindings.rbac.authorization.k8s.io is forbidden"},
+			wantFix: "the stretch-controller-manager of provider-eu does not create the twin"},
+		{name: "unreachable, says the RemoteCluster", home: []metav1.Condition{selected, readyCond},
+			provider:   &Provider{Peered: true, Unreachable: "APIReachable Unreachable: dial tcp 10.0.0.1:6443: connect: connection refused"},
+			wantResult: Failed, wantDetail: []string{"provider-eu does not answer the home cluster: APIReachable Unreachable: dial tcp 10.0.0.1:6443", "it last reported NamespaceCreated: twin exists"},
+			wantFix: "check the peering with provider-eu: 'stretchctl status' shows its conditions"},
+		{name: "unreachable, says the home status", phase: offloadingv1alpha1.InProgressPhase,
+			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "Creating", "the provider is creating the twin namespace (provider not reachable: i/o timeout)")},
+			wantResult: Failed, wantDetail: []string{"provider-eu does not answer the home cluster: i/o timeout; it last reported Creating: the provider is creating the twin namespace"},
+			wantFix: "'stretchctl status'"},
+		{name: "an unoffload held up by an unreachable provider", phase: offloadingv1alpha1.TerminatingPhase, deleting: true,
+			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "ProviderUnreachable", "provider provider-eu does not answer and may still hold twin namespace x")},
+			wantResult: Failed, wantDetail: []string{"provider-eu: ProviderUnreachable: provider provider-eu does not answer"},
+			wantFix: "stretchctl unoffload namespace foo --force"},
+		{name: "a home reason the diagnosis does not know", phase: offloadingv1alpha1.TerminatingPhase, deleting: true,
+			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "SomethingNew", "what to do about it")},
+			wantResult: Failed, wantDetail: []string{"provider-eu: SomethingNew: what to do about it"}, wantFix: "act on the home status's message about provider-eu"},
+		{name: "the home status is stale", home: []metav1.Condition{selected, readyCond},
+			provider:   asked(peeringv1alpha1.RemoteNamespaceCreationFailed, peeringv1alpha1.AlreadyExistsReason, "namespace x already exists on this provider (it has no annotation, so Stretch did not create it)"),
+			wantResult: Failed, wantDetail: []string{"provider-eu: AlreadyExists: namespace x already exists on this provider (it has no annotation, so Stretch did not create it) (the home status still says NamespaceCreated: is stretch-controller-manager running on the home cluster?)"},
+			wantFix: "remove or rename it on that provider"},
+		{name: "no request on the provider", home: []metav1.Condition{selected, readyCond}, provider: &Provider{Peered: true, Asked: true},
+			wantResult: Warning, wantDetail: []string{"provider-eu holds no request for a twin of foo in stretch-tenant-" + homeID, "the home status still says NamespaceCreated"},
+			wantFix: "check that it runs"},
+		{name: "no request left while unoffloading", phase: offloadingv1alpha1.TerminatingPhase, deleting: true, home: []metav1.Condition{selected, readyCond},
+			provider: &Provider{Peered: true, Asked: true}, wantResult: Passed, wantDetail: []string{"provider-eu: the twin and its request are gone"}},
+		{name: "a request not answered yet", phase: offloadingv1alpha1.InProgressPhase, provider: asked("", "", ""),
+			wantResult: Warning, wantDetail: []string{"provider-eu: it has the request but has not answered it yet"}, wantFix: "wait, then run this again"},
+		{name: "selected, nothing known yet", phase: offloadingv1alpha1.InProgressPhase, provider: &Provider{Peered: true, AskError: "timeout"},
+			wantResult: Warning, wantDetail: []string{"provider-eu is selected, but the home status says nothing of its twin yet (from the home status: provider-eu could not be asked: timeout)"}},
+		{name: "no longer peered", home: []metav1.Condition{selected, readyCond}, provider: &Provider{},
+			wantResult: Failed, wantDetail: []string{"provider-eu: the home cluster no longer peers with it (there is no RemoteCluster provider-eu)"}, wantFix: "stretchctl peer"},
+		{name: "not selected: not looked at", home: []metav1.Condition{condition(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionFalse, "ClusterNotSelected", ""), failed("Forbidden: x")},
+			wantResult: Passed, wantDetail: []string{"no provider is selected, so none has a twin"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := healthy()
+			off := &o.Offloadings[0]
+			off.Status.OffloadingPhase = tt.phase
+			if tt.phase == "" {
+				off.Status.OffloadingPhase = offloadingv1alpha1.ReadyPhase
+			}
+			if tt.deleting {
+				off.DeletionTimestamp = &metav1.Time{Time: t0}
+			}
+			off.Status.RemoteNamespacesConditions = nil
+			if tt.home != nil {
+				off.Status.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{"provider-eu": tt.home}
+			}
+			if tt.provider != nil {
+				o.Providers = map[string]Provider{"provider-eu": *tt.provider}
+			}
+			c := providers(o, off)
+			g.Expect(c.Name).To(Equal("namespaces on the providers"))
+			g.Expect(c.Result).To(Equal(tt.wantResult), "%+v", c)
+			for _, d := range tt.wantDetail {
+				g.Expect(c.Detail).To(ContainSubstring(d))
+			}
+			g.Expect(c.Fix).To(ContainSubstring(tt.wantFix))
+			if c.Result != Passed {
+				g.Expect(c.Fix).NotTo(BeEmpty())
+			}
+		})
+	}
+}
+
+func TestPhaseSaysWhereToLook(t *testing.T) {
+	tests := []struct {
+		phase              offloadingv1alpha1.OffloadingPhase
+		wantDetail, wantFx string
+	}{
+		{phase: offloadingv1alpha1.SomeFailedPhase, wantDetail: "phase SomeFailed: some providers could not create the twin namespace: provider-us (AlreadyExists)",
+			wantFx: `the check "namespaces on the providers" below gives each provider's reason`},
+		{phase: offloadingv1alpha1.NoClusterSelectedPhase, wantDetail: "phase NoClusterSelected",
+			wantFx: `the checks "cluster selector syntax" and "virtual nodes against the selector" below say why`},
+		{phase: offloadingv1alpha1.InProgressPhase, wantDetail: "providers are still creating", wantFx: `the check "namespaces on the providers" below says what each provider reports`},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.phase), func(t *testing.T) {
+			g := NewWithT(t)
+			off := healthy().Offloadings[0]
+			off.Status.OffloadingPhase = tt.phase
+			off.Status.RemoteNamespacesConditions["provider-us"] = offloadingv1alpha1.RemoteNamespaceConditions{
+				condition("Ready", metav1.ConditionFalse, "CreationFailed", "AlreadyExists: namespace foo-x already exists")}
+			c := phase(&off)
+			g.Expect(c.Result).NotTo(Equal(Passed))
+			g.Expect(c.Detail).To(ContainSubstring(tt.wantDetail))
+			g.Expect(c.Fix).To(ContainSubstring(tt.wantFx))
+		})
+	}
+}
+
+func TestTwinNameShowsTheLimits(t *testing.T) {
+	g := NewWithT(t)
+	o := healthy()
+	g.Expect(twinName(o, &o.Offloadings[0]).Detail).To(Equal("twin foo-" + homeID + " (40 of at most 63 characters); with DefaultName a home namespace may have at most 26 characters (foo has 3)"))
+	o.Offloadings[0].Spec.NamespaceMappingStrategy = offloadingv1alpha1.EnforceSameNameMapping
+	g.Expect(twinName(o, &o.Offloadings[0]).Detail).To(Equal("twin foo (3 of at most 63 characters)"))
+}
+
+// TestPendingPodCreatedEarly: a pod created before the offloading could place
+// it is told by its creation time, against the time a provider's twin first
+// became Ready (or the NamespaceOffloading's creation when none is); within
+// the same second, by the missing toleration.
+func TestPendingPodCreatedEarly(t *testing.T) {
+	const check = "pending pod p"
+	tests := []struct {
+		name       string
+		created    time.Duration // after t0
+		tolerate   bool
+		noReady    bool // no provider is Ready: the NamespaceOffloading's creation (t0+5s) counts
+		local      bool
+		wantResult Result
+		wantDetail string
+	}{
+		{name: "before Ready", created: 0, wantResult: Failed,
+			wantDetail: "it was created at 2026-11-25T15:00:00Z, before the offloading became Ready at 2026-11-25T15:00:10Z, and it lacks the virtual-node toleration"},
+		{name: "before Ready, tolerating", created: 0, tolerate: true, wantResult: Failed,
+			wantDetail: "before the offloading became Ready at 2026-11-25T15:00:10Z: Pending"},
+		{name: "the same second, without the toleration", created: 10 * time.Second, wantResult: Failed,
+			wantDetail: "it was created at 2026-11-25T15:00:10Z, the second the offloading became Ready, and it lacks the virtual-node toleration"},
+		{name: "the same second, tolerating", created: 10 * time.Second, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+		{name: "after Ready, tolerating", created: 20 * time.Second, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+		{name: "after Ready, without the toleration", created: 20 * time.Second, wantResult: Failed,
+			wantDetail: "created after the offloading was Ready, but without the virtual-node toleration"},
+		{name: "before the NamespaceOffloading, nothing Ready", created: 0, noReady: true, wantResult: Failed,
+			wantDetail: "before the NamespaceOffloading was created at 2026-11-25T15:00:05Z"},
+		{name: "after the NamespaceOffloading, nothing Ready", created: 7 * time.Second, noReady: true, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+		{name: "strategy Local: pods stay home anyway", created: 0, local: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+		{name: "the earliest Ready provider counts", created: 15 * time.Second, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := healthy()
+			off := &o.Offloadings[0]
+			off.CreationTimestamp = metav1.NewTime(t0.Add(5 * time.Second))
+			off.Status.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{
+				"provider-eu": {{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(10 * time.Second))}},
+				"provider-us": {{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(30 * time.Second))}},
+			}
+			if tt.noReady {
+				off.Status.OffloadingPhase = offloadingv1alpha1.InProgressPhase
+				for _, conds := range off.Status.RemoteNamespacesConditions {
+					conds[0].Status, conds[0].Reason = "False", "Creating"
+				}
+			}
+			if tt.local {
+				off.Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalStrategy
+			}
+			o.Pods = []corev1.Pod{createdAt(pendingPod("p", nil, tt.tolerate), t0.Add(tt.created))}
+			checks := Run(o)
+			g.Expect(checks).To(ContainElement(And(HaveField("Name", check), HaveField("Result", tt.wantResult), HaveField("Detail", ContainSubstring(tt.wantDetail)))), "%+v", checks)
 		})
 	}
 }

@@ -7,11 +7,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
@@ -19,10 +24,14 @@ import (
 	checks "stretch.dev/stretch/internal/diagnose"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
+	"stretch.dev/stretch/internal/peering"
+	"stretch.dev/stretch/internal/placement"
+	"stretch.dev/stretch/internal/scheme"
 )
 
 // Collect reads the namespace's offloading, pods and events, the virtual
-// nodes and the cluster identity.
+// nodes and the cluster identity, and what each provider the offloading
+// concerns reports of its twin.
 func Collect(ctx context.Context, c client.Reader, namespace string) (checks.Observed, error) {
 	o := checks.Observed{Namespace: namespace}
 	ns := &corev1.Namespace{}
@@ -58,7 +67,109 @@ func Collect(ctx context.Context, c client.Reader, namespace string) (checks.Obs
 		return o, fmt.Errorf("listing the events of namespace %s: %w", namespace, err)
 	}
 	o.Events = events.Items
+	for i := range o.Offloadings {
+		if off := &o.Offloadings[i]; off.Name == offloadingv1alpha1.NamespaceOffloadingName {
+			o.Providers = collectProviders(ctx, c, off, home.ID, o.VirtualNodes)
+		}
+	}
 	return o, nil
+}
+
+// askTimeout bounds the read of one provider, so that one that does not
+// answer cannot hold the diagnosis up.
+const askTimeout = 5 * time.Second
+
+// collectProviders looks at every provider the offloading concerns (those
+// its status says are selected, and those whose virtual node its selector
+// picks): the home cluster's view of it, and the provider's own report of the
+// twin. What cannot be read is said in the result, not failed: diagnose
+// still runs the other checks.
+func collectProviders(ctx context.Context, c client.Reader, off *offloadingv1alpha1.NamespaceOffloading, homeID string, nodes []corev1.Node) map[string]checks.Provider {
+	var names []string
+	for _, name := range off.Status.Providers() {
+		if !meta.IsStatusConditionFalse(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.OffloadingRequiredCondition) {
+			names = append(names, name)
+		}
+	}
+	if sel, err := placement.ParseClusterSelector(off.Spec.ClusterSelector); err == nil {
+		for _, n := range nodes {
+			name := strings.TrimPrefix(n.Name, peeringv1alpha1.VirtualNodePrefix)
+			if sel.Matches(placement.Node{Name: n.Name, Labels: n.Labels}) && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	providers := map[string]checks.Provider{}
+	for _, name := range names {
+		providers[name] = collectProvider(ctx, c, name, homeID, off.Namespace)
+	}
+	return providers
+}
+
+func collectProvider(ctx context.Context, c client.Reader, name, homeID, namespace string) checks.Provider {
+	p := checks.Provider{Peered: true}
+	rc := &peeringv1alpha1.RemoteCluster{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: name}, rc); {
+	case apierrors.IsNotFound(err):
+		p.Peered = false
+		return p
+	case err != nil:
+		p.AskError = fmt.Sprintf("reading RemoteCluster %s: %v", name, err)
+		return p
+	}
+	for _, t := range []string{peeringv1alpha1.APIReachableCondition, peeringv1alpha1.AuthenticatedCondition} {
+		if cond := meta.FindStatusCondition(rc.Status.Conditions, t); cond != nil && cond.Status == metav1.ConditionFalse {
+			// Asking would only wait for the timeout.
+			p.Unreachable = fmt.Sprintf("%s %s: %s", t, cond.Reason, cond.Message)
+			return p
+		}
+	}
+	status, err := ask(ctx, c, rc, homeID, namespace)
+	if err != nil {
+		p.AskError = err.Error()
+		return p
+	}
+	p.Asked, p.Request = true, status
+	return p
+}
+
+// ask reads the provider's RemoteNamespace for the namespace with the
+// credentials the provider issued to the home cluster, which may read the
+// requests in the home cluster's tenant namespace there. It returns nil when
+// there is none.
+func ask(ctx context.Context, c client.Reader, rc *peeringv1alpha1.RemoteCluster, homeID, namespace string) (*peeringv1alpha1.RemoteNamespaceStatus, error) {
+	ref := rc.Spec.KubeconfigSecretRef
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
+		return nil, fmt.Errorf("reading the peer credentials, Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	key := ref.Key
+	if key == "" {
+		key = peering.KubeconfigKey
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[key])
+	if err != nil {
+		return nil, fmt.Errorf("the kubeconfig in Secret %s/%s, key %s: %w", ref.Namespace, ref.Name, key, err)
+	}
+	cfg.Timeout, cfg.UserAgent = askTimeout, "stretchctl"
+	pc, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", rc.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	rn := &peeringv1alpha1.RemoteNamespace{}
+	request := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: namespace}
+	if err := pc.Get(ctx, request, rn); apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading RemoteNamespace %s there: %w", request, err)
+	}
+	if !rn.DeletionTimestamp.IsZero() {
+		// Withdrawn: the provider deletes the twin whatever its phase says.
+		rn.Status.Phase = peeringv1alpha1.RemoteNamespaceTerminating
+	}
+	return &rn.Status, nil
 }
 
 var marks = map[checks.Result]string{checks.Passed: "✓", checks.Warning: "!", checks.Failed: "✗"}

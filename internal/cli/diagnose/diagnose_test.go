@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/cli/diagnose"
 	checks "stretch.dev/stretch/internal/diagnose"
 	"stretch.dev/stretch/internal/placement"
@@ -67,7 +68,7 @@ func pod(t *testing.T, ns, name string, terms []corev1.NodeSelectorTerm, tolerat
 // servers with Stretch running, and expects diagnose to find it and say
 // what to do.
 func TestFAQFailureCases(t *testing.T) {
-	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}})
+	stretch := fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}})
 	ctx := context.Background()
 
 	t.Run("healthy", func(t *testing.T) {
@@ -75,7 +76,10 @@ func TestFAQFailureCases(t *testing.T) {
 		namespace(t, "fine")
 		offloading(t, "fine", "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: region(corev1.NodeSelectorOpIn, "eu")})
 		g.Eventually(func(g Gomega) {
-			results := run(g, "fine")
+			o, err := diagnose.Collect(ctx, home.Client, "fine")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.Providers).To(HaveKeyWithValue("provider-eu", HaveField("Asked", true)), "the provider is asked with the home cluster's peer credentials")
+			results := checks.Run(o)
 			g.Expect(checks.AllPassed(results)).To(BeTrue(), "%+v", results)
 			var out bytes.Buffer
 			g.Expect(diagnose.Print(&out, "fine", results)).To(Succeed())
@@ -121,7 +125,11 @@ func TestFAQFailureCases(t *testing.T) {
 		{name: "early pod", ns: "early-pod", setup: func(t *testing.T, ns string) {
 			pod(t, ns, "early", nil, false) // before the offloading: the webhook never saw it
 			offloading(t, ns, "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy})
-		}, check: "pending pod early", result: checks.Failed, detail: "not placed by Stretch", fix: "kubectl delete pod -n early-pod early"},
+		}, check: "pending pod early", result: checks.Failed, detail: "not placed by Stretch: it was created at", fix: "kubectl delete pod -n early-pod early"},
+		{name: "a twin name the provider refuses", setup: func(t *testing.T, ns string) {
+			offloading(t, ns, "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "default"})
+		}, check: "namespaces on the providers", result: checks.Failed, detail: `provider-eu: Forbidden: twin namespace name "default" is reserved on providers`,
+			fix: "provider-eu refuses the twin name default"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +150,35 @@ func TestFAQFailureCases(t *testing.T) {
 
 	_, err := diagnose.Collect(ctx, home.Client, "ghost")
 	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("namespace ghost does not exist on the home cluster")))
+
+	// With the home manager down, the home status is stale: the provider's
+	// own report, read with the peer credentials, tells what is there.
+	t.Run("stale home status", func(t *testing.T) {
+		g := NewWithT(t)
+		namespace(t, "stale")
+		offloading(t, "stale", "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{})
+		g.Eventually(func(g Gomega) { g.Expect(checks.AllPassed(run(g, "stale"))).To(BeTrue()) }).WithTimeout(30 * time.Second).Should(Succeed())
+		stretch.StopHome()
+		t.Cleanup(stretch.StartHome)
+		request := &peeringv1alpha1.RemoteNamespace{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: "stale"}}
+		g.Expect(eu.Client.Delete(ctx, request)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			results := run(g, "stale")
+			g.Expect(results).To(check("phase", checks.Passed, "phase Ready", ""), "the home status has not changed")
+			g.Expect(results).To(check("namespaces on the providers", checks.Warning,
+				"provider-eu holds no request for a twin of stale in stretch-tenant-"+homeID+" (the home status still says NamespaceCreated: is stretch-controller-manager running on the home cluster?)",
+				"check that it runs"))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	})
+
+	t.Run("a provider that does not answer", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(eu.StopAPIServerOnly()).To(Succeed())
+		t.Cleanup(func() { _ = eu.RestartAPIServer() })
+		g.Eventually(func(g Gomega) {
+			g.Expect(run(g, "fine")).To(check("namespaces on the providers", checks.Failed, "provider-eu does not answer the home cluster: APIReachable", "'stretchctl status'"))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	})
 }
 
 func TestPrintGolden(t *testing.T) {
