@@ -21,26 +21,32 @@ const defaultWaitTimeout = 2 * time.Minute
 
 func newOffloadNamespaceCommand(name string) *cobra.Command {
 	var (
-		cluster factory.Cluster
-		targets offload.Targets
-		spec    offload.SpecOptions
-		format  string
-		wait    bool
-		timeout time.Duration
+		cluster   factory.Cluster
+		targets   offload.Targets
+		namespace string
+		spec      offload.SpecOptions
+		format    string
+		wait      bool
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:     "namespace NAME... | --ns-selector KEY=VALUE",
+		Use:     "namespace (NAME... | -n NAME | --ns-selector KEY=VALUE)",
 		Aliases: []string{"namespaces", "ns"},
 		Short:   "Offload namespaces: twins on the selected providers, pods placed on them",
 		Long: `Offload writes the NamespaceOffloading (named offloading) of each namespace: every
 provider its cluster selector picks gets a twin namespace, and pods are placed on
 the providers' virtual nodes as the pod offloading strategy says.
 
+Name the namespaces as arguments, one with -n/--namespace as in kubectl, or
+select them by label with --ns-selector. The kubeconfig context's namespace is
+never used: name it.
+
 --selector takes kubectl's label-selector syntax, matched against the labels of
 the virtual nodes (see 'kubectl get nodes --show-labels'); several --selector
 flags are ORed. Without it, every provider is selected.`,
 		Example: fmt.Sprintf(`  # Offload foo to every provider, and wait until its twins are ready
   %[1]s offload namespace foo --wait
+  %[1]s offload namespace -n foo --wait
 
   # Only to providers in eu or us-west that are not staging; pods only there
   %[1]s offload namespace foo --selector 'region in (eu,us-west), !staging' --pod-offloading-strategy Remote
@@ -51,25 +57,32 @@ flags are ORed. Without it, every provider is selected.`,
   # Print the resource instead of applying it, for GitOps
   %[1]s offload namespace foo --selector region=eu -o yaml`, name),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			targets.Namespaces = args
+			var err error
+			if targets.Namespaces, err = namespaceArgs(cmd, args, namespace); err != nil {
+				return err
+			}
 			if err := targets.Validate(); err != nil {
-				return usageError{err}
+				return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 			}
 			s, err := spec.Spec()
 			if err != nil {
 				return usageError{err}
 			}
-			if format != "" {
-				if err := output.ValidateFormat(format); err != nil || format == output.FormatTable {
-					return usageError{fmt.Errorf("--output %q: use yaml or json", format)}
+			if err := checkWaitFlags(wait, timeout, format); err != nil {
+				return err
+			}
+			// Named namespaces are checked before the cluster is asked, also
+			// when only printed: a manifest that every provider refuses is
+			// of no use.
+			if err := offload.CheckTwinNames(targets.Namespaces, s, ""); err != nil {
+				return usageError{err}
+			}
+			if format != "" && targets.NamespaceSelector == "" {
+				v, err := offload.Printable(targets.Namespaces, s)
+				if err != nil {
+					return err
 				}
-				if targets.NamespaceSelector == "" {
-					v, err := offload.Printable(targets.Namespaces, s)
-					if err != nil {
-						return err
-					}
-					return output.Print(cmd.OutOrStdout(), format, v)
-				}
+				return output.Print(cmd.OutOrStdout(), format, v)
 			}
 			c, _, err := cluster.Client(cmd.Context())
 			if err != nil {
@@ -80,6 +93,9 @@ flags are ORed. Without it, every provider is selected.`,
 				return err
 			}
 			if format != "" {
+				if err := offload.CheckTwinNames(namespaces, s, ""); err != nil {
+					return err
+				}
 				v, err := offload.Printable(namespaces, s)
 				if err != nil {
 					return err
@@ -91,28 +107,30 @@ flags are ORed. Without it, every provider is selected.`,
 	}
 	cluster.BindFlags(cmd.Flags(), "", "home cluster")
 	f := cmd.Flags()
+	bindNamespaceFlag(f, &namespace, "the namespace to offload, instead of NAME")
 	f.StringVar(&targets.NamespaceSelector, "ns-selector", "", "offload the namespaces with these labels (kubectl -l syntax) instead of named ones")
 	f.StringVar(&spec.PodOffloadingStrategy, "pod-offloading-strategy", "LocalAndRemote", "where pods run: LocalAndRemote, Local or Remote")
 	f.StringVar(&spec.NamespaceMappingStrategy, "namespace-mapping-strategy", "DefaultName", "how twins are named: DefaultName (<namespace>-<home cluster ID>), EnforceSameName or SelectedName")
 	f.StringVar(&spec.RemoteNamespaceName, "remote-namespace-name", "", "the twins' name, with --namespace-mapping-strategy SelectedName")
 	f.StringArrayVar(&spec.Selectors, "selector", nil, "providers to select, as a label selector on virtual nodes, e.g. 'region in (eu,us), !staging' (repeat to OR)")
-	f.StringVarP(&format, "output", "o", "", "print the NamespaceOffloadings as yaml or json instead of applying them")
+	f.StringVarP(&format, "output", "o", "", "print the NamespaceOffloadings as yaml or json instead of applying them (not with --wait)")
 	f.BoolVar(&wait, "wait", false, "wait until every namespace is offloaded, showing each provider's progress; fail with the reasons if one fails")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
 	return cmd
 }
 
-func newUnoffloadNamespaceCommand(name string) *cobra.Command {
+func newUnoffloadNamespaceCommand(name string, e env) *cobra.Command {
 	var (
-		cluster factory.Cluster
-		targets offload.Targets
-		wait    bool
-		force   bool
-		yes     bool
-		timeout time.Duration
+		cluster   factory.Cluster
+		targets   offload.Targets
+		namespace string
+		wait      bool
+		force     bool
+		yes       bool
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:     "namespace NAME... | --ns-selector KEY=VALUE",
+		Use:     "namespace (NAME... | -n NAME | --ns-selector KEY=VALUE)",
 		Aliases: []string{"namespaces", "ns"},
 		Short:   "Unoffload namespaces: their pods come home, their twins are deleted",
 		Long: `Unoffload deletes the NamespaceOffloading of each namespace. Its pods on virtual
@@ -120,17 +138,31 @@ nodes are deleted (their controllers recreate them at home) and every provider
 deletes the twin namespace with everything in it: on a terminal you are asked
 to confirm, unless --yes.
 
+Name the namespaces as arguments, one with -n/--namespace as in kubectl, or
+select them by label with --ns-selector. The kubeconfig context's namespace is
+never used: since twins are deleted, name it.
+
 A provider that does not answer holds the unoffload; --force finishes it
 without such providers (their twins are deleted if they answer again while
 still peered).`,
 		Example: fmt.Sprintf(`  %[1]s unoffload namespace foo --wait
+  %[1]s unoffload namespace -n foo --wait
+
+  # Every namespace labelled team=web, without asking
+  %[1]s unoffload namespaces --ns-selector team=web --yes
 
   # A provider is gone for good
   %[1]s unoffload namespace foo --force --yes`, name),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			targets.Namespaces = args
+			var err error
+			if targets.Namespaces, err = namespaceArgs(cmd, args, namespace); err != nil {
+				return err
+			}
 			if err := targets.Validate(); err != nil {
-				return usageError{err}
+				return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+			}
+			if err := checkWaitFlags(wait, timeout, ""); err != nil {
+				return err
 			}
 			c, _, err := cluster.Client(cmd.Context())
 			if err != nil {
@@ -140,7 +172,7 @@ still peered).`,
 			if err != nil {
 				return err
 			}
-			if !yes && isTerminal(cmd.InOrStdin()) {
+			if !yes && e.isTerminal(cmd.InOrStdin()) {
 				if err := confirm(cmd.InOrStdin(), cmd.OutOrStdout(), namespaces); err != nil {
 					return err
 				}
@@ -150,12 +182,27 @@ still peered).`,
 	}
 	cluster.BindFlags(cmd.Flags(), "", "home cluster")
 	f := cmd.Flags()
+	bindNamespaceFlag(f, &namespace, "the namespace to unoffload, instead of NAME")
 	f.StringVar(&targets.NamespaceSelector, "ns-selector", "", "unoffload the namespaces with these labels (kubectl -l syntax) instead of named ones")
 	f.BoolVar(&wait, "wait", false, "wait until every namespace is unoffloaded, showing each provider's progress")
 	f.BoolVar(&force, "force", false, "finish without the providers that do not answer")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
 	return cmd
+}
+
+// checkWaitFlags rejects --timeout values that cannot be waited for, and -o
+// with --wait: printing applies nothing, so there is nothing to wait for.
+func checkWaitFlags(wait bool, timeout time.Duration, format string) error {
+	switch {
+	case timeout <= 0:
+		return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
+	case format != "" && format != output.FormatYAML && format != output.FormatJSON:
+		return usageError{fmt.Errorf("--output %q: use yaml or json", format)}
+	case format != "" && wait:
+		return usageError{fmt.Errorf("--output %s prints the NamespaceOffloadings without applying them, so there is nothing to --wait for: leave out one of them", format)}
+	}
+	return nil
 }
 
 // confirm asks whether to unoffload the namespaces; anything but y or yes

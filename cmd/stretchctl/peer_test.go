@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -116,15 +114,4 @@ func TestPeerCommands(t *testing.T) {
 	out, err = run("peer", "revoke", "--kubeconfig", provider, "--home-cluster-id", homeID)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring("is revoked"))
-}
-
-// run runs stretchctl with args and returns what it printed.
-func run(args ...string) (string, error) {
-	cmd := newRootCommand("stretchctl")
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
 }

@@ -38,8 +38,9 @@ func (c *Cluster) BindFlags(fs *pflag.FlagSet, prefix, what string) {
 	fs.StringVar(&c.Context, prefix+"context", "", "kubeconfig context of the "+what+" (default the current context)")
 }
 
-// RESTConfig loads the rest config, checking that the kubeconfig exists.
-func (c *Cluster) RESTConfig() (*rest.Config, error) {
+// loader loads the kubeconfig as kubectl does, checking that an explicit
+// one exists.
+func (c *Cluster) loader() (clientcmd.ClientConfig, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if c.Kubeconfig != "" {
 		if _, err := os.Stat(c.Kubeconfig); err != nil {
@@ -48,7 +49,33 @@ func (c *Cluster) RESTConfig() (*rest.Config, error) {
 		rules.ExplicitPath = c.Kubeconfig
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides), nil
+}
+
+// Namespace is the namespace of the kubeconfig context, as kubectl uses it
+// when -n is not given: "default" when the context names none.
+func (c *Cluster) Namespace() (string, error) {
+	loader, err := c.loader()
+	if err != nil {
+		return "", err
+	}
+	ns, _, err := loader.Namespace()
+	if clientcmd.IsEmptyConfig(err) {
+		return "", fmt.Errorf("no kubeconfig for the %s: pass --kubeconfig PATH or set KUBECONFIG", c.What)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the namespace of the kubeconfig context of the %s: %w: pass the namespace", c.What, err)
+	}
+	return ns, nil
+}
+
+// RESTConfig loads the rest config, checking that the kubeconfig exists.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	loader, err := c.loader()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loader.ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
 			return nil, fmt.Errorf("no kubeconfig for the %s: pass --kubeconfig PATH or set KUBECONFIG", c.What)

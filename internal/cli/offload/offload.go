@@ -79,15 +79,8 @@ func Offload(ctx context.Context, c client.Client, namespaces []string, spec off
 	if err != nil {
 		return err
 	}
-	var problems []string
-	for _, ns := range namespaces {
-		twin := naming.TwinName(spec, ns, home.ID)
-		if p := naming.CheckTwinName(twin, ns, spec.NamespaceMappingStrategy); p != nil {
-			problems = append(problems, fmt.Sprintf("namespace %s: %s", ns, p.Message))
-		}
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("every provider would refuse the twin namespaces, nothing was changed:\n  %s", strings.Join(problems, "\n  "))
+	if err := CheckTwinNames(namespaces, spec, home.ID); err != nil {
+		return err
 	}
 	for _, ns := range namespaces {
 		if err := objects.Apply(ctx, c, Manifest(ns, spec)); err != nil {
@@ -115,6 +108,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 		pending[ns] = true
 	}
 	var failures []string
+	last := map[string]*offloadingv1alpha1.NamespaceOffloading{}
 	unselectedSince := map[string]time.Time{}
 	// Requests use ctx, not the poll's deadline, so that the last poll
 	// before the deadline fails as a timeout, with its message.
@@ -127,6 +121,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 			if off.Status.ObservedGeneration != off.Generation {
 				continue // not yet judged by the controller
 			}
+			last[ns] = off
 			p.report(off)
 			phase := off.Status.OffloadingPhase
 			if phase != offloadingv1alpha1.NoClusterSelectedPhase {
@@ -141,6 +136,8 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 			case phase == offloadingv1alpha1.NoClusterSelectedPhase && off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] == "" &&
 				time.Since(unselectedSince[ns]) < unselectedSettle:
 				// A provider just peered may not have its virtual node yet.
+			case phase == offloadingv1alpha1.SomeFailedPhase && len(creating(off)) > 0:
+				// The others may still fail or succeed: say all at once.
 			case failedPhases[phase]:
 				failures = append(failures, failure(off))
 				delete(pending, ns)
@@ -152,7 +149,14 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 		return err
 	}
 	if len(pending) > 0 {
-		failures = append(failures, fmt.Sprintf("namespaces %s are not offloaded after %s: see 'kubectl get namespaceoffloadings offloading -n NAMESPACE -o yaml' and 'stretchctl diagnose namespace NAMESPACE'", strings.Join(slices.Sorted(maps.Keys(pending)), ", "), timeout))
+		names := slices.Sorted(maps.Keys(pending))
+		msg := fmt.Sprintf("namespaces %s are not offloaded after %s: see 'kubectl get namespaceoffloadings offloading -n NAMESPACE -o yaml' and 'stretchctl diagnose namespace NAMESPACE'", strings.Join(names, ", "), timeout)
+		for _, ns := range names {
+			if off := last[ns]; off != nil {
+				msg += "\n" + failure(off)
+			}
+		}
+		failures = append(failures, msg)
 	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "\n"))
@@ -175,6 +179,21 @@ func failure(off *offloadingv1alpha1.NamespaceOffloading) string {
 		}
 	}
 	return msg
+}
+
+// creating names the selected providers still creating the twin.
+func creating(off *offloadingv1alpha1.NamespaceOffloading) []string {
+	var names []string
+	for _, name := range off.Status.Providers() {
+		conds := off.Status.RemoteNamespacesConditions[name]
+		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
+			continue
+		}
+		if r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); r == nil || r.Status != metav1.ConditionTrue && r.Reason == offloadingv1alpha1.CreatingReason {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // Unoffload deletes the NamespaceOffloading of each namespace; force lets the

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
 )
 
@@ -32,7 +33,7 @@ func (t Targets) Validate() error {
 	case len(t.Namespaces) > 0 && t.NamespaceSelector != "":
 		return fmt.Errorf("name namespaces or pass --ns-selector, not both")
 	case len(t.Namespaces) == 0 && t.NamespaceSelector == "":
-		return fmt.Errorf("name at least one namespace, or select them with --ns-selector key=value")
+		return fmt.Errorf("name at least one namespace (NAME... or -n NAME), or select them with --ns-selector key=value")
 	case t.NamespaceSelector != "":
 		if _, err := labels.Parse(t.NamespaceSelector); err != nil {
 			return fmt.Errorf("--ns-selector %q: %w", t.NamespaceSelector, err)
@@ -131,6 +132,35 @@ func ParseSelector(expr string) (corev1.NodeSelectorTerm, error) {
 		term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{Key: r.Key(), Operator: op, Values: values})
 	}
 	return term, nil
+}
+
+// placeholderClusterID stands for the home cluster's ID when the cluster is
+// not asked: whether a twin name fits does not depend on the ID's value, only
+// on its length (a UUID's).
+const placeholderClusterID = "00000000-0000-0000-0000-000000000000"
+
+// CheckTwinNames checks the twin name of each namespace as every provider
+// will check it, so that nothing is written (or printed) that all of them
+// would refuse. An empty homeClusterID means that it is not known.
+func CheckTwinNames(namespaces []string, spec offloadingv1alpha1.NamespaceOffloadingSpec, homeClusterID string) error {
+	id := homeClusterID
+	if id == "" {
+		id = placeholderClusterID
+	}
+	var problems []string
+	for _, ns := range namespaces {
+		if p := naming.CheckTwinName(naming.TwinName(spec, ns, id), ns, spec.NamespaceMappingStrategy); p != nil {
+			msg := p.Message
+			if homeClusterID == "" {
+				msg = strings.ReplaceAll(msg, placeholderClusterID, "<home cluster ID>")
+			}
+			problems = append(problems, fmt.Sprintf("namespace %s: %s: %s", ns, p.Reason, msg))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("every provider would refuse the twin namespaces, nothing was changed:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
 }
 
 // Manifest is the NamespaceOffloading of a namespace, ready to apply or print.

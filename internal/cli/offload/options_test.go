@@ -1,10 +1,12 @@
 package offload
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 )
@@ -96,4 +98,61 @@ func TestPrintableList(t *testing.T) {
 	g.Expect(list["kind"]).To(Equal("List"))
 	g.Expect(list["items"]).To(HaveLen(2))
 	g.Expect(list["items"].([]any)[0]).NotTo(HaveKey("status"))
+}
+
+func TestCheckTwinNames(t *testing.T) {
+	const id = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
+	selected := func(name string) offloadingv1alpha1.NamespaceOffloadingSpec {
+		return offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: name}
+	}
+	tests := []struct {
+		name       string
+		namespaces []string
+		spec       offloadingv1alpha1.NamespaceOffloadingSpec
+		homeID     string
+		wantErr    []string
+	}{
+		{name: "26 characters fit", namespaces: []string{strings.Repeat("a", 26)}},
+		{name: "27 characters, cluster not asked", namespaces: []string{"ok", strings.Repeat("a", 27)},
+			wantErr: []string{"nothing was changed:\n  namespace " + strings.Repeat("a", 27) + ": NameTooLong: ", `"` + strings.Repeat("a", 27) + `-<home cluster ID>" is 64 characters long`}},
+		{name: "27 characters, the real ID", namespaces: []string{strings.Repeat("a", 27)}, homeID: id, wantErr: []string{"-" + id + `" is 64 characters long`}},
+		{name: "not a DNS label", namespaces: []string{"foo"}, spec: selected("Foo_Bar"), wantErr: []string{`namespace foo: InvalidName: twin namespace name "Foo_Bar"`}},
+		{name: "reserved", namespaces: []string{"kube-system"}, spec: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.EnforceSameNameMapping},
+			wantErr: []string{"namespace kube-system: Forbidden: "}},
+		{name: "a selected name that fits", namespaces: []string{"foo"}, spec: selected("twin")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := CheckTwinNames(tt.namespaces, tt.spec, tt.homeID)
+			if len(tt.wantErr) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			for _, w := range tt.wantErr {
+				g.Expect(err).To(MatchError(ContainSubstring(w)))
+			}
+			g.Expect(err).NotTo(MatchError(ContainSubstring(placeholderClusterID)))
+		})
+	}
+}
+
+// TestCreating: --wait ends a SomeFailed offloading only once no selected
+// provider is still creating its twin.
+func TestCreating(t *testing.T) {
+	cond := func(typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason}
+	}
+	selected := cond(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionTrue, offloadingv1alpha1.ClusterSelectedReason)
+	unselected := cond(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionFalse, offloadingv1alpha1.ClusterNotSelectedReason)
+	g := NewWithT(t)
+	off := &offloadingv1alpha1.NamespaceOffloading{Status: offloadingv1alpha1.NamespaceOffloadingStatus{RemoteNamespacesConditions: map[string]offloadingv1alpha1.RemoteNamespaceConditions{
+		"ready":      {selected, cond("Ready", metav1.ConditionTrue, offloadingv1alpha1.NamespaceCreatedReason)},
+		"failed":     {selected, cond("Ready", metav1.ConditionFalse, offloadingv1alpha1.CreationFailedReason)},
+		"creating":   {selected, cond("Ready", metav1.ConditionFalse, offloadingv1alpha1.CreatingReason)},
+		"unjudged":   {selected},
+		"withdrawn":  {unselected, cond("Ready", metav1.ConditionFalse, offloadingv1alpha1.CreatingReason)},
+		"terminated": {selected, cond("Ready", metav1.ConditionFalse, offloadingv1alpha1.TerminatingReason)},
+	}}}
+	g.Expect(creating(off)).To(Equal([]string{"creating", "unjudged"}))
 }
