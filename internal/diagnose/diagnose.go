@@ -507,17 +507,26 @@ func pendingPods(o Observed, off *offloadingv1alpha1.NamespaceOffloading) []Chec
 		} else if why := createdEarly(&pod, off, ready); remote && why != "" {
 			c.Result = Failed
 			c.Detail = "it was not placed by Stretch: " + why + ": " + c.Detail
-			c.Fix = fmt.Sprintf("delete it so that its controller creates it again: kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
+			c.Fix = recreate(&pod)
 		} else if remote && labelled && !tolerates(&pod) {
 			c.Result = Failed
 			c.Detail = "it was not placed by Stretch: created after the offloading was Ready, but without the virtual-node toleration that Stretch's webhook adds (was the webhook configuration missing?): " + c.Detail
-			c.Fix = fmt.Sprintf("check that stretch-controller-manager serves its webhooks, then delete the pod so that its controller creates it again: kubectl delete pod -n %s %s", pod.Namespace, pod.Name)
+			c.Fix = "check that stretch-controller-manager serves its webhooks, then " + recreate(&pod)
 		} else {
 			c.Fix = "see the scheduler's message; kubectl describe pod -n " + pod.Namespace + " " + pod.Name
 		}
 		checks = append(checks, c)
 	}
 	return checks
+}
+
+// recreate says how to have the pod created again, now that Stretch would
+// place it: by its controller, if it has one.
+func recreate(pod *corev1.Pod) string {
+	if owner := metav1.GetControllerOf(pod); owner != nil {
+		return fmt.Sprintf("delete it so that its controller, %s %s, creates it again: kubectl delete pod -n %s %s", owner.Kind, owner.Name, pod.Namespace, pod.Name)
+	}
+	return fmt.Sprintf("delete it and create it again (no controller does it for this pod): kubectl delete pod -n %s %s, then create it as before", pod.Namespace, pod.Name)
 }
 
 // readySince is when the offloading could first place pods: the earliest

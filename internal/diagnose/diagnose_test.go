@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -297,11 +298,14 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 		tolerate   bool
 		noReady    bool // no provider is Ready: the NamespaceOffloading's creation (t0+5s) counts
 		local      bool
+		owned      bool // by a ReplicaSet
 		wantResult Result
 		wantDetail string
+		wantFix    string
 	}{
 		{name: "before Ready", created: 0, wantResult: Failed,
-			wantDetail: "it was created at 2026-11-25T15:00:00Z, before the offloading became Ready at 2026-11-25T15:00:10Z, and it lacks the virtual-node toleration"},
+			wantDetail: "it was created at 2026-11-25T15:00:00Z, before the offloading became Ready at 2026-11-25T15:00:10Z, and it lacks the virtual-node toleration",
+			wantFix:    "delete it and create it again (no controller does it for this pod): kubectl delete pod -n foo p, then create it as before"},
 		{name: "before Ready, tolerating", created: 0, tolerate: true, wantResult: Failed,
 			wantDetail: "before the offloading became Ready at 2026-11-25T15:00:10Z: Pending"},
 		{name: "the same second, without the toleration", created: 10 * time.Second, wantResult: Failed,
@@ -313,6 +317,8 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 		{name: "before the NamespaceOffloading, nothing Ready", created: 0, noReady: true, wantResult: Failed,
 			wantDetail: "before the NamespaceOffloading was created at 2026-11-25T15:00:05Z"},
 		{name: "after the NamespaceOffloading, nothing Ready", created: 7 * time.Second, noReady: true, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
+		{name: "before Ready, with a controller", created: 0, owned: true, wantResult: Failed, wantDetail: "before the offloading became Ready",
+			wantFix: "delete it so that its controller, ReplicaSet web-5d4f, creates it again: kubectl delete pod -n foo p"},
 		{name: "strategy Local: pods stay home anyway", created: 0, local: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
 		{name: "the earliest Ready provider counts", created: 15 * time.Second, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
 	}
@@ -335,9 +341,14 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 			if tt.local {
 				off.Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalStrategy
 			}
-			o.Pods = []corev1.Pod{createdAt(pendingPod("p", nil, tt.tolerate), t0.Add(tt.created))}
+			p := createdAt(pendingPod("p", nil, tt.tolerate), t0.Add(tt.created))
+			if tt.owned {
+				p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f", UID: "u", Controller: ptr.To(true)}}
+			}
+			o.Pods = []corev1.Pod{p}
 			checks := Run(o)
-			g.Expect(checks).To(ContainElement(And(HaveField("Name", check), HaveField("Result", tt.wantResult), HaveField("Detail", ContainSubstring(tt.wantDetail)))), "%+v", checks)
+			g.Expect(checks).To(ContainElement(And(HaveField("Name", check), HaveField("Result", tt.wantResult),
+				HaveField("Detail", ContainSubstring(tt.wantDetail)), HaveField("Fix", ContainSubstring(tt.wantFix)))), "%+v", checks)
 		})
 	}
 }
