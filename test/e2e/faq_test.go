@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,7 +48,7 @@ func TestFAQ(t *testing.T) {
 		out, err := f.apply(t, home, offloadingYAML("named", "offload", "{}"))
 		g.Expect(err).To(HaveOccurred())
 		g.Expect(out).To(ContainSubstring(`the name must be "offloading", the only one Stretch reconciles`))
-		f.diagnose(g, "named", "✗ failed   NamespaceOffloading named offloading", "namespace named is not offloaded", "fix: stretchctl offload namespace named")
+		f.diagnoseFails(g, "named", "✗ failed   NamespaceOffloading named offloading", "namespace named is not offloaded", "fix: stretchctl offload namespace named")
 
 		// The fix: the right name.
 		_, err = f.apply(t, home, offloadingYAML("named", "offloading", "{}"))
@@ -57,6 +59,7 @@ func TestFAQ(t *testing.T) {
 		g.Expect(out).To(ContainSubstring("provider-eu:"))
 		g.Expect(out).To(ContainSubstring("provider-us:"))
 		g.Expect(strings.Count(out, "reason: NamespaceCreated")).To(Equal(2))
+		f.diagnosePasses(g, "named", "✓ passed   namespaces on the providers: provider-eu: twin named-"+f.homeID+" exists")
 	})
 
 	step(t, "NoClusterSelected: a selector with a syntax error", func(t *testing.T) {
@@ -68,12 +71,13 @@ func TestFAQ(t *testing.T) {
 		f.waitPhase(g, "syntax", "NoClusterSelected")
 		annotation := f.kubectl(g, home, "get", "namespaceoffloadings", "-n", "syntax", "offloading", `-o=jsonpath={.metadata.annotations['offloading\.stretch\.dev/cluster-selector-error']}`)
 		g.Expect(annotation).To(ContainSubstring("values"))
-		f.diagnose(g, "syntax", "✗ failed   cluster selector syntax", "spec.clusterSelector cannot be parsed")
+		f.diagnoseFails(g, "syntax", "✗ failed   cluster selector syntax", "spec.clusterSelector cannot be parsed")
 
 		f.kubectl(g, home, "patch", "namespaceoffloading", "offloading", "-n", "syntax", "--type=merge",
 			"-p", `{"spec":{"clusterSelector":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"region","operator":"In","values":["eu"]}]}]}}}`)
 		f.waitPhase(g, "syntax", "Ready")
 		g.Expect(f.kubectl(g, home, "get", "namespaceoffloadings", "-n", "syntax", "offloading", `-o=jsonpath={.metadata.annotations['offloading\.stretch\.dev/cluster-selector-error']}`)).To(BeEmpty())
+		f.diagnosePasses(g, "syntax", "✓ passed   cluster selector syntax")
 	})
 
 	step(t, "NoClusterSelected: the cluster labels were not set at install time", func(t *testing.T) {
@@ -86,13 +90,14 @@ func TestFAQ(t *testing.T) {
 		nodes := f.kubectl(g, home, "get", "nodes", "--show-labels")
 		g.Expect(nodes).To(ContainSubstring("region=us"))
 		g.Expect(nodes).NotTo(ContainSubstring("region=ap"))
-		f.diagnose(g, "asia", "✗ failed   virtual nodes against the selector", "no virtual node matches the selector")
+		f.diagnoseFails(g, "asia", "✗ failed   virtual nodes against the selector", "no virtual node matches the selector")
 
 		// The fix: the provider's cluster labels, set again at install.
 		_, err = stretchctl(t, "install", "--kubeconfig", us.Kubeconfig, "--cluster-name", "provider-us", "--cluster-labels", "region=ap")
 		g.Expect(err).NotTo(HaveOccurred())
 		f.waitPhase(g, "asia", "Ready")
 		g.Expect(f.kubectl(g, home, "get", "nodes", "--show-labels")).To(ContainSubstring("region=ap"))
+		f.diagnosePasses(g, "asia", "✓ passed   virtual nodes against the selector: selected: stretch-provider-us")
 	})
 
 	step(t, "AllFailed: the namespace name is too long for the twin", func(t *testing.T) {
@@ -106,7 +111,7 @@ func TestFAQ(t *testing.T) {
 		g.Expect(strings.Count(out, "reason: CreationFailed")).To(Equal(2))
 		g.Expect(strings.Count(out, "NameTooLong: twin namespace name")).To(Equal(2))
 		g.Expect(out).To(ContainSubstring("26"), "the message gives the longest home namespace that fits")
-		f.diagnose(g, long, "✗ failed   twin namespace name", "NameTooLong")
+		f.diagnoseFails(g, long, "✗ failed   twin namespace name", "NameTooLong", "✗ failed   namespaces on the providers: provider-eu: NameTooLong")
 
 		// The fix: a name that fits (26 characters), or a twin name of one's own.
 		fits := strings.Repeat("a", 26)
@@ -119,6 +124,8 @@ func TestFAQ(t *testing.T) {
 		_, err = f.apply(t, home, offloadingYAML("long-"+long[:20], "offloading", `{namespaceMappingStrategy: SelectedName, remoteNamespaceName: short-twin}`))
 		g.Expect(err).NotTo(HaveOccurred())
 		f.waitPhase(g, "long-"+long[:20], "Ready")
+		f.diagnosePasses(g, fits, "✓ passed   twin namespace name: twin "+fits+"-"+f.homeID+" (63 of at most 63 characters); with DefaultName a home namespace may have at most 26 characters ("+fits+" has 26)")
+		f.diagnosePasses(g, "long-"+long[:20], "✓ passed   twin namespace name: twin short-twin (10 of at most 63 characters)\n")
 	})
 
 	step(t, "SomeFailed: a namespace with the twin's name already exists on a provider", func(t *testing.T) {
@@ -139,13 +146,15 @@ func TestFAQ(t *testing.T) {
 		origin := `-o=jsonpath={.metadata.annotations['stretch\.dev/remote-namespace-origin']}`
 		g.Expect(f.kubectl(g, eu, "get", "namespace", twin, origin)).To(Equal(f.homeID))
 		g.Expect(f.kubectl(g, us, "get", "namespace", twin, origin)).To(BeEmpty())
-		f.diagnose(g, "clash", "✗ failed   namespaces on the providers", "provider-us")
+		f.diagnoseFails(g, "clash", "✗ failed   namespaces on the providers", "provider-us: AlreadyExists: namespace "+twin+" already exists on this provider",
+			"fix: namespace "+twin+" on provider-us was not created by Stretch for this cluster")
 		g.Expect(f.kubectl(g, us, "get", "configmap", "theirs", "-n", twin, "-o=jsonpath={.data.owner}")).To(Equal("provider"), "the existing namespace is untouched")
 
 		// The fix: remove the other namespace on that provider.
 		f.kubectl(g, us, "delete", "namespace", twin, "--timeout=2m")
 		f.waitPhase(g, "clash", "Ready")
 		g.Eventually(func() string { return f.kubectl(g, us, "get", "namespace", twin, origin) }).WithTimeout(time.Minute).Should(Equal(f.homeID))
+		f.diagnosePasses(g, "clash", "provider-us: twin "+twin+" exists, created by Stretch for this cluster")
 	})
 
 	step(t, "pods not offloaded: the pod offloading strategy is Local", func(t *testing.T) {
@@ -158,7 +167,8 @@ func TestFAQ(t *testing.T) {
 		f.waitReady(g, "local", "app", "2")
 		g.Expect(f.nodesOf(g, "local")).To(HaveEach(HavePrefix("kwok-node-")))
 		g.Expect(f.kubectl(g, home, "get", "namespaceoffloadings", "offloading", "-n", "local", "-o=jsonpath={['spec.podOffloadingStrategy']}")).To(Equal("Local"))
-		f.diagnose(g, "local", "pod offloading strategy", "Local")
+		// Pods at home is what Local asks for: the check says so, and passes.
+		f.diagnosePasses(g, "local", "✓ passed   pod offloading strategy: Local: pods stay home: only the twin namespaces are created\n")
 
 		// The fix: a strategy that offloads, and new pods.
 		f.kubectl(g, home, "patch", "namespaceoffloading", "offloading", "-n", "local", "--type=merge", "-p", `{"spec":{"podOffloadingStrategy":"Remote"}}`)
@@ -168,6 +178,7 @@ func TestFAQ(t *testing.T) {
 		f.kubectl(g, home, "rollout", "restart", "deployment/app", "-n", "local")
 		f.kubectl(g, home, "rollout", "status", "deployment/app", "-n", "local", "--timeout=2m")
 		g.Eventually(func() []string { return f.nodesOf(g, "local") }).WithTimeout(time.Minute).Should(And(HaveLen(2), HaveEach(HavePrefix("stretch-provider-"))))
+		f.diagnosePasses(g, "local", "✓ passed   pod offloading strategy: Remote: pods run only on the selected providers\n")
 	})
 
 	step(t, "pods pending: the pod's NodeSelectorTerms contradict the imposed ones", func(t *testing.T) {
@@ -192,7 +203,7 @@ spec:
 		g.Consistently(func() string {
 			return f.kubectl(g, home, "get", "pod", "wants-us", "-n", "picky", "-o=jsonpath={.status.phase}")
 		}).WithTimeout(3 * time.Second).Should(Equal("Pending"))
-		f.diagnose(g, "picky", "pending pod wants-us", "no node can ever match its node affinity", "region In (us) contradicts region In (eu)")
+		f.diagnoseFails(g, "picky", "✗ failed   pending pod wants-us", "no node can ever match its node affinity", "region In (us) contradicts region In (eu)")
 
 		// The fix: drop the contradicting terms.
 		f.kubectl(g, home, "delete", "pod", "wants-us", "-n", "picky")
@@ -200,6 +211,32 @@ spec:
 		g.Eventually(func() string {
 			return f.kubectl(g, home, "get", "pod", "wants-us", "-n", "picky", "-o=jsonpath={.spec.nodeName} {.status.phase}")
 		}).WithTimeout(time.Minute).Should(Equal("stretch-provider-eu Running"))
+		f.diagnosePasses(g, "picky")
+	})
+
+	step(t, "pods pending: created before the namespace was offloaded", func(t *testing.T) {
+		g := NewWithT(t)
+		// Only provider-eu's virtual node has region=eu, and a pod that
+		// Stretch did not place does not tolerate its taint.
+		runEarly := func() {
+			f.kubectl(g, home, "run", "early", "-n", "early", "--image=registry.example/app:1", "--restart=Never", `--overrides={"spec":{"nodeSelector":{"region":"eu"}}}`)
+		}
+		f.kubectl(g, home, "create", "namespace", "early")
+		runEarly() // before the offloading: the webhook does not see it
+		_, err := f.apply(t, home, offloadingYAML("early", "offloading", "{podOffloadingStrategy: Remote}"))
+		g.Expect(err).NotTo(HaveOccurred())
+		f.waitPhase(g, "early", "Ready")
+		g.Expect(f.kubectl(g, home, "get", "pod", "early", "-n", "early", "-o=jsonpath={.status.phase}")).To(Equal("Pending"))
+		f.diagnoseFails(g, "early", "✗ failed   pending pod early: it was not placed by Stretch: it was created at", "the offloading became Ready",
+			"fix: delete it and create it again (no controller does it for this pod): kubectl delete pod -n early early")
+
+		// The fix: the same pod again, now placed by Stretch.
+		f.kubectl(g, home, "delete", "pod", "early", "-n", "early")
+		runEarly()
+		g.Eventually(func() string {
+			return f.kubectl(g, home, "get", "pod", "early", "-n", "early", "-o=jsonpath={.spec.nodeName} {.status.phase}")
+		}).WithTimeout(time.Minute).Should(Equal("stretch-provider-eu Running"))
+		f.diagnosePasses(g, "early")
 	})
 
 	step(t, "unoffload: pods and twins go, the namespace stays at home", func(t *testing.T) {
@@ -246,12 +283,42 @@ func (f *faq) waitPhase(g Gomega, ns, phase string) {
 	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Equal(phase))
 }
 
-// diagnose runs 'stretchctl diagnose namespace ns' and expects every want in
-// its output.
-func (f *faq) diagnose(g Gomega, ns string, want ...string) {
-	out, _ := stretchctl(f.t, "diagnose", "namespace", ns, "--kubeconfig", f.home.Kubeconfig)
+// diagnoseFails runs 'stretchctl diagnose namespace ns' and expects it to
+// exit with 1, checks not passing, with every want in its output.
+func (f *faq) diagnoseFails(g Gomega, ns string, want ...string) {
+	out, err := stretchctl(f.t, "diagnose", "namespace", ns, "--kubeconfig", f.home.Kubeconfig)
+	g.ExpectWithOffset(1, exitCode(err)).To(Equal(1), "diagnose exits with 1 when a check does not pass: %v", err)
+	g.ExpectWithOffset(1, out).To(ContainSubstring("checks did not pass"))
 	for _, w := range want {
 		g.ExpectWithOffset(1, out).To(ContainSubstring(w))
+	}
+}
+
+// diagnosePasses runs 'kubectl stretch diagnose namespace -n ns' (the
+// plugin, and -n) until every check passes, with every want in its output.
+func (f *faq) diagnosePasses(g Gomega, ns string, want ...string) {
+	g.EventuallyWithOffset(1, func(g Gomega) {
+		out, err := run(f.t, binaries.kubectl, "stretch", "diagnose", "namespace", "-n", ns, "--kubeconfig", f.home.Kubeconfig)
+		g.Expect(exitCode(err)).To(Equal(0), "diagnose exits with 0 once every check passes: %v", err)
+		g.Expect(out).NotTo(ContainSubstring("✗"))
+		g.Expect(out).NotTo(ContainSubstring("! warning"))
+		for _, w := range want {
+			g.Expect(out).To(ContainSubstring(w))
+		}
+	}).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+}
+
+// exitCode is the exit code of a command run by run: 0 without error, -1
+// when it did not exit by itself.
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	default:
+		return -1
 	}
 }
 
