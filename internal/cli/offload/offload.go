@@ -281,8 +281,9 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 
 // leftBehind says, by provider, what a forced unoffload of off leaves on
 // each provider that does not answer (its RemoteCluster gone, or not
-// APIReachable): the twin with everything in it, its request, and the
-// remote pods of the namespace's pods on that provider's virtual node.
+// APIReachable) or that kept its twin past the unoffload timeout: the twin
+// with everything in it, its request, and the remote pods of the
+// namespace's pods on that provider's virtual node.
 func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.NamespaceOffloading) (map[string]string, error) {
 	left := map[string]string{}
 	var (
@@ -299,10 +300,16 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 			return nil, fmt.Errorf("reading RemoteCluster %s: %w", name, err)
 		default:
 			cond := meta.FindStatusCondition(rc.Status.Conditions, peeringv1alpha1.APIReachableCondition)
-			if cond == nil || cond.Status == metav1.ConditionTrue {
+			ready := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition)
+			switch {
+			case cond != nil && cond.Status != metav1.ConditionTrue:
+				why = "does not answer (" + cond.Message + ")"
+			case ready != nil && ready.Reason == offloadingv1alpha1.TwinNotDeletedReason:
+				// The controller lets it go too, the unoffload having timed out.
+				why = "answers but has not deleted its twin after the unoffload timeout (is Stretch running there?)"
+			default:
 				continue
 			}
-			why = "does not answer (" + cond.Message + ")"
 		}
 		if pods == nil {
 			self, err := identity.Load(ctx, c)

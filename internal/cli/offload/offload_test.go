@@ -15,6 +15,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/internal/cli/offload"
+	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 )
@@ -110,4 +111,32 @@ func TestForcedUnoffloadOfAProviderThatIsGone(t *testing.T) {
 	g.Expect(out.String()).To(ContainSubstring("✓ namespace stranded unoffloaded"))
 	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu does not answer"))
 	g.Expect(out.String()).To(ContainSubstring("twin namespace stranded-" + homeID + " with everything in it, its request RemoteNamespace stretch-tenant-" + homeID + "/stranded"))
+}
+
+func TestForcedUnoffloadOfAProviderThatKeepsItsTwin(t *testing.T) {
+	g := NewWithT(t)
+	s := fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu, Labels: map[string]string{"region": "eu"}}},
+		func(r *offloading.Reconciler) { r.UnoffloadTimeout = 3 * time.Second })
+	ctx := context.Background()
+	namespaces(t, "kept")
+	var out bytes.Buffer
+	g.Expect(offload.Offload(ctx, home.Client, []string{"kept"}, spec(t, offload.SpecOptions{}), true, time.Minute, &out)).To(Succeed())
+
+	// The provider answers, but nothing there deletes the twin.
+	s.StopTenant(eu)
+	out.Reset()
+	err := offload.Unoffload(ctx, home.Client, []string{"kept"}, false, true, 2*time.Second, &out)
+	g.Expect(err).To(MatchError(ContainSubstring("providers provider-eu still hold its twin")))
+	g.Eventually(func(g Gomega) {
+		off := &offloadingv1alpha1.NamespaceOffloading{}
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: "kept", Name: "offloading"}, off)).To(Succeed())
+		g.Expect(off.Status.RemoteNamespacesConditions["provider-eu"]).To(ContainElement(
+			HaveField("Reason", offloadingv1alpha1.TwinNotDeletedReason)))
+	}).WithTimeout(time.Minute).Should(Succeed())
+
+	out.Reset()
+	g.Expect(offload.Unoffload(ctx, home.Client, []string{"kept"}, true, true, time.Minute, &out)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace kept unoffloaded"))
+	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu answers but has not deleted its twin after the unoffload timeout"))
+	g.Expect(out.String()).To(ContainSubstring("twin namespace kept-" + homeID + " with everything in it"))
 }
