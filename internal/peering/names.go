@@ -33,3 +33,12 @@ func SecretName(providerName string) string { return SecretPrefix + providerName
 func TenantBindingName(homeClusterID string) string {
 	return peeringv1alpha1.TenantNamespace(homeClusterID)
 }
+
+// KubeconfigKeyOf is the key of the kubeconfig in the Secret a RemoteCluster
+// names: its own, or KubeconfigKey when it names none.
+func KubeconfigKeyOf(ref peeringv1alpha1.SecretKeyReference) string {
+	if ref.Key != "" {
+		return ref.Key
+	}
+	return KubeconfigKey
+}

@@ -143,10 +143,7 @@ func ask(ctx context.Context, c client.Reader, rc *peeringv1alpha1.RemoteCluster
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
 		return nil, fmt.Errorf("reading the peer credentials, Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
-	key := ref.Key
-	if key == "" {
-		key = peering.KubeconfigKey
-	}
+	key := peering.KubeconfigKeyOf(ref)
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[key])
 	if err != nil {
 		return nil, fmt.Errorf("the kubeconfig in Secret %s/%s, key %s: %w", ref.Namespace, ref.Name, key, err)

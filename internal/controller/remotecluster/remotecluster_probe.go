@@ -196,10 +196,7 @@ func secretName(rc *peeringv1alpha1.RemoteCluster) string {
 }
 
 func secretKey(rc *peeringv1alpha1.RemoteCluster) string {
-	if k := rc.Spec.KubeconfigSecretRef.Key; k != "" {
-		return k
-	}
-	return peering.KubeconfigKey
+	return peering.KubeconfigKeyOf(rc.Spec.KubeconfigSecretRef)
 }
 
 // capacityResources are the resources a virtual node advertises.
