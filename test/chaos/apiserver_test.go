@@ -43,11 +43,13 @@ func TestProviderAPIServerKilled(t *testing.T) {
 		w.createForeign(g)
 		before = w.snapshotForeign(g)
 		g.Expect(w.home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clashing}})).To(Succeed())
-		g.Expect(stretchctl(t, "offload", "namespace", clashing, "--kubeconfig", w.home.Kubeconfig, "--pod-offloading-strategy", "Remote")).To(Succeed())
+		// LocalAndRemote: with no provider to go to (AllFailed), the pod
+		// webhook refuses Remote pods, which could never start.
+		g.Expect(stretchctl(t, "offload", "namespace", clashing, "--kubeconfig", w.home.Kubeconfig, "--pod-offloading-strategy", "LocalAndRemote")).To(Succeed())
 		w.expectClashRefused(g)
 		// A pod of that namespace, with what it needs, is bound to the
-		// virtual node all the same: none of it may reach the provider's
-		// namespace.
+		// virtual node all the same (by spec.nodeName): none of it may
+		// reach the provider's namespace.
 		meta := metav1.ObjectMeta{Namespace: clashing, Name: "settings"}
 		g.Expect(w.home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"color": "home"}})).To(Succeed())
 		g.Expect(w.home.Client.Create(ctx, &corev1.Secret{ObjectMeta: meta, StringData: map[string]string{"password": "home's own"}})).To(Succeed())
@@ -190,10 +192,13 @@ func clashPod() *corev1.Pod {
 	ref := corev1.LocalObjectReference{Name: "settings"}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: clashing, Name: "web"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "registry.example/web:1",
-			EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref}}, {SecretRef: &corev1.SecretEnvSource{LocalObjectReference: ref}}},
-		}}},
+		Spec: corev1.PodSpec{
+			NodeName: peeringv1alpha1.VirtualNodeName(providerName),
+			Containers: []corev1.Container{{
+				Name: "app", Image: "registry.example/web:1",
+				EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref}}, {SecretRef: &corev1.SecretEnvSource{LocalObjectReference: ref}}},
+			}},
+		},
 	}
 }
 
