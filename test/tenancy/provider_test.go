@@ -149,10 +149,16 @@ func TestProviderCannotRewriteHome(t *testing.T) {
 			metav1.SetMetaDataAnnotation(&p.ObjectMeta, "provider.example/note", "mine")
 			p.Spec.Containers[0].Image = "evil:latest"
 		})
-		r := &corev1.Pod{}
-		g.Expect(admin.Get(ctx, remoteKey, r)).To(Succeed())
-		r.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.9.9.9", PodIPs: []corev1.PodIP{{IP: "10.9.9.9"}}}
-		g.Expect(admin.Status().Update(ctx, r)).To(Succeed())
+		// The virtual kubelet undoes the edit above meanwhile: a conflict
+		// is retried, as any client of a contended object would.
+		g.Eventually(func() error {
+			r := &corev1.Pod{}
+			if err := admin.Get(ctx, remoteKey, r); err != nil {
+				return err
+			}
+			r.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.9.9.9", PodIPs: []corev1.PodIP{{IP: "10.9.9.9"}}}
+			return admin.Status().Update(ctx, r)
+		}).Should(Succeed())
 		g.Eventually(func(g Gomega) {
 			got := &corev1.Pod{}
 			g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(web), got)).To(Succeed())
