@@ -3,7 +3,8 @@ package offloading
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,7 +253,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	states := make([]providerState, len(peers.Items))
 	for i := range peers.Items {
 		rc := &peers.Items[i]
-		states[i].name = rc.Name
+		states[i].name, states[i].clusterID = rc.Name, rc.Spec.ClusterID
+		states[i].reachable = meta.IsStatusConditionTrue(rc.Status.Conditions, peeringv1alpha1.APIReachableCondition)
 		// A peer being removed is selected by nobody: its twins go first.
 		if !deleting && selectorErr == nil && rc.DeletionTimestamp.IsZero() {
 			if states[i].selected, err = r.selects(ctx, selector, rc); err != nil {
@@ -270,7 +272,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	wg.Wait()
 
-	untilSeen := r.markUnseen(peers.Items, states, off.Status)
+	untilSeen := r.markUnseen(states, off.Status)
 	var untilTimeout time.Duration // until the unoffload times out; <= 0 once it has
 	if deleting {
 		untilTimeout = time.Until(off.DeletionTimestamp.Add(r.UnoffloadTimeout))
@@ -374,8 +376,9 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdu
 		RemoteNamespaceName: twin,
 		ObservedGeneration:  off.Generation,
 	}
-	sort.Slice(states, func(i, j int) bool { return states[i].name < states[j].name })
-	for _, s := range states {
+	// A copy: the caller's states keep the order of its peers.
+	sorted := slices.SortedFunc(slices.Values(states), func(a, b providerState) int { return strings.Compare(a.name, b.name) })
+	for _, s := range sorted {
 		if !s.selected && s.request == nil && s.err == nil {
 			continue
 		}
@@ -391,7 +394,7 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdu
 			s.err = nil // nothing known of it, and nothing wrong
 		}
 		stuck := ""
-		if deleting && overdue {
+		if overdue {
 			stuck = blocked(s, off.Namespace, twin, timeout)
 		}
 		setConditions(&conds, s, off.Generation, stuck)

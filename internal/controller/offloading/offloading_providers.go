@@ -7,7 +7,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -158,14 +157,14 @@ const unreadGrace = 30 * time.Second
 // markUnseen marks the providers that are unread but within their grace,
 // with the twin state the status last gave them, and returns how long
 // until the first of those graces ends (zero when there is none).
-func (r *Reconciler) markUnseen(peers []peeringv1alpha1.RemoteCluster, states []providerState, last offloadingv1alpha1.NamespaceOffloadingStatus) time.Duration {
+func (r *Reconciler) markUnseen(states []providerState, last offloadingv1alpha1.NamespaceOffloadingStatus) time.Duration {
 	var first time.Duration
 	for i := range states {
 		var u unusable
-		if !errors.As(states[i].err, &u) || !u.unread || !meta.IsStatusConditionTrue(peers[i].Status.Conditions, peeringv1alpha1.APIReachableCondition) {
+		if !errors.As(states[i].err, &u) || !u.unread || !states[i].reachable {
 			continue
 		}
-		since, ok := r.unread.Load(peers[i].Spec.ClusterID)
+		since, ok := r.unread.Load(states[i].clusterID)
 		if !ok {
 			continue
 		}

@@ -20,6 +20,11 @@ import (
 type providerState struct {
 	// name is the provider's name (its RemoteCluster's name).
 	name string
+	// clusterID is the provider's cluster ID, its key in the registry.
+	clusterID string
+	// reachable is whether the provider's RemoteCluster says it answers
+	// (APIReachable is True).
+	reachable bool
 	// selected is whether the cluster selector picks the provider.
 	selected bool
 	// request is the RemoteNamespace on the provider, nil when there is none.
@@ -70,7 +75,7 @@ func lastTwin(conds offloadingv1alpha1.RemoteNamespaceConditions) twinState {
 		return twinReady
 	case c.Reason == offloadingv1alpha1.CreationFailedReason:
 		return twinFailed
-	case c.Reason == offloadingv1alpha1.TerminatingReason, c.Reason == offloadingv1alpha1.TwinNotDeletedReason:
+	case offloadingv1alpha1.TwinDeleting(c.Reason):
 		return twinTerminating
 	default:
 		return twinCreating
@@ -134,7 +139,7 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, offloadingv1alpha1.NamespaceCreatedReason, s.request.Status.Message
 	case twinFailed:
 		c.Reason = offloadingv1alpha1.CreationFailedReason
-		c.Message = fmt.Sprintf("%s: %s", s.request.Status.Reason, s.request.Status.Message)
+		c.Message = offloadingv1alpha1.CreationFailedMessage(s.request.Status.Reason, s.request.Status.Message)
 	case twinTerminating:
 		c.Reason, c.Message = offloadingv1alpha1.TerminatingReason, "the provider is deleting the twin namespace"
 	case twinCreating:
@@ -152,7 +157,7 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 		c.Reason, c.Message = offloadingv1alpha1.TwinNotDeletedReason, stuck
 	case s.err != nil:
 		// What we last saw stands, but the user learns why it may be stale.
-		c.Message = fmt.Sprintf("%s (provider not reachable: %v)", c.Message, s.err)
+		c.Message = offloadingv1alpha1.UnreachableMessage(c.Message, s.err)
 	}
 	meta.SetStatusCondition((*[]metav1.Condition)(conds), c)
 }

@@ -203,24 +203,21 @@ func TestNote(t *testing.T) {
 }
 
 func TestMarkUnseen(t *testing.T) {
-	reachable := []metav1.Condition{{Type: peeringv1alpha1.APIReachableCondition, Status: metav1.ConditionTrue}}
-	unreachableConds := []metav1.Condition{{Type: peeringv1alpha1.APIReachableCondition, Status: metav1.ConditionFalse}}
 	readyConds := offloadingv1alpha1.RemoteNamespaceConditions{{Type: offloadingv1alpha1.RemoteNamespaceReadyCondition, Status: metav1.ConditionTrue, Reason: "NamespaceCreated"}}
 	notListed := unusable{error: errors.New("not listed yet"), unread: true}
 	tests := []struct {
 		name       string
-		conditions []metav1.Condition
+		reachable  bool          // what the provider's RemoteCluster says
 		since      time.Duration // how long ago the provider was first unread; 0: never
 		err        error
 		wantUnseen bool
 	}{
-		{name: "unread, answering, within the grace", conditions: reachable, since: time.Second, err: notListed, wantUnseen: true},
-		{name: "unread past the grace", conditions: reachable, since: unreadGrace + time.Second, err: notListed},
-		{name: "unread and not answering", conditions: unreachableConds, since: time.Second, err: notListed},
-		{name: "unread, never probed", since: time.Second, err: notListed},
-		{name: "read, its probe failing", conditions: reachable, since: time.Second, err: unusable{error: errors.New("probe failed")}},
-		{name: "read, a request failing", conditions: reachable, since: time.Second, err: errors.New("timeout")},
-		{name: "read", conditions: reachable},
+		{name: "unread, answering, within the grace", reachable: true, since: time.Second, err: notListed, wantUnseen: true},
+		{name: "unread past the grace", reachable: true, since: unreadGrace + time.Second, err: notListed},
+		{name: "unread and not answering, or never probed", since: time.Second, err: notListed},
+		{name: "read, its probe failing", reachable: true, since: time.Second, err: unusable{error: errors.New("probe failed")}},
+		{name: "read, a request failing", reachable: true, since: time.Second, err: errors.New("timeout")},
+		{name: "read", reachable: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,10 +226,9 @@ func TestMarkUnseen(t *testing.T) {
 			if tt.since > 0 {
 				r.unread.Store("id", time.Now().Add(-tt.since))
 			}
-			peers := []peeringv1alpha1.RemoteCluster{{Spec: peeringv1alpha1.RemoteClusterSpec{ClusterID: "id"}, Status: peeringv1alpha1.RemoteClusterStatus{Conditions: tt.conditions}}}
-			states := []providerState{{name: "eu", selected: true, err: tt.err}}
+			states := []providerState{{name: "eu", clusterID: "id", reachable: tt.reachable, selected: true, err: tt.err}}
 			last := offloadingv1alpha1.NamespaceOffloadingStatus{RemoteNamespacesConditions: map[string]offloadingv1alpha1.RemoteNamespaceConditions{"eu": readyConds}}
-			left := r.markUnseen(peers, states, last)
+			left := r.markUnseen(states, last)
 			g.Expect(states[0].unseen).To(Equal(tt.wantUnseen))
 			if !tt.wantUnseen {
 				g.Expect(left).To(BeZero())
@@ -242,6 +238,17 @@ func TestMarkUnseen(t *testing.T) {
 			g.Expect(states[0].twin()).To(Equal(twinReady), "what the status last said stands")
 		})
 	}
+}
+
+// TestComputeStatusKeepsTheCallersOrder: the caller's states stay in the
+// order of its peers.
+func TestComputeStatusKeepsTheCallersOrder(t *testing.T) {
+	g := NewWithT(t)
+	states := []providerState{{name: "us", selected: true}, {name: "eu", selected: true}}
+	st := computeStatus(&offloadingv1alpha1.NamespaceOffloading{}, false, false, false, "twin", time.Minute, states)
+	g.Expect(names(states)).To(Equal([]string{"us", "eu"}))
+	g.Expect(st.RemoteNamespacesConditions).To(HaveKey("eu"))
+	g.Expect(st.RemoteNamespacesConditions).To(HaveKey("us"))
 }
 
 // TestUnseenProviderKeepsItsStatus is a home manager just started: its
