@@ -169,10 +169,10 @@ func phase(off *offloadingv1alpha1.NamespaceOffloading) Check {
 	return c
 }
 
-// failureReason is the provider's reason in a CreationFailed condition,
-// whose message is "<reason>: <provider's message>".
+// failureReason is the provider's reason in a CreationFailed condition (see
+// offloadingv1alpha1.CreationFailedMessage), else the condition's own.
 func failureReason(r *metav1.Condition) string {
-	if reason, _, ok := strings.Cut(r.Message, ":"); ok && !strings.Contains(reason, " ") {
+	if reason, _, ok := offloadingv1alpha1.SplitCreationFailedMessage(r.Message); ok && reason != "" {
 		return reason
 	}
 	return r.Reason
@@ -322,8 +322,8 @@ func homeReport(r *metav1.Condition) report {
 		rep.Phase = peeringv1alpha1.RemoteNamespaceReady
 	case r.Reason == offloadingv1alpha1.CreationFailedReason:
 		rep.Phase, rep.Reason = peeringv1alpha1.RemoteNamespaceCreationFailed, failureReason(r)
-		rep.Message = strings.TrimSpace(strings.TrimPrefix(r.Message, rep.Reason+":"))
-	case r.Reason == offloadingv1alpha1.TerminatingReason:
+		_, rep.Message, _ = offloadingv1alpha1.SplitCreationFailedMessage(r.Message)
+	case offloadingv1alpha1.TwinDeleting(r.Reason):
 		rep.Phase = peeringv1alpha1.RemoteNamespaceTerminating
 	case r.Reason == offloadingv1alpha1.ProviderUnreachableReason:
 		rep.Reason = r.Reason
@@ -335,12 +335,23 @@ func homeReport(r *metav1.Condition) report {
 	return rep
 }
 
-// homeReasons is the home Ready reason that each provider phase gives.
-var homeReasons = map[peeringv1alpha1.RemoteNamespacePhase]string{
-	peeringv1alpha1.RemoteNamespaceReady:          offloadingv1alpha1.NamespaceCreatedReason,
-	peeringv1alpha1.RemoteNamespaceCreationFailed: offloadingv1alpha1.CreationFailedReason,
-	peeringv1alpha1.RemoteNamespaceCreating:       offloadingv1alpha1.CreatingReason,
-	peeringv1alpha1.RemoteNamespaceTerminating:    offloadingv1alpha1.TerminatingReason,
+// stale says whether the home Ready condition contradicts the provider's
+// own report: the home controller has not caught up with the provider.
+func stale(rep report, home *metav1.Condition) bool {
+	if rep.missing {
+		return home.Status == metav1.ConditionTrue || home.Reason == offloadingv1alpha1.CreationFailedReason
+	}
+	switch rep.Phase {
+	case peeringv1alpha1.RemoteNamespaceReady:
+		return home.Reason != offloadingv1alpha1.NamespaceCreatedReason
+	case peeringv1alpha1.RemoteNamespaceCreationFailed:
+		return home.Reason != offloadingv1alpha1.CreationFailedReason
+	case peeringv1alpha1.RemoteNamespaceCreating:
+		return home.Reason != offloadingv1alpha1.CreatingReason
+	case peeringv1alpha1.RemoteNamespaceTerminating:
+		return !offloadingv1alpha1.TwinDeleting(home.Reason)
+	}
+	return false
 }
 
 // judge is the verdict on one provider: the Check's Result, Detail (one
@@ -371,17 +382,12 @@ func judge(name string, p *Provider, home *metav1.Condition, twin string, off *o
 	switch {
 	case !p.Asked && p.AskError != "":
 		note = fmt.Sprintf(" (from the home status: %s could not be asked: %s)", name, p.AskError)
-	case p.Asked && home != nil:
-		want, known := homeReasons[rep.Phase]
-		if rep.missing && (home.Status == metav1.ConditionTrue || home.Reason == offloadingv1alpha1.CreationFailedReason) || known && want != home.Reason {
-			note = fmt.Sprintf(" (the home status still says %s: is stretch-controller-manager running on the home cluster?)", home.Reason)
-		}
+	case p.Asked && home != nil && stale(rep, home):
+		note = fmt.Sprintf(" (the home status still says %s: is stretch-controller-manager running on the home cluster?)", home.Reason)
 	}
 	unreachable := p.Unreachable
 	if unreachable == "" && rep.fromHome {
-		if _, why, ok := strings.Cut(rep.Message, "(provider not reachable: "); ok {
-			unreachable = strings.TrimSuffix(why, ")")
-		}
+		_, unreachable, _ = offloadingv1alpha1.SplitUnreachableMessage(rep.Message)
 	}
 
 	switch {
@@ -391,11 +397,23 @@ func judge(name string, p *Provider, home *metav1.Condition, twin string, off *o
 	case unreachable != "":
 		last := ""
 		if home != nil {
-			last = fmt.Sprintf("; it last reported %s: %s", home.Reason, strings.Split(home.Message, " (provider not reachable")[0])
+			seen, _, _ := offloadingv1alpha1.SplitUnreachableMessage(home.Message)
+			last = fmt.Sprintf("; it last reported %s: %s", home.Reason, seen)
 		}
 		return Check{Result: Failed, Detail: fmt.Sprintf("%s does not answer the home cluster: %s%s", name, unreachable, last), Fix: peerFix}
 	case rep.Reason == offloadingv1alpha1.ProviderUnreachableReason:
 		return Check{Result: Failed, Detail: fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message), Fix: peerFix}
+	case home != nil && home.Reason == offloadingv1alpha1.TwinNotDeletedReason && !rep.missing:
+		// The unoffload is overdue and the provider answers but keeps its
+		// twin: the home message names the likely causes on the provider
+		// and the way out.
+		detail := fmt.Sprintf("%s: %s: %s", name, home.Reason, home.Message)
+		if p.Asked {
+			detail += fmt.Sprintf(" (%s reports its request %s)", name, orDash(string(rep.Phase)))
+		}
+		return Check{Result: Failed, Detail: detail,
+			Fix: fmt.Sprintf("check that Stretch's controller-manager runs on %s and what holds twin %s there ('kubectl get namespace %s -o yaml' on %s); to finish without waiting: stretchctl unoffload namespace %s --force",
+				name, twin, twin, name, off.Namespace)}
 	case rep.other:
 		return Check{Result: Failed, Detail: fmt.Sprintf("%s: %s: %s", name, rep.Reason, rep.Message),
 			Fix: fmt.Sprintf("act on the home status's message about %s; 'kubectl get namespaceoffloading offloading -n %s -o yaml' shows it", name, off.Namespace)}

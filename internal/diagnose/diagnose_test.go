@@ -151,6 +151,7 @@ func condition(typ string, status metav1.ConditionStatus, reason, message string
 // provider itself when it was asked, else from the home status.
 func TestProviders(t *testing.T) {
 	selected := condition(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionTrue, "ClusterSelected", "")
+	notSelected := condition(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionFalse, "ClusterNotSelected", "")
 	readyCond := condition("Ready", metav1.ConditionTrue, "NamespaceCreated", "twin exists")
 	failed := func(msg string) metav1.Condition {
 		return condition("Ready", metav1.ConditionFalse, "CreationFailed", msg)
@@ -166,6 +167,7 @@ func TestProviders(t *testing.T) {
 		provider   *Provider          // what was collected of provider-eu; nil: nothing
 		wantResult Result
 		wantDetail []string
+		notDetail  string // not in the detail, when set
 		wantFix    string
 	}{
 		{name: "ready, asked", home: []metav1.Condition{selected, readyCond}, provider: asked(peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated", "ok"),
@@ -198,6 +200,17 @@ func TestProviders(t *testing.T) {
 			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "ProviderUnreachable", "provider provider-eu does not answer and may still hold twin namespace x")},
 			wantResult: Failed, wantDetail: []string{"provider-eu: ProviderUnreachable: provider provider-eu does not answer"},
 			wantFix: "stretchctl unoffload namespace foo --force"},
+		{name: "an unoffload held up by a provider that answers but keeps its twin", phase: offloadingv1alpha1.TerminatingPhase, deleting: true,
+			home: []metav1.Condition{notSelected, condition("Ready", metav1.ConditionFalse, "TwinNotDeleted",
+				"provider provider-eu answers but has not deleted twin namespace foo-x within 5m0s: its request RemoteNamespace stretch-tenant-x/foo is still there (the provider last reported phase Ready, reason NamespaceCreated). Is Stretch's controller-manager running on provider provider-eu?")},
+			provider:   asked(peeringv1alpha1.RemoteNamespaceTerminating, "NamespaceCreated", "twin exists"),
+			wantResult: Failed, wantDetail: []string{"provider-eu: TwinNotDeleted: provider provider-eu answers but has not deleted twin namespace foo-x", "Is Stretch's controller-manager running on provider provider-eu?", "(provider-eu reports its request Terminating)"},
+			notDetail: "stretch-controller-manager running on the home cluster", wantFix: "check that Stretch's controller-manager runs on provider-eu"},
+		{name: "TwinNotDeleted, from the home status only", phase: offloadingv1alpha1.TerminatingPhase, deleting: true,
+			home:       []metav1.Condition{notSelected, condition("Ready", metav1.ConditionFalse, "TwinNotDeleted", "provider provider-eu answers but has not deleted twin namespace foo-x")},
+			provider:   &Provider{Peered: true, AskError: "timeout"},
+			wantResult: Failed, wantDetail: []string{"provider-eu: TwinNotDeleted: provider provider-eu answers but has not deleted twin namespace foo-x"},
+			wantFix: "stretchctl unoffload namespace foo --force"},
 		{name: "a home reason the diagnosis does not know", phase: offloadingv1alpha1.TerminatingPhase, deleting: true,
 			home:       []metav1.Condition{selected, condition("Ready", metav1.ConditionFalse, "SomethingNew", "what to do about it")},
 			wantResult: Failed, wantDetail: []string{"provider-eu: SomethingNew: what to do about it"}, wantFix: "act on the home status's message about provider-eu"},
@@ -216,7 +229,7 @@ func TestProviders(t *testing.T) {
 			wantResult: Warning, wantDetail: []string{"provider-eu is selected, but the home status says nothing of its twin yet (from the home status: provider-eu could not be asked: timeout)"}},
 		{name: "no longer peered", home: []metav1.Condition{selected, readyCond}, provider: &Provider{},
 			wantResult: Failed, wantDetail: []string{"provider-eu: the home cluster no longer peers with it (there is no RemoteCluster provider-eu)"}, wantFix: "stretchctl peer"},
-		{name: "not selected: not looked at", home: []metav1.Condition{condition(offloadingv1alpha1.OffloadingRequiredCondition, metav1.ConditionFalse, "ClusterNotSelected", ""), failed("Forbidden: x")},
+		{name: "not selected: not looked at", home: []metav1.Condition{notSelected, failed("Forbidden: x")},
 			wantResult: Passed, wantDetail: []string{"no provider is selected, so none has a twin"}},
 	}
 	for _, tt := range tests {
@@ -243,6 +256,9 @@ func TestProviders(t *testing.T) {
 			g.Expect(c.Result).To(Equal(tt.wantResult), "%+v", c)
 			for _, d := range tt.wantDetail {
 				g.Expect(c.Detail).To(ContainSubstring(d))
+			}
+			if tt.notDetail != "" {
+				g.Expect(c.Detail).NotTo(ContainSubstring(tt.notDetail))
 			}
 			g.Expect(c.Fix).To(ContainSubstring(tt.wantFix))
 			if c.Result != Passed {
