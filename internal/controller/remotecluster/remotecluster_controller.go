@@ -20,7 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordinationv1ac "k8s.io/client-go/applyconfigurations/coordination/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
@@ -53,10 +56,6 @@ const (
 // TwinWithdrawalTimeout bounds how long a RemoteCluster being deleted waits
 // for its provider to delete the twins it holds for this cluster.
 const TwinWithdrawalTimeout = 2 * time.Minute
-
-// twinWithdrawalRecheck is how often a RemoteCluster being deleted looks
-// again whether its provider still holds twins.
-const twinWithdrawalRecheck = 2 * time.Second
 
 // Reconciler reconciles RemoteClusters on a home cluster.
 type Reconciler struct {
@@ -111,7 +110,30 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A provider that does not answer holds a worker for up to the probe
 		// timeout; the others keep going.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// A RemoteCluster being deleted waits for its provider to drop the
+		// twin requests; each one dropped wakes it.
+		WatchesRawSource(source.Func(r.watchTwinRequests)).
 		Complete(r)
+}
+
+// watchTwinRequests makes every peer tell when one of this cluster's twin
+// requests (RemoteNamespaces) is gone, and enqueues then every RemoteCluster
+// being deleted: the events do not say which peer they come from, and there
+// are few such RemoteClusters.
+func (r *Reconciler) watchTwinRequests(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(any) {
+		list := &peeringv1alpha1.RemoteClusterList{}
+		if err := r.Client.List(ctx, list); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing RemoteClusters after a twin request went")
+			return
+		}
+		for i := range list.Items {
+			if !list.Items[i].DeletionTimestamp.IsZero() {
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+	}})
+	return nil
 }
 
 // requestsForSecret maps a Secret to the RemoteClusters whose kubeconfig it holds.
@@ -364,9 +386,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.Re
 		// NamespaceOffloading: the offloading controller withdraws the
 		// twin requests, through this peer.
 		if left := r.twinsLeft(ctx, rc); len(left) > 0 {
-			if r.Clock.Since(rc.DeletionTimestamp.Time) < TwinWithdrawalTimeout {
+			if wait := TwinWithdrawalTimeout - r.Clock.Since(rc.DeletionTimestamp.Time); wait > 0 {
 				ctrl.LoggerFrom(ctx).V(1).Info("waiting for the provider to delete its twins", "twins", left)
-				return ctrl.Result{RequeueAfter: twinWithdrawalRecheck}, nil
+				// Each request the provider drops wakes us
+				// (watchTwinRequests); a timer, for the deadline.
+				return ctrl.Result{RequeueAfter: wait}, nil
 			}
 			r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, "TwinsLeft", "Unpeer",
 				"provider %s did not delete twin namespaces %s within %s; they are left there: run 'stretchctl peer revoke' against the provider to delete them",
