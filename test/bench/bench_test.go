@@ -347,13 +347,5 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 
 // writes returns the API writes each API server (home, provider) served so far.
 func (b *bench) writes(t *testing.T) [2]testenv.Writes {
-	var w [2]testenv.Writes
-	for i, c := range []*testenv.KwokCluster{b.home, b.provider} {
-		n, err := testenv.APIWrites(context.Background(), c.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w[i] = n
-	}
-	return w
+	return [2]testenv.Writes(apiWrites(NewWithT(t), []*testenv.KwokCluster{b.home, b.provider}))
 }

@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,26 +48,36 @@ func offloadLatency(t *testing.T, r *report) {
 	}
 
 	peered := 0
+	var offloaded []string
 	for _, p := range steps {
 		for ; peered < p; peered++ {
 			g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", providers[peered].Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
 		}
-		var stretch, direct []time.Duration
+		// The empty selector selects every provider: the namespaces already
+		// offloaded get twins on the new ones. Measured on its own, and
+		// waited for, so that it does not land on the first namespaces
+		// below (it did: 11.7 s for the first one at 4 providers).
+		row := latencyRow{Providers: p, Namespaces: perStep, Extended: len(offloaded)}
+		start := time.Now()
+		waitReady(t, home, offloaded, p)
+		row.Extension = time.Since(start)
 		for i := range perStep {
 			ns := fmt.Sprintf("latency-%d-%d", p, i)
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 			start := time.Now()
 			g.Expect(home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"}})).To(Succeed())
-			waitReady(t, home, []string{ns})
-			stretch = append(stretch, time.Since(start))
-			// In order, so that a tail can be placed (right after a peering?).
-			t.Logf("offload latency, %d providers, namespace %d: %v", p, i, stretch[i].Round(time.Millisecond))
+			waitReady(t, home, []string{ns}, p)
+			row.Stretch = append(row.Stretch, time.Since(start))
+			offloaded = append(offloaded, ns)
+			// In order, so that a tail can be placed.
+			t.Logf("offload latency, %d providers, namespace %d: %v", p, i, row.Stretch[i].Round(time.Millisecond))
 
 			start = time.Now()
 			createDirectly(t, providers[:p], []string{fmt.Sprintf("direct-%d-%d", p, i)})
-			direct = append(direct, time.Since(start))
+			row.Direct = append(row.Direct, time.Since(start))
 		}
-		r.Latency = append(r.Latency, latencyRow{Providers: p, Namespaces: perStep, Stretch: stretch, Direct: direct})
+		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v", p, row.Extended, row.Extension.Round(time.Millisecond))
+		r.Latency = append(r.Latency, row)
 	}
 
 	// Bulk: to the first two providers, selected by name.
@@ -92,24 +103,49 @@ func bulkOffload(t *testing.T, home *testenv.KwokCluster, managers []*testenv.Ma
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	})
+	clusters := append([]*testenv.KwokCluster{home}, providers...)
 	before, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	failedBefore := failedReconciles(g, managers)
+	writesBefore := apiWrites(g, clusters)
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
 			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: selector}})
 	})
-	waitReady(t, home, nss)
+	waitReady(t, home, nss, len(providers))
 	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	row.CPU, row.PeakRSS = after.CPU-before.CPU, after.PeakRSS
 	row.FailedReconciles = failedReconciles(g, managers) - failedBefore
+	row.Writes = writesSince(apiWrites(g, clusters), writesBefore)
+	writesBefore = apiWrites(g, clusters)
 	start = time.Now()
 	createDirectly(t, providers, direct)
 	row.Direct = time.Since(start)
+	row.DirectWrites = writesSince(apiWrites(g, clusters), writesBefore)
 	return row
+}
+
+// apiWrites returns the writes each API server of clusters served so far.
+func apiWrites(g Gomega, clusters []*testenv.KwokCluster) []testenv.Writes {
+	w := make([]testenv.Writes, len(clusters))
+	for i, c := range clusters {
+		var err error
+		w[i], err = testenv.APIWrites(context.Background(), c.Config)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	return w
+}
+
+// writesSince returns, cluster by cluster, the writes of after not in before.
+func writesSince(after, before []testenv.Writes) []testenv.Writes {
+	d := make([]testenv.Writes, len(after))
+	for i := range after {
+		d[i] = after[i].Since(before[i])
+	}
+	return d
 }
 
 // failedReconciles sums the reconciles that returned an error, and were
@@ -124,27 +160,40 @@ func failedReconciles(g Gomega, managers []*testenv.ManagerProcess) int64 {
 	return n
 }
 
-// waitReady waits until the NamespaceOffloadings of nss are Ready.
-func waitReady(t *testing.T, home *testenv.KwokCluster, nss []string) {
+// waitReady waits until the NamespaceOffloadings of nss are Ready, each
+// with its twin on providers providers.
+func waitReady(t *testing.T, home *testenv.KwokCluster, nss []string, providers int) {
 	pending := slices.Clone(nss)
+	readyOn := func(o *offloadingv1alpha1.NamespaceOffloading) bool {
+		n := 0
+		for _, conds := range o.Status.RemoteNamespacesConditions {
+			if meta.IsStatusConditionTrue(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition) {
+				n++
+			}
+		}
+		return o.Status.OffloadingPhase == offloadingv1alpha1.ReadyPhase && n == providers
+	}
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if len(pending) > 1 {
-			list := &offloadingv1alpha1.NamespaceOffloadingList{}
-			if err := home.Client.List(ctx, list); err != nil {
+		switch len(pending) {
+		case 0:
+			return true, nil
+		case 1:
+			o := &offloadingv1alpha1.NamespaceOffloading{}
+			if err := home.Client.Get(ctx, client.ObjectKey{Namespace: pending[0], Name: "offloading"}, o); err != nil {
 				return false, nil
 			}
-			ready := map[string]bool{}
-			for _, o := range list.Items {
-				ready[o.Namespace] = o.Status.OffloadingPhase == offloadingv1alpha1.ReadyPhase
-			}
-			pending = slices.DeleteFunc(pending, func(ns string) bool { return ready[ns] })
-			return len(pending) == 0, nil
+			return readyOn(o), nil
 		}
-		o := &offloadingv1alpha1.NamespaceOffloading{}
-		if err := home.Client.Get(ctx, client.ObjectKey{Namespace: pending[0], Name: "offloading"}, o); err != nil {
+		list := &offloadingv1alpha1.NamespaceOffloadingList{}
+		if err := home.Client.List(ctx, list); err != nil {
 			return false, nil
 		}
-		return o.Status.OffloadingPhase == offloadingv1alpha1.ReadyPhase, nil
+		ready := map[string]bool{}
+		for i := range list.Items {
+			ready[list.Items[i].Namespace] = readyOn(&list.Items[i])
+		}
+		pending = slices.DeleteFunc(pending, func(ns string) bool { return ready[ns] })
+		return len(pending) == 0, nil
 	})
 	if err != nil {
 		t.Fatalf("%d NamespaceOffloadings not Ready after 15 minutes, e.g. %s", len(pending), pending[0])

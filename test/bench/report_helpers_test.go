@@ -40,6 +40,11 @@ type latencyRow struct {
 	Providers, Namespaces int
 	// Stretch: created → Ready; Direct: the same twins created directly.
 	Stretch, Direct []time.Duration
+	// Extended namespaces, offloaded before the last peerings, got their
+	// twins on the new providers in Extension (after the peerings, before
+	// the namespaces above).
+	Extended  int
+	Extension time.Duration
 }
 
 // admission is the duration of pod creations.
@@ -59,6 +64,18 @@ type bulkRow struct {
 	// FailedReconciles are the reconciles of the three managers that
 	// returned an error (and were retried) during the bulk offload.
 	FailedReconciles int64
+	// Writes and DirectWrites are the writes each API server (home, then
+	// the providers) served during the offload and the direct creation.
+	Writes, DirectWrites []testenv.Writes
+}
+
+// total is the writes of ws together.
+func total(ws []testenv.Writes) int64 {
+	var n int64
+	for _, w := range ws {
+		n += w.Total()
+	}
+	return n
 }
 
 // percentile returns the p-th percentile (nearest rank) of ds, in milliseconds.
@@ -176,24 +193,27 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| real | %.1f | %.1f | %.1f | %.1f |\n", percentile(a.Without, 50), percentile(a.Without, 99), percentile(a.With, 50), percentile(a.With, 99))
 	}
 	if len(r.Latency) > 0 {
-		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready, one namespace at a time, every peered provider selected. Baseline: a client creating the same twin namespaces on those providers directly (in parallel).\n\n")
-		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch p99 (ms) | direct p50 (ms) | direct p99 (ms) | p50 ratio |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready with a twin on every peered provider, one namespace at a time (the empty selector selects every provider). Baseline: a client creating the same twin namespaces on those providers directly (in parallel). Before each provider count, the new providers were peered, and the namespaces offloaded at the previous counts got their twins there (the last two columns, measured from the end of the peering): the measured namespaces start on a quiet system.\n\n")
+		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch p99 (ms) | direct p50 (ms) | direct p99 (ms) | p50 ratio | namespaces extended to the new providers | in (s) |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range r.Latency {
 			s50, d50 := percentile(l.Stretch, 50), percentile(l.Direct, 50)
 			ratio := 0.0
 			if d50 > 0 {
 				ratio = s50 / d50
 			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", l.Providers, l.Namespaces, s50, percentile(l.Stretch, 99), d50, percentile(l.Direct, 99), ratio)
+			fmt.Fprintf(&b, "| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %.2f |\n", l.Providers, l.Namespaces, s50, percentile(l.Stretch, 99), d50, percentile(l.Direct, 99), ratio, l.Extended, l.Extension.Seconds())
 		}
 	}
 	if len(r.Bulk) > 0 {
 		fmt.Fprintf(&b, "\n## Bulk offload\n\nN namespaces offloaded at once to 2 providers (%d creations at a time), until all Ready. Baseline: the same 2×N twin namespaces created directly with client-go, %d at a time. Home manager CPU and peak RSS during the offload; failed reconciles (an error, then a retry) of the three managers.\n\n", bulkWorkers, bulkWorkers)
-		b.WriteString("| N | Stretch (s) | direct (s) | ratio | home manager CPU (s) | peak RSS (MiB) | failed reconciles |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("| N | Stretch (s) | direct (s) | ratio | writes per namespace, Stretch | direct | writes ratio | home manager CPU (s) | peak RSS (MiB) | failed reconciles |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range r.Bulk {
-			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.2f | %.1f | %d | %d |\n", row.Namespaces, row.Stretch.Seconds(), row.Direct.Seconds(),
-				row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9), row.CPU.Seconds(), row.PeakRSS>>20, row.FailedReconciles)
+			n := float64(row.Namespaces)
+			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %d | %d |\n", row.Namespaces, row.Stretch.Seconds(), row.Direct.Seconds(),
+				row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9), float64(total(row.Writes))/n, float64(total(row.DirectWrites))/n,
+				float64(total(row.Writes))/max(float64(total(row.DirectWrites)), 1), row.CPU.Seconds(), row.PeakRSS>>20, row.FailedReconciles)
 		}
+		b.WriteString(bulkWritesTable(r))
 	}
 	b.WriteString("\nWrites per pod count every write request each API server served during the burst (kube-controller-manager, scheduler, kwok and Stretch together), divided by N.\n")
 	b.WriteString(changes)
@@ -211,6 +231,47 @@ func writesTable(r *report) string {
 	s := r.byCount[n]
 	vanilla, stretch := s.vanilla[len(s.vanilla)-1], s.stretch[len(s.stretch)-1]
 	cols := []testenv.Writes{vanilla.Writes[1], stretch.Writes[0], stretch.Writes[1]}
+	keys := requests(cols)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nWrites per pod at N=%d by request (last repetition, from creation until all Ready):\n\n| request | vanilla, provider | Stretch, home | Stretch, provider |\n|---|---|---|---|\n", n)
+	per := func(w testenv.Writes, k string) string { return fmt.Sprintf("%.2f", float64(w[k])/float64(n)) }
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", k, per(cols[0], k), per(cols[1], k), per(cols[2], k))
+	}
+	fmt.Fprintf(&b, "| **total** | %.2f | %.2f | %.2f |\n", float64(cols[0].Total())/float64(n), float64(cols[1].Total())/float64(n), float64(cols[2].Total())/float64(n))
+	return b.String()
+}
+
+// bulkWritesTable breaks down the writes per namespace of the largest bulk
+// offload by request and cluster, against the direct creation's.
+func bulkWritesTable(r *report) string {
+	if len(r.Bulk) == 0 || len(r.Bulk[len(r.Bulk)-1].Writes) == 0 {
+		return ""
+	}
+	row := r.Bulk[len(r.Bulk)-1]
+	n := float64(row.Namespaces)
+	sum := func(ws []testenv.Writes) testenv.Writes {
+		all := testenv.Writes{}
+		for _, w := range ws {
+			for k, v := range w {
+				all[k] += v
+			}
+		}
+		return all
+	}
+	cols := []testenv.Writes{row.Writes[0], sum(row.Writes[1:]), sum(row.DirectWrites)}
+	keys := requests(cols)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nWrites per namespace at N=%d by request (every write each API server served, kube-controller-manager's included: it creates a ServiceAccount and a ConfigMap in each new namespace, and may still be doing so for the direct creations when they return):\n\n| request | Stretch, home | Stretch, providers | direct, providers |\n|---|---|---|---|\n", row.Namespaces)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", k, float64(cols[0][k])/n, float64(cols[1][k])/n, float64(cols[2][k])/n)
+	}
+	fmt.Fprintf(&b, "| **total** | %.2f | %.2f | %.2f |\n", float64(cols[0].Total())/n, float64(cols[1].Total())/n, float64(cols[2].Total())/n)
+	return b.String()
+}
+
+// requests returns the requests written in any of cols, sorted.
+func requests(cols []testenv.Writes) []string {
 	var keys []string
 	for _, w := range cols {
 		for k := range w {
@@ -220,14 +281,7 @@ func writesTable(r *report) string {
 		}
 	}
 	slices.Sort(keys)
-	var b strings.Builder
-	fmt.Fprintf(&b, "\nWrites per pod at N=%d by request (last repetition, from creation until all Ready):\n\n| request | vanilla, provider | Stretch, home | Stretch, provider |\n|---|---|---|---|\n", n)
-	per := func(w testenv.Writes, k string) string { return fmt.Sprintf("%.2f", float64(w[k])/float64(n)) }
-	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", k, per(cols[0], k), per(cols[1], k), per(cols[2], k))
-	}
-	fmt.Fprintf(&b, "| **total** | %.2f | %.2f | %.2f |\n", float64(cols[0].Total())/float64(n), float64(cols[1].Total())/float64(n), float64(cols[2].Total())/float64(n))
-	return b.String()
+	return keys
 }
 
 // changes records what was found and fixed with this suite, with the
