@@ -547,8 +547,11 @@ func recreate(pod *corev1.Pod) string {
 	return fmt.Sprintf("delete it and create it again (no controller does it for this pod): kubectl delete pod -n %s %s, then create it as before", pod.Namespace, pod.Name)
 }
 
-// readySince is when the offloading could first place pods: the earliest
-// time a selected provider's twin became Ready. Zero when none is Ready.
+// readySince is when, as far as the status tells, the offloading could place
+// pods: the earliest LastTransitionTime of the selected providers' Ready
+// conditions that are True now. That is each provider's latest change to
+// Ready, not the first time its twin was Ready: a twin that was Ready, then
+// not, then Ready again moves it later. Zero when none is Ready.
 func readySince(off *offloadingv1alpha1.NamespaceOffloading) time.Time {
 	var since time.Time
 	for _, conds := range off.Status.RemoteNamespacesConditions {
@@ -563,33 +566,31 @@ func readySince(off *offloadingv1alpha1.NamespaceOffloading) time.Time {
 	return since
 }
 
-// createdEarly says why the pod was created before Stretch could place it,
-// or "": its creation time is compared with the time the offloading became
-// Ready (the webhook turns pods away before that), or, when no provider is
-// Ready, with the NamespaceOffloading's creation. Both have a resolution of
-// a second: within the same second, the missing toleration that the webhook
-// adds decides.
+// createdEarly says why a pod was created before Stretch could place it, or
+// "". A pod with the virtual-node toleration that Stretch's webhook adds was
+// placed by the webhook, whenever it was created (readySince moves later when
+// a twin becomes Ready again, or another provider is selected). For a pod
+// without it, the creation time tells why it lacks it: compared with the time
+// the offloading became Ready (the webhook turns pods away before that), or,
+// when no provider is Ready, with the NamespaceOffloading's creation. Both
+// have a resolution of a second: a pod created within that second is early.
 func createdEarly(pod *corev1.Pod, off *offloadingv1alpha1.NamespaceOffloading, ready time.Time) string {
+	if tolerates(pod) {
+		return ""
+	}
 	event := "the offloading became Ready"
 	if ready.IsZero() {
 		ready, event = off.CreationTimestamp.Time, "the NamespaceOffloading was created"
 	}
 	created := pod.CreationTimestamp.Time
-	if ready.IsZero() || created.IsZero() {
+	if ready.IsZero() || created.IsZero() || created.After(ready) {
 		return ""
 	}
-	const layout = "2006-01-02T15:04:05Z07:00"
-	lacks := ""
-	if !tolerates(pod) {
-		lacks = ", and it lacks the virtual-node toleration that Stretch's webhook adds"
+	const lacks = ", and it lacks the virtual-node toleration that Stretch's webhook adds"
+	if created.Equal(ready) {
+		return fmt.Sprintf("it was created at %s, the second %s%s", created.UTC().Format(time.RFC3339), event, lacks)
 	}
-	switch {
-	case created.Before(ready):
-		return fmt.Sprintf("it was created at %s, before %s at %s%s", created.UTC().Format(layout), event, ready.UTC().Format(layout), lacks)
-	case created.Equal(ready) && lacks != "":
-		return fmt.Sprintf("it was created at %s, the second %s%s", created.UTC().Format(layout), event, lacks)
-	}
-	return ""
+	return fmt.Sprintf("it was created at %s, before %s at %s%s", created.UTC().Format(time.RFC3339), event, ready.UTC().Format(time.RFC3339), lacks)
 }
 
 func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {

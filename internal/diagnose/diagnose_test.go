@@ -302,10 +302,10 @@ func TestTwinNameShowsTheLimits(t *testing.T) {
 	g.Expect(twinName(o, &o.Offloadings[0]).Detail).To(Equal("twin foo (3 of at most 63 characters)"))
 }
 
-// TestPendingPodCreatedEarly: a pod created before the offloading could place
-// it is told by its creation time, against the time a provider's twin first
-// became Ready (or the NamespaceOffloading's creation when none is); within
-// the same second, by the missing toleration.
+// TestPendingPodCreatedEarly: a pod without the virtual-node toleration is
+// told early by its creation time, against the time a provider's twin last
+// became Ready (or the NamespaceOffloading's creation when none is), the same
+// second included; a pod with it was placed by the webhook, whenever created.
 func TestPendingPodCreatedEarly(t *testing.T) {
 	const check = "pending pod p"
 	tests := []struct {
@@ -322,8 +322,8 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 		{name: "before Ready", created: 0, wantResult: Failed,
 			wantDetail: "it was created at 2026-11-25T15:00:00Z, before the offloading became Ready at 2026-11-25T15:00:10Z, and it lacks the virtual-node toleration",
 			wantFix:    "delete it and create it again (no controller does it for this pod): kubectl delete pod -n foo p, then create it as before"},
-		{name: "before Ready, tolerating", created: 0, tolerate: true, wantResult: Failed,
-			wantDetail: "before the offloading became Ready at 2026-11-25T15:00:10Z: Pending"},
+		{name: "before Ready, tolerating: placed by the webhook, Ready moved later", created: 0, tolerate: true, wantResult: Warning,
+			wantDetail: "Pending, not scheduled yet"},
 		{name: "the same second, without the toleration", created: 10 * time.Second, wantResult: Failed,
 			wantDetail: "it was created at 2026-11-25T15:00:10Z, the second the offloading became Ready, and it lacks the virtual-node toleration"},
 		{name: "the same second, tolerating", created: 10 * time.Second, tolerate: true, wantResult: Warning, wantDetail: "Pending, not scheduled yet"},
