@@ -27,6 +27,7 @@ import (
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
+	"stretch.dev/stretch/internal/controller/ownwrites"
 	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/naming"
 )
@@ -41,6 +42,7 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 
 	apiReader client.Reader // uncached, to see past a cache that is behind
+	writes    ownwrites.Tracker
 }
 
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces,verbs=get;list;watch;update;patch
@@ -100,7 +102,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	log := ctrl.LoggerFrom(ctx)
 	rn := &peeringv1alpha1.RemoteNamespace{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.writes.Forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.writes.Behind(rn) {
+		// The event of our own last write wakes us again.
+		log.V(5).Info("the cache is behind our last write of the request")
+		return ctrl.Result{}, nil
 	}
 	log = log.WithValues("twin", rn.Spec.RemoteNamespaceName, "homeClusterID", rn.Spec.HomeClusterID)
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -114,7 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if rn.Status.Phase == peeringv1alpha1.RemoteNamespaceCreationFailed && rn.Status.Reason != before.Status.Reason {
 			r.Recorder.Eventf(rn, nil, corev1.EventTypeWarning, rn.Status.Reason, "CreateTwin", rn.Status.Message)
 		}
-		if err := r.Client.Status().Patch(ctx, rn, client.MergeFrom(before)); err != nil && retErr == nil {
+		if err := r.writes.Write(rn, func() error { return r.Client.Status().Patch(ctx, rn, client.MergeFrom(before)) }); err != nil && retErr == nil {
 			retErr = client.IgnoreNotFound(fmt.Errorf("patching status of RemoteNamespace %s: %w", req.NamespacedName, err))
 		}
 	}()
@@ -122,7 +132,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !rn.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, rn)
 	}
-	if err := finalizer.Add(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer); err != nil {
+	if err := r.writes.Write(rn, func() error { return finalizer.Add(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer) }); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.reconcileNormal(ctx, rn)
