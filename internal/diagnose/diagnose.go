@@ -5,6 +5,7 @@ package diagnose
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -95,6 +96,13 @@ func AllPassed(checks []Check) bool {
 		}
 	}
 	return true
+}
+
+// Offloading is the NamespaceOffloading of o that Stretch reconciles, the
+// one named offloading; nil when there is none.
+func Offloading(o Observed) *offloadingv1alpha1.NamespaceOffloading {
+	off, _ := resource(o)
+	return off
 }
 
 func resource(o Observed) (*offloadingv1alpha1.NamespaceOffloading, []Check) {
@@ -256,7 +264,7 @@ func providers(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
 		twin = naming.TwinName(off.Spec, off.Namespace, o.HomeClusterID)
 	}
 	var lines, fixes []string
-	for _, name := range concerned(o, off) {
+	for _, name := range Concerned(off, slices.Collect(maps.Keys(o.Providers))...) {
 		var p *Provider
 		if seen, ok := o.Providers[name]; ok {
 			p = &seen
@@ -282,21 +290,36 @@ func providers(o Observed, off *offloadingv1alpha1.NamespaceOffloading) Check {
 
 var severity = map[Result]int{Passed: 0, Warning: 1, Failed: 2}
 
-// concerned names, sorted, the providers whose twin matters: those the
-// status says are selected, and those the collector looked at.
-func concerned(o Observed, off *offloadingv1alpha1.NamespaceOffloading) []string {
+// Concerned names, sorted and once each, the providers whose twin matters to
+// the offloading: those its status says are selected, and others. The
+// collector gives those whose virtual node the selector picks
+// (SelectorPicks), as the status may lag behind; the checks, those the
+// collector looked at.
+func Concerned(off *offloadingv1alpha1.NamespaceOffloading, others ...string) []string {
 	var names []string
 	for _, name := range off.Status.Providers() {
 		if !meta.IsStatusConditionFalse(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.OffloadingRequiredCondition) {
 			names = append(names, name)
 		}
 	}
-	for name := range o.Providers {
-		if !slices.Contains(names, name) {
-			names = append(names, name)
+	names = append(names, others...)
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// SelectorPicks names the providers whose virtual node, among nodes, the
+// offloading's cluster selector picks; none when it cannot be parsed.
+func SelectorPicks(off *offloadingv1alpha1.NamespaceOffloading, nodes []corev1.Node) []string {
+	sel, err := placement.ParseClusterSelector(off.Spec.ClusterSelector)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, n := range nodes {
+		if sel.Matches(placement.Node{Name: n.Name, Labels: n.Labels}) {
+			names = append(names, strings.TrimPrefix(n.Name, peeringv1alpha1.VirtualNodePrefix))
 		}
 	}
-	sort.Strings(names)
 	return names
 }
 

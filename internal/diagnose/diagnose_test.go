@@ -368,3 +368,37 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 		})
 	}
 }
+
+// TestConcerned: the providers whose twin matters, as the collector and the
+// checks name them.
+func TestConcerned(t *testing.T) {
+	required := func(status metav1.ConditionStatus) offloadingv1alpha1.RemoteNamespaceConditions {
+		return offloadingv1alpha1.RemoteNamespaceConditions{condition(offloadingv1alpha1.OffloadingRequiredCondition, status, "r", "")}
+	}
+	tests := []struct {
+		name     string
+		conds    map[string]offloadingv1alpha1.RemoteNamespaceConditions
+		selector *corev1.NodeSelector
+		want     []string
+	}{
+		{name: "selected by the status and by the selector, once each", conds: map[string]offloadingv1alpha1.RemoteNamespaceConditions{
+			"provider-eu": required(metav1.ConditionTrue), "provider-ap": required(metav1.ConditionTrue)}, selector: regionIn("eu"),
+			want: []string{"provider-ap", "provider-eu"}},
+		{name: "deselected by the status, picked by the selector", conds: map[string]offloadingv1alpha1.RemoteNamespaceConditions{
+			"provider-eu": required(metav1.ConditionFalse), "provider-us": required(metav1.ConditionFalse)}, selector: regionIn("eu"),
+			want: []string{"provider-eu"}},
+		{name: "the selector picks every node", want: []string{"provider-eu", "provider-us"}},
+		{name: "a selector that cannot be parsed picks none", conds: map[string]offloadingv1alpha1.RemoteNamespaceConditions{"provider-us": required(metav1.ConditionTrue)},
+			selector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: "Near"}}}}},
+			want:     []string{"provider-us"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := healthy()
+			off := Offloading(o)
+			off.Spec.ClusterSelector, off.Status.RemoteNamespacesConditions = tt.selector, tt.conds
+			g.Expect(Concerned(off, SelectorPicks(off, o.VirtualNodes)...)).To(Equal(tt.want))
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
-	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/scheme"
 )
 
@@ -67,10 +65,8 @@ func Collect(ctx context.Context, c client.Reader, namespace string) (checks.Obs
 		return o, fmt.Errorf("listing the events of namespace %s: %w", namespace, err)
 	}
 	o.Events = events.Items
-	for i := range o.Offloadings {
-		if off := &o.Offloadings[i]; off.Name == offloadingv1alpha1.NamespaceOffloadingName {
-			o.Providers = collectProviders(ctx, c, off, home.ID, o.VirtualNodes)
-		}
+	if off := checks.Offloading(o); off != nil {
+		o.Providers = collectProviders(ctx, c, off, home.ID, o.VirtualNodes)
 	}
 	return o, nil
 }
@@ -85,22 +81,8 @@ const askTimeout = 5 * time.Second
 // twin. What cannot be read is said in the result, not failed: diagnose
 // still runs the other checks.
 func collectProviders(ctx context.Context, c client.Reader, off *offloadingv1alpha1.NamespaceOffloading, homeID string, nodes []corev1.Node) map[string]checks.Provider {
-	var names []string
-	for _, name := range off.Status.Providers() {
-		if !meta.IsStatusConditionFalse(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.OffloadingRequiredCondition) {
-			names = append(names, name)
-		}
-	}
-	if sel, err := placement.ParseClusterSelector(off.Spec.ClusterSelector); err == nil {
-		for _, n := range nodes {
-			name := strings.TrimPrefix(n.Name, peeringv1alpha1.VirtualNodePrefix)
-			if sel.Matches(placement.Node{Name: n.Name, Labels: n.Labels}) && !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
-	}
 	providers := map[string]checks.Provider{}
-	for _, name := range names {
+	for _, name := range checks.Concerned(off, checks.SelectorPicks(off, nodes)...) {
 		providers[name] = collectProvider(ctx, c, name, homeID, off.Namespace)
 	}
 	return providers
