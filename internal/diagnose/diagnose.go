@@ -296,13 +296,7 @@ var severity = map[Result]int{Passed: 0, Warning: 1, Failed: 2}
 // (SelectorPicks), as the status may lag behind; the checks, those the
 // collector looked at.
 func Concerned(off *offloadingv1alpha1.NamespaceOffloading, others ...string) []string {
-	var names []string
-	for _, name := range off.Status.Providers() {
-		if !meta.IsStatusConditionFalse(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.OffloadingRequiredCondition) {
-			names = append(names, name)
-		}
-	}
-	names = append(names, others...)
+	names := append(off.Status.SelectedProviders(), others...)
 	slices.Sort(names)
 	return slices.Compact(names)
 }
@@ -577,11 +571,8 @@ func recreate(pod *corev1.Pod) string {
 // not, then Ready again moves it later. Zero when none is Ready.
 func readySince(off *offloadingv1alpha1.NamespaceOffloading) time.Time {
 	var since time.Time
-	for _, conds := range off.Status.RemoteNamespacesConditions {
-		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
-			continue
-		}
-		if r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); r != nil && r.Status == metav1.ConditionTrue &&
+	for _, name := range off.Status.SelectedProviders() {
+		if r := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); r != nil && r.Status == metav1.ConditionTrue &&
 			(since.IsZero() || r.LastTransitionTime.Before(&metav1.Time{Time: since})) {
 			since = r.LastTransitionTime.Time
 		}

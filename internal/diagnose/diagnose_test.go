@@ -33,8 +33,14 @@ func virtualNode(name string, labels map[string]string) corev1.Node {
 	return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
 }
 
+// selectedWith is a selected provider's conditions as the controller writes
+// them: Ready first, then OffloadingRequired.
+func selectedWith(ready metav1.Condition) offloadingv1alpha1.RemoteNamespaceConditions {
+	return offloadingv1alpha1.RemoteNamespaceConditions{ready, {Type: "OffloadingRequired", Status: "True", Reason: "ClusterSelected"}}
+}
+
 func ready(provider string) map[string]offloadingv1alpha1.RemoteNamespaceConditions {
-	return map[string]offloadingv1alpha1.RemoteNamespaceConditions{provider: {{Type: "Ready", Status: "True", Reason: "NamespaceCreated"}}}
+	return map[string]offloadingv1alpha1.RemoteNamespaceConditions{provider: selectedWith(metav1.Condition{Type: "Ready", Status: "True", Reason: "NamespaceCreated"})}
 }
 
 func regionIn(values ...string) *corev1.NodeSelector {
@@ -99,8 +105,8 @@ func TestFAQCases(t *testing.T) {
 		}, wantCheck: "twin namespace name", wantResult: Failed, wantDetail: "at most 26 characters", wantFix: "--namespace-mapping-strategy SelectedName"},
 		{name: "conflicting namespace", change: func(o *Observed) {
 			o.Offloadings[0].Status.OffloadingPhase = offloadingv1alpha1.SomeFailedPhase
-			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = offloadingv1alpha1.RemoteNamespaceConditions{{Type: "Ready", Status: "False", Reason: "CreationFailed",
-				Message: "AlreadyExists: namespace foo-x already exists on this provider and is not the twin of this cluster"}}
+			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = selectedWith(metav1.Condition{Type: "Ready", Status: "False", Reason: "CreationFailed",
+				Message: "AlreadyExists: namespace foo-x already exists on this provider and is not the twin of this cluster"})
 		}, wantCheck: "namespaces on the providers", wantResult: Failed, wantDetail: "provider-us: AlreadyExists", wantFix: "remove or rename it on that provider"},
 		{name: "contradictory pod terms", change: func(o *Observed) {
 			o.Pods = []corev1.Pod{pendingPod("web-1", []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
@@ -113,8 +119,8 @@ func TestFAQCases(t *testing.T) {
 			o.Pods = []corev1.Pod{pendingPod("web-1", nil, false)}
 		}, wantCheck: "pod offloading strategy", wantResult: Warning, wantDetail: "Local: pods stay home", wantFix: `"podOffloadingStrategy":"LocalAndRemote"`},
 		{name: "a name the provider refuses fails with its reason and message", change: func(o *Observed) {
-			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = offloadingv1alpha1.RemoteNamespaceConditions{{Type: "Ready", Status: "False", Reason: "CreationFailed",
-				Message: "Forbidden: reserved"}}
+			o.Offloadings[0].Status.RemoteNamespacesConditions["provider-us"] = selectedWith(metav1.Condition{Type: "Ready", Status: "False", Reason: "CreationFailed",
+				Message: "Forbidden: reserved"})
 			o.Offloadings[0].Status.OffloadingPhase = offloadingv1alpha1.SomeFailedPhase
 		}, wantCheck: "namespaces on the providers", wantResult: Failed,
 			wantDetail: "provider-eu: twin foo-" + homeID + " exists, created by Stretch for this cluster; provider-us: Forbidden: reserved",
@@ -345,8 +351,8 @@ func TestPendingPodCreatedEarly(t *testing.T) {
 			off := &o.Offloadings[0]
 			off.CreationTimestamp = metav1.NewTime(t0.Add(5 * time.Second))
 			off.Status.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{
-				"provider-eu": {{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(10 * time.Second))}},
-				"provider-us": {{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(30 * time.Second))}},
+				"provider-eu": selectedWith(metav1.Condition{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(10 * time.Second))}),
+				"provider-us": selectedWith(metav1.Condition{Type: "Ready", Status: "True", Reason: "NamespaceCreated", LastTransitionTime: metav1.NewTime(t0.Add(30 * time.Second))}),
 			}
 			if tt.noReady {
 				off.Status.OffloadingPhase = offloadingv1alpha1.InProgressPhase

@@ -5,12 +5,27 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 // Providers returns the names of the providers the status reports on,
 // sorted.
 func (s *NamespaceOffloadingStatus) Providers() []string {
 	return slices.Sorted(maps.Keys(s.RemoteNamespacesConditions))
+}
+
+// SelectedProviders returns the names of the providers the status says the
+// cluster selector selects (their OffloadingRequired condition is True),
+// sorted.
+func (s *NamespaceOffloadingStatus) SelectedProviders() []string {
+	var names []string
+	for _, name := range s.Providers() {
+		if meta.IsStatusConditionTrue(s.RemoteNamespacesConditions[name], OffloadingRequiredCondition) {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // CreationFailedMessage is the message of a Ready condition with reason

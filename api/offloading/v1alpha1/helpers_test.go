@@ -5,7 +5,39 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// TestSelectedProviders: the providers whose OffloadingRequired condition is
+// True, sorted; an absent or Unknown condition does not select.
+func TestSelectedProviders(t *testing.T) {
+	required := func(status metav1.ConditionStatus) RemoteNamespaceConditions {
+		return RemoteNamespaceConditions{
+			{Type: RemoteNamespaceReadyCondition, Status: metav1.ConditionTrue, Reason: NamespaceCreatedReason},
+			{Type: OffloadingRequiredCondition, Status: status, Reason: ClusterSelectedReason},
+		}
+	}
+	tests := []struct {
+		name  string
+		conds map[string]RemoteNamespaceConditions
+		want  []string
+	}{
+		{name: "no status"},
+		{name: "selected, sorted", conds: map[string]RemoteNamespaceConditions{"provider-us": required(metav1.ConditionTrue), "provider-eu": required(metav1.ConditionTrue)},
+			want: []string{"provider-eu", "provider-us"}},
+		{name: "deselected", conds: map[string]RemoteNamespaceConditions{"provider-eu": required(metav1.ConditionFalse), "provider-us": required(metav1.ConditionTrue)},
+			want: []string{"provider-us"}},
+		{name: "unknown", conds: map[string]RemoteNamespaceConditions{"provider-eu": required(metav1.ConditionUnknown)}},
+		{name: "no OffloadingRequired condition", conds: map[string]RemoteNamespaceConditions{"provider-eu": required(metav1.ConditionTrue)[:1]}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			s := NamespaceOffloadingStatus{RemoteNamespacesConditions: tt.conds}
+			g.Expect(s.SelectedProviders()).To(Equal(tt.want))
+		})
+	}
+}
 
 // TestCreationFailedMessage: what the controller writes, diagnose reads back.
 func TestCreationFailedMessage(t *testing.T) {
