@@ -15,16 +15,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/factory"
 	checks "stretch.dev/stretch/internal/diagnose"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
-	"stretch.dev/stretch/internal/scheme"
 )
 
 // Collect reads the namespace's offloading, pods and events, the virtual
@@ -125,15 +124,9 @@ func ask(ctx context.Context, c client.Reader, rc *peeringv1alpha1.RemoteCluster
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
 		return nil, fmt.Errorf("reading the peer credentials, Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
-	key := peering.KubeconfigKeyOf(ref)
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[key])
+	pc, err := factory.IssuedClient(secret, peering.KubeconfigKeyOf(ref))
 	if err != nil {
-		return nil, fmt.Errorf("the kubeconfig in Secret %s/%s, key %s: %w", ref.Namespace, ref.Name, key, err)
-	}
-	cfg.Timeout, cfg.UserAgent = askTimeout, "stretchctl"
-	pc, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return nil, fmt.Errorf("client for %s: %w", rc.Name, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()

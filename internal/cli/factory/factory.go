@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -106,4 +107,20 @@ func (c *Cluster) Client(ctx context.Context) (client.Client, *rest.Config, erro
 		return nil, nil, fmt.Errorf("client for the %s: %w", c.What, err)
 	}
 	return cl, cfg, nil
+}
+
+// IssuedClient reaches a provider with the credentials it issued to the home
+// cluster, as the home controller does: the kubeconfig under key in the
+// home-side Secret. It does not check reachability: a request says it.
+func IssuedClient(secret *corev1.Secret, key string) (client.Client, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[key])
+	if err != nil {
+		return nil, fmt.Errorf("Secret %s/%s holds no usable kubeconfig under key %s: %w", secret.Namespace, secret.Name, key, err)
+	}
+	cfg.Timeout, cfg.UserAgent = Timeout, "stretchctl"
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("client from Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return c, nil
 }

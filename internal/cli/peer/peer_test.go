@@ -25,6 +25,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/testenv"
@@ -591,7 +592,7 @@ func issued(ctx context.Context, t *testing.T, provider string) client.Client {
 	if err := home.Client.Get(ctx, client.ObjectKey{Namespace: "stretch-system", Name: peering.SecretName(provider)}, secret); err != nil {
 		t.Fatal(err)
 	}
-	c, err := issuedClient(secret)
+	c, err := factory.IssuedClient(secret, peering.KubeconfigKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,7 +21,6 @@ import (
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
-	"stretch.dev/stretch/internal/scheme"
 )
 
 // UnpeerOptions say which peering to remove and how.
@@ -80,7 +78,7 @@ func Unpeer(ctx context.Context, home client.Client, opts UnpeerOptions, out io.
 	var remoteErr error
 	if remote == nil && secret != nil {
 		through = fmt.Sprintf("the credentials in Secret %s/%s", secret.Namespace, secret.Name)
-		remote, remoteErr = issuedClient(secret)
+		remote, remoteErr = factory.IssuedClient(secret, peering.KubeconfigKey)
 	}
 	offloaded, err := offloadedTo(ctx, home, opts.Name)
 	if err != nil {
@@ -156,21 +154,6 @@ func checkProvider(ctx context.Context, provider client.Client, name string, rc 
 		return fmt.Errorf("--remote-kubeconfig points at cluster %q, not %q: pass the kubeconfig of %s; nothing was changed", remote.Name, name, name)
 	}
 	return nil
-}
-
-// issuedClient reaches the provider with the credentials it issued, as the
-// home controller does. It does not check reachability: a request says it.
-func issuedClient(secret *corev1.Secret) (client.Client, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[peering.KubeconfigKey])
-	if err != nil {
-		return nil, fmt.Errorf("the kubeconfig Secret %s/%s holds no usable kubeconfig: %w", secret.Namespace, secret.Name, err)
-	}
-	cfg.Timeout, cfg.UserAgent = factory.Timeout, "stretchctl"
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return nil, fmt.Errorf("client from Secret %s/%s: %w", secret.Namespace, secret.Name, err)
-	}
-	return c, nil
 }
 
 // offloadedTo lists the home namespaces whose NamespaceOffloading reports on
