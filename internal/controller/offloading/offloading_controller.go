@@ -301,9 +301,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(held) > 0 {
 		log.V(4).Info("waiting for providers to delete their twins", "providers", names(held))
 		if overdue && changed {
-			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s",
-				note(fmt.Sprintf("unoffload of namespace %s is blocked after %s: %s; to finish without them, %s",
-					off.Namespace, r.UnoffloadTimeout, blockedSummary(held, twin), forceHint(off.Namespace))))
+			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s", blockedNote(off.Namespace, r.UnoffloadTimeout, held, twin))
 		}
 		if err := retryable(stateErrors(held)...); err != nil {
 			return ctrl.Result{}, err

@@ -226,6 +226,14 @@ func reported(rn *peeringv1alpha1.RemoteNamespace) string {
 	return fmt.Sprintf("the provider last reported phase %s, reason %s", rn.Status.Phase, rn.Status.Reason)
 }
 
+// blockedNote is the note of the event that says an overdue unoffload is
+// blocked: the fix first, so that cutting a long list of providers to the
+// events API's limit never cuts it, then what each provider may still hold.
+func blockedNote(namespace string, timeout time.Duration, held []providerState, twin string) string {
+	return note(fmt.Sprintf("unoffload of namespace %s is blocked after %s; to finish without the providers it waits for, %s. Each provider's condition in the status of NamespaceOffloading %s/%s says why: %s",
+		namespace, timeout, forceHint(namespace), namespace, offloadingv1alpha1.NamespaceOffloadingName, blockedSummary(held, twin)))
+}
+
 // blockedSummary names, for an event, what each provider an overdue
 // unoffload waits for may still hold.
 func blockedSummary(held []providerState, twin string) string {

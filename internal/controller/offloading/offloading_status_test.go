@@ -2,6 +2,7 @@ package offloading
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,12 @@ func TestBlockedAndLeftMessages(t *testing.T) {
 	rn.Namespace, rn.Name = "stretch-tenant-0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a", "shop"
 	down := providerState{name: "eu", err: errors.New("connection refused")}
 	keeping := providerState{name: "us", request: rn}
+	var many []providerState
+	for i := range 20 {
+		s := keeping
+		s.name = fmt.Sprintf("provider-%d-in-a-region-with-a-rather-long-name", i)
+		many = append(many, s)
+	}
 	tests := []struct {
 		name string
 		got  string
@@ -164,6 +171,8 @@ func TestBlockedAndLeftMessages(t *testing.T) {
 		{name: "event, blocked", got: blockedSummary([]providerState{down, keeping}, twin),
 			want: []string{"provider eu does not answer and may still hold twin namespace " + twin,
 				"provider us answers but has not deleted twin namespace " + twin + " (its request RemoteNamespace " + rn.Namespace + "/shop is still there: is Stretch running on provider us?)"}},
+		{name: "event, blocked by many providers with long names: the fix survives the cut", got: blockedNote("shop", time.Minute, many, twin),
+			want: []string{"unoffload of namespace shop is blocked after 1m0s; to finish without the providers it waits for, " + forceHint("shop"), "provider " + many[0].name, "..."}},
 		{name: "event, left behind", got: leftSummary([]providerState{down, keeping}, twin),
 			want: []string{"provider eu did not answer: its twin namespace " + twin,
 				"provider us answered but had not deleted twin namespace " + twin + ": the twin and its withdrawn request RemoteNamespace " + rn.Namespace + "/shop stay there"}},
