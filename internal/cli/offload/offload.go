@@ -283,7 +283,7 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 // each provider that does not answer (its RemoteCluster gone, or not
 // APIReachable) or that kept its twin past the unoffload timeout: the twin
 // with everything in it, its request, and the remote pods of the
-// namespace's pods on that provider's virtual node.
+// namespace's pods on that provider's virtual node; and how to clear them.
 func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.NamespaceOffloading) (map[string]string, error) {
 	left := map[string]string{}
 	var (
@@ -292,7 +292,7 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 	)
 	for _, name := range off.Status.Providers() {
 		rc := &peeringv1alpha1.RemoteCluster{}
-		why := ""
+		why, kept := "", false
 		switch err := c.Get(ctx, client.ObjectKey{Name: name}, rc); {
 		case apierrors.IsNotFound(err):
 			why = "is no longer peered"
@@ -306,7 +306,7 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 				why = "does not answer (" + cond.Message + ")"
 			case ready != nil && ready.Reason == offloadingv1alpha1.TwinNotDeletedReason:
 				// The controller lets it go too, the unoffload having timed out.
-				why = "answers but has not deleted its twin after the unoffload timeout (is Stretch running there?)"
+				why, kept = "answers but has not deleted its twin after the unoffload timeout (is Stretch running there, or is the twin stuck Terminating?)", true
 			default:
 				continue
 			}
@@ -322,19 +322,25 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 				return nil, err
 			}
 		}
+		what := fmt.Sprintf("twin namespace %s with everything in it, its request RemoteNamespace %s/%s", twin, tenant, off.Namespace)
 		var remote []string
 		for _, p := range pods.Items {
 			if p.Spec.NodeName == peeringv1alpha1.VirtualNodeName(name) {
 				remote = append(remote, p.Name)
 			}
 		}
-		msg := fmt.Sprintf("provider %s %s: left there until it answers again while still peered: twin namespace %s with everything in it, its request RemoteNamespace %s/%s",
-			name, why, twin, tenant, off.Namespace)
 		if len(remote) > 0 {
 			sort.Strings(remote)
-			msg += ", the remote pods " + strings.Join(remote, ", ")
+			what += ", the remote pods " + strings.Join(remote, ", ")
 		}
-		left[name] = msg + "; if it is gone for good, delete them there ('stretchctl peer revoke --force' on the provider)"
+		if kept {
+			left[name] = fmt.Sprintf("provider %s %s: %s stay on provider %s until Stretch deletes them there: start its stretch-controller-manager there "+
+				"('kubectl get namespace %s -o yaml' there shows what holds a twin stuck Terminating), or, by hand on the provider, delete namespace %s and remove finalizer %s from the request",
+				name, why, what, name, twin, twin, peeringv1alpha1.RemoteNamespaceFinalizer)
+			continue
+		}
+		left[name] = fmt.Sprintf("provider %s %s: left there until it answers again while still peered: %s; if it is gone for good, delete them there ('stretchctl peer revoke --force' on the provider)",
+			name, why, what)
 	}
 	return left, nil
 }

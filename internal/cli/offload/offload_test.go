@@ -111,6 +111,8 @@ func TestForcedUnoffloadOfAProviderThatIsGone(t *testing.T) {
 	g.Expect(out.String()).To(ContainSubstring("✓ namespace stranded unoffloaded"))
 	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu does not answer"))
 	g.Expect(out.String()).To(ContainSubstring("twin namespace stranded-" + homeID + " with everything in it, its request RemoteNamespace stretch-tenant-" + homeID + "/stranded"))
+	g.Expect(out.String()).To(ContainSubstring("left there until it answers again while still peered"))
+	g.Expect(out.String()).To(ContainSubstring("'stretchctl peer revoke --force' on the provider"))
 }
 
 func TestForcedUnoffloadOfAProviderThatKeepsItsTwin(t *testing.T) {
@@ -138,5 +140,9 @@ func TestForcedUnoffloadOfAProviderThatKeepsItsTwin(t *testing.T) {
 	g.Expect(offload.Unoffload(ctx, home.Client, []string{"kept"}, true, true, time.Minute, &out)).To(Succeed())
 	g.Expect(out.String()).To(ContainSubstring("✓ namespace kept unoffloaded"))
 	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu answers but has not deleted its twin after the unoffload timeout"))
-	g.Expect(out.String()).To(ContainSubstring("twin namespace kept-" + homeID + " with everything in it"))
+	g.Expect(out.String()).To(ContainSubstring("twin namespace kept-" + homeID + " with everything in it, its request RemoteNamespace stretch-tenant-" + homeID + "/kept stay on provider provider-eu until Stretch deletes them there"))
+	g.Expect(out.String()).To(ContainSubstring("start its stretch-controller-manager there"))
+	g.Expect(out.String()).To(ContainSubstring("by hand on the provider, delete namespace kept-" + homeID + " and remove finalizer peering.stretch.dev/twin-namespace from the request"))
+	g.Expect(out.String()).NotTo(ContainSubstring("answers again"), "it answers already")
+	g.Expect(out.String()).NotTo(ContainSubstring("peer revoke"), "it is not gone")
 }
