@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -22,6 +23,12 @@ type Policy struct {
 	// ForceRemote sends the pod to virtual nodes whatever the strategy, as
 	// runtimeClassName stretch asks.
 	ForceRemote bool
+}
+
+// ForcesRemote reports whether the pod spec asks for virtual nodes whatever
+// the strategy: its runtimeClassName is stretch (Policy.ForceRemote).
+func ForcesRemote(spec *corev1.PodSpec) bool {
+	return ptr.Deref(spec.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName
 }
 
 // VirtualNodeToleration tolerates the taint every virtual node carries.

@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 )
@@ -18,6 +19,24 @@ var (
 
 func fields(rs ...corev1.NodeSelectorRequirement) corev1.NodeSelectorTerm {
 	return corev1.NodeSelectorTerm{MatchFields: rs}
+}
+
+func TestForcesRemote(t *testing.T) {
+	tests := []struct {
+		name         string
+		runtimeClass *string
+		want         bool
+	}{
+		{name: "no runtime class"},
+		{name: "another runtime class", runtimeClass: ptr.To("gvisor")},
+		{name: "an empty runtime class", runtimeClass: ptr.To("")},
+		{name: "runtime class stretch", runtimeClass: ptr.To("stretch"), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			NewWithT(t).Expect(ForcesRemote(&corev1.PodSpec{RuntimeClassName: tt.runtimeClass})).To(Equal(tt.want))
+		})
+	}
 }
 
 func TestImposed(t *testing.T) {

@@ -122,7 +122,7 @@ func RemotePod(home *corev1.Pod, twin, homeClusterID string) *corev1.Pod {
 	if len(s.Tolerations) == 0 {
 		s.Tolerations = nil
 	}
-	if ptr.Deref(s.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName {
+	if placement.ForcesRemote(s) {
 		s.RuntimeClassName = nil
 	}
 	s.Priority, s.PriorityClassName, s.PreemptionPolicy, s.Overhead = nil, "", nil, nil

@@ -12,7 +12,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -151,7 +150,7 @@ func (h *Handler) violations(ctx context.Context, off *offloadingv1alpha1.Namesp
 		onVirtual := virtual[p.Spec.NodeName]
 		// Pods of runtime class stretch belong on virtual nodes whatever
 		// the strategy.
-		forced := ptr.Deref(p.Spec.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName
+		forced := placement.ForcesRemote(&p.Spec)
 		if s == offloadingv1alpha1.LocalStrategy && onVirtual && !forced || s == offloadingv1alpha1.RemoteStrategy && !onVirtual {
 			names = append(names, p.Name)
 		}

@@ -49,7 +49,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	ns := req.Namespace
-	forced := ptr.Deref(pod.Spec.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName
+	forced := placement.ForcesRemote(&pod.Spec)
 	off := &offloadingv1alpha1.NamespaceOffloading{}
 	err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}, off)
 	switch {
