@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -174,10 +175,11 @@ func unknownCommand(cmd *cobra.Command, typed string) error {
 		cmd.SuggestionsMinimumDistance = 2 // cobra's default, set only on its own path
 	}
 	if s := cmd.SuggestionsFor(typed); len(s) > 0 {
-		msg += fmt.Sprintf("; did you mean %q?", s[0])
-		for _, other := range s[1:] {
-			msg = strings.TrimSuffix(msg, "?") + fmt.Sprintf(" or %q?", other)
+		q := make([]string, len(s))
+		for i, name := range s {
+			q[i] = strconv.Quote(name)
 		}
+		msg += "; did you mean " + strings.Join(q, " or ") + "?"
 	}
 	return usageError{fmt.Errorf("%s (see '%s --help')", msg, cmd.CommandPath())}
 }
