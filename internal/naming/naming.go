@@ -35,21 +35,6 @@ func TwinName(spec offloadingv1alpha1.NamespaceOffloadingSpec, homeNamespace, ho
 	}
 }
 
-// MappingOf is the mapping strategy that names homeNamespace's twin twin,
-// as far as the name tells: a provider only sees the name it is asked for.
-// A SelectedName that happens to look like another strategy's name is taken
-// for it, whose advice then fits the name anyway.
-func MappingOf(twin, homeNamespace, homeClusterID string) offloadingv1alpha1.NamespaceMappingStrategy {
-	switch twin {
-	case homeNamespace + "-" + homeClusterID:
-		return offloadingv1alpha1.DefaultNameMapping
-	case homeNamespace:
-		return offloadingv1alpha1.EnforceSameNameMapping
-	default:
-		return offloadingv1alpha1.SelectedNameMapping
-	}
-}
-
 // Problem is why a twin name cannot be used: a RemoteNamespace reason and a
 // message that says what to do.
 type Problem struct {

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/controller/ownwrites"
@@ -147,7 +148,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 			rn.Namespace, rn.Name, rn.Spec.HomeClusterID, peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID)))
 		return nil
 	}
-	if p := naming.CheckTwinName(twin, rn.Spec.HomeNamespace, naming.MappingOf(twin, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID)); p != nil {
+	// A provider sees only the name it is asked for: a name of the DefaultName
+	// shape gets that strategy's advice, any other the SelectedName one.
+	strategy := offloadingv1alpha1.SelectedNameMapping
+	if twin == naming.TwinName(offloadingv1alpha1.NamespaceOffloadingSpec{}, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID) {
+		strategy = offloadingv1alpha1.DefaultNameMapping
+	}
+	if p := naming.CheckTwinName(twin, rn.Spec.HomeNamespace, strategy); p != nil {
 		setFailed(rn, p.Reason, p.Message)
 		return nil
 	}
