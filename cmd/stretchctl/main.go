@@ -26,7 +26,9 @@ const (
 	exitUsage  = 2
 )
 
-// usageError is a command line that cannot be right whatever the cluster says.
+// usageError is a command line that cannot be right whatever the cluster
+// says; also twin names that no provider accepts for namespaces selected by
+// label, whose fix is on the command line as well.
 type usageError struct{ error }
 
 func main() {

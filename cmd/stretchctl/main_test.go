@@ -46,7 +46,7 @@ func TestCommandErrors(t *testing.T) {
 		{name: "offload bad strategy", args: []string{"offload", "namespace", "foo", "--pod-offloading-strategy", "Anywhere"}, wantUsage: true, wantErr: "must be one of LocalAndRemote, Local, Remote"},
 		{name: "offload bad selector", args: []string{"offload", "namespace", "foo", "--selector", "region in eu"}, wantUsage: true, wantErr: `--selector "region in eu"`},
 		{name: "offload SelectedName without a name", args: []string{"offload", "namespace", "foo", "--namespace-mapping-strategy", "SelectedName"}, wantUsage: true, wantErr: "needs --remote-namespace-name"},
-		{name: "offload bad output", args: []string{"offload", "namespace", "foo", "-o", "wide"}, wantUsage: true, wantErr: `--output "wide": use yaml or json`},
+		{name: "offload bad output", args: []string{"offload", "namespace", "foo", "-o", "wide"}, wantUsage: true, wantErr: `output format "wide" is not supported: use -o yaml or -o json`},
 		{name: "offload, unreachable cluster", args: []string{"offload", "namespace", "foo", "--kubeconfig", unreachable}, wantErr: "cannot reach the home cluster"},
 		{name: "unoffload nothing", args: []string{"unoffload", "namespace"}, wantUsage: true, wantErr: "name at least one namespace (NAME... or -n NAME)"},
 		{name: "offload NAME and another -n", args: []string{"offload", "namespace", "foo", "-n", "bar"}, wantUsage: true, wantErr: "stretchctl offload namespace got foo as NAME and bar with -n"},

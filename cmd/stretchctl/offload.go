@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/cli/offload"
@@ -73,34 +74,39 @@ flags are ORed. Without it, every provider is selected.`,
 			}
 			// Named namespaces are checked before the cluster is asked, also
 			// when only printed: a manifest that every provider refuses is
-			// of no use.
-			if err := offload.CheckTwinNames(targets.Namespaces, s, ""); err != nil {
+			// of no use. Selected ones are checked once listed. Either way a
+			// twin name that fits no provider is a usage error: the namespaces
+			// or the mapping strategy given must change.
+			resolve := func() (client.Client, []string, error) {
+				c, _, err := cluster.Client(cmd.Context())
+				if err != nil {
+					return nil, nil, err
+				}
+				namespaces, err := offload.Resolve(cmd.Context(), c, targets)
+				return c, namespaces, err
+			}
+			var c client.Client
+			namespaces := targets.Namespaces
+			if targets.NamespaceSelector != "" {
+				if c, namespaces, err = resolve(); err != nil {
+					return err
+				}
+			}
+			if err := offload.CheckTwinNames(namespaces, s, ""); err != nil {
 				return usageError{err}
 			}
-			if format != "" && targets.NamespaceSelector == "" {
-				v, err := offload.Printable(targets.Namespaces, s)
-				if err != nil {
-					return err
-				}
-				return output.Print(cmd.OutOrStdout(), format, v)
-			}
-			c, _, err := cluster.Client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			namespaces, err := offload.Resolve(cmd.Context(), c, targets)
-			if err != nil {
-				return err
-			}
 			if format != "" {
-				if err := offload.CheckTwinNames(namespaces, s, ""); err != nil {
-					return err
-				}
 				v, err := offload.Printable(namespaces, s)
 				if err != nil {
 					return err
 				}
 				return output.Print(cmd.OutOrStdout(), format, v)
+			}
+			if c == nil {
+				// Named namespaces must exist.
+				if c, namespaces, err = resolve(); err != nil {
+					return err
+				}
 			}
 			return offload.Offload(cmd.Context(), c, namespaces, s, wait, timeout, cmd.OutOrStdout())
 		},
@@ -191,14 +197,16 @@ still peered).`,
 	return cmd
 }
 
-// checkWaitFlags rejects --timeout values that cannot be waited for, and -o
-// with --wait: printing applies nothing, so there is nothing to wait for.
+// checkWaitFlags rejects an -o format that cannot be printed, --timeout
+// values that cannot be waited for, and -o with --wait: printing applies
+// nothing, so there is nothing to wait for.
 func checkWaitFlags(wait bool, timeout time.Duration, format string) error {
+	if err := output.ValidateFormat(format); err != nil {
+		return usageError{err}
+	}
 	switch {
 	case timeout <= 0:
 		return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
-	case format != "" && format != output.FormatYAML && format != output.FormatJSON:
-		return usageError{fmt.Errorf("--output %q: use yaml or json", format)}
 	case format != "" && wait:
 		return usageError{fmt.Errorf("--output %s prints the NamespaceOffloadings without applying them, so there is nothing to --wait for: leave out one of them", format)}
 	}

@@ -176,6 +176,21 @@ func TestOffloadCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("offload --ns-selector: a twin name too long is a usage error, as for named namespaces", func(t *testing.T) {
+		g := NewWithT(t)
+		long := "abcdefghijklmnopqrstuvwxyz0"
+		namespaces(t, map[string]string{"team": "long"}, "short", long)
+		for _, args := range [][]string{{}, {"-o", "yaml"}} {
+			out, err := run(append([]string{"offload", "namespaces", "--ns-selector", "team=long", "--kubeconfig", kubeconfig}, args...)...)
+			g.Expect(exitCode(err)).To(Equal(exitUsage), out)
+			g.Expect(err).To(MatchError(And(ContainSubstring("nothing was changed"), ContainSubstring("namespace "+long+": NameTooLong"), ContainSubstring("at most 26 characters"))))
+			g.Expect(out).NotTo(ContainSubstring("apiVersion"), "nothing printed")
+		}
+		for _, ns := range []string{"short", long} {
+			g.Expect(apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "offloading"}, &offloadingv1alpha1.NamespaceOffloading{}))).To(BeTrue(), "nothing applied")
+		}
+	})
+
 	t.Run("unoffload asks on a terminal, unless --yes", func(t *testing.T) {
 		terminal := env{isTerminal: func(any) bool { return true }}
 		tests := []struct {

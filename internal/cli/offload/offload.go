@@ -72,14 +72,11 @@ func Resolve(ctx context.Context, c client.Reader, t Targets) ([]string, error) 
 
 // Offload writes the NamespaceOffloading of each namespace; with waitReady, it
 // then follows their status until each is Ready or failed, printing every
-// provider's state as it changes. Every namespace is checked before the
-// first write.
+// provider's state as it changes. The caller checks the twin names first
+// (CheckTwinNames), once, before it writes or prints anything.
 func Offload(ctx context.Context, c client.Client, namespaces []string, spec offloadingv1alpha1.NamespaceOffloadingSpec, waitReady bool, timeout time.Duration, out io.Writer) error {
 	home, err := identity.Load(ctx, c)
 	if err != nil {
-		return err
-	}
-	if err := CheckTwinNames(namespaces, spec, home.ID); err != nil {
 		return err
 	}
 	for _, ns := range namespaces {
