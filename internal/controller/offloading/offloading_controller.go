@@ -250,6 +250,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("listing RemoteClusters: %w", err)
 	}
 	twin := naming.TwinName(off.Spec, off.Namespace, homeID)
+	// By name, for the events and logs that list providers.
+	slices.SortFunc(peers.Items, func(a, b peeringv1alpha1.RemoteCluster) int { return strings.Compare(a.Name, b.Name) })
 	states := make([]providerState, len(peers.Items))
 	for i := range peers.Items {
 		rc := &peers.Items[i]
@@ -374,9 +376,7 @@ func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdu
 		RemoteNamespaceName: twin,
 		ObservedGeneration:  off.Generation,
 	}
-	// A copy: the caller's states keep the order of its peers.
-	sorted := slices.SortedFunc(slices.Values(states), func(a, b providerState) int { return strings.Compare(a.name, b.name) })
-	for _, s := range sorted {
+	for _, s := range states {
 		if !s.selected && s.request == nil && s.err == nil {
 			continue
 		}
