@@ -29,6 +29,7 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
+	"stretch.dev/stretch/internal/controller/ownwrites"
 	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
@@ -58,6 +59,8 @@ type Reconciler struct {
 	// unread holds, by cluster ID, since when this manager has failed to
 	// read a provider's requests: see unreadGrace.
 	unread sync.Map
+	// writes tells when the cache has not seen our last write yet.
+	writes ownwrites.Tracker
 }
 
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch;update;patch
@@ -215,7 +218,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if req.Name != offloadingv1alpha1.NamespaceOffloadingName {
 			return ctrl.Result{}, nil
 		}
+		r.writes.Forget(req.NamespacedName)
 		return ctrl.Result{}, r.deleteOrphans(ctx, req.Namespace, homeID)
+	}
+	if r.writes.Behind(off) {
+		// The event of our own last write wakes us again; until then the
+		// copy at hand would only make us write again (a 409 for the
+		// finalizer, the same status).
+		ctrl.LoggerFrom(ctx).V(5).Info("the cache is behind our last write of the NamespaceOffloading")
+		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("namespaceOffloading", klog.KObj(off))
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -227,7 +238,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	deleting := !off.DeletionTimestamp.IsZero()
 	if !deleting {
-		if err := finalizer.Add(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer); err != nil {
+		if err := r.writes.Write(off, func() error {
+			return finalizer.Add(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
+		}); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -284,7 +297,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	off.Status = computeStatus(off, deleting, overdue, selectorErr != nil, twin, r.UnoffloadTimeout, states)
 	changed := !equality.Semantic.DeepEqual(before.Status, off.Status)
 	if changed {
-		if err := r.Client.Status().Patch(ctx, off, client.MergeFrom(before)); err != nil {
+		if err := r.writes.Write(off, func() error { return r.Client.Status().Patch(ctx, off, client.MergeFrom(before)) }); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("patching the status of NamespaceOffloading %s: %w", req.NamespacedName, err))
 		}
 	}
