@@ -181,12 +181,8 @@ func failure(off *offloadingv1alpha1.NamespaceOffloading) string {
 // creating names the selected providers still creating the twin.
 func creating(off *offloadingv1alpha1.NamespaceOffloading) []string {
 	var names []string
-	for _, name := range off.Status.Providers() {
-		conds := off.Status.RemoteNamespacesConditions[name]
-		if meta.IsStatusConditionFalse(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
-			continue
-		}
-		if r := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); r == nil || r.Status != metav1.ConditionTrue && r.Reason == offloadingv1alpha1.CreatingReason {
+	for _, name := range off.Status.SelectedProviders() {
+		if r := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); r == nil || r.Status != metav1.ConditionTrue && r.Reason == offloadingv1alpha1.CreatingReason {
 			names = append(names, name)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -178,8 +177,8 @@ func stuck(off *offloadingv1alpha1.NamespaceOffloading, forced bool) string {
 // readyProviders are the selected providers whose twin namespace exists.
 func readyProviders(off *offloadingv1alpha1.NamespaceOffloading) []string {
 	var names []string
-	for name, conds := range off.Status.RemoteNamespacesConditions {
-		if meta.IsStatusConditionTrue(conds, offloadingv1alpha1.OffloadingRequiredCondition) && meta.IsStatusConditionTrue(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition) {
+	for _, name := range off.Status.SelectedProviders() {
+		if meta.IsStatusConditionTrue(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition) {
 			names = append(names, name)
 		}
 	}
@@ -189,15 +188,11 @@ func readyProviders(off *offloadingv1alpha1.NamespaceOffloading) []string {
 // failures are the selected providers' reasons for not having a twin, sorted.
 func failures(off *offloadingv1alpha1.NamespaceOffloading) []string {
 	var out []string
-	for name, conds := range off.Status.RemoteNamespacesConditions {
-		if !meta.IsStatusConditionTrue(conds, offloadingv1alpha1.OffloadingRequiredCondition) {
-			continue
-		}
-		if c := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); c != nil && c.Status != metav1.ConditionTrue {
+	for _, name := range off.Status.SelectedProviders() {
+		if c := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[name], offloadingv1alpha1.RemoteNamespaceReadyCondition); c != nil && c.Status != metav1.ConditionTrue {
 			out = append(out, name+": "+c.Message)
 		}
 	}
-	slices.Sort(out)
 	if len(out) == 0 {
 		out = []string{"no provider states it"}
 	}
