@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -70,9 +71,11 @@ func StartManager(t testing.TB, cfg *rest.Config, adjust func(*ctrl.Options), se
 }
 
 // FinalizeNamespaces stands in for kube-controller-manager's namespace
-// controller, which envtest does not run: until the test ends, it finalizes
-// every namespace being deleted, so that deletions complete. (Contents are not
-// deleted; the e2e suite covers the real controller on kwokctl clusters.)
+// controller, which envtest does not run: until the test ends, it deletes the
+// pods, ConfigMaps, Secrets and Services of every namespace being deleted (at
+// once, as there is no kubelet to end pods), then finalizes the namespace, so
+// that deletions complete as in a cluster, without leaving those objects
+// behind. (The e2e suite covers the real controller on kwokctl clusters.)
 func (s *APIServer) FinalizeNamespaces(t testing.TB) {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(s.Config)
@@ -93,6 +96,9 @@ func (s *APIServer) FinalizeNamespaces(t testing.TB) {
 				if ns.DeletionTimestamp == nil || len(ns.Spec.Finalizers) == 0 {
 					continue
 				}
+				if !emptied(ctx, cs, ns.Name) {
+					continue // at the next round
+				}
 				ns.Spec.Finalizers = nil
 				_, _ = cs.CoreV1().Namespaces().Finalize(ctx, ns, metav1.UpdateOptions{})
 			}
@@ -100,4 +106,33 @@ func (s *APIServer) FinalizeNamespaces(t testing.TB) {
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// emptied deletes the pods, ConfigMaps, Secrets and Services of namespace
+// ns, and reports whether that worked.
+func emptied(ctx context.Context, cs kubernetes.Interface, ns string) bool {
+	now := metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}
+	core := cs.CoreV1()
+	for _, deleteAll := range []func() error{
+		func() error { return core.Pods(ns).DeleteCollection(ctx, now, metav1.ListOptions{}) },
+		func() error { return core.ConfigMaps(ns).DeleteCollection(ctx, now, metav1.ListOptions{}) },
+		func() error { return core.Secrets(ns).DeleteCollection(ctx, now, metav1.ListOptions{}) },
+		func() error {
+			svcs, err := core.Services(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, svc := range svcs.Items {
+				if err := core.Services(ns).Delete(ctx, svc.Name, now); err != nil && !apierrors.IsNotFound(err) {
+					return err
+				}
+			}
+			return nil
+		},
+	} {
+		if err := deleteAll(); err != nil {
+			return false
+		}
+	}
+	return true
 }
