@@ -115,7 +115,7 @@ func (c *Cluster) Client(ctx context.Context) (client.Client, *rest.Config, erro
 func IssuedClient(secret *corev1.Secret, key string) (client.Client, error) {
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data[key])
 	if err != nil {
-		return nil, fmt.Errorf("Secret %s/%s holds no usable kubeconfig under key %s: %w", secret.Namespace, secret.Name, key, err)
+		return nil, fmt.Errorf("the Secret %s/%s holds no usable kubeconfig under key %s: %w", secret.Namespace, secret.Name, key, err)
 	}
 	cfg.Timeout, cfg.UserAgent = Timeout, "stretchctl"
 	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
