@@ -20,6 +20,11 @@ func main() {
 	fs := flag.NewFlagSet("stretch-controller-manager", flag.ExitOnError)
 	opts.BindFlags(fs)
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: a bad flag exits with usage
+	if err := opts.Validate(); err != nil {
+		// Exit 2, as the flag package does for a bad flag.
+		fmt.Fprintln(os.Stderr, "stretch-controller-manager:", err)
+		os.Exit(2)
+	}
 
 	if err := manager.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		fmt.Fprintln(os.Stderr, "stretch-controller-manager:", err)

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
@@ -88,7 +89,8 @@ func (id Identity) ConfigMap() *corev1.ConfigMap {
 
 // Resolve returns the identity to install: the existing cluster ID when the
 // cluster already has one (it never changes), otherwise a new UUID. The name
-// of an existing identity cannot change: peers know the cluster by it.
+// of an existing identity cannot change: peers know the cluster by it. nil
+// labels keep the existing identity's labels; an empty map removes them.
 func Resolve(existing *corev1.ConfigMap, name string, labels map[string]string) (Identity, error) {
 	if err := ValidateClusterName(name); err != nil {
 		return Identity{}, err
@@ -103,11 +105,101 @@ func Resolve(existing *corev1.ConfigMap, name string, labels map[string]string) 
 			return Identity{}, err
 		}
 		if prev.Name != name {
-			return Identity{}, fmt.Errorf("this cluster is already installed as %q (cluster ID %s) and its peers know it by that name: install again with --cluster-name %s, or run 'stretchctl uninstall' first to start over with a new identity", prev.Name, prev.ID, prev.Name)
+			return Identity{}, &NameMismatchError{Existing: prev, Wanted: name}
 		}
 		id.ID = prev.ID
+		if labels == nil {
+			id.Labels = prev.Labels
+		}
 	}
 	return id, nil
+}
+
+// NameMismatchError is Resolve's refusal to rename a cluster: its peers know
+// it by Existing.Name.
+type NameMismatchError struct {
+	// Existing is the identity the cluster has.
+	Existing Identity
+	// Wanted is the name that was asked for.
+	Wanted string
+}
+
+func (e *NameMismatchError) Error() string {
+	return fmt.Sprintf("this cluster is already installed as %q (cluster ID %s) and its peers know it by that name, not %q: install again with --cluster-name %s, or run 'stretchctl uninstall' first to start over with a new identity",
+		e.Existing.Name, e.Existing.ID, e.Wanted, e.Existing.Name)
+}
+
+// Check reports, without writing, why Ensure(ctx, c, name, ...) would be
+// refused: an invalid name, an unreadable identity or one under another name.
+func Check(ctx context.Context, c client.Reader, name string) error {
+	existing, err := read(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, err = Resolve(existing, name, nil)
+	return err
+}
+
+// Ensure gives the cluster c talks to the identity name with labels: it
+// creates the identity ConfigMap with a new cluster ID when there is none, or
+// updates its labels, keeping its cluster ID for ever; an identity under
+// another name is refused with a *NameMismatchError. created says whether
+// this call made the cluster ID. Writes use optimistic concurrency, so that
+// callers racing (two manager replicas, an install) agree on one cluster ID.
+// The namespace SystemNamespace must exist.
+func Ensure(ctx context.Context, c client.Client, name string, labels map[string]string) (id Identity, created bool, err error) {
+	racing := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
+	err = retry.OnError(retry.DefaultRetry, racing, func() error {
+		existing, err := read(ctx, c)
+		if err != nil {
+			return err
+		}
+		if id, err = Resolve(existing, name, labels); err != nil {
+			return err
+		}
+		want := id.ConfigMap()
+		if existing == nil {
+			if err := c.Create(ctx, want); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("creating the cluster identity %s: namespace %s does not exist: create it first (helm install --namespace %s --create-namespace, or 'stretchctl install')", Key, SystemNamespace, SystemNamespace)
+				}
+				return wrapWrite("creating", err)
+			}
+			created = true
+			return nil
+		}
+		if maps.Equal(existing.Data, want.Data) {
+			return nil
+		}
+		// existing carries its resourceVersion: a concurrent write conflicts.
+		existing.Data = want.Data
+		return wrapWrite("updating", c.Update(ctx, existing))
+	})
+	if err != nil {
+		return Identity{}, false, err
+	}
+	return id, created, nil
+}
+
+// wrapWrite wraps a failed write of the identity; AlreadyExists and Conflict
+// stay detectable for Ensure's retry.
+func wrapWrite(verb string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s the cluster identity %s: %w", verb, Key, err)
+}
+
+// read returns the identity ConfigMap, nil when there is none.
+func read(ctx context.Context, c client.Reader) (*corev1.ConfigMap, error) {
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, Key, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading the cluster identity %s: %w", Key, err)
+	}
+	return cm, nil
 }
 
 // ValidateClusterID checks that id is a lower-case UUID.

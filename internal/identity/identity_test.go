@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -93,6 +94,10 @@ func TestResolve(t *testing.T) {
 
 	_, err = Resolve(fresh.ConfigMap(), "other", nil)
 	g.Expect(err).To(MatchError(ContainSubstring(`already installed as "home"`)))
+	var mismatch *NameMismatchError
+	g.Expect(errors.As(err, &mismatch)).To(BeTrue())
+	g.Expect(mismatch.Existing.ID).To(Equal(fresh.ID))
+	g.Expect(mismatch.Wanted).To(Equal("other"))
 
 	broken := fresh.ConfigMap()
 	broken.Data[clusterIDKey] = "not-a-uuid"

@@ -6,6 +6,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -64,6 +65,15 @@ type Options struct {
 	Kubeconfig string
 	// Context is the kubeconfig context to use; empty means the current one.
 	Context string
+
+	// ClusterName, when set, makes the manager give its cluster the identity
+	// of that name with ClusterLabels before it starts (as 'stretchctl
+	// install' does): created with a new cluster ID when absent, its labels
+	// updated otherwise. Empty: the identity is left to 'stretchctl install'.
+	ClusterName string
+	// ClusterLabels are the cluster labels of that identity; only with
+	// ClusterName.
+	ClusterLabels map[string]string
 
 	// LeaderElect makes replicas elect one leader, so that only one runs the
 	// controllers at a time.
@@ -151,6 +161,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", d.Kubeconfig,
 		"Path of the kubeconfig to use. Empty means the in-cluster config, else $KUBECONFIG or ~/.kube/config.")
 	fs.StringVar(&o.Context, "context", d.Context, "Kubeconfig context to use. Empty means the current context.")
+	fs.StringVar(&o.ClusterName, "cluster-name", d.ClusterName,
+		"Name of this cluster: when set, the cluster identity (stretch-system/stretch-cluster-identity) is created with a new cluster ID if absent, or its labels updated, before the controllers start; its ID never changes. Empty: the identity comes from 'stretchctl install'.")
+	fs.Func("cluster-labels",
+		"Labels of this cluster, k=v,k2=v2, shown on its virtual node in every home cluster; only with --cluster-name.",
+		func(s string) error {
+			labels, err := identity.ParseLabels(s)
+			o.ClusterLabels = labels
+			return err
+		})
 	fs.BoolVar(&o.LeaderElect, "leader-elect", d.LeaderElect,
 		"Elect a leader among the replicas, so that one at a time runs the controllers.")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", d.LeaderElectionID, "Name of the leader election Lease.")
@@ -186,6 +205,21 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	o.Zap.BindFlags(fs)
 }
 
+// Validate checks the options that the flags cannot check one by one; a
+// failure is a usage error.
+func (o Options) Validate() error {
+	if o.ClusterName == "" {
+		if len(o.ClusterLabels) > 0 {
+			return fmt.Errorf("--cluster-labels %s is given without --cluster-name: the labels belong to the cluster identity, which the manager writes only with --cluster-name NAME (or leave both out and run 'stretchctl install')", identity.FormatLabels(o.ClusterLabels))
+		}
+		return nil
+	}
+	if err := identity.ValidateClusterName(o.ClusterName); err != nil {
+		return fmt.Errorf("--cluster-name: %w", err)
+	}
+	return nil
+}
+
 // checkLease checks the leader election timings up front, naming the flags:
 // client-go only finds them wrong once the manager is running.
 func (o Options) checkLease() error {
@@ -215,12 +249,20 @@ func Run(ctx context.Context, opts Options) error {
 	klog.SetLogger(log)
 	ctx = logr.NewContext(ctx, log)
 
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	if err := opts.checkLease(); err != nil {
 		return err
 	}
 	cfg, err := restConfig(opts.Kubeconfig, opts.Context)
 	if err != nil {
 		return err
+	}
+	if opts.ClusterName != "" {
+		if err := ensureIdentity(ctx, cfg, opts.ClusterName, opts.ClusterLabels); err != nil {
+			return err
+		}
 	}
 	hooks, err := newWebhookServing(opts)
 	if err != nil {
@@ -399,6 +441,34 @@ func restConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 		cfg.QPS = -1
 	}
 	return cfg, nil
+}
+
+// Creating the identity cannot be limited to its name (a create is
+// authorized before the object has one); updating it can.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=stretch-cluster-identity,verbs=update
+
+// ensureIdentity gives the cluster the identity name with labels before any
+// controller starts, so that an in-cluster manager needs no 'stretchctl
+// install' and the cluster ID outlives every Helm release (Helm never owns
+// the ConfigMap). Every replica does it; identity.Ensure makes racing
+// replicas agree on one ID.
+func ensureIdentity(ctx context.Context, cfg *rest.Config, name string, labels map[string]string) error {
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return fmt.Errorf("creating a client for the cluster identity: %w", err)
+	}
+	id, created, err := identity.Ensure(ctx, c, name, labels)
+	if mismatch := (*identity.NameMismatchError)(nil); errors.As(err, &mismatch) {
+		return fmt.Errorf("--cluster-name %s: %w; with the Helm chart, set the value clusterName=%s (or pass --cluster-name %s)",
+			name, err, mismatch.Existing.Name, mismatch.Existing.Name)
+	}
+	if err != nil {
+		return err
+	}
+	logr.FromContextOrDiscard(ctx).Info("cluster identity ensured", "clusterID", id.ID, "clusterName", id.Name,
+		"clusterLabels", identity.FormatLabels(id.Labels), "created", created)
+	return nil
 }
 
 // identityCheck is the readiness check: the manager is ready only on a cluster

@@ -76,6 +76,54 @@ func TestRunNotInstalled(t *testing.T) {
 	g.Expect(run.err).NotTo(HaveOccurred())
 }
 
+// With --cluster-name, the manager gives its cluster the identity before it
+// starts (no 'stretchctl install' needed), keeps its ID when started again
+// with other labels, and refuses to start under another name.
+func TestRunEnsuresIdentity(t *testing.T) {
+	g := newG(t)
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	if err := cluster.Client.Create(ctx, ns); !apierrors.IsAlreadyExists(err) {
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: identity.Key.Namespace, Name: identity.Key.Name}}
+	g.Expect(client.IgnoreNotFound(cluster.Client.Delete(ctx, cm))).To(Succeed())
+	t.Cleanup(func() { g.Expect(client.IgnoreNotFound(cluster.Client.Delete(context.Background(), cm))).To(Succeed()) })
+
+	runUntilReady := func(name string, labels map[string]string) identity.Identity {
+		opts, probes, _ := testOptions(t)
+		opts.LeaderElect = false
+		opts.ClusterName, opts.ClusterLabels = name, labels
+		run := start(t, opts)
+		expectGet(g, probes+"/readyz", http.StatusOK, "ok")
+		run.cancel()
+		g.Eventually(run.done).Should(BeClosed())
+		g.Expect(run.err).NotTo(HaveOccurred())
+		id, err := identity.Load(ctx, cluster.Client)
+		g.Expect(err).NotTo(HaveOccurred())
+		return id
+	}
+
+	first := runUntilReady("home", map[string]string{"region": "eu"})
+	g.Expect(first.Name).To(Equal("home"))
+	g.Expect(first.Labels).To(Equal(map[string]string{"region": "eu"}))
+
+	// A helm upgrade or re-install: same name, new labels, same ID.
+	again := runUntilReady("home", map[string]string{"region": "eu", "tier": "gold"})
+	g.Expect(again.ID).To(Equal(first.ID))
+	g.Expect(again.Labels).To(Equal(map[string]string{"region": "eu", "tier": "gold"}))
+
+	// Another name: Run fails before starting anything, naming the fix.
+	opts, _, _ := testOptions(t)
+	opts.ClusterName = "other"
+	err := manager.Run(ctx, opts)
+	g.Expect(err).To(MatchError(ContainSubstring(`already installed as "home"`)))
+	g.Expect(err).To(MatchError(ContainSubstring("set the value clusterName=home (or pass --cluster-name home)")))
+	id, err := identity.Load(ctx, cluster.Client)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(id).To(Equal(again), "the identity is unchanged")
+}
+
 func newG(t *testing.T) *WithT {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(30 * time.Second)

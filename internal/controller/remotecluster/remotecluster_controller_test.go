@@ -92,20 +92,25 @@ func newG(t *testing.T) *WithT {
 }
 
 // startController runs the remotecluster controller on the home cluster
-// until the test ends (or stop is called), with its own peer registry.
-func startController(t *testing.T) (*remote.Registry, func()) {
+// until the test ends (or stop is called), with its own peer registry;
+// adjust, if given, changes the reconciler first.
+func startController(t *testing.T, adjust ...func(*remotecluster.Reconciler)) (*remote.Registry, func()) {
 	t.Helper()
 	reg := remote.NewRegistry(home.Scheme, remote.Options{Timeout: 5 * time.Second})
 	stop := testenv.StartControllers(t, home.Config, func(mgr ctrl.Manager) error {
 		if err := mgr.Add(reg); err != nil {
 			return err
 		}
-		return (&remotecluster.Reconciler{
+		r := &remotecluster.Reconciler{
 			Client:        mgr.GetClient(),
 			Registry:      reg,
 			Recorder:      mgr.GetEventRecorder("stretch-remotecluster"),
 			ProbeInterval: probeInterval,
-		}).SetupWithManager(mgr)
+		}
+		for _, a := range adjust {
+			a(r)
+		}
+		return r.SetupWithManager(mgr)
 	})
 	return reg, stop
 }
@@ -502,6 +507,48 @@ func TestControllerRestart(t *testing.T) {
 	g.Expect(nodes.Items[0].UID).To(Equal(first.UID), "the same node, not a new one")
 	g.Expect(nodes.Items[0].Labels).To(Equal(first.Labels))
 	g.Expect(nodes.Items[0].Spec.Taints).To(Equal(first.Spec.Taints))
+
+	// The second controller's cleanup runs before the first peer's: delete now.
+	deleteAndWait(g, rc)
+}
+
+// After a leader failover, the new leader serves the virtual nodes' kubelet
+// API at its own pod IP: it moves the address of the existing virtual node
+// there, so that kubectl logs and exec keep working.
+func TestKubeletAddressFollowsLeader(t *testing.T) {
+	g := newG(t)
+	ctx := t.Context()
+	kubelet := func(address string, port int32) func(*remotecluster.Reconciler) {
+		return func(r *remotecluster.Reconciler) { r.KubeletAddress, r.KubeletPort = address, port }
+	}
+	endpoint := func(g Gomega, rc *peeringv1alpha1.RemoteCluster) (*corev1.Node, []corev1.NodeAddress, int32) {
+		node := virtualNode(g, rc)
+		return node, node.Status.Addresses, node.Status.DaemonEndpoints.KubeletEndpoint.Port
+	}
+
+	// The first leader, at 198.51.100.10 (documentation addresses: nothing
+	// connects to them in this test).
+	_, stop := startController(t, kubelet("198.51.100.10", 10250))
+	rc := peer(t, euID.Name, euID.ID, adminKubeconfig(t, eu))
+	expectReady(g, rc)
+	first, addresses, port := endpoint(g, rc)
+	g.Expect(addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.10"}}))
+	g.Expect(port).To(BeEquivalentTo(10250))
+	stop()
+
+	// The new leader, elsewhere, on another port as well.
+	_, _ = startController(t, kubelet("198.51.100.11", 10251))
+	g.Eventually(func(g Gomega) {
+		node, addresses, port := endpoint(g, rc)
+		g.Expect(addresses).To(Equal([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}}))
+		g.Expect(port).To(BeEquivalentTo(10251))
+		g.Expect(node.UID).To(Equal(first.UID), "the same node, not a new one")
+	}).Should(Succeed(), "the new leader moves the kubelet address")
+	expectReady(g, rc)
+
+	nodes := &corev1.NodeList{}
+	g.Expect(home.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.RemoteClusterIDLabel: euID.ID})).To(Succeed())
+	g.Expect(nodes.Items).To(HaveLen(1))
 
 	// The second controller's cleanup runs before the first peer's: delete now.
 	deleteAndWait(g, rc)
