@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,11 +21,12 @@ func newPeerCommand(name string) *cobra.Command {
 	var (
 		home, provider factory.Cluster
 		fromFile       string
+		apiServerURL   string
 		wait           bool
 		timeout        time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "peer (--remote-kubeconfig PROVIDER | --from-file FILE) [--wait]",
+		Use:   "peer (--remote-kubeconfig PROVIDER [--api-server-url URL] | --from-file FILE) [--wait]",
 		Short: "Peer this (home) cluster with a provider cluster",
 		Long: `Peer lets the home cluster run workloads on a provider cluster, which then
 appears in the home cluster as the virtual node stretch-<provider name>.
@@ -38,6 +40,10 @@ With access to both clusters, give both kubeconfigs. Otherwise the provider's
 admin runs 'peer generate-credentials' and hands over the file, which the home
 cluster's admin consumes with --from-file.
 
+The kubeconfig the home cluster is given points at the server of the provider's
+kubeconfig, unless --api-server-url names another address: use it when that
+server is only reachable from where you run this (127.0.0.1, a private IP).
+
 Peering again is safe: it renews the token and changes nothing else; the
 RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 		Example: fmt.Sprintf(`  # Peer directly, with a kubeconfig for each cluster, and wait for the virtual node
@@ -45,6 +51,10 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 
   # Both clusters in one kubeconfig, as two contexts
   %[1]s peer --context home --remote-context provider-eu
+
+  # The provider's kubeconfig says https://127.0.0.1:6443: give the home cluster an address it reaches
+  %[1]s peer --kubeconfig home.kubeconfig --remote-kubeconfig provider-eu.kubeconfig \
+      --api-server-url https://203.0.113.10:6443
 
   # Out of band: on the provider ...
   %[1]s peer generate-credentials --kubeconfig provider-eu.kubeconfig \
@@ -61,6 +71,11 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 				return usageError{fmt.Errorf("say which provider to peer with: --remote-kubeconfig PROVIDER to peer directly, or --from-file FILE with credentials from '%s peer generate-credentials' (see '%s --help')", name, cmd.CommandPath())}
 			case timeout <= 0:
 				return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
+			case fromFile != "" && apiServerURL != "":
+				return usageError{fmt.Errorf("--api-server-url applies to credentials issued now, by direct peering; with --from-file, the provider's admin passes it to '%s peer generate-credentials'", name)}
+			}
+			if err := checkAPIServerURL(&apiServerURL); err != nil {
+				return err
 			}
 			var creds *peering.Credentials
 			if fromFile != "" {
@@ -68,6 +83,7 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 				if creds, err = readCredentials(fromFile); err != nil {
 					return err
 				}
+				warnLoopback(cmd.ErrOrStderr(), creds.Provider.Server, fmt.Sprintf("ask the provider's admin for credentials made with '%s peer generate-credentials --api-server-url https://HOST:PORT'", name))
 			}
 			ctx := cmd.Context()
 			homeClient, homeConfig, err := home.Client(ctx)
@@ -82,7 +98,9 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 					return err
 				}
 				fmt.Fprintf(out, "Peering the home cluster at %s with the provider at %s ...\n", homeConfig.Host, providerConfig.Host)
-				rc, err = peer.Peer(ctx, homeClient, providerClient, providerConfig, out)
+				handed := peer.WithAPIServerURL(providerConfig, apiServerURL)
+				warnLoopback(cmd.ErrOrStderr(), peer.Server(handed), apiServerURLFix)
+				rc, err = peer.Peer(ctx, homeClient, providerClient, handed, out)
 				if err != nil {
 					return err
 				}
@@ -104,6 +122,7 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 	home.BindFlags(cmd.Flags(), "", "home cluster")
 	provider.BindFlags(cmd.Flags(), "remote-", "provider cluster")
 	cmd.Flags().StringVar(&fromFile, "from-file", "", "credentials file written by 'peer generate-credentials' on the provider")
+	cmd.Flags().StringVar(&apiServerURL, "api-server-url", "", apiServerURLUsage)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the provider's virtual node is Ready")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	cmd.AddCommand(newGenerateCredentialsCommand(name), newRevokeCommand(name))
@@ -112,12 +131,13 @@ RemoteCluster's labels, resources and cordoned, set by an admin, are kept.`,
 
 func newGenerateCredentialsCommand(name string) *cobra.Command {
 	var (
-		provider factory.Cluster
-		homeID   string
-		output   string
+		provider     factory.Cluster
+		homeID       string
+		output       string
+		apiServerURL string
 	)
 	cmd := &cobra.Command{
-		Use:   "generate-credentials --home-cluster-id ID -o FILE",
+		Use:   "generate-credentials --home-cluster-id ID -o FILE [--api-server-url URL]",
 		Short: "On a provider: issue credentials for a home cluster, into a file",
 		Long: `Generate-credentials runs on the provider. It creates the tenant namespace of the
 home cluster, its ServiceAccount and least-privilege RBAC, issues a token, and
@@ -125,8 +145,16 @@ writes everything the home cluster needs into FILE (mode 0600).
 
 The home cluster ID is printed by 'stretchctl install' and shown by
 'stretchctl status' on the home cluster. Hand the file over privately: it grants
-access to this cluster. Running it again issues a new token.`,
-		Example: fmt.Sprintf(`  %s peer generate-credentials --kubeconfig provider-eu.kubeconfig \
+access to this cluster. Running it again issues a new token.
+
+The credentials point at the server of the provider's kubeconfig, unless
+--api-server-url names another address: use it when that server is only
+reachable from where you run this (127.0.0.1, a private IP).`,
+		Example: fmt.Sprintf(`  %[1]s peer generate-credentials --kubeconfig provider-eu.kubeconfig \
+      --home-cluster-id 0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a -o provider-eu.credentials
+
+  # With the address the home cluster reaches the provider's API server at
+  %[1]s peer generate-credentials --kubeconfig provider-eu.kubeconfig --api-server-url https://203.0.113.10:6443 \
       --home-cluster-id 0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a -o provider-eu.credentials`, name),
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -135,6 +163,9 @@ access to this cluster. Running it again issues a new token.`,
 			}
 			if output == "" {
 				return usageError{errors.New("pass -o FILE: where to write the credentials")}
+			}
+			if err := checkAPIServerURL(&apiServerURL); err != nil {
+				return err
 			}
 			if info, err := os.Stat(filepath.Dir(output)); err != nil || !info.IsDir() {
 				return fmt.Errorf("cannot write %s: its folder %s does not exist", output, filepath.Dir(output))
@@ -145,7 +176,9 @@ access to this cluster. Running it again issues a new token.`,
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Issuing credentials on the provider at %s for home cluster %s ...\n", cfg.Host, homeID)
-			creds, err := peer.IssueCredentials(cmd.Context(), c, cfg, homeID, out)
+			handed := peer.WithAPIServerURL(cfg, apiServerURL)
+			warnLoopback(cmd.ErrOrStderr(), peer.Server(handed), apiServerURLFix)
+			creds, err := peer.IssueCredentials(cmd.Context(), c, handed, homeID, out)
 			if err != nil {
 				return err
 			}
@@ -164,6 +197,7 @@ access to this cluster. Running it again issues a new token.`,
 	provider.BindFlags(cmd.Flags(), "", "provider cluster")
 	cmd.Flags().StringVar(&homeID, "home-cluster-id", "", "cluster ID of the home cluster the credentials are for")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "file to write the credentials to")
+	cmd.Flags().StringVar(&apiServerURL, "api-server-url", "", apiServerURLUsage)
 	return cmd
 }
 
@@ -270,6 +304,33 @@ controller does within --timeout.`,
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "unpeer even while namespaces are offloaded to the provider, deleting their twin namespace requests")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", time.Minute, "how long to wait for the home controller to release the RemoteCluster")
 	return cmd
+}
+
+const (
+	apiServerURLUsage = "https://HOST[:PORT] of the provider's API server as the home cluster reaches it, put in the issued kubeconfig instead of the server of the provider's kubeconfig (its certificate must be valid for that host)"
+	apiServerURLFix   = "pass --api-server-url https://HOST:PORT with an address of the provider's API server that the home cluster reaches"
+)
+
+// checkAPIServerURL checks --api-server-url, when given, and normalizes it.
+func checkAPIServerURL(apiServerURL *string) error {
+	if *apiServerURL == "" {
+		return nil
+	}
+	u, err := peering.ParseAPIServerURL(*apiServerURL)
+	if err != nil {
+		return usageError{fmt.Errorf("--api-server-url: %w", err)}
+	}
+	*apiServerURL = u
+	return nil
+}
+
+// warnLoopback warns, in one line, when the kubeconfig issued to the home
+// cluster points at a loopback address: it works only when the home
+// cluster's manager runs on the provider's machine, outside a pod.
+func warnLoopback(w io.Writer, server, fix string) {
+	if peering.IsLoopback(server) {
+		fmt.Fprintf(w, "Warning: the provider's API server is given to the home cluster as %s, a loopback address that a home cluster on another machine (or in a pod) cannot reach: %s.\n", server, fix)
+	}
 }
 
 // validateHomeClusterID checks --home-cluster-id.

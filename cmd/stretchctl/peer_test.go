@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -8,8 +9,12 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/cli/status"
+	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/testenv"
 )
 
@@ -36,11 +41,16 @@ func TestPeerCommandErrors(t *testing.T) {
 		{name: "peer missing file", args: []string{"peer", "--from-file", filepath.Join(dir, "nope")}, wantErr: "credentials file: stat"},
 		{name: "peer file that is a folder", args: []string{"peer", "--from-file", dir}, wantErr: "is not a regular file"},
 		{name: "peer garbage file", args: []string{"peer", "--from-file", garbage}, wantErr: "not a credentials file written by 'stretchctl peer generate-credentials'"},
+		{name: "peer --api-server-url with a file", args: []string{"peer", "--from-file", garbage, "--api-server-url", "https://203.0.113.10:6443"}, wantUsage: true, wantErr: "with --from-file, the provider's admin passes it to 'stretchctl peer generate-credentials'"},
+		{name: "peer --api-server-url not https", args: []string{"peer", "--remote-kubeconfig", unreachable, "--kubeconfig", unreachable, "--api-server-url", "http://203.0.113.10:6443"}, wantUsage: true, wantErr: `--api-server-url: "http://203.0.113.10:6443" is not of the form https://HOST[:PORT]`},
+		{name: "peer --api-server-url with a path", args: []string{"peer", "--remote-kubeconfig", unreachable, "--kubeconfig", unreachable, "--api-server-url", "https://203.0.113.10:6443/api"}, wantUsage: true, wantErr: "must not have a path"},
 		{name: "peer unreachable home", args: []string{"peer", "--kubeconfig", unreachable, "--remote-kubeconfig", unreachable}, wantErr: "cannot reach the home cluster at https://127.0.0.1:1"},
 		{name: "generate without home ID", args: []string{"peer", "generate-credentials", "-o", "f"}, wantUsage: true, wantErr: "pass --home-cluster-id ID"},
 		{name: "generate bad home ID", args: []string{"peer", "generate-credentials", "--home-cluster-id", "ABC", "-o", "f"}, wantUsage: true, wantErr: `--home-cluster-id: cluster ID "ABC" is not a lower-case UUID`},
 		{name: "generate without output", args: []string{"peer", "generate-credentials", "--home-cluster-id", id}, wantUsage: true, wantErr: "pass -o FILE"},
 		{name: "generate into a missing folder", args: []string{"peer", "generate-credentials", "--home-cluster-id", id, "-o", filepath.Join(dir, "no", "f")}, wantErr: "does not exist"},
+		{name: "generate --api-server-url without scheme", args: []string{"peer", "generate-credentials", "--kubeconfig", unreachable, "--home-cluster-id", id, "-o", filepath.Join(dir, "f"), "--api-server-url", "203.0.113.10:6443"}, wantUsage: true, wantErr: "--api-server-url: "},
+		{name: "generate --api-server-url bad port", args: []string{"peer", "generate-credentials", "--kubeconfig", unreachable, "--home-cluster-id", id, "-o", filepath.Join(dir, "f"), "--api-server-url", "https://api.example.com:70000"}, wantUsage: true, wantErr: `port "70000"`},
 		{name: "generate on unreachable provider", args: []string{"peer", "generate-credentials", "--kubeconfig", unreachable, "--home-cluster-id", id, "-o", filepath.Join(dir, "f")}, wantErr: "cannot reach the provider cluster"},
 		{name: "revoke without home ID", args: []string{"peer", "revoke"}, wantUsage: true, wantErr: "pass --home-cluster-id ID"},
 		{name: "revoke bad home ID", args: []string{"peer", "revoke", "--home-cluster-id", "x"}, wantUsage: true, wantErr: `cluster ID "x" is not a lower-case UUID`},
@@ -76,9 +86,9 @@ func TestPeerCommands(t *testing.T) {
 	t.Cleanup(func() { _ = testenv.StopAPIServers(servers) })
 	home, provider := servers[0].Kubeconfig, servers[1].Kubeconfig
 
-	_, err = run("install", "--kubeconfig", home, "--cluster-name", "home")
+	_, err = run("install", "--out-of-cluster", "--kubeconfig", home, "--cluster-name", "home")
 	g.Expect(err).NotTo(HaveOccurred())
-	_, err = run("install", "--kubeconfig", provider, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu")
+	_, err = run("install", "--out-of-cluster", "--kubeconfig", provider, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu")
 	g.Expect(err).NotTo(HaveOccurred())
 
 	out, err := run("status", "--kubeconfig", home, "-o", "json")
@@ -87,13 +97,38 @@ func TestPeerCommands(t *testing.T) {
 	g.Expect(json.Unmarshal([]byte(out), &report)).To(Succeed())
 	homeID := report.Cluster.ClusterID
 
+	// envtest serves on 127.0.0.1: what is issued by default is a loopback
+	// address, and the commands say so; --api-server-url replaces it.
+	const loopbackWarning = "a loopback address that a home cluster on another machine (or in a pod) cannot reach: pass --api-server-url https://HOST:PORT"
+	const override = "https://api.provider-eu.example.com:6443"
+	providerServer := kubeconfigServer(t, provider)
+	g.Expect(providerServer).To(HavePrefix("https://127.0.0.1:"))
+	out, err = run("peer", "--kubeconfig", home, "--remote-kubeconfig", provider, "--api-server-url", override+"/")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).NotTo(ContainSubstring("Warning"))
+	g.Expect(peerServer(t, servers[0])).To(Equal(override))
+
 	out, err = run("peer", "--kubeconfig", home, "--remote-kubeconfig", provider)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring(`Peered with "provider-eu": 'stretchctl status' shows it and its virtual node stretch-provider-eu.`))
+	g.Expect(out).To(ContainSubstring("Warning: the provider's API server is given to the home cluster as " + providerServer))
+	g.Expect(out).To(ContainSubstring(loopbackWarning))
+	g.Expect(peerServer(t, servers[0])).To(Equal(providerServer))
+
+	overridden := filepath.Join(t.TempDir(), "provider-eu-override.credentials")
+	out, err = run("peer", "generate-credentials", "--kubeconfig", provider, "--home-cluster-id", homeID, "-o", overridden, "--api-server-url", override)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).NotTo(ContainSubstring("Warning"))
+	data, err := os.ReadFile(overridden)
+	g.Expect(err).NotTo(HaveOccurred())
+	creds, err := peering.ParseCredentials(data)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(creds.Provider.Server).To(Equal(override))
 
 	file := filepath.Join(t.TempDir(), "provider-eu.credentials")
 	out, err = run("peer", "generate-credentials", "--kubeconfig", provider, "--home-cluster-id", homeID, "-o", file)
 	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring(loopbackWarning))
 	g.Expect(out).To(ContainSubstring("stretchctl peer --kubeconfig HOME --from-file " + file))
 	info, err := os.Stat(file)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -102,6 +137,8 @@ func TestPeerCommands(t *testing.T) {
 	out, err = run("peer", "--kubeconfig", home, "--from-file", file)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring(`with provider "provider-eu", from ` + file))
+	g.Expect(out).To(ContainSubstring("Warning: the provider's API server is given to the home cluster as " + providerServer + ", a loopback address"))
+	g.Expect(out).To(ContainSubstring("ask the provider's admin for credentials made with 'stretchctl peer generate-credentials --api-server-url https://HOST:PORT'"))
 
 	out, err = run("status", "--kubeconfig", home)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -114,4 +151,30 @@ func TestPeerCommands(t *testing.T) {
 	out, err = run("peer", "revoke", "--kubeconfig", provider, "--home-cluster-id", homeID)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring("is revoked"))
+}
+
+// peerServer is the server of the kubeconfig that the home cluster of s
+// holds for provider-eu.
+func peerServer(t *testing.T, s *testenv.APIServer) string {
+	t.Helper()
+	g := NewWithT(t)
+	secret := &corev1.Secret{}
+	g.Expect(s.Client.Get(context.Background(), client.ObjectKey{Namespace: "stretch-system", Name: peering.SecretName("provider-eu")}, secret)).To(Succeed())
+	kubeconfig, err := clientcmd.Load(secret.Data[peering.KubeconfigKey])
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(kubeconfig.Clusters).To(HaveKey("provider-eu"))
+	return kubeconfig.Clusters["provider-eu"].Server
+}
+
+// kubeconfigServer is the server of the current context of the kubeconfig
+// at path.
+func kubeconfigServer(t *testing.T, path string) string {
+	t.Helper()
+	g := NewWithT(t)
+	kubeconfig, err := clientcmd.LoadFromFile(path)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx := kubeconfig.Contexts[kubeconfig.CurrentContext]
+	g.Expect(ctx).NotTo(BeNil())
+	g.Expect(kubeconfig.Clusters).To(HaveKey(ctx.Cluster))
+	return kubeconfig.Clusters[ctx.Cluster].Server
 }

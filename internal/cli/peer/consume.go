@@ -18,8 +18,10 @@ import (
 )
 
 // Peer peers the home cluster with the provider directly: it issues the
-// credentials on the provider and consumes them on the home cluster. What
-// would make the home side refuse is checked before the provider is written.
+// credentials on the provider and consumes them on the home cluster. The
+// server and CA of providerConfig are those the home cluster is given (see
+// WithAPIServerURL). What would make the home side refuse is checked before
+// the provider is written.
 func Peer(ctx context.Context, home, provider client.Client, providerConfig *rest.Config, out io.Writer) (*peeringv1alpha1.RemoteCluster, error) {
 	self, err := identity.Load(ctx, home)
 	if err != nil {

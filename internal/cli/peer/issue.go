@@ -31,9 +31,11 @@ import (
 // Peering again issues a new token.
 const TokenLifetime = 365 * 24 * time.Hour
 
-// IssueCredentials runs on the provider that c and cfg reach: it applies the
+// IssueCredentials runs on the provider that c reaches: it applies the
 // tenant of home cluster homeClusterID (namespace, ServiceAccount, RBAC) and
-// issues a token for it. Everything is checked before the first write.
+// issues a token for it. The server, CA and TLS server name of cfg are what
+// the home cluster is given to reach the provider (see WithAPIServerURL).
+// Everything is checked before the first write.
 func IssueCredentials(ctx context.Context, c client.Client, cfg *rest.Config, homeClusterID string, out io.Writer) (*peering.Credentials, error) {
 	if err := identity.ValidateClusterID(homeClusterID); err != nil {
 		return nil, fmt.Errorf("home cluster ID: %w: pass the ID that 'stretchctl status' shows on the home cluster", err)
@@ -82,16 +84,36 @@ func IssueCredentials(ctx context.Context, c client.Client, cfg *rest.Config, ho
 	return creds, nil
 }
 
+// WithAPIServerURL returns the provider config to hand to home clusters:
+// cfg, or when apiServerURL (checked by peering.ParseAPIServerURL) is set a
+// copy that points there instead, for a provider whose kubeconfig names an
+// address only reachable from here (a loopback or a private address). The
+// provider's API server certificate must be valid for it.
+func WithAPIServerURL(cfg *rest.Config, apiServerURL string) *rest.Config {
+	if apiServerURL == "" {
+		return cfg
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Host = apiServerURL
+	return cfg
+}
+
+// Server is the API server URL that IssueCredentials puts in the
+// credentials it issues with cfg.
+func Server(cfg *rest.Config) string {
+	if !strings.Contains(cfg.Host, "://") {
+		return "https://" + cfg.Host
+	}
+	return cfg.Host
+}
+
 // endpoint is where, and with which CA, a home cluster reaches the provider:
 // the server of the provider's kubeconfig.
 func endpoint(cfg *rest.Config) (peering.Provider, error) {
 	if cfg.Insecure {
 		return peering.Provider{}, fmt.Errorf("the provider's kubeconfig skips TLS verification (insecure-skip-tls-verify), so it has no CA to hand to the home cluster: use a kubeconfig with certificate-authority-data")
 	}
-	p := peering.Provider{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, TLSServerName: cfg.ServerName}
-	if !strings.Contains(p.Server, "://") {
-		p.Server = "https://" + p.Server
-	}
+	p := peering.Provider{Server: Server(cfg), CertificateAuthorityData: cfg.CAData, TLSServerName: cfg.ServerName}
 	if len(p.CertificateAuthorityData) == 0 && cfg.CAFile != "" {
 		ca, err := os.ReadFile(cfg.CAFile)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -211,6 +212,28 @@ func TestPeerOutOfBand(t *testing.T) {
 	_, err = Consume(ctx, home.Client, parsed, &out)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(snapshot(ctx, g, home.Client)).To(Equal(homeBefore))
+}
+
+// The credentials carry the address given with --api-server-url, and the
+// provider's CA, instead of the server of the provider's kubeconfig.
+func TestIssueCredentialsAPIServerURL(t *testing.T) {
+	ctx, g := setup(t)
+	g.Expect(peering.IsLoopback(Server(us.Config))).To(BeTrue(), "envtest serves on 127.0.0.1: without an override, that is what is issued")
+	g.Expect(WithAPIServerURL(us.Config, "")).To(BeIdenticalTo(us.Config))
+
+	const url = "https://api.provider-us.example.com:6443"
+	cfg := WithAPIServerURL(us.Config, url)
+	g.Expect(us.Config.Host).NotTo(Equal(url), "the provider's own config is left alone")
+	creds, err := IssueCredentials(ctx, us.Client, cfg, homeID.ID, &bytes.Buffer{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(creds.Provider.Server).To(Equal(url))
+	g.Expect(creds.Provider.CertificateAuthorityData).NotTo(BeEmpty())
+
+	data, err := creds.Kubeconfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfig, err := clientcmd.Load(data)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(kubeconfig.Clusters).To(HaveKeyWithValue("provider-us", HaveField("Server", url)))
 }
 
 func TestPeerRefusals(t *testing.T) {
