@@ -9,6 +9,7 @@ ETCD_VERSION           := v3.6.16
 KWOK_VERSION           := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
 STATICCHECK_VERSION    := v0.8.2
+HELM_VERSION           := v4.3.2
 
 BIN := $(CURDIR)/bin
 BUILD_TOOL := hack/build-tool.sh
@@ -20,12 +21,13 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION)
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 
 K8S_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
-TOOLS := $(K8S_TOOLS) etcd kwok kwokctl controller-gen staticcheck
+TOOLS := $(K8S_TOOLS) etcd kwok kwokctl controller-gen staticcheck helm
 TOOL_FILES := $(foreach t,$(K8S_TOOLS),$(BIN)/tools/$(t)-$(KUBERNETES_VERSION)) \
 	$(BIN)/tools/etcd-$(ETCD_VERSION) \
 	$(BIN)/tools/kwok-$(KWOK_VERSION) $(BIN)/tools/kwokctl-$(KWOK_VERSION) \
 	$(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION) \
-	$(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)
+	$(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) \
+	$(BIN)/tools/helm-$(HELM_VERSION)
 
 GO_TEST_FLAGS ?= -count=1
 export STRETCH_BIN_DIR := $(BIN)
@@ -61,6 +63,13 @@ $(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION):
 $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION):
 	@$(BUILD_TOOL) staticcheck $(STATICCHECK_VERSION) staticcheck honnef.co/go/tools/cmd/staticcheck
 
+# 'helm version' reports these instead of a bare v4.3.
+HELM_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v4/internal/version.gitTreeState=clean
+
+$(BIN)/tools/helm-$(HELM_VERSION):
+	@$(BUILD_TOOL) helm $(HELM_VERSION) helm helm.sh/helm/v4/cmd/helm "$(HELM_LDFLAGS)"
+
 ##@ Development
 
 CONTROLLER_GEN := $(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
@@ -70,12 +79,16 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy, CRDs and RBAC from the Go type
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd
 	$(CONTROLLER_GEN) rbac:roleName=stretch-controller-manager paths=./internal/... output:rbac:artifacts:config=config/rbac
+	@# The chart carries copies: Helm reads only files inside the chart.
+	rm -rf charts/stretch/files/crds && mkdir -p charts/stretch/files/crds charts/stretch/files/rbac
+	cp config/crd/*.yaml charts/stretch/files/crds/
+	cp config/rbac/role.yaml charts/stretch/files/rbac/role.yaml
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when the committed generated files differ from 'make generate'.
-	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
+	@if [ -n "$$(git status --porcelain -- config api charts)" ]; then \
 	  echo "generated files differ from the committed ones: run 'make generate' and commit the result:" >&2; \
-	  git status --porcelain -- config api >&2; git --no-pager diff -- config api | head -50 >&2; exit 1; fi
+	  git status --porcelain -- config api charts >&2; git --no-pager diff -- config api charts | head -50 >&2; exit 1; fi
 	@echo "generate: no drift"
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -94,6 +107,35 @@ lint: $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) ## gofmt, go vet and stati
 	go vet ./...
 	$(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) ./...
 
+##@ Images
+
+# The image of the manager, built the way ko builds: no Dockerfile, no daemon.
+# hack/tools/image (a pinned tools module, run with 'go run') compiles the
+# static binary with the version 'make build' stamps, puts it over a base layer
+# (CA bundle, nonroot user) and writes an OCI image layout. The revision comes
+# from git HEAD (with -dirty for a changed tree) and every timestamp from
+# SOURCE_DATE_EPOCH (default: the commit time of HEAD), so a commit always
+# gives the same digest.
+IMAGE_NAME      := stretch-controller-manager
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+IMAGE_SOURCE    ?= https://stretch.dev/stretch
+IMAGE_LICENSES  ?=
+IMAGE_DIR       := $(BIN)/images/$(IMAGE_NAME)
+IMAGE_TOOL      := cd hack/tools/image && go run -mod=readonly .
+
+.PHONY: image
+image: ## Build the stretch-controller-manager OCI image (linux/amd64, linux/arm64) into bin/images/stretch-controller-manager/.
+	$(IMAGE_TOOL) build -root $(CURDIR) -package ./cmd/$(IMAGE_NAME) -version "$(VERSION)" \
+		-source "$(IMAGE_SOURCE)" -licenses "$(IMAGE_LICENSES)" -ldflags "$(GO_LDFLAGS)" \
+		-platforms "$(IMAGE_PLATFORMS)" -out $(IMAGE_DIR)
+
+.PHONY: image-push
+image-push: ## Build the image and push it (every platform) as REGISTRY/stretch-controller-manager:VERSION; prints the digest.
+	@if [ -z "$(REGISTRY)" ]; then \
+	  echo "image-push: REGISTRY is not set: run 'make image-push REGISTRY=host[:port]/path', e.g. REGISTRY=registry.example.com/stretch" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory image
+	$(IMAGE_TOOL) push -layout $(IMAGE_DIR) -repo "$(REGISTRY)/$(IMAGE_NAME)"
+
 ##@ Test
 
 GO_TEST_TIMEOUT ?= 45m
@@ -101,6 +143,7 @@ GO_TEST_TIMEOUT ?= 45m
 .PHONY: test
 test: tools verify-generate build ## Everything: unit, integration on real API servers, e2e on kwokctl clusters, fuzzing briefly.
 	go test $(GO_TEST_FLAGS) -timeout $(GO_TEST_TIMEOUT) ./...
+	cd hack/tools/image && go test $(GO_TEST_FLAGS) -timeout $(GO_TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs for FUZZ_TIME; new failing inputs land in the

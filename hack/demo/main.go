@@ -245,7 +245,7 @@ func (d *demo) up(ctx context.Context) (err error) {
 	}
 	d.step("Installing Stretch on each cluster, with its cluster labels")
 	for _, c := range d.st.Clusters {
-		if _, err := d.run(ctx, "stretchctl", "install", "--kubeconfig", d.kubeconfig(c.Role), "--cluster-name", c.Role, "--cluster-labels", c.Labels); err != nil {
+		if _, err := d.run(ctx, "stretchctl", "install", "--out-of-cluster", "--kubeconfig", d.kubeconfig(c.Role), "--cluster-name", c.Role, "--cluster-labels", c.Labels); err != nil {
 			return err
 		}
 	}

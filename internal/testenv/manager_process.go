@@ -44,9 +44,19 @@ var TestLeaseArgs = []string{"--leader-elect-lease-duration=60s", "--leader-elec
 // _artifacts/<suite>/<test>/ and the path is logged.
 func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool, args ...string) *ManagerProcess {
 	t.Helper()
-	dir, err := BinDir()
-	if err != nil {
-		t.Fatal(err)
+	return RunManagerBinary(t, suite, c, "stretch-controller-manager", withMetrics, args...)
+}
+
+// RunManagerBinary is RunManager with another build of the manager: binary
+// is a path, or a name in bin/ (an upgrade test runs an older release).
+func RunManagerBinary(t *testing.T, suite string, c *KwokCluster, binary string, withMetrics bool, args ...string) *ManagerProcess {
+	t.Helper()
+	if !filepath.IsAbs(binary) {
+		dir, err := BinDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		binary = filepath.Join(dir, binary)
 	}
 	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("stretch-controller-manager-%s-%d.log", c.Name, time.Now().UnixNano()))
 	logFile, err := os.Create(logPath)
@@ -67,7 +77,7 @@ func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool, ar
 		"--remote-cluster-probe-interval", "1s",
 		"--webhook-bind-address", FreeAddr(t),
 		"--kubelet-bind-address", FreeAddr(t)}, TestLeaseArgs...)
-	cmd := exec.Command(filepath.Join(dir, "stretch-controller-manager"), append(cmdArgs, args...)...)
+	cmd := exec.Command(binary, append(cmdArgs, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting stretch-controller-manager: %v (run 'make build')", err)

@@ -132,7 +132,7 @@ func setUp(t *testing.T, nodes int) *bench {
 	b := &bench{home: clusters[0], provider: clusters[1], managers: map[string]*testenv.ManagerProcess{}}
 	stretchctl := testenv.Command(t, "stretchctl")
 	for role, c := range map[string]*testenv.KwokCluster{"home": b.home, "provider": b.provider} {
-		g.Expect(stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
+		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
 		b.managers[role] = testenv.RunManager(t, suite, c, true)
 	}
 	g.Expect(stretchctl("peer", "--kubeconfig", b.home.Kubeconfig, "--remote-kubeconfig", b.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())

@@ -43,7 +43,7 @@ func offloadLatency(t *testing.T, r *report) {
 	stretchctl := testenv.Command(t, "stretchctl")
 	var managers []*testenv.ManagerProcess
 	for i, c := range clusters {
-		g.Expect(stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
+		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
 		managers = append(managers, testenv.RunManager(t, suite, c, true))
 	}
 

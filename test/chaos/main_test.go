@@ -76,7 +76,7 @@ func setUp(t *testing.T) *world {
 	step(t, "install, run the managers, peer", func(t *testing.T) {
 		g := newG(t)
 		for name, c := range map[string]*testenv.KwokCluster{"home": w.home, providerName: w.provider} {
-			g.Expect(stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)).To(Succeed())
+			g.Expect(stretchctl(t, "install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)).To(Succeed())
 		}
 		w.homeManager = testenv.RunManager(w.t, suite, w.home, false)
 		w.providerManager = testenv.RunManager(w.t, suite, w.provider, false)

@@ -68,7 +68,7 @@ func setUp(t *testing.T) *stretch {
 	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", providerName)
 	s := &stretch{t: t, home: clusters[0], provider: clusters[1]}
 	for name, c := range map[string]*testenv.KwokCluster{"home": s.home, providerName: s.provider} {
-		_, err := s.stretchctl("install", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)
+		_, err := s.stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
 	s.manager = testenv.RunManager(t, suite, s.home, false)

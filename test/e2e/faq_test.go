@@ -31,7 +31,7 @@ func TestFAQ(t *testing.T) {
 			cluster      *testenv.KwokCluster
 			name, labels string
 		}{{home, "home", "region=home"}, {eu, "provider-eu", "region=eu"}, {us, "provider-us", "region=us"}} {
-			_, err := stretchctl(t, "install", "--kubeconfig", c.cluster.Kubeconfig, "--cluster-name", c.name, "--cluster-labels", c.labels)
+			_, err := stretchctl(t, "install", "--image", testImage, "--kubeconfig", c.cluster.Kubeconfig, "--cluster-name", c.name, "--cluster-labels", c.labels)
 			g.Expect(err).NotTo(HaveOccurred())
 			startManager(whole, c.cluster)
 		}
@@ -93,7 +93,7 @@ func TestFAQ(t *testing.T) {
 		f.diagnoseFails(g, "asia", "✗ failed   virtual nodes against the selector", "no virtual node matches the selector")
 
 		// The fix: the provider's cluster labels, set again at install.
-		_, err = stretchctl(t, "install", "--kubeconfig", us.Kubeconfig, "--cluster-name", "provider-us", "--cluster-labels", "region=ap")
+		_, err = stretchctl(t, "install", "--image", testImage, "--kubeconfig", us.Kubeconfig, "--cluster-name", "provider-us", "--cluster-labels", "region=ap")
 		g.Expect(err).NotTo(HaveOccurred())
 		f.waitPhase(g, "asia", "Ready")
 		g.Expect(f.kubectl(g, home, "get", "nodes", "--show-labels")).To(ContainSubstring("region=ap"))

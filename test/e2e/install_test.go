@@ -2,13 +2,18 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,27 +29,76 @@ const (
 	runtimeClassName = "stretch"
 )
 
-// stretchctl install and uninstall, run as a user would, on a real cluster.
+// stretchctl install and uninstall, run as a user would, on a real cluster:
+// the chart's release with its Deployment rolled out (kwok runs its pods),
+// the cluster ID kept across a second install and across 'helm uninstall'
+// and 'helm install', and uninstall removing everything.
 func TestInstall(t *testing.T) {
-	c := testenv.StartKwokClusterForTest(t, suite, "install", testenv.KwokOptions{})
+	c := testenv.StartKwokClusterForTest(t, suite, "install", testenv.KwokOptions{FakeNodes: 2})
 	ctx := t.Context()
+	helm, err := testenv.Binary("helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helmEnv := t.TempDir()
+	runHelm := func(t *testing.T, args ...string) (string, error) {
+		t.Helper()
+		return run(t, "env", append([]string{"HELM_CACHE_HOME=" + helmEnv, "HELM_CONFIG_HOME=" + helmEnv, "HELM_DATA_HOME=" + helmEnv,
+			helm, "--kubeconfig", c.Kubeconfig, "--namespace", systemNamespace}, args...)...)
+	}
 
 	var clusterID string
-	step(t, "install creates the CRDs, namespace, identity and RuntimeClass", func(t *testing.T) {
+	step(t, "install deploys the manager with the chart and waits for it, showing progress", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig,
+		out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--image", testImage, "--wait",
 			"--cluster-name", "provider-eu", "--cluster-labels", "region=eu,provider=kwok")
 		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("Installing chart stretch"))
+		g.Expect(out).To(MatchRegexp(`deployment stretch-system/stretch-controller-manager: \d/2 replicas updated`))
+		g.Expect(out).To(ContainSubstring("✓ deployment stretch-system/stretch-controller-manager rolled out"))
 		clusterID = expectInstalled(ctx, g, c.Client, "provider-eu", map[string]string{"region": "eu", "provider": "kwok"})
+		expectManagerDeployed(ctx, g, c.Client)
+		out, err = runHelm(t, "list")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(MatchRegexp(`stretch\s+stretch-system\s+1\s.*deployed`))
 	})
 
-	step(t, "install again keeps the cluster ID and updates the labels", func(t *testing.T) {
+	step(t, "install again keeps the cluster ID, updates the labels and upgrades the release", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig,
+		out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig,
 			"--cluster-name", "provider-eu", "--cluster-labels", "region=eu,provider=kwok,tier=gold")
 		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("Upgrading Helm release stretch-system/stretch from revision 1"))
 		id := expectInstalled(ctx, g, c.Client, "provider-eu", map[string]string{"region": "eu", "provider": "kwok", "tier": "gold"})
 		g.Expect(id).To(Equal(clusterID), "cluster ID after a second install")
+		expectManagerDeployed(ctx, g, c.Client) // the image given first is kept
+	})
+
+	step(t, "install refuses another name for the cluster, changing nothing", func(t *testing.T) {
+		g := NewWithT(t)
+		out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", "provider-us")
+		g.Expect(err).To(HaveOccurred())
+		g.Expect(out).To(ContainSubstring(`already installed as "provider-eu"`))
+		out, err = runHelm(t, "history", "stretch")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(strings.Count(strings.TrimSpace(out), "\n")).To(Equal(2), "two revisions, no third:\n%s", out)
+	})
+
+	step(t, "helm uninstall and helm install keep the cluster ID and the CRDs", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := runHelm(t, "uninstall", "stretch", "--wait")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(apierrors.IsNotFound(c.Client.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: "stretch-controller-manager"}, &appsv1.Deployment{}))).To(BeTrue(), "the Deployment goes with the release")
+		_, err = runHelm(t, "install", "stretch", filepath.Join(root, "charts", "stretch"), "--set", "clusterName=provider-eu",
+			"--set", "image.repository=registry.example/stretch-controller-manager", "--set", "image.tag=e2e", "--wait")
+		g.Expect(err).NotTo(HaveOccurred())
+		id := expectInstalled(ctx, g, c.Client, "provider-eu", map[string]string{"region": "eu", "provider": "kwok", "tier": "gold"})
+		g.Expect(id).To(Equal(clusterID), "cluster ID after helm uninstall and helm install")
+		expectManagerDeployed(ctx, g, c.Client)
 	})
 
 	step(t, "kubectl lists NamespaceOffloadings", func(t *testing.T) {
@@ -61,10 +115,11 @@ func TestInstall(t *testing.T) {
 		crds, err := config.CRDs()
 		g.Expect(err).NotTo(HaveOccurred())
 		gone := []client.Object{
-			&corev1.Namespace{}, &corev1.ConfigMap{}, &nodev1.RuntimeClass{},
+			&corev1.Namespace{}, &corev1.ConfigMap{}, &nodev1.RuntimeClass{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{},
 		}
 		keys := []client.ObjectKey{
 			{Name: systemNamespace}, {Namespace: systemNamespace, Name: identityName}, {Name: runtimeClassName},
+			{Name: "stretch-controller-manager"}, {Name: "stretch-remote-workloads"}, {Name: "stretch-controller-manager"},
 		}
 		for _, crd := range crds {
 			gone = append(gone, &apiextensionsv1.CustomResourceDefinition{})
@@ -78,6 +133,19 @@ func TestInstall(t *testing.T) {
 			}
 		}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
 	})
+}
+
+// expectManagerDeployed checks the chart's Deployment, rolled out with the
+// test image, and its Services and PodDisruptionBudget.
+func expectManagerDeployed(ctx context.Context, g Gomega, c client.Client) {
+	d := &appsv1.Deployment{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: "stretch-controller-manager"}, d)).To(Succeed())
+	g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))
+	g.Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(2))))
+	for _, name := range []string{"stretch-webhook", "stretch-metrics"} {
+		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: name}, &corev1.Service{})).To(Succeed(), "Service %s", name)
+	}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: "stretch-controller-manager"}, &policyv1.PodDisruptionBudget{})).To(Succeed())
 }
 
 // expectInstalled checks what install creates and returns the cluster ID.

@@ -21,6 +21,11 @@ import (
 // suite names the artifacts folder: _artifacts/e2e/.
 const suite = "e2e"
 
+// testImage is the manager image the scenarios install with the chart: the
+// chart's pods run on kwok nodes, which pull nothing; the managers that work
+// are processes (startManager) with the chart's ServiceAccount.
+const testImage = "registry.example/stretch-controller-manager:e2e"
+
 // commandTimeout bounds one run of stretchctl or kubectl.
 const commandTimeout = 2 * time.Minute
 

@@ -5,6 +5,8 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"stretch.dev/stretch/internal/cli/install"
+	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 )
 
@@ -18,9 +20,9 @@ func TestPeer(t *testing.T) {
 
 	step(t, "install both clusters", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := stretchctl(t, "install", "--kubeconfig", home.Kubeconfig, "--cluster-name", "home")
+		_, err := stretchctl(t, "install", "--image", testImage, "--kubeconfig", home.Kubeconfig, "--cluster-name", "home")
 		g.Expect(err).NotTo(HaveOccurred())
-		_, err = stretchctl(t, "install", "--kubeconfig", provider.Kubeconfig, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu,provider=kwok")
+		_, err = stretchctl(t, "install", "--image", testImage, "--kubeconfig", provider.Kubeconfig, "--cluster-name", "provider-eu", "--cluster-labels", "region=eu,provider=kwok")
 		g.Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -71,8 +73,21 @@ func TestPeer(t *testing.T) {
 }
 
 // startManager runs bin/stretch-controller-manager against c until the test
-// ends or stop is called (SIGINT, as a rollout would).
-func startManager(t *testing.T, c *testenv.KwokCluster) (stop func()) {
+// ends or stop is called (SIGINT, as a rollout would), as the chart's
+// ServiceAccount, with a token from the TokenRequest API: every scenario
+// then proves that the chart's RBAC is enough. stretchctl install (the
+// chart) must have run on c.
+func startManager(t *testing.T, c *testenv.KwokCluster, args ...string) (stop func()) {
 	t.Helper()
-	return testenv.RunManager(t, suite, c, false).Stop
+	return runManager(t, c, "stretch-controller-manager", args...).Stop
+}
+
+// runManager runs the manager binary bin/<binary> as startManager does.
+func runManager(t *testing.T, c *testenv.KwokCluster, binary string, args ...string) *testenv.ManagerProcess {
+	t.Helper()
+	kubeconfig, err := testenv.ServiceAccountKubeconfig(t.Context(), c.Config, identity.SystemNamespace, install.ManagerName, t.TempDir())
+	if err != nil {
+		t.Fatalf("%v (was stretchctl install run on %s?)", err, c.Name)
+	}
+	return testenv.RunManagerBinary(t, suite, c, binary, false, append([]string{"--kubeconfig", kubeconfig}, args...)...)
 }

@@ -31,10 +31,10 @@ func TestPodsRunOnProviders(t *testing.T) {
 
 	step(t, "install, peer with both providers", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := stretchctl(t, "install", "--kubeconfig", home.Kubeconfig, "--cluster-name", "home")
+		_, err := stretchctl(t, "install", "--image", testImage, "--kubeconfig", home.Kubeconfig, "--cluster-name", "home")
 		g.Expect(err).NotTo(HaveOccurred())
 		for i, p := range providers {
-			_, err = stretchctl(t, "install", "--kubeconfig", p.Kubeconfig, "--cluster-name", []string{"provider-eu", "provider-us"}[i])
+			_, err = stretchctl(t, "install", "--image", testImage, "--kubeconfig", p.Kubeconfig, "--cluster-name", []string{"provider-eu", "provider-us"}[i])
 			g.Expect(err).NotTo(HaveOccurred())
 		}
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -86,6 +87,21 @@ func (c *Cluster) RESTConfig() (*rest.Config, error) {
 	cfg.Timeout = Timeout
 	cfg.UserAgent = "stretchctl"
 	return cfg, nil
+}
+
+// RESTClientGetter loads the same kubeconfig and context for libraries that
+// take kubectl's flags, such as Helm's actions.
+func (c *Cluster) RESTClientGetter() genericclioptions.RESTClientGetter {
+	flags := genericclioptions.NewConfigFlags(true)
+	if c.Kubeconfig != "" {
+		flags.KubeConfig = &c.Kubeconfig
+	}
+	if c.Context != "" {
+		flags.Context = &c.Context
+	}
+	timeout := Timeout.String()
+	flags.Timeout = &timeout
+	return flags
 }
 
 // Client returns a client for the cluster after checking that its API server

@@ -1,6 +1,8 @@
-// Package install puts Stretch on a cluster and takes it off again: CRDs, the
-// stretch-system namespace, the cluster identity, the controller-manager's
-// RBAC and the stretch RuntimeClass.
+// Package install puts Stretch on a cluster and takes it off again: the
+// chart (charts/stretch) as a Helm release with the manager's Deployment, or,
+// for a manager outside the cluster, the chart's other objects applied
+// without a release; and the cluster identity, which no release owns, so that
+// the cluster ID outlives them all.
 package install
 
 import (
@@ -8,24 +10,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/config"
+	"stretch.dev/stretch/charts"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook"
@@ -46,28 +47,18 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Install installs or updates Stretch on the cluster c talks to. It is
-// idempotent; the cluster ID of an existing identity is kept. Everything that
-// could make it fail half-way (inputs, an identity under another name) is
-// checked before the first write.
+// Install installs or updates Stretch on the cluster c talks to, for a
+// manager that runs outside the cluster: the chart rendered with
+// manager.enabled=false (CRDs, RBAC, RuntimeClass) is applied, with no Helm
+// release, and the cluster identity made. It is idempotent; the cluster ID
+// of an existing identity is kept. Everything that could make it fail
+// half-way (inputs, an identity under another name) is checked before the
+// first write.
 func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) (identity.Identity, error) {
-	existing := &corev1.ConfigMap{}
-	if err := c.Get(ctx, identity.Key, existing); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return identity.Identity{}, fmt.Errorf("reading the cluster identity %s: %w", identity.Key, err)
-		}
-		existing = nil
-	}
-	id, err := identity.Resolve(existing, opts.ClusterName, opts.ClusterLabels)
-	if err != nil {
+	if err := identity.Check(ctx, c, opts.ClusterName); err != nil {
 		return identity.Identity{}, err
 	}
-	objs, err := manifests(id)
-	if err != nil {
-		return identity.Identity{}, err
-	}
-
-	crds, err := config.CRDs()
+	crds, objs, err := outOfClusterObjects()
 	if err != nil {
 		return identity.Identity{}, err
 	}
@@ -80,7 +71,9 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 	if err := waitEstablished(ctx, c, crds, opts.Timeout, out); err != nil {
 		return identity.Identity{}, err
 	}
-
+	if err := ensureNamespace(ctx, c); err != nil {
+		return identity.Identity{}, err
+	}
 	for _, obj := range objs {
 		if err := objects.Apply(ctx, c, obj); err != nil {
 			return identity.Identity{}, err
@@ -88,105 +81,62 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 	}
 	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s applied\n", identity.SystemNamespace, ManagerName, peeringv1alpha1.RemoteWorkloadsClusterRole, peeringv1alpha1.RuntimeClassName)
 
-	if err := saveIdentity(ctx, c, existing, id); err != nil {
+	id, created, err := identity.Ensure(ctx, c, opts.ClusterName, opts.ClusterLabels)
+	if err != nil {
 		return identity.Identity{}, err
 	}
-	verb := "created"
-	if existing != nil {
-		verb = "kept"
+	verb := "kept"
+	if created {
+		verb = "created"
 	}
 	fmt.Fprintf(out, "✓ cluster identity %s: name %s, ID %s (%s), labels [%s]\n", identity.Key, id.Name, id.ID, verb, identity.FormatLabels(id.Labels))
 	return id, nil
 }
 
-// manifests are the objects of an install besides the CRDs and the identity.
-func manifests(id identity.Identity) ([]client.Object, error) {
-	data, err := config.File("rbac/role.yaml")
+// outOfClusterObjects are the chart's objects without the manager, the
+// CustomResourceDefinitions apart: they must be established before the rest.
+func outOfClusterObjects() (crds, rest []*unstructured.Unstructured, err error) {
+	objs, err := charts.Render(map[string]any{"manager": map[string]any{"enabled": false}}, identity.SystemNamespace)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(data, role); err != nil {
-		return nil, fmt.Errorf("decoding the embedded ClusterRole: %w", err)
+	for _, obj := range objs {
+		if obj.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, obj)
+		} else {
+			rest = append(rest, obj)
+		}
 	}
-	role.TypeMeta = metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"}
-	role.Name = ManagerName
-	labels := objects.Labels()
-	role.Labels = labels
-
-	ns := &corev1.Namespace{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-		ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace, Labels: labels},
-	}
-	sa := &corev1.ServiceAccount{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: ManagerName, Labels: labels},
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: ManagerName, Labels: labels},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ManagerName},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: identity.SystemNamespace, Name: ManagerName}},
-	}
-	runtimeClass := &nodev1.RuntimeClass{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "node.k8s.io/v1", Kind: "RuntimeClass"},
-		ObjectMeta: metav1.ObjectMeta{Name: peeringv1alpha1.RuntimeClassName, Labels: labels},
-		// No node runs this handler: the pod webhook sends pods of this class to
-		// virtual nodes, where the provider's own runtime class applies.
-		Handler: peeringv1alpha1.RuntimeClassName,
-	}
-	return []client.Object{ns, role, sa, binding, RemoteWorkloadsRole(labels), runtimeClass}, nil
+	return crds, rest, nil
 }
 
 // RemoteWorkloadsRole is what a home cluster may do in each of its twins on
-// this cluster, once the tenant controller binds it there: run pods and the
-// objects they need, read their logs and events, exec into them.
-func RemoteWorkloadsRole(labels map[string]string) *rbacv1.ClusterRole {
-	all := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
-	return &rbacv1.ClusterRole{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
-		ObjectMeta: metav1.ObjectMeta{Name: peeringv1alpha1.RemoteWorkloadsClusterRole, Labels: labels},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets", "services", "serviceaccounts"}, Verbs: all},
-			{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward", "serviceaccounts/token"}, Verbs: []string{"create", "get"}},
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
-		},
+// this cluster, once the tenant controller binds it there, as the chart
+// grants it (templates/rbac.yaml).
+func RemoteWorkloadsRole() (*rbacv1.ClusterRole, error) {
+	_, objs, err := outOfClusterObjects()
+	if err != nil {
+		return nil, err
 	}
-}
-
-// saveIdentity creates the identity, or updates its labels, with optimistic
-// concurrency so that two installs racing never replace a cluster ID.
-func saveIdentity(ctx context.Context, c client.Client, existing *corev1.ConfigMap, id identity.Identity) error {
-	want := id.ConfigMap()
-	if existing == nil {
-		if err := c.Create(ctx, want); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("the cluster identity %s was created by someone else meanwhile: run install again", identity.Key)
+	for _, obj := range objs {
+		if obj.GetKind() == "ClusterRole" && obj.GetName() == peeringv1alpha1.RemoteWorkloadsClusterRole {
+			role := &rbacv1.ClusterRole{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, role); err != nil {
+				return nil, fmt.Errorf("decoding ClusterRole %s of the chart: %w", obj.GetName(), err)
 			}
-			return fmt.Errorf("creating the cluster identity %s: %w", identity.Key, err)
+			return role, nil
 		}
-		return nil
 	}
-	if maps.Equal(existing.Data, want.Data) {
-		return nil
-	}
-	existing.Data = want.Data
-	if err := c.Update(ctx, existing); err != nil {
-		return fmt.Errorf("updating the cluster identity %s: %w", identity.Key, err)
-	}
-	return nil
+	return nil, fmt.Errorf("the chart has no ClusterRole %s", peeringv1alpha1.RemoteWorkloadsClusterRole)
 }
 
-func waitEstablished(ctx context.Context, c client.Client, crds []*apiextensionsv1.CustomResourceDefinition, timeout time.Duration, out io.Writer) error {
+func waitEstablished(ctx context.Context, c client.Client, crds []*unstructured.Unstructured, timeout time.Duration, out io.Writer) error {
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
 	pending := map[string]bool{}
 	for _, crd := range crds {
-		pending[crd.Name] = true
+		pending[crd.GetName()] = true
 	}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		for name := range pending {
@@ -209,23 +159,36 @@ func waitEstablished(ctx context.Context, c client.Client, crds []*apiextensions
 	return nil
 }
 
-// Uninstall removes what Install created. It refuses, changing nothing, while
-// the cluster still offloads namespaces, peers with providers or hosts twins
-// for home clusters: removing the CRDs then would orphan remote workloads.
-func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
+// Uninstall removes what Install or InstallChart created: the Helm release,
+// when there is one (getter reaches the cluster for Helm), then the objects
+// an out-of-cluster install applies, the webhook configurations the manager
+// registered, the identity, the namespace and the CRDs. It refuses, changing
+// nothing, while the cluster still offloads namespaces, peers with providers
+// or hosts twins for home clusters: removing the CRDs then would orphan
+// remote workloads.
+func Uninstall(ctx context.Context, getter genericclioptions.RESTClientGetter, c client.Client, timeout time.Duration, out io.Writer) error {
 	if err := checkUnused(ctx, c); err != nil {
 		return err
 	}
-	objs, err := manifests(identity.Identity{})
+	if getter != nil {
+		if err := uninstallRelease(getter, timeout, out); err != nil {
+			return err
+		}
+	}
+	crds, rest, err := outOfClusterObjects()
 	if err != nil {
 		return err
 	}
-	idCM := identity.Identity{}.ConfigMap()
 	// Reverse order: the webhook configurations the manager applied go
 	// first (a webhook without its manager fails every call), the namespace
-	// (with the identity and the webhook certificates in it) last but the CRDs.
+	// (with the identity, the webhook certificates and Helm's records in it)
+	// last but the CRDs.
 	mutating, validating := webhook.Configurations(webhook.Endpoint{}, nil)
-	objs = append([]client.Object{idCM}, objs...)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	objs := []client.Object{ns, identity.Identity{}.ConfigMap()}
+	for _, obj := range rest {
+		objs = append(objs, obj)
+	}
 	objs = append(objs, mutating, validating)
 	for i := len(objs) - 1; i >= 0; i-- {
 		if _, err := objects.Delete(ctx, c, objs[i]); err != nil {
@@ -233,10 +196,6 @@ func Uninstall(ctx context.Context, c client.Client, out io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", peeringv1alpha1.RuntimeClassName, ManagerName, identity.SystemNamespace)
-	crds, err := config.CRDs()
-	if err != nil {
-		return err
-	}
 	for _, crd := range crds {
 		if _, err := objects.Delete(ctx, c, crd); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -96,7 +97,7 @@ func TestInstallLifecycle(t *testing.T) {
 	g.Expect(c.Create(ctx, ns)).To(Succeed())
 	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: "offloading"}}
 	g.Expect(c.Create(ctx, off)).To(Succeed())
-	err = Uninstall(ctx, c, &out)
+	err = Uninstall(ctx, nil, c, time.Minute, &out)
 	g.Expect(err).To(MatchError(ContainSubstring("namespaces foo are offloaded: run 'stretchctl unoffload namespace foo' first")))
 	g.Expect(c.Get(ctx, identity.Key, &corev1.ConfigMap{})).To(Succeed())
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{})).To(Succeed())
@@ -109,7 +110,7 @@ func TestInstallLifecycle(t *testing.T) {
 	}
 	g.Expect(c.Delete(ctx, off)).To(Succeed())
 	out.Reset()
-	g.Expect(Uninstall(ctx, c, &out)).To(Succeed())
+	g.Expect(Uninstall(ctx, nil, c, time.Minute, &out)).To(Succeed())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(mutating), &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(validating), &admissionregistrationv1.ValidatingWebhookConfiguration{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{}))).To(BeTrue())
@@ -124,5 +125,5 @@ func TestInstallLifecycle(t *testing.T) {
 	}
 
 	// Uninstalling again is a no-op, even without the CRDs.
-	g.Expect(Uninstall(ctx, c, &out)).To(Succeed())
+	g.Expect(Uninstall(ctx, nil, c, time.Minute, &out)).To(Succeed())
 }

@@ -87,7 +87,11 @@ func RunWith(t testing.TB, home *testenv.APIServer, homeID string, providers []P
 			t.Fatal(err)
 		}
 		// What 'stretchctl install' grants a home cluster in its twins.
-		if err := p.Server.Client.Create(ctx, install.RemoteWorkloadsRole(nil)); client.IgnoreAlreadyExists(err) != nil {
+		role, err := install.RemoteWorkloadsRole()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Server.Client.Create(ctx, role); client.IgnoreAlreadyExists(err) != nil {
 			t.Fatal(err)
 		}
 		p.Server.FinalizeNamespaces(t)
