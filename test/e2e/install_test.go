@@ -51,6 +51,15 @@ func TestInstall(t *testing.T) {
 			helm, "--kubeconfig", c.Kubeconfig, "--namespace", systemNamespace}, args...)...)
 	}
 
+	step(t, "install without an image is refused before anything is written", func(t *testing.T) {
+		g := NewWithT(t)
+		out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", "provider-eu")
+		g.Expect(err).To(HaveOccurred())
+		g.Expect(out).To(ContainSubstring("nothing was changed"))
+		g.Expect(out).To(ContainSubstring("image.repository is required"))
+		g.Expect(apierrors.IsNotFound(c.Client.Get(ctx, client.ObjectKey{Name: systemNamespace}, &corev1.Namespace{}))).To(BeTrue(), "no namespace %s", systemNamespace)
+	})
+
 	var clusterID string
 	step(t, "install deploys the manager with the chart and waits for it, showing progress", func(t *testing.T) {
 		g := NewWithT(t)

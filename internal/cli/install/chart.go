@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"helm.sh/helm/v4/pkg/action"
-	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/kube"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
@@ -39,29 +38,46 @@ type ChartOptions struct {
 	// the values of the installed release; ClusterName, ClusterLabels and
 	// Image win over them.
 	Values map[string]any
-	// Chart replaces the embedded chart (tests install an older one).
-	Chart *chartv2.Chart
 	// Wait waits, printing progress, until the manager's Deployment has
 	// rolled out, for at most Timeout.
 	Wait bool
 }
 
 // InstallChart installs Stretch with its manager as the Helm release
-// charts.ReleaseName, or upgrades that release, and makes sure of the cluster
-// identity first, so that a name the cluster is already known by under
-// another ID fails before anything is written. Objects that an out-of-cluster
+// charts.ReleaseName, or upgrades that release. Before anything is written it
+// checks the cluster name against the identity and renders the chart with
+// the values the release will have, so that a refused value or a name the
+// cluster is not known by changes nothing. Objects that an out-of-cluster
 // install (Install) created are taken over by the release.
 func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter, c client.Client, opts ChartOptions, out io.Writer) (identity.Identity, error) {
 	values, err := chartValues(opts)
 	if err != nil {
 		return identity.Identity{}, err
 	}
-	chrt := opts.Chart
-	if chrt == nil {
-		if chrt, err = charts.Load(); err != nil {
-			return identity.Identity{}, err
-		}
+	chrt, err := charts.Load()
+	if err != nil {
+		return identity.Identity{}, err
 	}
+	if err := identity.Check(ctx, c, opts.ClusterName); err != nil {
+		return identity.Identity{}, err
+	}
+	cfg, err := helmConfiguration(getter)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	previous, err := lastRelease(cfg)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	// What the release's values will be: an upgrade reuses those given before.
+	check := values
+	if previous != nil {
+		check = mergeValues(previous.Config, values)
+	}
+	if _, err := charts.Render(check, identity.SystemNamespace); err != nil {
+		return identity.Identity{}, fmt.Errorf("nothing was changed: %w", err)
+	}
+
 	if err := ensureNamespace(ctx, c); err != nil {
 		return identity.Identity{}, err
 	}
@@ -78,14 +94,6 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 	}
 	values["clusterLabels"] = labels
 
-	cfg, err := helmConfiguration(getter)
-	if err != nil {
-		return identity.Identity{}, err
-	}
-	previous, err := lastRelease(cfg)
-	if err != nil {
-		return identity.Identity{}, err
-	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -163,6 +171,25 @@ func uninstallRelease(getter genericclioptions.RESTClientGetter, timeout time.Du
 	}
 	fmt.Fprintf(out, "✓ Helm release %s/%s (revision %d) uninstalled: the manager's Deployment and Services are gone\n", identity.SystemNamespace, charts.ReleaseName, rel.Version)
 	return nil
+}
+
+// mergeValues lays over on base, merging maps key by key, as Helm merges the
+// values of an upgrade over those of the release.
+func mergeValues(base, over map[string]any) map[string]any {
+	merged := maps.Clone(base)
+	if merged == nil {
+		merged = map[string]any{}
+	}
+	for k, v := range over {
+		if vm, ok := v.(map[string]any); ok {
+			if bm, ok := merged[k].(map[string]any); ok {
+				merged[k] = mergeValues(bm, vm)
+				continue
+			}
+		}
+		merged[k] = v
+	}
+	return merged
 }
 
 // lastRelease is the newest revision of charts.ReleaseName, nil when there is none.

@@ -88,3 +88,17 @@ func TestRolloutProgress(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeValues(t *testing.T) {
+	g := NewWithT(t)
+	base := map[string]any{"replicaCount": 3, "image": map[string]any{"repository": "r.example/m", "tag": "v1"}, "clusterLabels": map[string]any{"region": "eu"}}
+	merged := mergeValues(base, map[string]any{"image": map[string]any{"tag": "v2"}, "logLevel": "debug"})
+	g.Expect(merged).To(Equal(map[string]any{
+		"replicaCount":  3,
+		"image":         map[string]any{"repository": "r.example/m", "tag": "v2"},
+		"clusterLabels": map[string]any{"region": "eu"},
+		"logLevel":      "debug",
+	}))
+	g.Expect(base["image"]).To(HaveKeyWithValue("tag", "v1"), "the release's values are not changed")
+	g.Expect(mergeValues(nil, map[string]any{"a": 1})).To(Equal(map[string]any{"a": 1}))
+}
