@@ -36,6 +36,7 @@ import (
 	"stretch.dev/stretch/internal/manager"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 var cluster *testenv.APIServer
@@ -94,7 +95,7 @@ func kindNames(objs []*unstructured.Unstructured) []string {
 
 func chartDir(t *testing.T) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func chartDir(t *testing.T) string {
 
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin, err := testenv.Binary("helm")
+	bin, err := machine.Binary("helm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func with(values map[string]any, kv ...any) map[string]any {
 // from copies that are byte for byte those of config/.
 func TestCRDsAreConfigCRDs(t *testing.T) {
 	g := NewWithT(t)
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	g.Expect(err).NotTo(HaveOccurred())
 	sources, err := filepath.Glob(filepath.Join(root, "config", "crd", "*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())

@@ -24,14 +24,15 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // cluster is one cluster of the demo.
 type cluster struct {
-	Role   string            `json:"role"`
-	Labels string            `json:"labels"`
-	Kwok   testenv.KwokState `json:"kwok"`
+	Role   string     `json:"role"`
+	Labels string     `json:"labels"`
+	Kwok   kwok.State `json:"kwok"`
 }
 
 // manager is a running stretch-controller-manager.
@@ -177,14 +178,14 @@ func (d *demo) running(st state) bool {
 		}
 	}
 	for _, c := range st.Clusters {
-		if k, err := testenv.ReattachKwokCluster(c.Kwok); err == nil && len(k.Running()) > 0 {
+		if k, err := kwok.Reattach(c.Kwok); err == nil && len(k.Running()) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-func alive(pid int) bool { return testenv.ProcessRunning(pid) }
+func alive(pid int) bool { return machine.ProcessRunning(pid) }
 
 func (d *demo) load() (state, bool, error) {
 	data, err := os.ReadFile(d.statePath())
@@ -221,7 +222,7 @@ func (d *demo) up(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if d.bin, err = testenv.BinDir(); err != nil {
+	if d.bin, err = machine.BinDir(); err != nil {
 		return err
 	}
 	for _, tool := range []string{"stretchctl", "stretch-controller-manager", "kubectl"} {
@@ -324,13 +325,13 @@ func remoteNamespace(yaml string) string {
 
 func (d *demo) startClusters(ctx context.Context) error {
 	logs := filepath.Join(d.dir, "logs")
-	started := make([]*testenv.KwokCluster, len(roles))
+	started := make([]*kwok.Cluster, len(roles))
 	errs := make([]error, len(roles))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, r := range roles {
 		wg.Go(func() {
-			started[i], errs[i] = testenv.StartKwokCluster(ctx, r.Role, testenv.KwokOptions{
+			started[i], errs[i] = kwok.Start(ctx, r.Role, kwok.Options{
 				FakeNodes: 2,
 				LogDir:    filepath.Join(logs, r.Role),
 				Logf: func(format string, args ...any) {
@@ -358,11 +359,11 @@ func (d *demo) startClusters(ctx context.Context) error {
 }
 
 func (d *demo) startManager(role string) error {
-	webhook, err := testenv.FreeLocalAddr()
+	webhook, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
-	kubelet, err := testenv.FreeLocalAddr()
+	kubelet, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -421,7 +422,7 @@ func (d *demo) down() error {
 	}
 	for _, c := range st.Clusters {
 		fmt.Fprintf(d.out, "Stopping cluster %s (%s)\n", c.Role, c.Kwok.Name)
-		k, err := testenv.ReattachKwokCluster(c.Kwok)
+		k, err := kwok.Reattach(c.Kwok)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			err = k.Stop(ctx)

@@ -18,6 +18,7 @@ import (
 
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/scheme"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // APIServer is one running envtest control plane (etcd + kube-apiserver) with
@@ -68,15 +69,15 @@ func (s *APIServer) RestartAPIServer() error {
 // Stretch's CRDs installed. kubeconfigs are written under dir. On error,
 // whatever started is stopped again.
 func StartAPIServers(dir string, names ...string) ([]*APIServer, error) {
-	apiserver, err := Binary("kube-apiserver")
+	apiserver, err := machine.Binary("kube-apiserver")
 	if err != nil {
 		return nil, err
 	}
-	etcd, err := Binary("etcd")
+	etcd, err := machine.Binary("etcd")
 	if err != nil {
 		return nil, err
 	}
-	binDir, err := BinDir()
+	binDir, err := machine.BinDir()
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // Command returns a function that runs bin/<tool> with its arguments, logs
@@ -23,7 +25,7 @@ import (
 func Command(t testing.TB, tool string) func(args ...string) error {
 	return func(args ...string) error {
 		t.Helper()
-		bin, err := Binary(tool)
+		bin, err := machine.Binary(tool)
 		if err != nil {
 			return err
 		}

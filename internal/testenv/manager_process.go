@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // ManagerProcess is a bin/stretch-controller-manager run by a test.
@@ -42,17 +45,17 @@ var TestLeaseArgs = []string{"--leader-elect-lease-duration=60s", "--leader-elec
 // TestLeaseArgs and then args. When t fails (or with
 // STRETCH_KEEP_ARTIFACTS=1), its log is kept under
 // _artifacts/<suite>/<test>/ and the path is logged.
-func RunManager(t *testing.T, suite string, c *KwokCluster, withMetrics bool, args ...string) *ManagerProcess {
+func RunManager(t *testing.T, suite string, c *kwok.Cluster, withMetrics bool, args ...string) *ManagerProcess {
 	t.Helper()
 	return RunManagerBinary(t, suite, c, "stretch-controller-manager", withMetrics, args...)
 }
 
 // RunManagerBinary is RunManager with another build of the manager: binary
 // is a path, or a name in bin/ (an upgrade test runs an older release).
-func RunManagerBinary(t *testing.T, suite string, c *KwokCluster, binary string, withMetrics bool, args ...string) *ManagerProcess {
+func RunManagerBinary(t *testing.T, suite string, c *kwok.Cluster, binary string, withMetrics bool, args ...string) *ManagerProcess {
 	t.Helper()
 	if !filepath.IsAbs(binary) {
-		dir, err := BinDir()
+		dir, err := machine.BinDir()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +101,7 @@ func RunManagerBinary(t *testing.T, suite string, c *KwokCluster, binary string,
 		select {
 		case <-exited:
 			data, _ := os.ReadFile(logPath)
-			t.Logf("stretch-controller-manager on %s (pid %d) had exited on its own (%v); its log ends with:\n%s", c.Name, m.PID, exitErr, tail(data, 15))
+			t.Logf("stretch-controller-manager on %s (pid %d) had exited on its own (%v); its log ends with:\n%s", c.Name, m.PID, exitErr, machine.Tail(data, 15))
 		default:
 			_ = cmd.Process.Signal(os.Interrupt)
 			select {
@@ -137,7 +140,7 @@ func keepArtifacts(t testing.TB) bool {
 // KeepArtifact copies a file to _artifacts/<suite>/<test>/ at the
 // repository root and logs where.
 func KeepArtifact(t testing.TB, suite, path string) {
-	root, err := RepoRoot()
+	root, err := machine.RepoRoot()
 	if err != nil {
 		t.Error(err)
 		return

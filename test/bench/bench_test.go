@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 const suite = "bench"
@@ -120,7 +121,7 @@ func parseCounts(t *testing.T, s string) []int {
 const offloaded = "bench"
 
 type bench struct {
-	home, provider *testenv.KwokCluster
+	home, provider *kwok.Cluster
 	managers       map[string]*testenv.ManagerProcess
 }
 
@@ -128,17 +129,17 @@ type bench struct {
 // limits, installs and peers them, and offloads namespace bench.
 func setUp(t *testing.T, nodes int) *bench {
 	g := NewWithT(t)
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: nodes, DisableQPSLimits: true}, "home", "provider")
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: nodes, DisableQPSLimits: true}, "home", "provider")
 	b := &bench{home: clusters[0], provider: clusters[1], managers: map[string]*testenv.ManagerProcess{}}
 	stretchctl := testenv.Command(t, "stretchctl")
-	for role, c := range map[string]*testenv.KwokCluster{"home": b.home, "provider": b.provider} {
+	for role, c := range map[string]*kwok.Cluster{"home": b.home, "provider": b.provider} {
 		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
 		b.managers[role] = testenv.RunManager(t, suite, c, true)
 	}
 	g.Expect(stretchctl("peer", "--kubeconfig", b.home.Kubeconfig, "--remote-kubeconfig", b.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
 	g.Expect(b.home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: offloaded}})).To(Succeed())
 	g.Expect(stretchctl("offload", "namespace", offloaded, "--kubeconfig", b.home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")).To(Succeed())
-	for _, c := range []*testenv.KwokCluster{b.home, b.provider} {
+	for _, c := range []*kwok.Cluster{b.home, b.provider} {
 		g.Expect(c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vanilla}})).To(Succeed())
 	}
 	return b
@@ -161,7 +162,7 @@ type measurement struct {
 
 // burst deploys n pods in namespace vanilla of where[0] (or in the
 // offloaded namespace when where is home and the provider) and measures.
-func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCluster) measurement {
+func (b *bench) burst(t *testing.T, name string, n int, where ...*kwok.Cluster) measurement {
 	ns := vanilla
 	if len(where) == 2 {
 		ns = offloaded
@@ -194,7 +195,7 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*testenv.KwokCl
 func (b *bench) dualBurst(t *testing.T, name string, n int) measurement {
 	var wg sync.WaitGroup
 	ms := make([]measurement, 2)
-	for i, c := range []*testenv.KwokCluster{b.home, b.provider} {
+	for i, c := range []*kwok.Cluster{b.home, b.provider} {
 		wg.Go(func() { ms[i] = b.burst(t, "dual-"+name, n, c) })
 	}
 	wg.Wait()
@@ -218,14 +219,14 @@ func deployment(ns, name string, n int) *appsv1.Deployment {
 	}
 }
 
-func (b *bench) deploy(t *testing.T, c *testenv.KwokCluster, ns, name string, n int) {
+func (b *bench) deploy(t *testing.T, c *kwok.Cluster, ns, name string, n int) {
 	if err := c.Client.Create(context.Background(), deployment(ns, name, n)); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // waitReady waits until the Deployment reports n ready replicas.
-func (b *bench) waitReady(t *testing.T, c *testenv.KwokCluster, ns, name string, n int) {
+func (b *bench) waitReady(t *testing.T, c *kwok.Cluster, ns, name string, n int) {
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
 		d := &appsv1.Deployment{}
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
@@ -239,7 +240,7 @@ func (b *bench) waitReady(t *testing.T, c *testenv.KwokCluster, ns, name string,
 }
 
 // pods counts the pods of the benchmark's namespaces on c.
-func pods(ctx context.Context, c *testenv.KwokCluster) (int, error) {
+func pods(ctx context.Context, c *kwok.Cluster) (int, error) {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := c.Client.List(ctx, list); err != nil {
@@ -255,7 +256,7 @@ func pods(ctx context.Context, c *testenv.KwokCluster) (int, error) {
 }
 
 // waitPodsBelow waits until c has fewer than n pods.
-func (b *bench) waitPodsBelow(t *testing.T, n int, c *testenv.KwokCluster) {
+func (b *bench) waitPodsBelow(t *testing.T, n int, c *kwok.Cluster) {
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		got, err := pods(ctx, c)
 		return err == nil && got < n, nil
@@ -267,7 +268,7 @@ func (b *bench) waitPodsBelow(t *testing.T, n int, c *testenv.KwokCluster) {
 
 // waitGone waits up to timeout until no pod is left on the clusters and
 // returns how many are left.
-func (b *bench) waitGone(t *testing.T, timeout time.Duration, cs ...*testenv.KwokCluster) int {
+func (b *bench) waitGone(t *testing.T, timeout time.Duration, cs ...*kwok.Cluster) int {
 	left := 0
 	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		left = 0
@@ -347,5 +348,5 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 
 // writes returns the API writes each API server (home, provider) served so far.
 func (b *bench) writes(t *testing.T) [2]testenv.Writes {
-	return [2]testenv.Writes(apiWrites(NewWithT(t), []*testenv.KwokCluster{b.home, b.provider}))
+	return [2]testenv.Writes(apiWrites(NewWithT(t), []*kwok.Cluster{b.home, b.provider}))
 }

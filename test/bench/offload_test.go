@@ -18,6 +18,7 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 // bulkWorkers is how many creations run at once in the bulk runs, for
@@ -38,7 +39,7 @@ func offloadLatency(t *testing.T, r *report) {
 	for i := range steps[len(steps)-1] {
 		names = append(names, fmt.Sprintf("provider-%d", i+1))
 	}
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{DisableQPSLimits: true}, names...)
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true}, names...)
 	home, providers := clusters[0], clusters[1:]
 	stretchctl := testenv.Command(t, "stretchctl")
 	var managers []*testenv.ManagerProcess
@@ -92,7 +93,7 @@ func offloadLatency(t *testing.T, r *report) {
 // bulkOffload offloads size new namespaces at once to the providers selector
 // picks, and creates the same twins on providers directly. managers are the
 // home manager and the providers'.
-func bulkOffload(t *testing.T, home *testenv.KwokCluster, managers []*testenv.ManagerProcess, providers []*testenv.KwokCluster, selector *corev1.NodeSelector, size int) bulkRow {
+func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerProcess, providers []*kwok.Cluster, selector *corev1.NodeSelector, size int) bulkRow {
 	homeManager := managers[0]
 	g := NewWithT(t)
 	var nss, direct []string
@@ -103,7 +104,7 @@ func bulkOffload(t *testing.T, home *testenv.KwokCluster, managers []*testenv.Ma
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	})
-	clusters := append([]*testenv.KwokCluster{home}, providers...)
+	clusters := append([]*kwok.Cluster{home}, providers...)
 	before, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	failedBefore := failedReconciles(g, managers)
@@ -129,7 +130,7 @@ func bulkOffload(t *testing.T, home *testenv.KwokCluster, managers []*testenv.Ma
 }
 
 // apiWrites returns the writes each API server of clusters served so far.
-func apiWrites(g Gomega, clusters []*testenv.KwokCluster) []testenv.Writes {
+func apiWrites(g Gomega, clusters []*kwok.Cluster) []testenv.Writes {
 	w := make([]testenv.Writes, len(clusters))
 	for i, c := range clusters {
 		var err error
@@ -162,7 +163,7 @@ func failedReconciles(g Gomega, managers []*testenv.ManagerProcess) int64 {
 
 // waitReady waits until the NamespaceOffloadings of nss are Ready, each
 // with its twin on providers providers.
-func waitReady(t *testing.T, home *testenv.KwokCluster, nss []string, providers int) {
+func waitReady(t *testing.T, home *kwok.Cluster, nss []string, providers int) {
 	pending := slices.Clone(nss)
 	readyOn := func(o *offloadingv1alpha1.NamespaceOffloading) bool {
 		n := 0
@@ -202,9 +203,9 @@ func waitReady(t *testing.T, home *testenv.KwokCluster, nss []string, providers 
 
 // createDirectly creates namespaces nss on every provider, as a client
 // would, bulkWorkers at a time.
-func createDirectly(t *testing.T, providers []*testenv.KwokCluster, nss []string) {
+func createDirectly(t *testing.T, providers []*kwok.Cluster, nss []string) {
 	type job struct {
-		c  *testenv.KwokCluster
+		c  *kwok.Cluster
 		ns string
 	}
 	var jobs []job

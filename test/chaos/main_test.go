@@ -24,6 +24,8 @@ import (
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
@@ -56,7 +58,7 @@ func step(t *testing.T, name string, f func(t *testing.T)) {
 type world struct {
 	// t is the whole test: what runs until its end is started on it.
 	t              *testing.T
-	home, provider *testenv.KwokCluster
+	home, provider *kwok.Cluster
 	homeID         string
 	homeManager    *testenv.ManagerProcess
 	// providerManager is replaced when it exits (see keepProviderManager).
@@ -71,11 +73,11 @@ type world struct {
 // both, runs their managers and peers them.
 func setUp(t *testing.T) *world {
 	g := newG(t)
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", providerName)
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", providerName)
 	w := &world{t: t, home: clusters[0], provider: clusters[1]}
 	step(t, "install, run the managers, peer", func(t *testing.T) {
 		g := newG(t)
-		for name, c := range map[string]*testenv.KwokCluster{"home": w.home, providerName: w.provider} {
+		for name, c := range map[string]*kwok.Cluster{"home": w.home, providerName: w.provider} {
 			g.Expect(stretchctl(t, "install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)).To(Succeed())
 		}
 		w.homeManager = testenv.RunManager(w.t, suite, w.home, false)
@@ -120,7 +122,7 @@ func (w *world) killProvider(t *testing.T, g *WithT) (restart func()) {
 func (w *world) virtualNodeReady(g Gomega) bool {
 	node := &corev1.Node{}
 	g.Expect(w.home.Client.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.VirtualNodeName(providerName)}, node)).To(Succeed())
-	return testenv.NodeReady(node)
+	return kwok.NodeReady(node)
 }
 
 // keepProviderManager starts the provider's manager again when it exited:
@@ -128,7 +130,7 @@ func (w *world) virtualNodeReady(g Gomega) bool {
 // for longer than the renew deadline) exits, and its Deployment would start
 // it again. Convergence checks call it on every poll.
 func (w *world) keepProviderManager(t *testing.T) {
-	if testenv.ProcessRunning(w.providerManager.PID) {
+	if machine.ProcessRunning(w.providerManager.PID) {
 		return
 	}
 	t.Logf("the provider's manager (pid %d) exited while its API server was down; starting it again, as its Deployment would", w.providerManager.PID)
@@ -140,7 +142,7 @@ func (w *world) keepProviderManager(t *testing.T) {
 // expectHomeManagerRunning checks that the home manager survived: the
 // provider's outage is no reason for it to exit.
 func (w *world) expectHomeManagerRunning(g Gomega) {
-	g.Expect(testenv.ProcessRunning(w.homeManager.PID)).To(BeTrue(), "the home manager exited")
+	g.Expect(machine.ProcessRunning(w.homeManager.PID)).To(BeTrue(), "the home manager exited")
 }
 
 // offloading returns the NamespaceOffloading of ns, nil when gone.
@@ -205,7 +207,7 @@ type duplicates struct {
 	origin map[string]string
 }
 
-func watchDuplicates(t *testing.T, provider *testenv.KwokCluster, homeID string) *duplicates {
+func watchDuplicates(t *testing.T, provider *kwok.Cluster, homeID string) *duplicates {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(provider.Config)
 	if err != nil {

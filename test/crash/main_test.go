@@ -19,6 +19,8 @@ import (
 
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // suite names the artifacts folder: _artifacts/crash/.
@@ -31,7 +33,7 @@ var ctx = context.Background()
 func TestMain(m *testing.M) {
 	flag.Parse()
 	for _, tool := range []string{"kwokctl", "kwok", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubectl", "stretchctl", "stretch-controller-manager"} {
-		if _, err := testenv.Binary(tool); err != nil {
+		if _, err := machine.Binary(tool); err != nil {
 			fmt.Fprintf(os.Stderr, "crash: %v (stretchctl and stretch-controller-manager come from 'make build')\n", err)
 			os.Exit(1)
 		}
@@ -54,7 +56,7 @@ const providerName = "provider"
 // each (pods that come home run on home's).
 type stretch struct {
 	t              *testing.T
-	home, provider *testenv.KwokCluster
+	home, provider *kwok.Cluster
 	homeID         string
 	// manager is the home manager running now.
 	manager *testenv.ManagerProcess
@@ -65,9 +67,9 @@ type stretch struct {
 // setUp starts, installs and peers the clusters; everything stops when t ends.
 func setUp(t *testing.T) *stretch {
 	g := newG(t)
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", providerName)
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", providerName)
 	s := &stretch{t: t, home: clusters[0], provider: clusters[1]}
-	for name, c := range map[string]*testenv.KwokCluster{"home": s.home, providerName: s.provider} {
+	for name, c := range map[string]*kwok.Cluster{"home": s.home, providerName: s.provider} {
 		_, err := s.stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", name)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
@@ -85,7 +87,7 @@ func setUp(t *testing.T) *stretch {
 // returns the output (stdout and stderr) and its error.
 func (s *stretch) stretchctl(args ...string) (string, error) {
 	s.t.Helper()
-	bin, err := testenv.Binary("stretchctl")
+	bin, err := machine.Binary("stretchctl")
 	if err != nil {
 		return "", err
 	}

@@ -12,13 +12,15 @@ import (
 	. "github.com/onsi/gomega"
 
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // What 'make demo' runs: the story comes up, says what to type, refuses to
 // start twice, and 'make demo-down' leaves nothing running.
 func TestDemo(t *testing.T) {
 	g := NewWithT(t)
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	g.Expect(err).NotTo(HaveOccurred())
 	demo := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", demo, "./hack/demo")
@@ -58,7 +60,7 @@ func TestDemo(t *testing.T) {
 
 	// What runs: the clusters' components (under their roots) and the managers.
 	var st struct {
-		Clusters []struct{ Kwok testenv.KwokState }
+		Clusters []struct{ Kwok kwok.State }
 		Managers []struct{ PID int }
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
@@ -76,7 +78,7 @@ func TestDemo(t *testing.T) {
 		g.Expect(c.Kwok.Root).NotTo(BeADirectory())
 	}
 	for _, m := range st.Managers {
-		g.Expect(testenv.ProcessRunning(m.PID)).To(BeFalse(), "manager pid %d", m.PID)
+		g.Expect(machine.ProcessRunning(m.PID)).To(BeFalse(), "manager pid %d", m.PID)
 	}
 }
 

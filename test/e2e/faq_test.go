@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 // The seed's FAQ, case by case: each problem is reproduced, seen with the
@@ -20,7 +21,7 @@ import (
 // node for the pods that stay local; provider-eu and provider-us carry
 // region=eu and region=us.
 func TestFAQ(t *testing.T) {
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu", "provider-us")
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider-eu", "provider-us")
 	home, eu, us := clusters[0], clusters[1], clusters[2]
 	whole := t
 	f := &faq{t: t, home: home}
@@ -28,14 +29,14 @@ func TestFAQ(t *testing.T) {
 	step(t, "install, run the managers, peer", func(t *testing.T) {
 		g := NewWithT(t)
 		for _, c := range []struct {
-			cluster      *testenv.KwokCluster
+			cluster      *kwok.Cluster
 			name, labels string
 		}{{home, "home", "region=home"}, {eu, "provider-eu", "region=eu"}, {us, "provider-us", "region=us"}} {
 			_, err := stretchctl(t, "install", "--image", testImage, "--kubeconfig", c.cluster.Kubeconfig, "--cluster-name", c.name, "--cluster-labels", c.labels)
 			g.Expect(err).NotTo(HaveOccurred())
 			startManager(whole, c.cluster)
 		}
-		for _, p := range []*testenv.KwokCluster{eu, us} {
+		for _, p := range []*kwok.Cluster{eu, us} {
 			_, err := stretchctl(t, "peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", p.Kubeconfig, "--wait", "--timeout", "2m")
 			g.Expect(err).NotTo(HaveOccurred())
 		}
@@ -244,7 +245,7 @@ spec:
 		twin := f.kubectl(g, home, "get", "namespaceoffloadings", "offloading", "-n", "local", "-o=jsonpath={.status.remoteNamespaceName}")
 		_, err := stretchctl(t, "unoffload", "namespace", "local", "--wait", "--yes", "--kubeconfig", home.Kubeconfig)
 		g.Expect(err).NotTo(HaveOccurred())
-		for _, p := range []*testenv.KwokCluster{eu, us} {
+		for _, p := range []*kwok.Cluster{eu, us} {
 			g.Expect(f.kubectl(g, p, "get", "namespace", twin, "--ignore-not-found")).To(BeEmpty())
 		}
 		// The Deployment's pods are recreated at home, where they now run.
@@ -255,19 +256,19 @@ spec:
 // faq holds what the FAQ's steps share.
 type faq struct {
 	t      *testing.T
-	home   *testenv.KwokCluster
+	home   *kwok.Cluster
 	homeID string
 }
 
 // kubectl runs kubectl against c and returns its trimmed output; it must succeed.
-func (f *faq) kubectl(g Gomega, c *testenv.KwokCluster, args ...string) string {
+func (f *faq) kubectl(g Gomega, c *kwok.Cluster, args ...string) string {
 	out, err := kubectl(f.t, c, args...)
 	g.ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return strings.TrimSpace(out)
 }
 
 // apply applies a manifest with kubectl and returns its output and error.
-func (f *faq) apply(t *testing.T, c *testenv.KwokCluster, manifest string) (string, error) {
+func (f *faq) apply(t *testing.T, c *kwok.Cluster, manifest string) (string, error) {
 	path := filepath.Join(t.TempDir(), "manifest.yaml")
 	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
 		t.Fatal(err)

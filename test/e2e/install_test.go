@@ -21,6 +21,8 @@ import (
 
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 const (
@@ -34,13 +36,13 @@ const (
 // the cluster ID kept across a second install and across 'helm uninstall'
 // and 'helm install', and uninstall removing everything.
 func TestInstall(t *testing.T) {
-	c := testenv.StartKwokClusterForTest(t, suite, "install", testenv.KwokOptions{FakeNodes: 2})
+	c := testenv.StartKwokClusterForTest(t, suite, "install", kwok.Options{FakeNodes: 2})
 	ctx := t.Context()
-	helm, err := testenv.Binary("helm")
+	helm, err := machine.Binary("helm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // suite names the artifacts folder: _artifacts/e2e/.
@@ -44,15 +45,15 @@ func TestMain(m *testing.M) {
 
 func findBinaries() error {
 	for _, tool := range []string{"kwokctl", "kwok", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
-		if _, err := testenv.Binary(tool); err != nil {
+		if _, err := machine.Binary(tool); err != nil {
 			return err
 		}
 	}
 	var err error
-	if binaries.kubectl, err = testenv.Binary("kubectl"); err != nil {
+	if binaries.kubectl, err = machine.Binary("kubectl"); err != nil {
 		return err
 	}
-	dir, err := testenv.BinDir()
+	dir, err := machine.BinDir()
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func stretchctl(t *testing.T, args ...string) (string, error) {
 }
 
 // kubectl runs bin/kubectl against a cluster, with a discovery cache of the test's own.
-func kubectl(t *testing.T, c *testenv.KwokCluster, args ...string) (string, error) {
+func kubectl(t *testing.T, c *kwok.Cluster, args ...string) (string, error) {
 	t.Helper()
 	return run(t, binaries.kubectl, append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", t.TempDir()}, args...)...)
 }

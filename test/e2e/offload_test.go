@@ -9,12 +9,12 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 // offloadWithKubectl offloads namespace foo from home to the provider with
 // plain kubectl and checks it with the FAQ's own commands, then unoffloads it.
-func offloadWithKubectl(t *testing.T, home, provider *testenv.KwokCluster) {
+func offloadWithKubectl(t *testing.T, home, provider *kwok.Cluster) {
 	// The FAQ's command, as users type it (the shell strips the quotes).
 	phase := func(g Gomega) string {
 		out, err := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", "foo", "-o=jsonpath={['status.offloadingPhase']}")

@@ -8,6 +8,7 @@ import (
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 // The peering and offloading story with the real binaries: install both
@@ -15,7 +16,7 @@ import (
 // a labelled, Ready virtual node with kubectl, offload a namespace and follow
 // it with the FAQ's kubectl commands, unoffload; then unpeer.
 func TestPeer(t *testing.T) {
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu")
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider-eu")
 	home, provider := clusters[0], clusters[1]
 
 	step(t, "install both clusters", func(t *testing.T) {
@@ -77,13 +78,13 @@ func TestPeer(t *testing.T) {
 // ServiceAccount, with a token from the TokenRequest API: every scenario
 // then proves that the chart's RBAC is enough. stretchctl install (the
 // chart) must have run on c.
-func startManager(t *testing.T, c *testenv.KwokCluster, args ...string) (stop func()) {
+func startManager(t *testing.T, c *kwok.Cluster, args ...string) (stop func()) {
 	t.Helper()
 	return runManager(t, c, "stretch-controller-manager", args...).Stop
 }
 
 // runManager runs the manager binary bin/<binary> as startManager does.
-func runManager(t *testing.T, c *testenv.KwokCluster, binary string, args ...string) *testenv.ManagerProcess {
+func runManager(t *testing.T, c *kwok.Cluster, binary string, args ...string) *testenv.ManagerProcess {
 	t.Helper()
 	kubeconfig, err := testenv.ServiceAccountKubeconfig(t.Context(), c.Config, identity.SystemNamespace, install.ManagerName, t.TempDir())
 	if err != nil {

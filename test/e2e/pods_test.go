@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 // Pods of an offloaded namespace run on the providers: a Deployment of 20
@@ -24,7 +25,7 @@ import (
 // manager restart mid-rollout leave no duplicate; deleting the Deployment
 // leaves nothing remotely.
 func TestPodsRunOnProviders(t *testing.T) {
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 2, EnableCRDs: []string{"ClusterLogs", "ClusterExec"}},
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 2, EnableCRDs: []string{"ClusterLogs", "ClusterExec"}},
 		"home", "provider-eu", "provider-us")
 	home, providers := clusters[0], clusters[1:]
 	whole := t // what runs until the test ends is started on it, not on a step
@@ -51,7 +52,7 @@ func TestPodsRunOnProviders(t *testing.T) {
 	})
 
 	const ns = "web"
-	twins := map[*testenv.KwokCluster]string{}
+	twins := map[*kwok.Cluster]string{}
 	step(t, "offload the namespace with strategy Remote", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := kubectl(t, home, "create", "namespace", ns)
@@ -246,7 +247,7 @@ func (s *streaming) String() string {
 
 // startKubectl runs kubectl against c in the background, until stop or the
 // end of the test.
-func startKubectl(t *testing.T, c *testenv.KwokCluster, args ...string) *streaming {
+func startKubectl(t *testing.T, c *kwok.Cluster, args ...string) *streaming {
 	t.Helper()
 	s := &streaming{}
 	cmd := exec.Command(binaries.kubectl, append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", t.TempDir()}, args...)...)
@@ -268,7 +269,7 @@ func startKubectl(t *testing.T, c *testenv.KwokCluster, args ...string) *streami
 }
 
 // remotePods counts the pods of the twins on the providers.
-func remotePods(t *testing.T, g Gomega, providers []*testenv.KwokCluster, twins map[*testenv.KwokCluster]string) int {
+func remotePods(t *testing.T, g Gomega, providers []*kwok.Cluster, twins map[*kwok.Cluster]string) int {
 	n := 0
 	for _, p := range providers {
 		out, err := kubectl(t, p, "get", "pods", "-n", twins[p], "-o=name")

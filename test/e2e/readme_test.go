@@ -17,6 +17,8 @@ import (
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // The README's "Install on your clusters" lines work as written: its
@@ -25,7 +27,7 @@ import (
 // each cluster then has the manager's Deployment with the README's image and
 // the identity the command named.
 func TestREADMEInstallLines(t *testing.T) {
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +36,11 @@ func TestREADMEInstallLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	commands := installCommands(t, string(readme))
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu")
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider-eu")
 	home, eu := clusters[0], clusters[1]
 
 	dir := t.TempDir()
-	for name, c := range map[string]*testenv.KwokCluster{"home.kubeconfig": home, "eu.kubeconfig": eu} {
+	for name, c := range map[string]*kwok.Cluster{"home.kubeconfig": home, "eu.kubeconfig": eu} {
 		data, err := os.ReadFile(c.Kubeconfig)
 		if err != nil {
 			t.Fatal(err)
@@ -50,7 +52,7 @@ func TestREADMEInstallLines(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "charts"), filepath.Join(dir, "charts")); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := testenv.BinDir()
+	bin, err := machine.BinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestREADMEInstallLines(t *testing.T) {
 	}
 
 	g := NewWithT(t)
-	for c, name := range map[*testenv.KwokCluster]string{home: "home", eu: "provider-eu"} {
+	for c, name := range map[*kwok.Cluster]string{home: "home", eu: "provider-eu"} {
 		d := &appsv1.Deployment{}
 		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: identity.SystemNamespace, Name: install.ManagerName}, d)).To(Succeed())
 		g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/stretch/stretch-controller-manager:v0.1.0"))

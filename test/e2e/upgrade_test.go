@@ -19,6 +19,8 @@ import (
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // previousRelease is the last commit before Stretch shipped a chart: its
@@ -34,7 +36,7 @@ const previousRelease = "d77b8600ab6b87a9e2e93ca2839f0eb04fedb0c8"
 // provider, no twin or twin request is recreated, and both cluster IDs stay.
 func TestUpgradeRestartsNothing(t *testing.T) {
 	previous := buildPreviousRelease(t)
-	clusters := testenv.StartKwokClustersForTest(t, suite, testenv.KwokOptions{FakeNodes: 1}, "home", "provider-eu")
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider-eu")
 	home, provider := clusters[0], clusters[1]
 
 	var oldManagers []*testenv.ManagerProcess
@@ -89,7 +91,7 @@ func TestUpgradeRestartsNothing(t *testing.T) {
 	step(t, "upgrade the chart's release to a new image", func(t *testing.T) {
 		g := NewWithT(t)
 		for _, c := range clusters {
-			out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", map[*testenv.KwokCluster]string{home: "home", provider: "provider-eu"}[c],
+			out, err := stretchctl(t, "install", "--kubeconfig", c.Kubeconfig, "--cluster-name", map[*kwok.Cluster]string{home: "home", provider: "provider-eu"}[c],
 				"--image", "registry.example/stretch-controller-manager:v2", "--wait")
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(out).To(MatchRegexp(`Upgrading Helm release stretch-system/stretch from revision 1`))
@@ -120,7 +122,7 @@ type previousBuild struct{ stretchctl, manager string }
 // previousRelease from git history into a temporary directory.
 func buildPreviousRelease(t *testing.T) previousBuild {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	root, err := machine.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ type running struct {
 	homeID, providerID   string
 }
 
-func observeRunning(t *testing.T, home, provider *testenv.KwokCluster) running {
+func observeRunning(t *testing.T, home, provider *kwok.Cluster) running {
 	t.Helper()
 	ctx := t.Context()
 	r := running{homePods: map[string]int32{}, remotePods: map[string]int32{}}
@@ -186,7 +188,7 @@ func observeRunning(t *testing.T, home, provider *testenv.KwokCluster) running {
 	for _, req := range reqs.Items {
 		r.requests = append(r.requests, string(req.UID))
 	}
-	for c, into := range map[*testenv.KwokCluster]*string{home: &r.homeID, provider: &r.providerID} {
+	for c, into := range map[*kwok.Cluster]*string{home: &r.homeID, provider: &r.providerID} {
 		id, err := identity.Load(ctx, c.Client)
 		if err != nil {
 			t.Fatal(err)
@@ -202,7 +204,7 @@ func observeRunning(t *testing.T, home, provider *testenv.KwokCluster) running {
 // everything of before is still there, the same objects with the same
 // restart counts, and nothing else but the probe's pod; then it deletes the
 // probe and waits until it is gone on both sides.
-func expectUnchanged(t *testing.T, home, provider *testenv.KwokCluster, before running, probe string) {
+func expectUnchanged(t *testing.T, home, provider *kwok.Cluster, before running, probe string) {
 	g := NewWithT(t)
 	since := time.Now()
 	g.Eventually(func(g Gomega) {
@@ -247,7 +249,7 @@ func expectUnchanged(t *testing.T, home, provider *testenv.KwokCluster, before r
 }
 
 // waitReplicas waits until Deployment web in ns has n ready replicas.
-func waitReplicas(t *testing.T, g Gomega, c *testenv.KwokCluster, ns string, n int) {
+func waitReplicas(t *testing.T, g Gomega, c *kwok.Cluster, ns string, n int) {
 	g.Eventually(func(g Gomega) string {
 		out, err := kubectl(t, c, "get", "deployment", "web", "-n", ns, "-o=jsonpath={.status.readyReplicas}")
 		g.Expect(err).NotTo(HaveOccurred())

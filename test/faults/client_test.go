@@ -11,16 +11,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/faults"
 	"stretch.dev/stretch/internal/testenv/fleet"
 )
 
 // flaky are the faults of an API server having a bad day: writes conflict,
 // priority and fairness throttles, some answers are lost after the change
 // was made, and some requests fail outright.
-func flaky() []testenv.Fault {
+func flaky() []faults.Fault {
 	writes := []string{"create", "update", "patch", "delete"}
-	return []testenv.Fault{
+	return []faults.Fault{
 		{Code: 409, Share: 0.2, Verbs: []string{"update", "patch"}},
 		{Code: 429, Share: 0.05},
 		{Code: 500, Share: 0.1, Verbs: []string{"create"}, AfterServing: true},
@@ -30,14 +30,14 @@ func flaky() []testenv.Fault {
 
 // TestClientFaults runs Stretch with every client it has (the home side's
 // of home and of the provider, the tenant controller's of the provider)
-// going through a FaultInjector: offload, pod offload and unoffload
+// going through a faults.Injector: offload, pod offload and unoffload
 // converge, with nothing duplicated; and while the provider answers 500 to
 // everything, the home side retries with backoff instead of hot-looping.
 func TestClientFaults(t *testing.T) {
 	g := newG(t)
-	homeF := testenv.NewFaultInjector(1, flaky()...)
-	peerF := testenv.NewFaultInjector(2, flaky()...)
-	tenantF := testenv.NewFaultInjector(3, flaky()...)
+	homeF := faults.NewInjector(1, flaky()...)
+	peerF := faults.NewInjector(2, flaky()...)
+	tenantF := faults.NewInjector(3, flaky()...)
 	fleet.RunWith(t, home, homeID, []fleet.Provider{{Server: eu}}, fleet.Options{
 		HomeTransport: homeF.Wrap, PeerTransport: peerF.Wrap, TenantTransport: tenantF.Wrap,
 	})

@@ -19,6 +19,7 @@ import (
 	"stretch.dev/stretch/internal/manager"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
+	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
 var leaseKey = types.NamespacedName{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}
@@ -49,7 +50,7 @@ func TestLeaderKilled(t *testing.T) {
 			_ = home.Client.DeleteAllOf(ctx, obj)
 		}
 	})
-	cluster := &testenv.KwokCluster{Name: home.Name, Kubeconfig: home.Kubeconfig} // RunManager needs only these
+	cluster := &kwok.Cluster{Name: home.Name, Kubeconfig: home.Kubeconfig} // RunManager needs only these
 	// The default timings: the failover tested is the one users get.
 	d := manager.DefaultOptions()
 	run := func() *testenv.ManagerProcess {

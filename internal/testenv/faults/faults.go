@@ -1,4 +1,8 @@
-package testenv
+// Package faults makes an API server misbehave for a client: an
+// http.RoundTripper wrapper that answers a share of the requests with
+// conflicts, throttling or internal errors, or every request while "down",
+// deterministically for a seed. It does not import testing.
+package faults
 
 import (
 	"bytes"
@@ -15,7 +19,7 @@ import (
 	"k8s.io/client-go/transport"
 )
 
-// Fault is an answer a FaultInjector gives instead of the API server's.
+// Fault is an answer an Injector gives instead of the API server's.
 type Fault struct {
 	// Code is the HTTP status: 409, 429 or 500.
 	Code int
@@ -31,11 +35,11 @@ type Fault struct {
 	AfterServing bool
 }
 
-// FaultInjector is an http.RoundTripper wrapper that answers a share of the
+// Injector is an http.RoundTripper wrapper that answers a share of the
 // requests with errors instead of the API server, deterministically for a
 // seed and a sequence of requests, and counts requests by verb. Wrap clients
 // with rest.Config.Wrap(f.Wrap). It is safe for concurrent use.
-type FaultInjector struct {
+type Injector struct {
 	mu     sync.Mutex
 	rnd    *rand.Rand
 	faults []Fault
@@ -46,22 +50,22 @@ type FaultInjector struct {
 	watches map[*watchBody]struct{}
 }
 
-// NewFaultInjector returns an injector that injects faults (the first that
+// NewInjector returns an injector that injects faults (the first that
 // matches a request and whose share is drawn wins) with a random sequence
 // seeded by seed.
-func NewFaultInjector(seed uint64, faults ...Fault) *FaultInjector {
-	return &FaultInjector{rnd: rand.New(rand.NewPCG(seed, seed)), faults: faults, counts: map[string]int{}, failed: map[int]int{}, watches: map[*watchBody]struct{}{}}
+func NewInjector(seed uint64, faults ...Fault) *Injector {
+	return &Injector{rnd: rand.New(rand.NewPCG(seed, seed)), faults: faults, counts: map[string]int{}, failed: map[int]int{}, watches: map[*watchBody]struct{}{}}
 }
 
 // Wrap is a transport.WrapperFunc.
-func (f *FaultInjector) Wrap(rt http.RoundTripper) http.RoundTripper {
+func (f *Injector) Wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) { return f.roundTrip(rt, req) })
 }
 
-var _ transport.WrapperFunc = (&FaultInjector{}).Wrap
+var _ transport.WrapperFunc = (&Injector{}).Wrap
 
 // SetFaults replaces the faults injected from now on.
-func (f *FaultInjector) SetFaults(faults ...Fault) {
+func (f *Injector) SetFaults(faults ...Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults = faults
@@ -70,7 +74,7 @@ func (f *FaultInjector) SetFaults(faults ...Fault) {
 // SetDown makes every request answered 500 while down, as a broken API
 // server (or a proxy in front of it) would; going down also ends the open
 // watches, as the server's going away would.
-func (f *FaultInjector) SetDown(down bool) {
+func (f *Injector) SetDown(down bool) {
 	f.mu.Lock()
 	f.down = down
 	var open []*watchBody
@@ -87,20 +91,20 @@ func (f *FaultInjector) SetDown(down bool) {
 
 // Counts returns the number of requests seen so far by verb, and their total
 // under "".
-func (f *FaultInjector) Counts() map[string]int {
+func (f *Injector) Counts() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.counts)
 }
 
 // Injected returns the number of faults injected so far by status code.
-func (f *FaultInjector) Injected() map[int]int {
+func (f *Injector) Injected() map[int]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.failed)
 }
 
-func (f *FaultInjector) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
+func (f *Injector) roundTrip(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
 	verb, resource := RequestVerb(req)
 	f.mu.Lock()
 	f.counts[verb]++
@@ -134,7 +138,7 @@ func (f *FaultInjector) roundTrip(rt http.RoundTripper, req *http.Request) (*htt
 }
 
 // pick draws the fault for a request; f.mu is held.
-func (f *FaultInjector) pick(verb, resource string) (Fault, bool) {
+func (f *Injector) pick(verb, resource string) (Fault, bool) {
 	if f.down {
 		return Fault{Code: http.StatusInternalServerError}, true
 	}
@@ -247,7 +251,7 @@ func RequestVerb(req *http.Request) (verb, resource string) {
 // watchBody is the body of an open watch, forgotten when closed.
 type watchBody struct {
 	io.ReadCloser
-	f *FaultInjector
+	f *Injector
 }
 
 func (w *watchBody) Close() error {

@@ -1,4 +1,4 @@
-package testenv
+package faults
 
 import (
 	"net/http/httptest"

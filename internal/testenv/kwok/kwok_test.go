@@ -1,4 +1,4 @@
-package testenv
+package kwok_test
 
 import (
 	"encoding/hex"
@@ -16,30 +16,34 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stretch.dev/stretch/internal/testenv"
+	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
-func TestKwokCluster(t *testing.T) {
+func TestCluster(t *testing.T) {
 	g := NewWithT(t)
 
-	var c *KwokCluster
+	var c *kwok.Cluster
 	logDir := t.TempDir()
 	// Registered first, so it runs after the Stop that StartKwokClusterForTest registers.
 	t.Cleanup(func() {
 		if c != nil {
 			g.Expect(c.Running()).To(BeEmpty(), "component processes left after Stop")
-			g.Expect(c.root).NotTo(BeADirectory(), "workdir left after Stop")
-			for _, name := range append(kwokComponents, "kwokctl-create", "kwokctl-delete") {
+			g.Expect(c.Root()).NotTo(BeADirectory(), "workdir left after Stop")
+			for _, name := range append(kwok.Components(), "kwokctl-create", "kwokctl-delete") {
 				g.Expect(filepath.Join(logDir, name+".log")).To(BeAnExistingFile(), "exported to LogDir on Stop")
 			}
 		}
 	})
 	start := time.Now()
-	c = StartKwokClusterForTest(t, "testenv", "kwok", KwokOptions{FakeNodes: 1, LogDir: logDir})
+	c = testenv.StartKwokClusterForTest(t, "kwok", "kwok", kwok.Options{FakeNodes: 1, LogDir: logDir})
 	ready := time.Since(start)
 	mem, err := c.ResidentMemory()
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("kwok cluster %s: create to ready %s, resident memory %d MiB (%v)", c.Name, ready.Round(time.Millisecond), mem>>20, c.PIDs())
-	g.Expect(c.Running()).To(ConsistOf(kwokComponents), "every component runs")
+	g.Expect(c.Running()).To(ConsistOf(kwok.Components()), "every component runs")
 	g.Expect(c.FakeNodes).To(Equal([]string{"kwok-node-0"}))
 
 	t.Run("every component listens on 127.0.0.1 only", func(t *testing.T) {
@@ -71,12 +75,12 @@ func TestKwokCluster(t *testing.T) {
 
 	t.Run("kwok leaves a node without its annotation alone", func(t *testing.T) {
 		g := NewWithT(t)
-		node := NewKwokNode("not-kwok")
-		delete(node.Annotations, KwokNodeAnnotation)
+		node := kwok.NewNode("not-kwok")
+		delete(node.Annotations, kwok.NodeAnnotation)
 		g.Expect(c.Client.Create(t.Context(), node)).To(Succeed())
 		g.Consistently(func(g Gomega) {
 			g.Expect(c.Client.Get(t.Context(), client.ObjectKeyFromObject(node), node)).To(Succeed())
-			g.Expect(NodeReady(node)).To(BeFalse(), "conditions: %v", node.Status.Conditions)
+			g.Expect(kwok.NodeReady(node)).To(BeFalse(), "conditions: %v", node.Status.Conditions)
 			g.Expect(node.Status.Addresses).To(BeEmpty(), "kwok sets the addresses of the nodes it manages")
 		}).WithTimeout(5 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 	})
@@ -84,16 +88,16 @@ func TestKwokCluster(t *testing.T) {
 
 // Clusters started at once get distinct ports (kwokctl alone would give them
 // the same ones) and both work; the options reach kwokctl.
-func TestKwokClustersInParallel(t *testing.T) {
+func TestClustersInParallel(t *testing.T) {
 	g := NewWithT(t)
-	clusters := StartKwokClustersForTest(t, "testenv", KwokOptions{
+	clusters := testenv.StartKwokClustersForTest(t, "kwok", kwok.Options{
 		EnableCRDs:       []string{"ClusterLogs", "ClusterExec"},
 		DisableQPSLimits: true,
 	}, "parallel-a", "parallel-b")
 
 	ports := map[int]string{}
 	for _, c := range clusters {
-		for _, p := range []int{c.ports.etcd, c.ports.etcdPeer, c.ports.apiserver, c.ports.controllerManager, c.ports.scheduler, c.ports.kwok} {
+		for _, p := range c.Ports() {
 			g.Expect(ports).NotTo(HaveKey(p), "port %d of %s", p, c.Name)
 			ports[p] = c.Name
 		}
@@ -112,9 +116,9 @@ func TestKwokClustersInParallel(t *testing.T) {
 
 // A start that fails (here: times out inside 'kwokctl create') says why,
 // with the component logs, and leaves no process behind.
-func TestKwokClusterFailedStartLeavesNothing(t *testing.T) {
+func TestFailedStartLeavesNothing(t *testing.T) {
 	g := NewWithT(t)
-	_, err := StartKwokCluster(t.Context(), "too-slow", KwokOptions{Timeout: 3 * time.Second, Logf: t.Logf})
+	_, err := kwok.Start(t.Context(), "too-slow", kwok.Options{Timeout: 3 * time.Second, Logf: t.Logf})
 	g.Expect(err).To(MatchError(ContainSubstring("starting kwok cluster too-slow-")))
 	g.Expect(err.Error()).To(ContainSubstring("--- kube-apiserver.log (last"))
 	t.Log(err)
@@ -131,7 +135,7 @@ func findProcessesMatching(s string) []string {
 		}
 		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
 		if err == nil && strings.Contains(string(cmdline), s) {
-			if _, running := processStart(mustAtoi(e.Name())); running {
+			if _, running := machine.ProcessStart(mustAtoi(e.Name())); running {
 				found = append(found, strings.ReplaceAll(string(cmdline), "\x00", " "))
 			}
 		}
@@ -147,7 +151,7 @@ func mustAtoi(s string) int {
 // listenAddresses returns the TCP addresses each component of c listens on,
 // like 'ss -ltnp': LISTEN sockets of /proc/net/tcp{,6} whose inode is an open
 // file of the component's process.
-func listenAddresses(t *testing.T, c *KwokCluster) map[string][]string {
+func listenAddresses(t *testing.T, c *kwok.Cluster) map[string][]string {
 	t.Helper()
 	listening := map[string]string{} // socket inode -> address
 	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {

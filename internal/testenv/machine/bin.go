@@ -1,8 +1,4 @@
-// Package testenv starts the real Kubernetes control planes that Stretch's
-// integration and e2e tests run against: several envtest API servers at once,
-// and kwokctl clusters with a scheduler, a controller-manager and kwok nodes.
-// Every binary comes from bin/, built by 'make tools'.
-package testenv
+package machine
 
 import (
 	"fmt"
