@@ -10,6 +10,8 @@ KWOK_VERSION           := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
 STATICCHECK_VERSION    := v0.8.2
 HELM_VERSION           := v4.3.2
+CONTAINERD_VERSION     := v2.4.2
+CNI_PLUGINS_VERSION    := v1.10.0
 
 BIN := $(CURDIR)/bin
 BUILD_TOOL := hack/build-tool.sh
@@ -20,14 +22,24 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION)
 	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBERNETES_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 
-K8S_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
-TOOLS := $(K8S_TOOLS) etcd kwok kwokctl controller-gen staticcheck helm
+K8S_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
+# The real nodes of the tests (internal/testenv/realnode): containerd finds the
+# shim on its PATH, and every node's CNI configuration names bin/cni.
+CONTAINERD_TOOLS := containerd ctr containerd-shim-runc-v2
+CNI_PLUGINS := main/bridge ipam/host-local main/loopback meta/portmap
+# From Debian, as package:binary: runc (1.1.5 in bookworm; crun refuses this
+# hybrid cgroup layout) and iptables (the nodes fence their pods in with it).
+DEBIAN_PACKAGES := runc:/usr/bin/runc iptables:/usr/sbin/iptables
+TOOLS := $(K8S_TOOLS) etcd kwok kwokctl controller-gen staticcheck helm $(CONTAINERD_TOOLS) \
+	$(foreach p,$(CNI_PLUGINS),cni-$(notdir $(p))) runc iptables
 TOOL_FILES := $(foreach t,$(K8S_TOOLS),$(BIN)/tools/$(t)-$(KUBERNETES_VERSION)) \
 	$(BIN)/tools/etcd-$(ETCD_VERSION) \
 	$(BIN)/tools/kwok-$(KWOK_VERSION) $(BIN)/tools/kwokctl-$(KWOK_VERSION) \
 	$(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION) \
 	$(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) \
-	$(BIN)/tools/helm-$(HELM_VERSION)
+	$(BIN)/tools/helm-$(HELM_VERSION) \
+	$(foreach t,$(CONTAINERD_TOOLS),$(BIN)/tools/$(t)-$(CONTAINERD_VERSION)) \
+	$(foreach p,$(CNI_PLUGINS),$(BIN)/tools/cni-$(notdir $(p))-$(CNI_PLUGINS_VERSION))
 
 GO_TEST_FLAGS ?= -count=1
 export STRETCH_BIN_DIR := $(BIN)
@@ -41,8 +53,9 @@ help: ## Show the targets.
 ##@ Tools
 
 .PHONY: tools
-tools: $(TOOL_FILES) ## Build every pinned tool into bin/ (skipped when present).
+tools: $(TOOL_FILES) debian-packages ## Build every pinned tool into bin/ (skipped when present); install runc and iptables from Debian when absent.
 	@$(foreach f,$(TOOL_FILES),ln -sfn tools/$(notdir $(f)) $(BIN)/$(patsubst %-$(lastword $(subst -, ,$(notdir $(f)))),%,$(notdir $(f)));)
+	@mkdir -p $(BIN)/cni && $(foreach p,$(CNI_PLUGINS),ln -sfn ../tools/cni-$(notdir $(p))-$(CNI_PLUGINS_VERSION) $(BIN)/cni/$(notdir $(p));)
 	@echo "tools: all present in bin/ ($(TOOLS))"
 
 $(BIN)/tools/%-$(KUBERNETES_VERSION):
@@ -69,6 +82,26 @@ HELM_LDFLAGS := -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION) \
 
 $(BIN)/tools/helm-$(HELM_VERSION):
 	@$(BUILD_TOOL) helm $(HELM_VERSION) helm helm.sh/helm/v4/cmd/helm "$(HELM_LDFLAGS)"
+
+CONTAINERD_LDFLAGS := -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION) \
+	-X github.com/containerd/containerd/v2/version.Revision=$(CONTAINERD_VERSION)
+
+$(BIN)/tools/%-$(CONTAINERD_VERSION):
+	@$(BUILD_TOOL) $* $(CONTAINERD_VERSION) containerd github.com/containerd/containerd/v2/cmd/$* "$(CONTAINERD_LDFLAGS)"
+
+# Plugins are named cni-<plugin> in bin/ and tools/; 'make tools' links them
+# as bin/cni/<plugin>, the names CNI looks for.
+$(BIN)/tools/cni-%-$(CNI_PLUGINS_VERSION):
+	@$(BUILD_TOOL) cni-$* $(CNI_PLUGINS_VERSION) cni github.com/containernetworking/plugins/plugins/$(filter %/$*,$(CNI_PLUGINS)) \
+		"-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(CNI_PLUGINS_VERSION)"
+
+.PHONY: debian-packages
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do [ -x "$${p#*:}" ] || printf '%s ' "$${p%%:*}"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "tools: installing $$missing from Debian ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 ##@ Development
 

@@ -1,0 +1,67 @@
+// Package realnode runs real Kubernetes nodes on this machine for the tests:
+// per node its own containerd (with Debian's runc and the pinned CNI plugins)
+// and its own kubelet, joined to any API server whose CA it is given. It also
+// starts a small control plane for them (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler) and builds the images the nodes
+// run from Go, since no registry can be reached.
+//
+// Every address is in 198.18.0.0/15 (RFC 2544, a benchmark range) on
+// host-only bridges with no uplink; a process holds a /24 of 198.18.0.0/16
+// (and the /24 at the same place in 198.19.0.0/16) through a lock file, so
+// that concurrent tests never collide. What a node or control plane starts is
+// recorded next to that lock, and is cleaned (processes, mounts, cgroups,
+// links) by Stop, or by the next process that takes the /24 when the one that
+// held it died.
+//
+// It does not import testing: programs such as the demo use it too. It needs
+// root, the binaries of 'make tools' in bin/ (kubelet, containerd, ctr,
+// containerd-shim-runc-v2, bin/cni/*) and /usr/bin/runc.
+package realnode
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// defaultTimeout bounds the start of a node or a control plane.
+	defaultTimeout = 3 * time.Minute
+	// stopGrace is how long a component may take to exit after SIGTERM.
+	stopGrace = 10 * time.Second
+	// pollInterval is how often a start polls for readiness.
+	pollInterval = 250 * time.Millisecond
+	// logTailLines is how many lines of a component log an error carries.
+	logTailLines = 20
+)
+
+// Logf receives progress lines, e.g. t.Logf.
+type Logf func(format string, args ...any)
+
+func (l Logf) orDiscard() Logf {
+	if l == nil {
+		return func(string, ...any) {}
+	}
+	return l
+}
+
+// residentMemory returns the resident memory (VmRSS) of a process in bytes.
+func residentMemory(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS of pid %d: %q: %w", pid, line, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	// Kernel threads and zombies have no VmRSS.
+	return 0, nil
+}
