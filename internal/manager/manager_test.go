@@ -1,11 +1,9 @@
 package manager_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +61,7 @@ func TestRunNotInstalled(t *testing.T) {
 
 	opts, probes, _ := testOptions(t)
 	opts.LeaderElect = false // the Lease namespace may not exist either
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	opts.Zap.DestWriter = logs
 	run := start(t, opts)
 
@@ -197,22 +195,4 @@ func expectGet(g *WithT, url string, code int, body string) {
 		g.Expect(resp.StatusCode).To(Equal(code), "body: %s", b)
 		g.Expect(string(b)).To(ContainSubstring(body))
 	}).Should(Succeed(), "GET %s", url)
-}
-
-// syncBuffer is a bytes.Buffer the manager's goroutines can log to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/machine"
 	rn "stretch.dev/stretch/internal/testenv/realnode"
 )
@@ -226,7 +226,7 @@ func TestPodOnRealNode(t *testing.T) {
 
 	// Deletion delivers SIGTERM: follow the log until the container ends.
 	follow := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", cp.Kubeconfig, "-n", ns, "logs", "-f", pod.Name)
-	var followed syncBuffer
+	var followed testenv.SyncBuffer
 	follow.Stdout, follow.Stderr = &followed, &followed
 	g.Expect(follow.Start()).To(Succeed())
 	followDone := make(chan error, 1)
@@ -319,28 +319,4 @@ func formatMemory(mem map[string]int64, names ...string) string {
 		total += mem[name]
 	}
 	return fmt.Sprintf("%s (total %.0f MiB)", strings.Join(parts, ", "), float64(total)/(1<<20))
-}
-
-// syncBuffer is a bytes.Buffer that a command writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
