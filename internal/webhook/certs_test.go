@@ -204,6 +204,11 @@ func TestInClusterEndpoint(t *testing.T) {
 		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
 		g.Expect(m.Webhooks).To(HaveLen(2))
 		g.Expect(m.Webhooks[0].ClientConfig.Service).NotTo(BeNil(), "still the configuration of a test before")
+		// The validating configuration is applied after the mutating one.
+		v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
+		g.Expect(v.Webhooks).To(HaveLen(1))
+		g.Expect(v.Webhooks[0].ClientConfig.Service).NotTo(BeNil(), "still the configuration of a test before")
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
