@@ -8,12 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,60 +66,11 @@ func buildImages(ctx context.Context, t *testing.T, dir string) (pause, testapp 
 func TestPodOnRealNode(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	logs := artifactDir(t)
 	pause, testapp := buildImages(ctx, t, t.TempDir())
 
-	cp, err := rn.StartControlPlane(ctx, rn.ControlPlaneOptions{Name: "home", LogDir: logs, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if keepArtifacts(t) {
-			_ = cp.ExportLogs(logs)
-			t.Logf("control plane logs: %s", logs)
-		}
-		if err := cp.Stop(); err != nil {
-			t.Error(err)
-		}
-		if left := cp.Leftovers(); len(left) > 0 {
-			t.Errorf("control plane %s left after Stop: %v", cp.Name, left)
-		}
-	})
-
-	mem, err := cp.ResidentMemory()
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Logf("control plane %s: started in %s; resident memory: %s", cp.Name, cp.StartedIn.Round(time.Millisecond),
-		formatMemory(mem, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"))
-
 	// Two nodes: each its own containerd, kubelet, cgroup root, bridges.
-	nodes, err := rn.StartNodes(ctx, cp.Cluster(), "real", 2, rn.NodeOptions{
-		Pause: pause, Images: []*rn.Image{testapp}, LogDir: logs, Logf: t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, node := range nodes {
-			if keepArtifacts(t) {
-				_ = node.ExportLogs(logs)
-				t.Logf("node %s logs: %s", node.Name, logs)
-			}
-			if err := node.Stop(); err != nil {
-				t.Error(err)
-			}
-			if err := node.Stop(); err != nil {
-				t.Errorf("second Stop: %v", err)
-			}
-			if left := node.Leftovers(); len(left) > 0 {
-				t.Errorf("node %s left after Stop: %v", node.Name, left)
-			}
-		}
-	})
-	for _, node := range nodes {
-		mem, err := node.ResidentMemory()
-		g.Expect(err).NotTo(HaveOccurred())
-		t.Logf("node %s: Ready %s after containerd started; resident memory: %s", node.Name, node.StartedIn.Round(time.Millisecond), formatMemory(mem, "kubelet", "containerd", "shims"))
-	}
+	cluster := startClusters(t, rn.ClusterOptions{Name: "home", Nodes: 2, Pause: pause, Images: []*rn.Image{testapp}})[0]
+	cp, nodes := cluster.ControlPlane, cluster.Nodes
 
 	cs, err := kubernetes.NewForConfig(cp.Config)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -128,9 +79,9 @@ func TestPodOnRealNode(t *testing.T) {
 	// The scheduler places the test app on the second node; a pod on the
 	// first stays running until the node stops, whose Stop must remove its
 	// container, mounts and network namespace as well.
-	pod := testappPod(ns, "testapp", testapp.Ref, cp.Server)
+	pod := testappPod(ns, "testapp", testapp.Ref)
 	pod.Spec.NodeSelector = map[string]string{corev1.LabelHostname: nodes[1].Name}
-	keeper := testappPod(ns, "keeper", testapp.Ref, cp.Server)
+	keeper := testappPod(ns, "keeper", testapp.Ref)
 	keeper.Spec.NodeName = nodes[0].Name
 	start := time.Now()
 	for _, p := range []*corev1.Pod{pod, keeper} {
@@ -141,16 +92,7 @@ func TestPodOnRealNode(t *testing.T) {
 	// Running and Ready through the real readiness probe, in a container
 	// that containerd runs.
 	for _, p := range []*corev1.Pod{pod, keeper} {
-		g.Eventually(func(g Gomega) {
-			p, err := cs.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), "pod status: %+v", p.Status)
-			g.Expect(p.Status.ContainerStatuses).To(HaveLen(1))
-			cst := p.Status.ContainerStatuses[0]
-			g.Expect(cst.Ready).To(BeTrue(), "container status: %+v", cst)
-			g.Expect(cst.ContainerID).To(HavePrefix("containerd://"))
-			g.Expect(p.Status.PodIP).NotTo(BeEmpty())
-		}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+		waitRunningReady(ctx, g, cs, ns, p.Name)
 	}
 	t.Logf("pods %s and %s Ready %s after their creation", pod.Name, keeper.Name, time.Since(start).Round(time.Millisecond))
 	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
@@ -163,22 +105,7 @@ func TestPodOnRealNode(t *testing.T) {
 	}
 
 	kubectl := func(args ...string) (string, int, error) {
-		bin, err := machine.Binary("kubectl")
-		if err != nil {
-			return "", -1, err
-		}
-		cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", cp.Kubeconfig, "-n", ns}, args...)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err = cmd.Run()
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			return out.String(), exitErr.ExitCode(), nil
-		}
-		if err != nil {
-			return out.String(), -1, err
-		}
-		return out.String(), 0, nil
+		return runKubectl(ctx, cp.Kubeconfig, append([]string{"-n", ns}, args...)...)
 	}
 
 	// kubectl logs: the API server streams the container log from the
@@ -189,7 +116,9 @@ func TestPodOnRealNode(t *testing.T) {
 		g.Expect(code).To(BeZero(), out)
 		g.Expect(out).To(ContainSubstring("testapp: started on"))
 		// The token the kubelet projected authenticates the pod as its
-		// ServiceAccount, which may read its own pod.
+		// ServiceAccount, which may read its own pod; it reached the API
+		// server through the kubernetes Service, which kube-proxy
+		// serves.
 		g.Expect(out).To(MatchRegexp(`api: GET /api/v1/namespaces/default/pods/testapp: 200 OK: .*"name":"testapp"`))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 
@@ -210,8 +139,8 @@ func TestPodOnRealNode(t *testing.T) {
 	g.Expect(out).To(ContainSubstring("403 Forbidden"))
 	g.Expect(out).To(ContainSubstring("system:serviceaccount:default:testapp"))
 
-	// The pod reaches the API server and the other node's pod, and
-	// nothing off the machine: it has no default route.
+	// The pod reaches the API server on the host's address and the other
+	// node's pod, and nothing off the machine: it has no default route.
 	keeperPod, err := cs.CoreV1().Pods(ns).Get(ctx, keeper.Name, metav1.GetOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, addr := range []string{strings.TrimPrefix(cp.Server, "https://"), keeperPod.Status.PodIP + ":8080"} {
@@ -248,6 +177,91 @@ func TestPodOnRealNode(t *testing.T) {
 	}).WithTimeout(time.Minute).Should(BeTrue())
 }
 
+// startClusters starts clusters in parallel, which the test stops,
+// checking that nothing is left; their logs go to artifactDir when the test
+// fails.
+func startClusters(t *testing.T, opts ...rn.ClusterOptions) []*rn.Cluster {
+	t.Helper()
+	logs := artifactDir(t)
+	clusters := make([]*rn.Cluster, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		o.LogDir, o.Logf = logs, t.Logf
+		wg.Go(func() { clusters[i], errs[i] = rn.StartCluster(t.Context(), o) })
+	}
+	wg.Wait()
+	for _, c := range clusters {
+		if c == nil {
+			continue
+		}
+		t.Cleanup(func() {
+			if keepArtifacts(t) {
+				_ = c.ExportLogs(logs)
+				t.Logf("logs of cluster %s: %s", c.Name, logs)
+			}
+			if err := c.Stop(); err != nil {
+				t.Error(err)
+			}
+			if err := c.Stop(); err != nil {
+				t.Errorf("second Stop: %v", err)
+			}
+			if left := c.Leftovers(); len(left) > 0 {
+				t.Errorf("cluster %s left after Stop: %v", c.Name, left)
+			}
+		})
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clusters {
+		mem, err := c.ResidentMemory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cluster %s: %d nodes, started in %s (control plane %s); resident memory: %s", c.Name, len(c.Nodes),
+			c.StartedIn.Round(time.Millisecond), c.ControlPlane.StartedIn.Round(time.Millisecond),
+			formatMemory(mem, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "containerd", "shims"))
+	}
+	return clusters
+}
+
+// waitRunningReady waits until pod ns/name is Running with one container,
+// Ready, that containerd runs.
+func waitRunningReady(ctx context.Context, g Gomega, cs kubernetes.Interface, ns, name string) {
+	g.Eventually(func(g Gomega) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), "pod status: %+v", p.Status)
+		g.Expect(p.Status.ContainerStatuses).To(HaveLen(1))
+		cst := p.Status.ContainerStatuses[0]
+		g.Expect(cst.Ready).To(BeTrue(), "container status: %+v", cst)
+		g.Expect(cst.ContainerID).To(HavePrefix("containerd://"))
+		g.Expect(p.Status.PodIP).NotTo(BeEmpty())
+	}).WithTimeout(2 * time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+}
+
+// runKubectl runs kubectl with kubeconfig and returns its output (stdout
+// and stderr) and exit code; err is for a kubectl that could not run.
+func runKubectl(ctx context.Context, kubeconfig string, args ...string) (string, int, error) {
+	bin, err := machine.Binary("kubectl")
+	if err != nil {
+		return "", -1, err
+	}
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return out.String(), exitErr.ExitCode(), nil
+	}
+	if err != nil {
+		return out.String(), -1, err
+	}
+	return out.String(), 0, nil
+}
+
 func mustBinary(t *testing.T, name string) string {
 	path, err := machine.Binary(name)
 	if err != nil {
@@ -257,14 +271,8 @@ func mustBinary(t *testing.T, name string) string {
 }
 
 // testappPod runs the test app as ServiceAccount testapp, with a readiness
-// probe on /readyz. There is no kube-proxy yet, so the kubernetes Service's
-// ClusterIP leads nowhere: the pod is pointed at the API server's own
-// address instead.
-func testappPod(ns, name, image, server string) *corev1.Pod {
-	u, err := url.Parse(server)
-	if err != nil {
-		panic(err)
-	}
+// probe on /readyz.
+func testappPod(ns, name, image string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{
@@ -278,8 +286,6 @@ func testappPod(ns, name, image, server string) *corev1.Pod {
 				Env: []corev1.EnvVar{
 					{Name: "TESTAPP_TERM_GRACE", Value: "1s"},
 					{Name: "TESTAPP_API_PATH", Value: fmt.Sprintf("/api/v1/namespaces/%s/pods/%s", ns, name)},
-					{Name: "KUBERNETES_SERVICE_HOST", Value: u.Hostname()},
-					{Name: "KUBERNETES_SERVICE_PORT", Value: u.Port()},
 				},
 				ReadinessProbe: &corev1.Probe{
 					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("http")}},

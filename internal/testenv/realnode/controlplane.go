@@ -38,22 +38,26 @@ type ControlPlaneOptions struct {
 }
 
 // ControlPlane is etcd, kube-apiserver, kube-controller-manager and
-// kube-scheduler from bin/, set up for real nodes: the API server listens on
-// a host-only bridge address (pods reach it there; nothing off the machine
+// kube-scheduler from bin/, set up for real nodes, on a Host of its own (its
+// nodes join that host): the API server listens on the host's LAN address
+// (this machine and other hosts reach it there; nothing off the machine
 // does), reaches kubelets by their InternalIP, verifies their serving
 // certificates, authorizes nodes with the Node authorizer, and signs
 // projected ServiceAccount tokens. etcd, the controller-manager and the
-// scheduler listen on 127.0.0.1 only.
+// scheduler listen on the host's 127.0.0.1.
 type ControlPlane struct {
 	// Name is the name given in the options.
 	Name string
-	// Server is the API server's URL, https://198.18.N.1:6443.
+	// Server is the API server's URL on the host's LAN address,
+	// https://198.18.255.N:6443.
 	Server string
+	// Host is the network namespace the control plane and its nodes run in.
+	Host *Host
 	// Kubeconfig is the path of a cluster-admin kubeconfig.
 	Kubeconfig string
 	// Config reaches the API server as a cluster admin.
 	Config *rest.Config
-	// CA is the cluster CA: it signs the nodes' certificates (see Cluster).
+	// CA is the cluster CA: it signs the nodes' certificates (see JoinConfig).
 	CA *CA
 	// ServiceCIDR is the range of Service ClusterIPs.
 	ServiceCIDR netip.Prefix
@@ -68,9 +72,9 @@ type ControlPlane struct {
 	stopErr    error
 }
 
-// Cluster returns what a node needs to join this control plane.
-func (c *ControlPlane) Cluster() Cluster {
-	return Cluster{Server: c.Server, CA: c.CA}
+// JoinConfig returns what a node needs to join this control plane.
+func (c *ControlPlane) JoinConfig() JoinConfig {
+	return JoinConfig{Server: c.Server, CA: c.CA, host: c.Host}
 }
 
 // StartControlPlane starts a control plane and waits until the API server is
@@ -101,6 +105,10 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (*ControlP
 		return nil, fmt.Errorf("control plane %s: %w", opts.Name, err)
 	}
 	c := &ControlPlane{Name: opts.Name, opts: opts, lease: l, ServiceCIDR: subnet24(19, l.index)}
+	if c.Host, err = newHost(l); err != nil {
+		err = fmt.Errorf("control plane %s: creating its host: %w", opts.Name, err)
+		return nil, errors.Join(err, l.release())
+	}
 	if err := c.start(ctx, bins); err != nil {
 		err = fmt.Errorf("starting control plane %s after %s: %w", c.Name, time.Since(start).Round(time.Millisecond), err)
 		if opts.LogDir != "" && c.dir != "" {
@@ -120,17 +128,10 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	if c.dir, err = os.MkdirTemp("", "srn-cp-"); err != nil {
 		return err
 	}
-	bridge := c.lease.link("c")
-	if err := c.lease.record(func(r *resources) {
-		r.Dirs = append(r.Dirs, c.dir)
-		r.Links = append(r.Links, bridge)
-	}); err != nil {
+	if err := c.lease.record(func(r *resources) { r.Dirs = append(r.Dirs, c.dir) }); err != nil {
 		return err
 	}
-	addr := hostAddr(18, c.lease.index, 1)
-	if err := addBridge(bridge, netip.PrefixFrom(addr, 24)); err != nil {
-		return err
-	}
+	addr := c.Host.Addr
 	c.Server = "https://" + net.JoinHostPort(addr.String(), strconv.Itoa(apiServerPort))
 	// The first address of the service range is the kubernetes Service.
 	kubernetesService := hostAddr(19, c.lease.index, 1)
@@ -178,16 +179,10 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		return err
 	}
 
-	etcdClient, err := machine.FreeAddr()
-	if err != nil {
-		return err
-	}
-	etcdPeer, err := machine.FreeAddr()
-	if err != nil {
-		return err
-	}
+	// The host's own loopback: no other test uses these ports.
+	const etcdClient, etcdPeer = "127.0.0.1:2379", "127.0.0.1:2380"
 	env := os.Environ()
-	etcd, err := startComponent(c.lease, "etcd", filepath.Join(logs, "etcd.log"), env, bins["etcd"],
+	etcd, err := startComponent(c.lease, c.Host, "etcd", filepath.Join(logs, "etcd.log"), env, bins["etcd"],
 		"--name=default",
 		"--data-dir="+filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls=http://"+etcdClient,
@@ -202,7 +197,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	}
 	c.components = append(c.components, etcd)
 
-	apiserver, err := startComponent(c.lease, "kube-apiserver", filepath.Join(logs, "kube-apiserver.log"), env, bins["kube-apiserver"],
+	apiserver, err := startComponent(c.lease, c.Host, "kube-apiserver", filepath.Join(logs, "kube-apiserver.log"), env, bins["kube-apiserver"],
 		"--etcd-servers=http://"+etcdClient,
 		"--bind-address="+addr.String(),
 		"--advertise-address="+addr.String(),
@@ -240,7 +235,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	if err := c.CA.writeClientKubeconfig(cmKubeconfig, c.Server, "system:kube-controller-manager"); err != nil {
 		return err
 	}
-	cm, err := startComponent(c.lease, "kube-controller-manager", filepath.Join(logs, "kube-controller-manager.log"), env, bins["kube-controller-manager"],
+	cm, err := startComponent(c.lease, c.Host, "kube-controller-manager", filepath.Join(logs, "kube-controller-manager.log"), env, bins["kube-controller-manager"],
 		"--kubeconfig="+cmKubeconfig,
 		"--authentication-kubeconfig="+cmKubeconfig,
 		"--authorization-kubeconfig="+cmKubeconfig,
@@ -264,7 +259,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	if err := c.CA.writeClientKubeconfig(schedKubeconfig, c.Server, "system:kube-scheduler"); err != nil {
 		return err
 	}
-	sched, err := startComponent(c.lease, "kube-scheduler", filepath.Join(logs, "kube-scheduler.log"), env, bins["kube-scheduler"],
+	sched, err := startComponent(c.lease, c.Host, "kube-scheduler", filepath.Join(logs, "kube-scheduler.log"), env, bins["kube-scheduler"],
 		"--kubeconfig="+schedKubeconfig,
 		"--authentication-kubeconfig="+schedKubeconfig,
 		"--authorization-kubeconfig="+schedKubeconfig,
@@ -343,10 +338,15 @@ func (c *ControlPlane) waitControllers(ctx context.Context) error {
 	}
 }
 
-// ExportLogs copies the component logs into dir/control-plane-<name>/,
+// ExportLogs copies the component logs, and kube-proxy's, into
+// dir/control-plane-<name>/,
 // e.g. before Stop when a test failed.
 func (c *ControlPlane) ExportLogs(dir string) error {
-	return copyLogs(filepath.Join(c.dir, "logs"), filepath.Join(dir, "control-plane-"+c.Name))
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "logs", "*.log"))
+	if proxy := c.Host.kubeProxy(); proxy != nil {
+		logs = append(logs, proxy.logPath)
+	}
+	return copyLogs(filepath.Join(dir, "control-plane-"+c.Name), logs...)
 }
 
 // Leftovers describes what the control plane created that is still on the
@@ -369,8 +369,8 @@ func (c *ControlPlane) ResidentMemory() (map[string]int64, error) {
 	return mem, nil
 }
 
-// Stop stops every component and removes the bridge and the working
-// directory. It is safe to call twice.
+// Stop stops every component and kube-proxy, and removes the host and the
+// working directory. It is safe to call twice.
 func (c *ControlPlane) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
@@ -379,7 +379,7 @@ func (c *ControlPlane) Stop() error {
 				errs = append(errs, err)
 			}
 		}
-		if err := c.lease.release(); err != nil {
+		if err := c.Host.release(); err != nil {
 			errs = append(errs, err)
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -389,9 +389,8 @@ func (c *ControlPlane) Stop() error {
 	return c.stopErr
 }
 
-// copyLogs copies the *.log files of src into dst.
-func copyLogs(src, dst string) error {
-	logs, _ := filepath.Glob(filepath.Join(src, "*.log"))
+// copyLogs copies log files into dst.
+func copyLogs(dst string, logs ...string) error {
 	if len(logs) == 0 {
 		return nil
 	}

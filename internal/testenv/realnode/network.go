@@ -21,9 +21,11 @@ import (
 // set aside for benchmarks (RFC 2544): it is not the VM's network
 // (192.0.2.0/24), nor its resolver (10.255.255.53), nor a private range a
 // user's network might route. A lease is one /24 of 198.18.0.0/16 and the /24
-// at the same place in 198.19.0.0/16.
+// at the same place in 198.19.0.0/16; the last three /24s of 198.18.0.0/16
+// are not leased: 198.18.255.0/24 is the hosts' LAN (see Host), and a
+// lease's LAN address is 198.18.255.<index+1>, below the machine's .254.
 const (
-	leaseCount = 256
+	leaseCount = 253
 	// leaseDir holds the lock and the record of every lease; /run is a
 	// tmpfs, so nothing outlives a reboot that also ended the processes.
 	leaseDir = "/run/stretch-realnode"
@@ -58,7 +60,11 @@ type resources struct {
 	Processes []recordedProcess `json:"processes,omitempty"`
 	// Cgroups are relative to every hierarchy, e.g. /stretch-srn3.
 	Cgroups []string `json:"cgroups,omitempty"`
-	Links   []string `json:"links,omitempty"`
+	// Links are deleted: a name in the initial network namespace, or
+	// <namespace>/<name> for a link inside a host.
+	Links []string `json:"links,omitempty"`
+	// Netns are network namespaces (hosts) to delete, after their links.
+	Netns []string `json:"netns,omitempty"`
 	// Dirs are unmounted below and removed.
 	Dirs []string `json:"dirs,omitempty"`
 	// Mentions are shared directories whose entries that name one of Dirs
@@ -66,9 +72,6 @@ type resources struct {
 	// and files holding their path (libcni's result cache, which names the
 	// network namespace).
 	Mentions []string `json:"mentions,omitempty"`
-	// IPTables are rules (of the filter table) to delete: what follows
-	// 'iptables -D'.
-	IPTables [][]string `json:"iptables,omitempty"`
 }
 
 // recordedProcess identifies a process; the start time tells a recycled pid
@@ -126,11 +129,10 @@ func (l *lease) cleanLeftovers(logf Logf) error {
 		}
 		logf("realnode: cleaning what a dead process left with subnet %s: %s", subnet24(18, l.index), strings.TrimSpace(string(data)))
 	}
-	// Whatever recorded them, links and rules of this lease are stale now.
-	for _, role := range []string{"c", "n", "p"} {
-		res.Links = append(res.Links, l.link(role))
-	}
-	res.IPTables = append(res.IPTables, podsStayRule(l.link("p")))
+	// Whatever recorded them, the namespace and the LAN leg of this
+	// lease are stale now.
+	res.Links = append(res.Links, l.link("h"))
+	res.Netns = append(res.Netns, l.link(""))
 	if err := res.clean(); err != nil {
 		return fmt.Errorf("cleaning what an earlier test left with subnet %s: %w", subnet24(18, l.index), err)
 	}
@@ -216,13 +218,13 @@ func (r resources) clean() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, rule := range r.IPTables {
-		if err := deleteIPTablesRule(rule); err != nil {
+	for _, link := range r.Links {
+		if err := deleteLink(link); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, link := range r.Links {
-		if err := deleteLink(link); err != nil {
+	for _, ns := range r.Netns {
+		if err := deleteNetns(ns); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -267,13 +269,13 @@ func (r resources) present() []string {
 		}
 	}
 	for _, link := range r.Links {
-		if _, err := os.Lstat(filepath.Join("/sys/class/net", link)); err == nil {
+		if linkExists(link) {
 			out = append(out, "link "+link)
 		}
 	}
-	for _, rule := range r.IPTables {
-		if exec.Command("iptables", append([]string{"-C"}, rule...)...).Run() == nil {
-			out = append(out, "iptables rule "+strings.Join(rule, " "))
+	for _, ns := range r.Netns {
+		if _, err := os.Lstat(filepath.Join(netnsDir, ns)); err == nil {
+			out = append(out, "network namespace "+ns)
 		}
 	}
 	mounts, err := readMounts()
@@ -354,53 +356,41 @@ func ipCommand(args ...string) error {
 	return nil
 }
 
-// addBridge creates a host-only bridge holding addr: no port, no uplink.
+// addBridge creates a bridge holding addr inside host: no port, no uplink.
 // The dummy link type is not available on these machines.
-func addBridge(name string, addr netip.Prefix) error {
-	if err := ipCommand("link", "add", "name", name, "type", "bridge"); err != nil {
+func addBridge(host *Host, name string, addr netip.Prefix) error {
+	if err := ipCommand("-n", host.Name, "link", "add", "name", name, "type", "bridge"); err != nil {
 		return err
 	}
-	if err := ipCommand("addr", "add", addr.String(), "dev", name); err != nil {
+	if err := ipCommand("-n", host.Name, "addr", "add", addr.String(), "dev", name); err != nil {
 		return err
 	}
-	return ipCommand("link", "set", name, "up")
+	return ipCommand("-n", host.Name, "link", "set", name, "up")
 }
 
-// deleteLink deletes a link; a missing link is not an error.
-func deleteLink(name string) error {
-	out, err := exec.Command("ip", "link", "del", name).CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "Cannot find device") {
-		return fmt.Errorf("ip link del %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+// linkArgs splits a recorded link, name or <namespace>/<name>, into the
+// arguments of ip(8) that select it.
+func linkArgs(link string) (nsArgs []string, name string) {
+	if ns, name, ok := strings.Cut(link, "/"); ok {
+		return []string{"-n", ns}, name
+	}
+	return nil, link
+}
+
+// deleteLink deletes a recorded link; a missing link, or a missing
+// namespace (which took its links with it), is not an error.
+func deleteLink(link string) error {
+	nsArgs, name := linkArgs(link)
+	args := append(nsArgs, "link", "del", name)
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "Cannot find device") && !strings.Contains(string(out), "Cannot open network namespace") {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
-// podsStayRule is the rule that drops what the pods on bridge send to any
-// interface but this package's bridges: the pods' routes cover only
-// 198.18.0.0/15, but the host would forward an address there that no bridge
-// holds (a ClusterIP without kube-proxy, say) through its default route.
-func podsStayRule(bridge string) []string {
-	return []string{"FORWARD", "-i", bridge, "!", "-o", linkPrefix + "+",
-		"-m", "comment", "--comment", "stretch realnode: pods stay on this machine", "-j", "DROP"}
-}
-
-// insertIPTablesRule inserts a rule first in its chain.
-func insertIPTablesRule(rule []string) error {
-	args := append([]string{"-w", "-I"}, rule...)
-	if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// deleteIPTablesRule deletes a rule; a missing rule is not an error.
-func deleteIPTablesRule(rule []string) error {
-	if exec.Command("iptables", append([]string{"-w", "-C"}, rule...)...).Run() != nil {
-		return nil
-	}
-	args := append([]string{"-w", "-D"}, rule...)
-	if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+// linkExists reports whether a recorded link is still there.
+func linkExists(link string) bool {
+	nsArgs, name := linkArgs(link)
+	return exec.Command("ip", append(nsArgs, "link", "show", "dev", name)...).Run() == nil
 }

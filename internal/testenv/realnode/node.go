@@ -31,16 +31,18 @@ import (
 // hybrid cgroup layout of these machines.
 const runcPath = "/usr/bin/runc"
 
-// Cluster is what a node needs to join a cluster: the API server's URL, and
+// JoinConfig is what a node needs to join a cluster: the API server's URL, and
 // the cluster CA, which the API server trusts for client certificates. The
 // node authenticates with a client certificate for system:node:<name>
 // signed by it, and serves the kubelet API with a certificate signed by it.
-type Cluster struct {
-	// Server is the URL of the API server, reachable from this machine's
-	// network namespace, not a loopback address if pods are to reach it.
+type JoinConfig struct {
+	// Server is the URL of the API server.
 	Server string
 	// CA is the cluster CA.
 	CA *CA
+
+	// host is where the cluster's nodes run (see ControlPlane.JoinConfig).
+	host *Host
 }
 
 // NodeOptions configure StartNode.
@@ -69,8 +71,8 @@ type NodeOptions struct {
 type Node struct {
 	// Name is the Node's name.
 	Name string
-	// IP is the node's InternalIP: the kubelet listens there, on a
-	// host-only bridge with no ports.
+	// IP is the node's InternalIP: the kubelet listens there, on a bridge
+	// with no ports inside the cluster's host.
 	IP netip.Addr
 	// PodCIDR is the range the node's pods get addresses from, on a CNI
 	// bridge of their own.
@@ -81,7 +83,7 @@ type Node struct {
 	StartedIn time.Duration
 
 	opts       NodeOptions
-	cluster    Cluster
+	cluster    JoinConfig
 	lease      *lease
 	dir        string
 	cgroupRoot string
@@ -98,7 +100,7 @@ var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // StartNode starts containerd and the kubelet of one node and waits until
 // the Node is Ready. On error nothing is left running.
-func StartNode(ctx context.Context, cluster Cluster, opts NodeOptions) (*Node, error) {
+func StartNode(ctx context.Context, cluster JoinConfig, opts NodeOptions) (*Node, error) {
 	opts.Logf = opts.Logf.orDiscard()
 	if opts.Timeout == 0 {
 		opts.Timeout = defaultTimeout
@@ -109,14 +111,14 @@ func StartNode(ctx context.Context, cluster Cluster, opts NodeOptions) (*Node, e
 	if opts.Pause == nil {
 		return nil, fmt.Errorf("node %s: NodeOptions.Pause is nil: build the sandbox image with BuildPauseImage and pass it", opts.Name)
 	}
-	if cluster.CA == nil || cluster.Server == "" {
-		return nil, fmt.Errorf("node %s: the Cluster needs the API server's URL and the cluster CA", opts.Name)
+	if cluster.CA == nil || cluster.Server == "" || cluster.host == nil {
+		return nil, fmt.Errorf("node %s: the JoinConfig needs the API server's URL, the cluster CA and a host: pass a ControlPlane's JoinConfig()", opts.Name)
 	}
 	if _, err := os.Stat(runcPath); err != nil {
 		return nil, fmt.Errorf("node %s: %w: run 'make tools', which installs runc from Debian", opts.Name, err)
 	}
 	bins := map[string]string{}
-	for _, tool := range []string{"kubelet", "containerd", "ctr", "containerd-shim-runc-v2", "cni/bridge", "cni/host-local", "cni/loopback", "cni/portmap"} {
+	for _, tool := range []string{"kubelet", "kube-proxy", "containerd", "ctr", "containerd-shim-runc-v2", "cni/bridge", "cni/host-local", "cni/loopback", "cni/portmap"} {
 		path, err := machine.Binary(tool)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", opts.Name, err)
@@ -154,7 +156,7 @@ func StartNode(ctx context.Context, cluster Cluster, opts NodeOptions) (*Node, e
 
 // StartNodes starts count nodes named prefix-0, prefix-1, ... in parallel.
 // On error nothing is left running.
-func StartNodes(ctx context.Context, cluster Cluster, prefix string, count int, opts NodeOptions) ([]*Node, error) {
+func StartNodes(ctx context.Context, cluster JoinConfig, prefix string, count int, opts NodeOptions) ([]*Node, error) {
 	nodes := make([]*Node, count)
 	errs := make([]error, count)
 	var wg sync.WaitGroup
@@ -194,25 +196,22 @@ func (n *Node) start(ctx context.Context, bins map[string]string) error {
 	if n.dir, err = os.MkdirTemp("", "srn-node-"); err != nil {
 		return err
 	}
+	host := n.cluster.host
 	nodeBridge, podBridge := n.lease.link("n"), n.lease.link("p")
 	systemCgroup := n.cgroupRoot + "/system"
 	// Shim sockets need a path of at most 42 bytes.
 	n.shimSocketDir = filepath.Join(leaseDir, n.lease.link(""))
 	if err := n.lease.record(func(r *resources) {
 		r.Dirs = append(r.Dirs, n.dir, n.shimSocketDir)
-		r.Links = append(r.Links, nodeBridge, podBridge)
+		r.Links = append(r.Links, host.Name+"/"+nodeBridge, host.Name+"/"+podBridge)
 		r.Cgroups = append(r.Cgroups, n.cgroupRoot)
 		// Paths that libcni and the kubelet do not let us choose: the
 		// CNI result cache and the links to the container logs.
 		r.Mentions = append(r.Mentions, "/var/lib/cni/results", "/var/log/containers")
-		r.IPTables = append(r.IPTables, podsStayRule(podBridge))
 	}); err != nil {
 		return err
 	}
-	if err := insertIPTablesRule(podsStayRule(podBridge)); err != nil {
-		return err
-	}
-	if err := addBridge(nodeBridge, netip.PrefixFrom(n.IP, 25)); err != nil {
+	if err := addBridge(host, nodeBridge, netip.PrefixFrom(n.IP, 25)); err != nil {
 		return err
 	}
 	// The kubelet's cgroupRoot; kubelet, containerd and the shims run in
@@ -236,7 +235,7 @@ func (n *Node) start(ctx context.Context, bins map[string]string) error {
 	n.ContainerdSocket = n.path("containerd", "containerd.sock")
 	// containerd finds containerd-shim-runc-v2 on its PATH.
 	env := append(os.Environ(), "PATH="+filepath.Dir(bins["containerd-shim-runc-v2"])+string(os.PathListSeparator)+os.Getenv("PATH"))
-	if n.containerd, err = startComponent(n.lease, "containerd", n.path("logs", "containerd.log"), env, bins["containerd"],
+	if n.containerd, err = startComponent(n.lease, host, "containerd", n.path("logs", "containerd.log"), env, bins["containerd"],
 		"--config", n.path("containerd", "config.toml")); err != nil {
 		return err
 	}
@@ -251,7 +250,7 @@ func (n *Node) start(ctx context.Context, bins map[string]string) error {
 			return err
 		}
 	}
-	if n.kubelet, err = startComponent(n.lease, "kubelet", n.path("logs", "kubelet.log"), os.Environ(), bins["kubelet"],
+	if n.kubelet, err = startComponent(n.lease, host, "kubelet", n.path("logs", "kubelet.log"), os.Environ(), bins["kubelet"],
 		"--config="+n.path("kubelet", "config.yaml"),
 		"--kubeconfig="+n.path("kubelet", "kubeconfig"),
 		"--root-dir="+n.path("kubelet", "root"),
@@ -270,7 +269,7 @@ func (n *Node) start(ctx context.Context, bins map[string]string) error {
 		return err
 	}
 	n.StartedIn = time.Since(start)
-	return nil
+	return host.ensureProxy(ctx, n.cluster, n.Name, bins["kube-proxy"])
 }
 
 // network is the name of the node's CNI network.
@@ -422,8 +421,10 @@ func renderContainerdConfig(c containerdConfig) ([]byte, error) {
 }
 
 // renderCNIConfig is the node's CNI network: a bridge with the first address
-// of the pod range as the pods' gateway, a route to 198.18.0.0/15 only and
-// no masquerade (nothing leaves the machine), and portmap for hostPorts.
+// of the pod range as the pods' gateway, a route to 198.18.0.0/15 only (the
+// hosts, and the Services of 198.19.0.0/16), masquerade to the host's
+// address when leaving the pod range (other hosts have no route to it),
+// and portmap for hostPorts.
 func renderCNIConfig(network, bridge string, pods netip.Prefix, ipamDir string) ([]byte, error) {
 	gateway := pods.Addr().Next()
 	cfg := map[string]any{
@@ -434,7 +435,7 @@ func renderCNIConfig(network, bridge string, pods netip.Prefix, ipamDir string) 
 				"type":        "bridge",
 				"bridge":      bridge,
 				"isGateway":   true,
-				"ipMasq":      false,
+				"ipMasq":      true,
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":   "host-local",
@@ -628,7 +629,8 @@ func (n *Node) ResidentMemory() (map[string]int64, error) {
 // ExportLogs copies the logs of containerd and the kubelet into
 // dir/node-<name>/, e.g. before Stop when a test failed.
 func (n *Node) ExportLogs(dir string) error {
-	return copyLogs(n.path("logs"), filepath.Join(dir, "node-"+n.Name))
+	logs, _ := filepath.Glob(n.path("logs", "*.log"))
+	return copyLogs(filepath.Join(dir, "node-"+n.Name), logs...)
 }
 
 // Leftovers describes what the node created that is still on the machine:
@@ -637,8 +639,10 @@ func (n *Node) Leftovers() []string {
 	return n.lease.leftovers()
 }
 
-// Stop stops the kubelet, every container and containerd, and removes what the node created: mounts, cgroups,
-// bridges, network namespaces, files. It is safe to call twice.
+// Stop stops the kubelet, every container and containerd, and removes what
+// the node created: mounts, cgroups, bridges, the pods' network namespaces,
+// files. kube-proxy runs on until the control plane stops, as it serves the
+// host. It is safe to call twice.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		var errs []error

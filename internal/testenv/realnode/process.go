@@ -22,15 +22,16 @@ type component struct {
 	err     error // the exit, set when done is closed
 }
 
-// startComponent starts bin with args, its stdout and stderr appended to
-// logPath, and records it in the lease before it can fork anything.
-func startComponent(l *lease, name, logPath string, env []string, bin string, args ...string) (*component, error) {
+// startComponent starts bin with args in host's network namespace, its
+// stdout and stderr appended to logPath, and records it in the lease before
+// it can fork anything. nsenter execs bin in place: the pid is bin's.
+func startComponent(l *lease, host *Host, name, logPath string, env []string, bin string, args ...string) (*component, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, args...)
+	cmd := host.command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = env
 	// Its own process group: a ^C of the test does not reach it first.

@@ -1,21 +1,28 @@
-// Package realnode runs real Kubernetes nodes on this machine for the tests:
-// per node its own containerd (with Debian's runc and the pinned CNI plugins)
-// and its own kubelet, joined to any API server whose CA it is given. It also
-// starts a small control plane for them (etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler) and builds the images the nodes
-// run from Go, since no registry can be reached.
+// Package realnode runs real Kubernetes clusters on this machine for the
+// tests and the demo: a control plane (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler), kube-proxy, and nodes that each
+// have their own containerd (with Debian's runc and the pinned CNI plugins)
+// and kubelet. It also builds the images the nodes run from Go, since no
+// registry can be reached.
 //
-// Every address is in 198.18.0.0/15 (RFC 2544, a benchmark range) on
-// host-only bridges with no uplink; a process holds a /24 of 198.18.0.0/16
-// (and the /24 at the same place in 198.19.0.0/16) through a lock file, so
-// that concurrent tests never collide. What a node or control plane starts is
-// recorded next to that lock, and is cleaned (processes, mounts, cgroups,
-// links) by Stop, or by the next process that takes the /24 when the one that
-// held it died.
+// Every cluster lives on a Host: a network namespace that stands for a
+// machine of its own, with one address on a LAN bridge of this machine
+// (198.18.255.0/24), its own pod and Service ranges, its own iptables, and
+// no default route, so no traffic leaves the machine. The API server listens
+// on the host's LAN address, which is what issued kubeconfigs carry; a test
+// cuts and heals the link between two hosts with iptables (Host.Cut).
+//
+// Every address is in 198.18.0.0/15 (RFC 2544, a benchmark range). A control
+// plane or a node holds a /24 of 198.18.0.0/16 (and the /24 at the same
+// place in 198.19.0.0/16) through a lock file, so that concurrent tests never
+// collide. What it starts is recorded next to that lock, and is cleaned
+// (processes, mounts, cgroups, links, namespaces) by Stop, or by the next
+// process that takes the /24 when the one that held it died.
 //
 // It does not import testing: programs such as the demo use it too. It needs
-// root, the binaries of 'make tools' in bin/ (kubelet, containerd, ctr,
-// containerd-shim-runc-v2, bin/cni/*) and /usr/bin/runc.
+// root, the binaries of 'make tools' in bin/ (kubelet, kube-proxy,
+// containerd, ctr, containerd-shim-runc-v2, bin/cni/*), /usr/bin/runc,
+// iptables and nsenter.
 package realnode
 
 import (

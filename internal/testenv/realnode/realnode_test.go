@@ -65,10 +65,23 @@ func TestAddresses(t *testing.T) {
 			g.Expect(p.Contains(netip.MustParseAddr("10.255.255.53"))).To(BeFalse())
 		}
 	}
+	// The hosts' LAN is no lease's, and every host has its own address
+	// there, apart from the machine's.
+	g.Expect(lanSubnet.String()).To(Equal("198.18.255.0/24"))
+	seen := map[netip.Addr]bool{lanGateway: true}
+	for i := range leaseCount {
+		g.Expect(subnet24(18, i).Overlaps(lanSubnet)).To(BeFalse(), "lease %d", i)
+		a := lanAddr(i)
+		g.Expect(lanSubnet.Contains(a) && a != lanSubnet.Addr()).To(BeTrue(), "%s", a)
+		g.Expect(seen[a]).To(BeFalse(), "%s twice", a)
+		seen[a] = true
+	}
+	g.Expect(lanAddr(leaseCount-1).Next()).To(Equal(lanGateway), "the last host is right below the machine's address")
 	l := &lease{index: 12}
-	g.Expect([]string{l.link("c"), l.link("n"), l.link("p")}).To(Equal([]string{"srn12c", "srn12n", "srn12p"}))
+	g.Expect([]string{l.link(""), l.link("h"), l.link("n"), l.link("p")}).To(Equal([]string{"srn12", "srn12h", "srn12n", "srn12p"}))
 	// Link names are at most 15 bytes.
 	g.Expect(len((&lease{index: leaseCount - 1}).link("p"))).To(BeNumerically("<=", 15))
+	g.Expect(len(lanBridge)).To(BeNumerically("<=", 15))
 }
 
 func TestRenderCNIConfig(t *testing.T) {
@@ -95,7 +108,7 @@ func TestRenderCNIConfig(t *testing.T) {
 	g.Expect(cfg.Plugins[0].Type).To(Equal("bridge"))
 	g.Expect(cfg.Plugins[0].Bridge).To(Equal("srn4p"))
 	g.Expect(cfg.Plugins[0].IsGateway).To(BeTrue())
-	g.Expect(cfg.Plugins[0].IPMasq).To(BeFalse(), "nothing leaves the machine, so nothing is masqueraded")
+	g.Expect(cfg.Plugins[0].IPMasq).To(BeTrue(), "other hosts have no route to the pods")
 	g.Expect(cfg.Plugins[0].IPAM.Ranges).To(Equal([][]map[string]string{{{"subnet": "198.18.4.0/25", "gateway": "198.18.4.1"}}}))
 	g.Expect(cfg.Plugins[0].IPAM.Routes).To(Equal([]map[string]string{{"dst": "198.18.0.0/15"}}), "no default route")
 	g.Expect(cfg.Plugins[0].IPAM.DataDir).To(Equal("/tmp/n/cni/ipam"))
@@ -214,20 +227,64 @@ func TestStartNodeRefusesBadOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	pause := &Image{Ref: "stretch.invalid/pause:local", Archive: "/nonexistent"}
-	cluster := Cluster{Server: "https://198.18.0.1:6443", CA: ca}
+	cluster := JoinConfig{Server: "https://198.18.255.1:6443", CA: ca, host: &Host{Name: "srn0"}}
 	for _, tc := range []struct {
 		name    string
-		cluster Cluster
+		cluster JoinConfig
 		opts    NodeOptions
 		want    string
 	}{
 		{"bad name", cluster, NodeOptions{Name: "Real_0", Pause: pause}, `node name "Real_0": want lower-case letters`},
 		{"no pause image", cluster, NodeOptions{Name: "real-0"}, "NodeOptions.Pause is nil: build the sandbox image with BuildPauseImage"},
-		{"no CA", Cluster{Server: cluster.Server}, NodeOptions{Name: "real-0", Pause: pause}, "needs the API server's URL and the cluster CA"},
+		{"no CA", JoinConfig{Server: cluster.Server, host: cluster.host}, NodeOptions{Name: "real-0", Pause: pause}, "needs the API server's URL, the cluster CA and a host"},
+		{"no host", JoinConfig{Server: cluster.Server, CA: ca}, NodeOptions{Name: "real-0", Pause: pause}, "pass a ControlPlane's JoinConfig()"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := StartNode(t.Context(), tc.cluster, tc.opts)
 			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(tc.want)))
 		})
+	}
+}
+
+func TestLinkArgs(t *testing.T) {
+	for _, tc := range []struct {
+		link, name string
+		ns         []string
+	}{
+		{"srn3h", "srn3h", nil},
+		{"srn3/srn5p", "srn5p", []string{"-n", "srn3"}},
+	} {
+		ns, name := linkArgs(tc.link)
+		if name != tc.name || !slices.Equal(ns, tc.ns) {
+			t.Errorf("linkArgs(%q) = %v, %q; want %v, %q", tc.link, ns, name, tc.ns, tc.name)
+		}
+	}
+}
+
+func TestCutRules(t *testing.T) {
+	g := NewWithT(t)
+	rules := cutRules(netip.MustParseAddr("198.18.255.7"))
+	// Both ways, for the host's own processes and for its pods.
+	var chains []string
+	for _, r := range rules {
+		chains = append(chains, r[0]+" "+r[1]+" "+r[2])
+		g.Expect(r[len(r)-2:]).To(Equal([]string{"-j", "DROP"}))
+	}
+	g.Expect(chains).To(ConsistOf("INPUT -s 198.18.255.7", "OUTPUT -d 198.18.255.7", "FORWARD -s 198.18.255.7", "FORWARD -d 198.18.255.7"))
+}
+
+func TestRenderProxyConfig(t *testing.T) {
+	g := NewWithT(t)
+	data, err := renderProxyConfig("/tmp/p/kubeconfig", "real-0")
+	g.Expect(err).NotTo(HaveOccurred())
+	var cfg map[string]any
+	g.Expect(yaml.Unmarshal(data, &cfg)).To(Succeed())
+	g.Expect(cfg).To(HaveKeyWithValue("kind", "KubeProxyConfiguration"))
+	g.Expect(cfg).To(HaveKeyWithValue("mode", "iptables"))
+	g.Expect(cfg).To(HaveKeyWithValue("hostnameOverride", "real-0"))
+	// The machine's conntrack limits are not kube-proxy's to change.
+	g.Expect(cfg["conntrack"]).To(HaveKeyWithValue("maxPerCore", BeNumerically("==", 0)))
+	for _, addr := range []string{"metricsBindAddress", "healthzBindAddress"} {
+		g.Expect(cfg[addr]).To(HavePrefix("127.0.0.1:"), addr)
 	}
 }
