@@ -402,6 +402,22 @@ func TestDeployment(t *testing.T) {
 		g.Expect(fs.Parse(args)).To(Succeed(), "the chart passes a flag that stretch-controller-manager does not have")
 		g.Expect(fs.Args()).To(BeEmpty())
 		g.Expect(opts.LeaderElect).To(BeTrue(), "replicas elect a leader")
+		g.Expect(opts.APIServerURL).To(BeEmpty(), "without apiServerURL, no --api-server-url")
+	})
+
+	t.Run("apiServerURL", func(t *testing.T) {
+		g := NewWithT(t)
+		objs := render(t, with(base(), "apiServerURL", "https://api.home.example.com:6443"))
+		d := convert(t, objs, "Deployment", install.ManagerName, &appsv1.Deployment{})
+		args := d.Spec.Template.Spec.Containers[0].Args
+		g.Expect(args).To(ContainElement("--api-server-url=https://api.home.example.com:6443"))
+		fs := flag.NewFlagSet("stretch-controller-manager", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		opts := manager.DefaultOptions()
+		opts.BindFlags(fs)
+		g.Expect(fs.Parse(args)).To(Succeed())
+		g.Expect(opts.APIServerURL).To(Equal("https://api.home.example.com:6443"))
+		g.Expect(opts.Validate()).To(Succeed(), "what the schema lets through, the manager accepts")
 	})
 
 	t.Run("pod disruption budget", func(t *testing.T) {
@@ -459,6 +475,7 @@ func TestValuesAccepted(t *testing.T) {
 		{"replicas", with(base(), "replicaCount", 3), ".spec.replicas", "3"},
 		{"verbosity", with(base(), "logLevel", 4), c + `.args[?(@=="--zap-log-level=4")]`, "--zap-log-level=4"},
 		{"unoffload timeout", with(base(), "unoffloadTimeout", "10m"), c + `.args[?(@=="--unoffload-timeout=10m")]`, "--unoffload-timeout=10m"},
+		{"API server URL", with(base(), "apiServerURL", "https://[2001:db8::1]:6443"), c + `.args[?(@=="--api-server-url=https://[2001:db8::1]:6443")]`, "--api-server-url=https://[2001:db8::1]:6443"},
 		{"extra flags", with(base(), "extraArgs", []any{"--remote-cluster-probe-interval=10s"}), c + `.args[?(@=="--remote-cluster-probe-interval=10s")]`, "--remote-cluster-probe-interval=10s"},
 		{"zone spread added", with(base(), "topologySpreadConstraints", []any{map[string]any{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}}), ".spec.template.spec.topologySpreadConstraints[1].topologyKey", "topology.kubernetes.io/zone"},
 	} {
@@ -500,6 +517,9 @@ func TestValuesRefused(t *testing.T) {
 		{"scrape interval", with(base(), "metrics", map[string]any{"serviceMonitor": map[string]any{"interval": "30 seconds"}}), "", []string{"/metrics/serviceMonitor/interval"}},
 		{"log level", with(base(), "logLevel", "verbose"), "", []string{"/logLevel"}},
 		{"unoffload timeout", with(base(), "unoffloadTimeout", "ten minutes"), "", []string{"/unoffloadTimeout"}},
+		{"API server URL not https", with(base(), "apiServerURL", "http://api.home.example.com"), "", []string{"/apiServerURL", "does not match pattern"}},
+		{"API server URL with a path", with(base(), "apiServerURL", "https://api.home.example.com/k8s"), "", []string{"/apiServerURL"}},
+		{"API server URL without scheme", with(base(), "apiServerURL", "api.home.example.com:6443"), "", []string{"/apiServerURL"}},
 		{"extra arg not a flag", with(base(), "extraArgs", []any{"-v"}), "", []string{"/extraArgs/0"}},
 		{"cpu request", with(base(), "resources", map[string]any{"requests": map[string]any{"cpu": "lots"}}), "", []string{"/resources/requests/cpu"}},
 		{"toleration not an object", with(base(), "tolerations", []any{"all"}), "", []string{"/tolerations/0"}},

@@ -11,6 +11,7 @@ import (
 	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/peering"
 )
 
 func newInstallCommand(name string) *cobra.Command {
@@ -22,7 +23,7 @@ func newInstallCommand(name string) *cobra.Command {
 		vals         values.Options
 	)
 	cmd := &cobra.Command{
-		Use:   "install --cluster-name NAME [--cluster-labels k=v,...] [--image REF] [--set k=v] [--values FILE] [--wait]",
+		Use:   "install --cluster-name NAME [--cluster-labels k=v,...] [--image REF] [--api-server-url URL] [--set k=v] [--values FILE] [--wait]",
 		Short: "Install or upgrade Stretch on a cluster",
 		Long: `Install installs Stretch's Helm chart (embedded in this binary) as the release
 stretch in namespace stretch-system, or upgrades that release: the CRDs, the
@@ -37,6 +38,11 @@ replaced when --cluster-labels is given, kept otherwise.
 The cluster labels show on the virtual node that stands for this cluster in
 every home cluster that peers with it: NamespaceOffloadings select on them.
 
+On a cluster that offloads pods, --api-server-url says where those pods reach
+its API server: their in-cluster clients (KUBERNETES_SERVICE_HOST) then use
+the token they mount against this cluster, not against the provider's API
+server, which refuses it.
+
 With --out-of-cluster, no manager is deployed and no Helm release is made:
 run stretch-controller-manager yourself with --kubeconfig (the demo and the
 tests do). A later install without the flag takes those objects over.`,
@@ -47,6 +53,9 @@ tests do). A later install without the flag takes those objects over.`,
   # From your own registry, with a chart value changed
   %[1]s install --cluster-name home --image registry.example.com/stretch/stretch-controller-manager:v0.2.0 \
       --set replicaCount=3 --wait
+
+  # A home cluster whose offloaded pods reach its API server at api.home.example.com
+  %[1]s install --cluster-name home --api-server-url https://api.home.example.com:6443 --wait
 
   # CRDs, identity and RBAC only, for a manager run outside the cluster
   %[1]s install --cluster-name home --out-of-cluster`, name),
@@ -63,8 +72,18 @@ tests do). A later install without the flag takes those objects over.`,
 			if err := identity.ValidateClusterName(opts.ClusterName); err != nil {
 				return usageError{err}
 			}
+			if outOfCluster && opts.APIServerURL != "" {
+				return usageError{fmt.Errorf("--out-of-cluster deploys no manager: --api-server-url does not apply; pass it to the stretch-controller-manager you run, or leave out --out-of-cluster")}
+			}
 			if outOfCluster && (opts.Image != "" || opts.Wait || len(vals.Values) > 0 || len(vals.ValueFiles) > 0) {
 				return usageError{fmt.Errorf("--out-of-cluster deploys no manager: --image, --set, --values and --wait do not apply; leave them out, or leave out --out-of-cluster")}
+			}
+			if opts.APIServerURL != "" {
+				u, err := peering.ParseAPIServerURL(opts.APIServerURL)
+				if err != nil {
+					return usageError{fmt.Errorf("--api-server-url: %w; pass the URL at which pods offloaded from this cluster reach its API server", err)}
+				}
+				opts.APIServerURL = u
 			}
 			if opts.Image != "" {
 				if _, _, _, err := install.ParseImage(opts.Image); err != nil {
@@ -98,6 +117,7 @@ tests do). A later install without the flag takes those objects over.`,
 	cmd.Flags().StringVar(&opts.ClusterName, "cluster-name", "", "name of this cluster, unique among its peers (a DNS label)")
 	cmd.Flags().StringVar(&labels, "cluster-labels", "", "labels of this cluster, as k=v,k2=v2, replacing those it has (left out: kept; \"\": none)")
 	cmd.Flags().StringVar(&opts.Image, "image", "", "image of stretch-controller-manager, REPOSITORY[:TAG][@sha256:DIGEST] (default: the chart's, for this release)")
+	cmd.Flags().StringVar(&opts.APIServerURL, "api-server-url", "", "https://HOST[:PORT] of this cluster's API server as pods offloaded from this cluster, and other clusters, reach it (its certificate must be valid for that host); sets the chart value apiServerURL (left out: kept)")
 	cmd.Flags().StringArrayVar(&vals.Values, "set", nil, "a chart value, as helm's --set: key=value, repeatable (see charts/stretch/values.yaml)")
 	cmd.Flags().StringArrayVarP(&vals.ValueFiles, "values", "f", nil, "a YAML file of chart values, repeatable; later files win")
 	cmd.Flags().BoolVar(&opts.Wait, "wait", false, "wait, showing progress, until the manager's Deployment has rolled out")

@@ -38,6 +38,7 @@ import (
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/scheme"
 	"stretch.dev/stretch/internal/version"
@@ -124,6 +125,14 @@ type Options struct {
 	// the host of KubeletBindAddress.
 	KubeletAddress string
 
+	// APIServerURL is the URL, https://HOST[:PORT], at which pods offloaded
+	// from this cluster, and other clusters, reach this cluster's API server:
+	// the containers of offloaded pods get it as KUBERNETES_SERVICE_HOST and
+	// KUBERNETES_SERVICE_PORT, so that in-cluster clients use the home token
+	// they mount against the home API server. Empty: they reach the
+	// provider's, which refuses that token.
+	APIServerURL string
+
 	// Zap configures logging; its defaults give JSON lines at info level.
 	Zap zap.Options
 
@@ -201,13 +210,25 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"IP the API server reaches that kubelet API at (e.g. the pod IP of an in-cluster manager); empty means the host of --kubelet-bind-address.")
 	fs.StringVar(&o.WebhookService, "webhook-service", d.WebhookService,
 		"namespace/name of the Service in front of an in-cluster manager; when set, the webhooks are called through it.")
+	fs.StringVar(&o.APIServerURL, "api-server-url", d.APIServerURL,
+		apiServerURLUsage)
 	o.Zap = d.Zap
 	o.Zap.BindFlags(fs)
 }
 
+// apiServerURLUsage is the help of --api-server-url, worded as that of
+// 'stretchctl peer --api-server-url', which names the same address seen
+// from the home side.
+const apiServerURLUsage = "https://HOST[:PORT] of this cluster's API server as pods offloaded from this cluster, and other clusters, reach it (its certificate must be valid for that host): the containers of offloaded pods get it as KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT, so that in-cluster clients reach this cluster with the token they mount. Empty: they reach the provider's API server, which refuses that token."
+
 // Validate checks the options that the flags cannot check one by one; a
 // failure is a usage error.
 func (o Options) Validate() error {
+	if o.APIServerURL != "" {
+		if _, err := peering.ParseAPIServerURL(o.APIServerURL); err != nil {
+			return fmt.Errorf("--api-server-url: %w; pass the URL at which pods offloaded from this cluster reach its API server (with the Helm chart, the value apiServerURL), or leave it out", err)
+		}
+	}
 	if o.ClusterName == "" {
 		if len(o.ClusterLabels) > 0 {
 			return fmt.Errorf("--cluster-labels %s is given without --cluster-name: the labels belong to the cluster identity, which the manager writes only with --cluster-name NAME (or leave both out and run 'stretchctl install')", identity.FormatLabels(o.ClusterLabels))
@@ -254,6 +275,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if err := opts.checkLease(); err != nil {
 		return err
+	}
+	if peering.IsLoopback(opts.APIServerURL) {
+		log.Info("--api-server-url names a loopback address, which a pod reaches only in its own network namespace: offloaded pods' in-cluster clients will not reach this cluster; pass an address of the API server that pods on the providers reach", "apiServerURL", opts.APIServerURL)
 	}
 	cfg, err := restConfig(opts.Kubeconfig, opts.Context)
 	if err != nil {
@@ -404,6 +428,8 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 		Registry: peers,
 		Metrics:  virtualkubelet.NewMetrics(metrics.Registry),
 		API:      kubelet,
+
+		APIServerURL: opts.APIServerURL,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the virtual kubelets: %w", err)
 	}

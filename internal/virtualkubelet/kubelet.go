@@ -101,6 +101,10 @@ type Config struct {
 	// TokenCheck is how often token Secrets are renewed when due; zero
 	// means DefaultTokenCheck.
 	TokenCheck time.Duration
+	// APIServer is where offloaded pods reach the home API server; the zero
+	// value leaves them the provider's, and warns on each pod that mounts a
+	// token.
+	APIServer HomeAPIServer
 	// Log is the logger, with the peering's keys.
 	Log logr.Logger
 }

@@ -34,6 +34,10 @@ const (
 	OffloadFailedReason = "OffloadFailed"
 	// RecreatedReason: the remote pod disappeared while the home pod exists.
 	RecreatedReason = "RemotePodRecreated"
+	// HomeAPIServerUnknownReason: the pod mounts a home token, but no
+	// --api-server-url says where its containers reach the home API server,
+	// so they reach the provider's, which refuses the token.
+	HomeAPIServerUnknownReason = "HomeAPIServerUnknown"
 )
 
 var (
@@ -46,7 +50,7 @@ var (
 // annotations the provider added (a CNI's, an admission webhook's) are kept:
 // only the home pod's own keys are set. Nothing is written when they match.
 func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Pod) error {
-	want := RemotePod(home, t.name, k.HomeClusterID)
+	want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
 	upd := r.DeepCopy()
 	upd.Labels = mergeInto(upd.Labels, want.Labels)
 	upd.Annotations = mergeInto(upd.Annotations, want.Annotations)
@@ -224,7 +228,7 @@ func (k *Kubelet) createRemote(ctx context.Context, t *twin, home *corev1.Pod) e
 			return k.offloadFailed(home, fmt.Errorf("service account token %s: %w", ref.ServiceAccount, err))
 		}
 	}
-	want := RemotePod(home, t.name, k.HomeClusterID)
+	want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
 	_, err := k.provider.CoreV1().Pods(t.name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 	if apierrors.IsAlreadyExists(err) {
 		return nil // the cache is behind; the informer brings it
@@ -240,6 +244,11 @@ func (k *Kubelet) createRemote(ctx context.Context, t *twin, home *corev1.Pod) e
 	} else {
 		k.recorder.Eventf(home, corev1.EventTypeNormal, OffloadedReason, "Created as pod %s/%s on provider %s", t.name, home.Name, k.ProviderName)
 		k.Metrics.observeStage(k.ProviderName, stageCreated, home, time.Now())
+	}
+	if k.APIServer.Host == "" && len(tokensOf(home)) > 0 && k.said.add(key, "no-api-server/"+string(home.UID)) {
+		k.recorder.Eventf(home, corev1.EventTypeWarning, HomeAPIServerUnknownReason,
+			"The service account token this pod mounts is a token of this cluster, but its containers reach the API server of provider %s (KUBERNETES_SERVICE_HOST), which refuses it: set --api-server-url on stretch-controller-manager (Helm chart value apiServerURL, or 'stretchctl install --api-server-url') to the URL at which offloaded pods reach this cluster's API server",
+			k.ProviderName)
 	}
 	k.said.forget(key, "offload-failed/"+string(home.UID))
 	return nil

@@ -39,6 +39,11 @@ type Set struct {
 	// API is where the kubelet API of virtual nodes (logs, exec) is served;
 	// an empty BindAddress: nowhere.
 	API KubeletEndpoint
+	// APIServerURL is the URL, https://HOST[:PORT], at which offloaded pods
+	// reach this cluster's API server (--api-server-url); empty: unknown.
+	APIServerURL string
+
+	apiServer HomeAPIServer
 
 	home    identity.IDCache
 	log     logr.Logger
@@ -68,6 +73,10 @@ type running struct {
 // SetupWithManager registers the set: the home informers (a runnable that
 // starts with leadership) and the RemoteCluster controller.
 func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
+	var err error
+	if s.apiServer, err = ParseHomeAPIServer(s.APIServerURL); err != nil {
+		return err
+	}
 	s.home.Reader = mgr.GetAPIReader()
 	s.log = mgr.GetLogger().WithName("virtualkubelet")
 	s.objects = NewHomeObjects(s.Home)
@@ -153,7 +162,7 @@ func (s *Set) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, err
 	log := s.log.WithValues("remoteCluster", rc.Name, "clusterID", rc.Spec.ClusterID)
 	k, err := New(Config{
 		HomeClusterID: homeID, ProviderName: rc.Name, NodeName: peeringv1alpha1.VirtualNodeName(rc.Name),
-		Peer: peer, Home: s.Home, Offloadings: s.Client, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, TokenCheck: s.TokenCheck, Log: log,
+		Peer: peer, Home: s.Home, Offloadings: s.Client, Objects: s.objects, Metrics: s.Metrics, Workers: s.Workers, TokenCheck: s.TokenCheck, APIServer: s.apiServer, Log: log,
 	})
 	if err != nil {
 		return ctrl.Result{}, err

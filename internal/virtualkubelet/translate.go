@@ -3,7 +3,9 @@ package virtualkubelet
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/placement"
 )
 
@@ -102,8 +105,9 @@ func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMet
 //     kubelet keeps in the twin; with it, the home CA and namespace.
 //
 // References to the pod's namespace (downward API) keep meaning the home
-// namespace.
-func RemotePod(home *corev1.Pod, twin, homeClusterID string) *corev1.Pod {
+// namespace. With api known, its containers reach the home API server, not
+// the provider's (see apiServerEnv).
+func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: remoteMeta(home, twin, homeClusterID), Spec: *home.Spec.DeepCopy()}
 	metav1.SetMetaDataAnnotation(&p.ObjectMeta, OriginPodUIDAnnotation, string(home.UID))
 
@@ -140,9 +144,64 @@ func RemotePod(home *corev1.Pod, twin, homeClusterID string) *corev1.Pod {
 	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
 		for i := range cs {
 			homeNamespaceEnv(cs[i].Env, home.Namespace)
+			cs[i].Env = apiServerEnv(cs[i].Env, api)
 		}
 	}
 	return p
+}
+
+// HomeAPIServer is where offloaded pods reach the home API server: the host
+// and port of the manager's --api-server-url. The zero value means unknown.
+type HomeAPIServer struct {
+	Host, Port string
+}
+
+// ParseHomeAPIServer returns the host and port of apiServerURL,
+// https://HOST[:PORT] (port 443 when it has none); "" gives the zero
+// HomeAPIServer.
+func ParseHomeAPIServer(apiServerURL string) (HomeAPIServer, error) {
+	if apiServerURL == "" {
+		return HomeAPIServer{}, nil
+	}
+	checked, err := peering.ParseAPIServerURL(apiServerURL)
+	if err != nil {
+		return HomeAPIServer{}, fmt.Errorf("--api-server-url: %w", err)
+	}
+	u, err := url.Parse(checked)
+	if err != nil {
+		return HomeAPIServer{}, fmt.Errorf("--api-server-url: %w", err)
+	}
+	api := HomeAPIServer{Host: u.Hostname(), Port: u.Port()}
+	if api.Port == "" {
+		api.Port = "443"
+	}
+	return api, nil
+}
+
+// apiServerEnv returns env with the variables rest.InClusterConfig reads set
+// to the home API server. The provider's kubelet sets them to its own API
+// server, which refuses the home token the pod mounts; a container's
+// explicit env wins over them. They come first, so that the container's own
+// $(KUBERNETES_SERVICE_HOST) references expand to the home values; a name
+// the container sets itself keeps its value.
+func apiServerEnv(env []corev1.EnvVar, api HomeAPIServer) []corev1.EnvVar {
+	if api.Host == "" {
+		return env
+	}
+	var add []corev1.EnvVar
+	for _, v := range []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: api.Host},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: api.Port},
+		{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: api.Port},
+	} {
+		if !slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {
+			add = append(add, v)
+		}
+	}
+	if len(add) == 0 {
+		return env
+	}
+	return append(add, env...)
 }
 
 // tokensOf returns the service account tokens that pod mounts through

@@ -1,6 +1,7 @@
 package virtualkubelet
 
 import (
+	"slices"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -63,7 +64,7 @@ func TestRemotePod(t *testing.T) {
 	g := NewWithT(t)
 	home := homePod()
 	before := home.DeepCopy()
-	r := RemotePod(home, "shop-"+homeID, homeID)
+	r := RemotePod(home, "shop-"+homeID, homeID, HomeAPIServer{})
 
 	g.Expect(home).To(Equal(before), "the home pod is not modified")
 	g.Expect(r.Name).To(Equal("web-1"))
@@ -119,7 +120,7 @@ func TestRemotePodKeepsPodAffinityAndPlainProjections(t *testing.T) {
 	audience.Projected.Sources[0].ServiceAccountToken = &corev1.ServiceAccountTokenProjection{Audience: "vault", Path: "vault-token"}
 	home.Spec.Volumes = append(home.Spec.Volumes, audience)
 
-	r := RemotePod(home, "twin", homeID)
+	r := RemotePod(home, "twin", homeID, HomeAPIServer{})
 	g.Expect(r.Spec.Affinity).To(Equal(&corev1.Affinity{PodAntiAffinity: home.Spec.Affinity.PodAntiAffinity}))
 	g.Expect(r.Spec.Volumes[2]).To(Equal(plain), "a projection without token is kept")
 	g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-default"))
@@ -135,7 +136,7 @@ func TestHomeView(t *testing.T) {
 	home := homePod()
 	bound := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "bound-home"}
 	home.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{bound}}
-	remote := RemotePod(home, "twin", homeID)
+	remote := RemotePod(home, "twin", homeID, HomeAPIServer{})
 	remote.UID = "remote-uid"
 	now := metav1.Now()
 	remote.DeletionTimestamp = &now
@@ -202,4 +203,86 @@ func TestReflectedObject(t *testing.T) {
 	headless := svc.DeepCopy()
 	headless.Spec.ClusterIP = corev1.ClusterIPNone
 	g.Expect(ReflectedObject(headless, "twin", homeID).(*corev1.Service).Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+}
+
+// TestRemotePodHomeAPIServer: with the home API server known, every
+// container and init container reaches it through the variables
+// rest.InClusterConfig reads, set before its own env so that its references
+// expand to them; a name the container sets itself keeps its value.
+func TestRemotePodHomeAPIServer(t *testing.T) {
+	home := HomeAPIServer{Host: "api.home.example.com", Port: "6443"}
+	homeEnv := []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: "api.home.example.com"},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"},
+		{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "6443"},
+	}
+	own := []corev1.EnvVar{{Name: "URL", Value: "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}}
+	tests := []struct {
+		name     string
+		api      HomeAPIServer
+		init     []corev1.EnvVar // of the only init container
+		app      []corev1.EnvVar // of the only container
+		wantInit []corev1.EnvVar
+		wantApp  []corev1.EnvVar
+	}{
+		{name: "unknown: env left alone", api: HomeAPIServer{}, app: own, wantApp: own},
+		{name: "unknown, no env", api: HomeAPIServer{}},
+		{name: "known: containers and init containers", api: home,
+			wantInit: homeEnv, wantApp: homeEnv},
+		{name: "known: before the container's own env", api: home, app: own,
+			wantInit: homeEnv, wantApp: append(slices.Clone(homeEnv), own...)},
+		{name: "a container's own value wins", api: home,
+			init:     []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}},
+			app:      []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_PORT", Value: "8443"}, {Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "8443"}},
+			wantInit: []corev1.EnvVar{homeEnv[1], homeEnv[2], {Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}},
+			wantApp:  []corev1.EnvVar{homeEnv[0], {Name: "KUBERNETES_SERVICE_PORT", Value: "8443"}, {Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "8443"}}},
+		{name: "a container that sets them all is left alone", api: home,
+			app:      []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "1"}, {Name: "KUBERNETES_SERVICE_HOST", Value: "h"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "1"}},
+			wantInit: homeEnv,
+			wantApp:  []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "1"}, {Name: "KUBERNETES_SERVICE_HOST", Value: "h"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "1"}}},
+		{name: "an IPv6 host, without brackets", api: HomeAPIServer{Host: "2001:db8::1", Port: "443"},
+			wantInit: []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "2001:db8::1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "443"}, {Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "443"}},
+			wantApp:  []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "2001:db8::1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "443"}, {Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "443"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			p := homePod()
+			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Env: slices.Clone(tt.init)}}
+			p.Spec.Containers = []corev1.Container{{Name: "app", Image: "nginx", Env: slices.Clone(tt.app)}}
+			before := p.DeepCopy()
+			r := RemotePod(p, "twin", homeID, tt.api)
+			g.Expect(p).To(Equal(before), "the home pod is not modified")
+			g.Expect(r.Spec.InitContainers[0].Env).To(Equal(tt.wantInit), "init container")
+			g.Expect(r.Spec.Containers[0].Env).To(Equal(tt.wantApp), "container")
+		})
+	}
+}
+
+func TestParseHomeAPIServer(t *testing.T) {
+	tests := []struct {
+		url     string
+		want    HomeAPIServer
+		wantErr string
+	}{
+		{url: "", want: HomeAPIServer{}},
+		{url: "https://api.home.example.com:6443", want: HomeAPIServer{Host: "api.home.example.com", Port: "6443"}},
+		{url: "https://api.home.example.com", want: HomeAPIServer{Host: "api.home.example.com", Port: "443"}},
+		{url: "https://203.0.113.10/", want: HomeAPIServer{Host: "203.0.113.10", Port: "443"}},
+		{url: "https://[2001:db8::1]:6443", want: HomeAPIServer{Host: "2001:db8::1", Port: "6443"}},
+		{url: "http://api.home.example.com", wantErr: `--api-server-url: "http://api.home.example.com" is not of the form https://HOST[:PORT]`},
+		{url: "https://api.home.example.com/k8s", wantErr: "must not have a path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			g := NewWithT(t)
+			got, err := ParseHomeAPIServer(tt.url)
+			if tt.wantErr != "" {
+				g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(got).To(Equal(tt.want))
+		})
+	}
 }

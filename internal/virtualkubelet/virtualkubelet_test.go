@@ -3,16 +3,22 @@ package virtualkubelet_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,6 +97,20 @@ func reasons(g Gomega, ns, name string) []string {
 	return out
 }
 
+// counts returns how many times each event of that reason about object
+// name in ns was recorded (the recorder folds repeats into one event).
+func counts(g Gomega, ns, name, reason string) []int32 {
+	list := &corev1.EventList{}
+	g.Expect(home.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	var out []int32
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name && e.Reason == reason {
+			out = append(out, e.Count)
+		}
+	}
+	return out
+}
+
 func edit[T client.Object](t *testing.T, c client.Client, obj T, change func(T)) {
 	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -126,9 +146,12 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 			g.Expect(r.Annotations).To(HaveKeyWithValue(virtualkubelet.OriginPodUIDAnnotation, string(pod.UID)))
 			g.Expect(r.Spec.NodeName).To(BeEmpty())
 			g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-builder"))
+			g.Expect(r.Spec.Containers[0].Env).To(BeEmpty(), "without --api-server-url, env is left alone")
 			first = r.UID
 		}).Should(Succeed())
 		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "web") }).Should(ContainElement(virtualkubelet.OffloadedReason))
+		// Its token cannot reach home from there: the pod says so.
+		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "web") }).Should(ContainElement(virtualkubelet.HomeAPIServerUnknownReason))
 	})
 
 	t.Run("the token it mounts is a home token, with the home CA and namespace", func(t *testing.T) {
@@ -233,6 +256,9 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		}).Should(Succeed())
 		g.Eventually(func(g Gomega) []string { return reasons(g, ns, "web") }).Should(ContainElement(virtualkubelet.RecreatedReason))
 		first = remotePod(g, twin, "web").UID
+		// Said once per pod, not at each creation of its remote pod.
+		g.Consistently(func(g Gomega) []int32 { return counts(g, ns, "web", virtualkubelet.HomeAPIServerUnknownReason) }).
+			WithTimeout(2 * time.Second).Should(Equal([]int32{1}))
 	})
 
 	cfg := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{"color": "blue"}}
@@ -433,4 +459,90 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// With --api-server-url, the containers of an offloaded pod reach the home
+// API server as rest.InClusterConfig does (KUBERNETES_SERVICE_HOST and
+// _PORT, the mounted token and CA), and are who the token says they are
+// there; the remote pod, once created, is not written again for it.
+func TestPodsReachTheHomeAPIServer(t *testing.T) {
+	g := newG(t)
+	u, err := url.Parse(home.Config.Host)
+	g.Expect(err).NotTo(HaveOccurred())
+	apiServerURL := "https://" + u.Host
+	fleet.RunWith(t, home, homeID, []fleet.Provider{{Server: eu}}, fleet.Options{APIServerURL: apiServerURL})
+
+	ns := "inside"
+	twin := offload(t, g, ns)
+	g.Expect(home.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "builder"}})).To(Succeed())
+	// What kube-controller-manager publishes in every namespace: the CA of
+	// the home API server.
+	g.Expect(home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kube-root-ca.crt"},
+		Data: map[string]string{"ca.crt": string(home.Config.CAData)}})).To(Succeed())
+
+	pod := boundPod(ns, "client")
+	pod.Spec.InitContainers = []corev1.Container{{Name: "wait", Image: "busybox"}}
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: "8443"}}
+	g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
+
+	var r *corev1.Pod
+	g.Eventually(func(g Gomega) { r = remotePod(g, twin, "client") }).Should(Succeed())
+	env := func(c corev1.Container) map[string]string {
+		m := map[string]string{}
+		for _, e := range c.Env {
+			m[e.Name] = e.Value
+		}
+		return m
+	}
+	host, port := u.Hostname(), u.Port()
+	g.Expect(env(r.Spec.InitContainers[0])).To(Equal(map[string]string{
+		"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "KUBERNETES_SERVICE_PORT_HTTPS": port,
+	}), "init containers too")
+	g.Expect(env(r.Spec.Containers[0])).To(Equal(map[string]string{
+		"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "KUBERNETES_SERVICE_PORT_HTTPS": "8443",
+	}), "the container's own value stays")
+
+	// What rest.InClusterConfig builds in that container, from its env and
+	// the token Secret its projected volume reads.
+	s := &corev1.Secret{}
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: r.Spec.Volumes[0].Projected.Sources[0].Secret.Name}, s)).To(Succeed())
+	c := env(r.Spec.Containers[0])
+	inCluster := &rest.Config{
+		Host:            "https://" + net.JoinHostPort(c["KUBERNETES_SERVICE_HOST"], c["KUBERNETES_SERVICE_PORT"]),
+		BearerToken:     string(s.Data[virtualkubelet.TokenKey]),
+		TLSClientConfig: rest.TLSClientConfig{CAData: s.Data[virtualkubelet.CACertKey]},
+	}
+	cs, err := kubernetes.NewForConfig(inCluster)
+	g.Expect(err).NotTo(HaveOccurred())
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred(), "the offloaded pod's in-cluster client reaches the home API server")
+	g.Expect(review.Status.UserInfo.Username).To(Equal("system:serviceaccount:" + ns + ":builder"))
+
+	// A sync of the pod (here for a status change) finds the remote pod as
+	// it wants it, env included: no write.
+	before, err := testenv.APIWrites(ctx, eu.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	r = remotePod(g, twin, "client")
+	r.Status.Phase, r.Status.PodIP = corev1.PodRunning, "10.20.0.9"
+	g.Expect(eu.Client.Status().Update(ctx, r)).To(Succeed())
+	g.Eventually(func(g Gomega) string {
+		got := &corev1.Pod{}
+		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(pod), got)).To(Succeed())
+		return got.Status.PodIP
+	}).Should(Equal("10.20.0.9"))
+	g.Consistently(func(g Gomega) []string {
+		after, err := testenv.APIWrites(ctx, eu.Config)
+		g.Expect(err).NotTo(HaveOccurred())
+		var podWrites []string // refused ones too: the spec's env cannot change
+		for w := range after.Since(before) {
+			if (strings.HasPrefix(w, "PUT pods") || strings.HasPrefix(w, "PATCH pods")) && !strings.Contains(w, "pods/status") {
+				podWrites = append(podWrites, w)
+			}
+		}
+		return podWrites
+	}).WithTimeout(2*time.Second).Should(BeEmpty(), "the remote pod is not updated")
+
+	// The home API server is known: no warning.
+	g.Expect(reasons(g, ns, "client")).To(ContainElement(virtualkubelet.OffloadedReason))
+	g.Expect(reasons(g, ns, "client")).NotTo(ContainElement(virtualkubelet.HomeAPIServerUnknownReason))
 }

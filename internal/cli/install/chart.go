@@ -34,9 +34,13 @@ type ChartOptions struct {
 	// Image overrides the chart's image: "repository", "repository:tag" or
 	// "repository@sha256:...".
 	Image string
+	// APIServerURL, when set, is the chart value apiServerURL: the URL at
+	// which pods offloaded from this cluster, and other clusters, reach its
+	// API server.
+	APIServerURL string
 	// Values are merged over the chart's defaults and, on an upgrade, over
-	// the values of the installed release; ClusterName, ClusterLabels and
-	// Image win over them.
+	// the values of the installed release; ClusterName, ClusterLabels,
+	// Image and APIServerURL win over them.
 	Values map[string]any
 	// Wait waits, printing progress, until the manager's Deployment has
 	// rolled out, for at most Timeout.
@@ -227,6 +231,9 @@ func chartValues(opts ChartOptions) (map[string]any, error) {
 		values = map[string]any{}
 	}
 	values["clusterName"] = opts.ClusterName
+	if opts.APIServerURL != "" {
+		values["apiServerURL"] = opts.APIServerURL
+	}
 	if opts.Image != "" {
 		repo, tag, digest, err := ParseImage(opts.Image)
 		if err != nil {

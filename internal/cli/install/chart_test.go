@@ -62,6 +62,34 @@ func TestChartValues(t *testing.T) {
 	}))
 }
 
+// TestChartValuesAPIServerURL: --api-server-url sets the value apiServerURL
+// over --set; left out, the value given with --set (or before) stays.
+func TestChartValuesAPIServerURL(t *testing.T) {
+	tests := []struct {
+		name   string
+		flag   string
+		values map[string]any
+		want   any // nil: no apiServerURL value
+	}{
+		{name: "neither", want: nil},
+		{name: "flag", flag: "https://api.home.example.com:6443", want: "https://api.home.example.com:6443"},
+		{name: "flag over --set", flag: "https://api.home.example.com:6443", values: map[string]any{"apiServerURL": "https://old.example.com"}, want: "https://api.home.example.com:6443"},
+		{name: "--set alone", values: map[string]any{"apiServerURL": "https://old.example.com"}, want: "https://old.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			values, err := chartValues(ChartOptions{Options: Options{ClusterName: "home"}, APIServerURL: tt.flag, Values: tt.values})
+			g.Expect(err).NotTo(HaveOccurred())
+			if tt.want == nil {
+				g.Expect(values).NotTo(HaveKey("apiServerURL"))
+				return
+			}
+			g.Expect(values).To(HaveKeyWithValue("apiServerURL", tt.want))
+		})
+	}
+}
+
 func TestRolloutProgress(t *testing.T) {
 	deployment := func(generation, observed int64, replicas, updated, available int32) *appsv1.Deployment {
 		return &appsv1.Deployment{

@@ -64,6 +64,8 @@ type Options struct {
 	// NoHome leaves the home side to the test, e.g. to run it as
 	// stretch-controller-manager processes: StartHome starts it.
 	NoHome bool
+	// APIServerURL is the home side's --api-server-url.
+	APIServerURL string
 }
 
 // Run installs the identities (home's with homeID; a provider keeps
@@ -145,7 +147,7 @@ func (s *Stretch) StartHome() {
 			return err
 		}
 		s.Metrics = prometheus.NewRegistry()
-		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics), TokenCheck: time.Second}).SetupWithManager(mgr)
+		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics), TokenCheck: time.Second, APIServerURL: s.opts.APIServerURL}).SetupWithManager(mgr)
 	})
 }
 
