@@ -34,7 +34,7 @@ func TestProviderAPIServerKilled(t *testing.T) {
 		t.Helper()
 		w.expectUnchanged(t, g, before)
 		w.expectClashRefused(g)
-		w.dup.expectNone(t, g)
+		w.dup.ExpectNone(t, g)
 		w.expectHomeManagerRunning(g)
 	}
 
@@ -160,7 +160,7 @@ func TestProviderAPIServerKilled(t *testing.T) {
 			g.Expect(pods.Items).To(BeEmpty(), "the pod on the virtual node deleted at home")
 		}).Should(Succeed())
 		w.expectUnchanged(t, g, before)
-		w.dup.expectNone(t, g)
+		w.dup.ExpectNone(t, g)
 		t.Logf("the provider's manager was started again %d times", w.managerRestarts)
 	})
 }

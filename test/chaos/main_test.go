@@ -2,10 +2,6 @@ package chaos
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,11 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
@@ -65,7 +56,7 @@ type world struct {
 	providerManager *testenv.ManagerProcess
 	// managerRestarts counts the provider managers started again.
 	managerRestarts int
-	dup             *duplicates
+	dup             *testenv.Duplicates
 }
 
 // setUp starts home (one kwok node, for the pods that stay local) and a
@@ -87,7 +78,7 @@ func setUp(t *testing.T) *world {
 	id, err := identity.Load(ctx, w.home.Client)
 	g.Expect(err).NotTo(HaveOccurred())
 	w.homeID = id.ID
-	w.dup = watchDuplicates(t, w.provider, w.homeID)
+	w.dup = testenv.WatchDuplicates(t, w.provider.Config, w.homeID)
 	return w
 }
 
@@ -189,133 +180,4 @@ func (w *world) remotePods(g Gomega, ns string) map[string][]corev1.Pod {
 		out[uid] = append(out[uid], p)
 	}
 	return out
-}
-
-// duplicates follows every remote pod of a home cluster on a provider, from
-// the provider's own event history, and records every moment a home pod had
-// more than one remote pod. The watch resumes from the last resourceVersion
-// seen; a restarted API server has no history before its start (410), so
-// then it lists again: only what came and went between the restart and that
-// list, within a second, is not seen.
-type duplicates struct {
-	mu      sync.Mutex
-	found   []string
-	events  int
-	relists int
-	err     error
-	// origin maps each remote pod that exists to the UID of its home pod.
-	origin map[string]string
-}
-
-func watchDuplicates(t *testing.T, provider *kwok.Cluster, homeID string) *duplicates {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(provider.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	selector := peeringv1alpha1.OriginClusterIDLabel + "=" + homeID
-	d := &duplicates{}
-	// list reads every remote pod afresh; it returns the resourceVersion to
-	// watch from.
-	list := func(ctx context.Context) (string, error) {
-		pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return "", err
-		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		d.origin = map[string]string{}
-		for i := range pods.Items {
-			d.seen(&pods.Items[i])
-		}
-		return pods.ResourceVersion, nil
-	}
-	rv, err := list(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Not t.Context(): the cleanup below runs after it is cancelled.
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for wctx.Err() == nil {
-			if rv == "" {
-				// Until the API server answers.
-				_ = wait.PollUntilContextCancel(wctx, time.Second, true, func(ctx context.Context) (bool, error) {
-					var err error
-					rv, err = list(ctx)
-					return err == nil, nil
-				})
-				if wctx.Err() != nil {
-					return
-				}
-				d.mu.Lock()
-				d.relists++
-				d.mu.Unlock()
-			}
-			rw, err := watchtools.NewRetryWatcherWithContext(wctx, rv, &cache.ListWatch{
-				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-					opts.LabelSelector = selector
-					return cs.CoreV1().Pods("").Watch(ctx, opts)
-				},
-			})
-			if err != nil {
-				d.mu.Lock()
-				d.err = err
-				d.mu.Unlock()
-				return
-			}
-			for ev := range rw.ResultChan() {
-				d.mu.Lock()
-				switch p, ok := ev.Object.(*corev1.Pod); {
-				case ev.Type == watch.Error && (apierrors.IsResourceExpired(apierrors.FromObject(ev.Object)) || apierrors.IsGone(apierrors.FromObject(ev.Object))):
-					rv = "" // list again
-				case !ok:
-					d.err = fmt.Errorf("watching the remote pods: %v", ev.Object)
-				case ev.Type == watch.Deleted:
-					d.events++
-					delete(d.origin, string(p.UID))
-				default:
-					d.events++
-					d.seen(p)
-				}
-				d.mu.Unlock()
-			}
-			rw.Stop()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return d
-}
-
-// seen records that remote pod p exists, and a duplicate if another remote
-// pod of the same home pod exists too. d.mu is held.
-func (d *duplicates) seen(p *corev1.Pod) {
-	home := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
-	d.origin[string(p.UID)] = home
-	var same []string
-	for remote, h := range d.origin {
-		if h == home {
-			same = append(same, remote)
-		}
-	}
-	if len(same) > 1 {
-		slices.Sort(same)
-		d.found = append(d.found, fmt.Sprintf("home pod %s/%s (uid %s) had remote pods %s at resourceVersion %s",
-			p.Labels[peeringv1alpha1.OriginNamespaceLabel], p.Name, home, strings.Join(same, ", "), p.ResourceVersion))
-	}
-}
-
-// expectNone checks that no home pod ever had two remote pods so far, and
-// that the watch saw the whole history.
-func (d *duplicates) expectNone(t *testing.T, g Gomega) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g.Expect(d.err).NotTo(HaveOccurred())
-	g.Expect(d.found).To(BeEmpty(), "duplicate remote pods")
-	t.Logf("no duplicate remote pod in %d remote pod events (%d lists again after API server restarts)", d.events, d.relists)
 }

@@ -248,10 +248,16 @@ func runKubectl(ctx context.Context, kubeconfig string, args ...string) (string,
 	if err != nil {
 		return "", -1, err
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	return runCommand(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+}
+
+// runCommand runs bin and returns its output (stdout and stderr) and exit
+// code; err is for a command that could not run.
+func runCommand(ctx context.Context, bin string, args ...string) (string, int, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		return out.String(), exitErr.ExitCode(), nil

@@ -41,8 +41,8 @@ type ControlPlaneOptions struct {
 // kube-scheduler from bin/, set up for real nodes, on a Host of its own (its
 // nodes join that host): the API server listens on the host's LAN address
 // (this machine and other hosts reach it there; nothing off the machine
-// does), reaches kubelets by their InternalIP, verifies their serving
-// certificates, authorizes nodes with the Node authorizer, and signs
+// does), reaches kubelets by their InternalIP without verifying their
+// serving certificates (kubeadm's and kind's default), authorizes nodes with the Node authorizer, and signs
 // projected ServiceAccount tokens. etcd, the controller-manager and the
 // scheduler listen on the host's 127.0.0.1.
 type ControlPlane struct {
@@ -132,6 +132,13 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		return err
 	}
 	addr := c.Host.Addr
+	// The host's own processes (the API server calling a webhook, say)
+	// need a route to the Service range before kube-proxy's DNAT turns
+	// the ClusterIP into a pod's address; pods need none, as their
+	// packets are translated before they are routed.
+	if err := ipCommand("-n", c.Host.Name, "route", "add", c.ServiceCIDR.String(), "dev", hostInterface); err != nil {
+		return err
+	}
 	c.Server = "https://" + net.JoinHostPort(addr.String(), strconv.Itoa(apiServerPort))
 	// The first address of the service range is the kubernetes Service.
 	kubernetesService := hostAddr(19, c.lease.index, 1)
@@ -215,7 +222,9 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		"--allow-privileged=true",
 		"--kubelet-client-certificate="+filepath.Join(pki, "apiserver-kubelet-client.crt"),
 		"--kubelet-client-key="+filepath.Join(pki, "apiserver-kubelet-client.key"),
-		"--kubelet-certificate-authority="+caFile,
+		// No --kubelet-certificate-authority, as kubeadm and kind: a
+		// virtual node's kubelet API serves a certificate of its own
+		// making, which no cluster CA signed.
 		// Otherwise it resolves node names through the VM's resolver:
 		// traffic off the machine.
 		"--kubelet-preferred-address-types=InternalIP",

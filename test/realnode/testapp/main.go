@@ -11,6 +11,7 @@
 //	TESTAPP_EXIT_AFTER  duration before that exit (default 0)
 //	TESTAPP_TERM_GRACE  how long to keep serving after SIGTERM before exiting 0 (default 0)
 //	TESTAPP_API_PATH    an API path to GET once at start, e.g. /api/v1/namespaces/default/pods
+//	TESTAPP_ALLOC_MIB   allocate and touch this many MiB at start (to be OOMKilled under a limit)
 //
 // Endpoints: /healthz, /readyz (503 once terminating), /exit?code=N,
 // /crash (panics: exit code 2), /api?path=P (GET P from the API server).
@@ -18,8 +19,9 @@
 // The image has no shell, so the binary is also its own exec helper:
 // 'testapp exit N' exits with N, 'testapp api PATH' GETs PATH from the API
 // server (exit 1 unless the answer is 2xx), 'testapp dial HOST:PORT' opens
-// a TCP connection (exit 1 if it cannot), 'testapp echo ARGS' prints ARGS
-// and 'testapp cat FILES' prints files.
+// a TCP connection (exit 1 if it cannot), 'testapp echo ARGS' prints ARGS,
+// 'testapp cat FILES' prints files, 'testapp env NAMES' prints NAME=value
+// lines and 'testapp tty' says whether stdin and stdout are terminals.
 package main
 
 import (
@@ -38,7 +40,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// logBodyLimit bounds what a log line shows of an API answer; the exec
+// helper prints up to 1 MiB.
+const logBodyLimit = 4096
 
 // serviceAccountDir is where the kubelet mounts a pod's ServiceAccount token.
 const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -72,7 +80,7 @@ func helper(name string, args []string) int {
 			fmt.Fprintln(os.Stderr, "usage: testapp api PATH")
 			return 64
 		}
-		out, ok := callAPI(args[0])
+		out, ok := callAPI(args[0], 1<<20)
 		fmt.Println(out)
 		if !ok {
 			return 1
@@ -94,6 +102,14 @@ func helper(name string, args []string) int {
 	case "echo":
 		fmt.Println(strings.Join(args, " "))
 		return 0
+	case "env":
+		for _, name := range args {
+			fmt.Printf("%s=%s\n", name, os.Getenv(name))
+		}
+		return 0
+	case "tty":
+		fmt.Printf("stdin terminal: %t, stdout terminal: %t\n", isTerminal(os.Stdin), isTerminal(os.Stdout))
+		return 0
 	case "cat":
 		code := 0
 		for _, f := range args {
@@ -107,7 +123,7 @@ func helper(name string, args []string) int {
 		}
 		return code
 	default:
-		fmt.Fprintf(os.Stderr, "testapp: unknown helper %q: use exit, api, dial, echo or cat (or no argument to serve)\n", name)
+		fmt.Fprintf(os.Stderr, "testapp: unknown helper %q: use exit, api, dial, echo, cat, env or tty (or no argument to serve)\n", name)
 		return 64
 	}
 }
@@ -150,6 +166,19 @@ func serve() error {
 	}
 	hostname, _ := os.Hostname()
 	logf("started on %s as %s (pid %d, uid %d)", l.Addr(), hostname, os.Getpid(), os.Getuid())
+	if v := os.Getenv("TESTAPP_ALLOC_MIB"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil || mib < 0 {
+			return fmt.Errorf("TESTAPP_ALLOC_MIB=%q is not a number of MiB", v)
+		}
+		logf("allocating %d MiB", mib)
+		allocated = make([]byte, mib<<20)
+		// Touch every page: untouched pages are not charged to the cgroup.
+		for i := 0; i < len(allocated); i += 4096 {
+			allocated[i] = 1
+		}
+		logf("allocated %d MiB", mib)
+	}
 
 	var terminating atomic.Bool
 	srv := &http.Server{Handler: handler(hostname, &terminating), ReadHeaderTimeout: 10 * time.Second}
@@ -162,7 +191,7 @@ func serve() error {
 
 	if path := os.Getenv("TESTAPP_API_PATH"); path != "" {
 		go func() {
-			out, _ := callAPI(path)
+			out, _ := callAPI(path, logBodyLimit)
 			logf("%s", out)
 		}()
 	}
@@ -187,6 +216,16 @@ func serve() error {
 	_ = srv.Shutdown(ctx)
 	logf("exiting 0 after %s", signalName(sig))
 	return nil
+}
+
+// allocated holds what TESTAPP_ALLOC_MIB asked for, so that it stays
+// charged.
+var allocated []byte
+
+// isTerminal reports whether f is a terminal: TCGETS succeeds only on one.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func signalName(sig os.Signal) string {
@@ -229,7 +268,7 @@ func handler(hostname string, terminating *atomic.Bool) http.Handler {
 		go func() { time.Sleep(100 * time.Millisecond); panic("testapp: crash requested through /crash") }()
 	})
 	mux.HandleFunc("/api", func(w http.ResponseWriter, r *http.Request) {
-		out, _ := callAPI(r.URL.Query().Get("path"))
+		out, _ := callAPI(r.URL.Query().Get("path"), logBodyLimit)
 		logf("%s", out)
 		fmt.Fprintln(w, out)
 	})
@@ -245,8 +284,8 @@ func handler(hostname string, terminating *atomic.Bool) http.Handler {
 // callAPI GETs path from the API server with the pod's ServiceAccount token,
 // as in-cluster clients do, and describes the answer in one line:
 // "api: GET PATH: 200 OK: BODY" or "api: GET PATH: error: ...", and whether
-// the answer was a success.
-func callAPI(path string) (string, bool) {
+// the answer was a success; BODY is cut at bodyLimit bytes.
+func callAPI(path string, bodyLimit int64) (string, bool) {
 	prefix := "api: GET " + path + ": "
 	if !strings.HasPrefix(path, "/") {
 		return prefix + "error: the path must start with /, e.g. /api/v1/namespaces/default/pods", false
@@ -282,6 +321,6 @@ func callAPI(path string) (string, bool) {
 		return prefix + "error: " + err.Error(), false
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, bodyLimit))
 	return prefix + resp.Status + ": " + strings.Join(strings.Fields(string(body)), " "), resp.StatusCode/100 == 2
 }
