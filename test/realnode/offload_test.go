@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
@@ -391,10 +392,57 @@ func (w *offloadWorld) restartsAndExitCodes(t *testing.T) {
 func (w *offloadWorld) gracefulDeletion(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
+	// A pod that stops within its grace period: SIGTERM, 3 s of work, exit 0.
 	pod := w.homePods(g, appNamespace, "app=testapp")[0]
-	remoteUID := w.remotePodOf(g, pod).UID
+	logs, grace := w.deleteFollowing(t, g, pod)
+	g.Expect(grace).To(BeEquivalentTo(30), "the remote pod is deleted with the home pod's grace period")
+	g.Expect(logs).To(ContainSubstring("testapp: received SIGTERM, exiting 0 in 3s"))
+	g.Expect(logs).To(ContainSubstring("testapp: exiting 0 after SIGTERM"))
+	w.expectRolledOut(g, appNamespace, 2)
 
-	follow := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", appNamespace, "logs", "-f", pod.Name)
+	// A pod that would work an hour after SIGTERM, with 2 s of grace: it is
+	// killed when the grace period ends, long before it would exit.
+	stubborn := testappPod(appNamespace, "stubborn", w.testapp.Ref)
+	stubborn.Spec.TerminationGracePeriodSeconds = ptr.To[int64](2)
+	stubborn.Spec.Containers[0].Env[0] = corev1.EnvVar{Name: "TESTAPP_TERM_GRACE", Value: "1h"}
+	_, err := w.homeCS.CoreV1().Pods(appNamespace).Create(ctx, stubborn, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	waitRunningReady(ctx, g, w.homeCS, appNamespace, stubborn.Name)
+	created, err := w.homeCS.CoreV1().Pods(appNamespace).Get(ctx, stubborn.Name, metav1.GetOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	logs, grace = w.deleteFollowing(t, g, *created)
+	g.Expect(grace).To(BeEquivalentTo(2))
+	g.Expect(logs).To(ContainSubstring("testapp: received SIGTERM, exiting 0 in 1h0m0s"))
+	g.Expect(logs).NotTo(ContainSubstring("exiting 0 after SIGTERM"), "killed at the end of the grace period")
+}
+
+// deleteFollowing deletes a home pod while following its log with kubectl
+// logs -f and watching its remote pod. It returns the log, once the stream
+// ended and both pods are gone, and the remote pod's deletion grace period.
+func (w *offloadWorld) deleteFollowing(t *testing.T, g *WithT, pod corev1.Pod) (string, int64) {
+	t.Helper()
+	ctx := t.Context()
+	remote := w.remotePodOf(g, pod)
+	watcher, err := w.providerCS.CoreV1().Pods(remote.Namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + remote.Name, ResourceVersion: remote.ResourceVersion,
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer watcher.Stop()
+	grace := make(chan int64, 1)
+	go func() {
+		var seen int64 = -1
+		for ev := range watcher.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.DeletionGracePeriodSeconds != nil && seen < 0 {
+				seen = *p.DeletionGracePeriodSeconds
+			}
+			if ev.Type == watch.Deleted {
+				break
+			}
+		}
+		grace <- seen
+	}()
+
+	follow := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", pod.Namespace, "logs", "-f", pod.Name)
 	var followed testenv.SyncBuffer
 	follow.Stdout, follow.Stderr = &followed, &followed
 	g.Expect(follow.Start()).To(Succeed())
@@ -403,27 +451,26 @@ func (w *offloadWorld) gracefulDeletion(t *testing.T) {
 	g.Eventually(followed.String).WithTimeout(30 * time.Second).Should(ContainSubstring("testapp: started on"))
 
 	start := time.Now()
-	g.Expect(w.homeCS.CoreV1().Pods(appNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})).To(Succeed())
+	g.Expect(w.homeCS.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})).To(Succeed())
 	select {
 	case err := <-done:
 		g.Expect(err).NotTo(HaveOccurred(), followed.String())
 	case <-time.After(2 * time.Minute):
 		_ = follow.Process.Kill()
-		t.Fatalf("kubectl logs -f did not end within 2 minutes of the deletion:\n%s", followed.String())
+		t.Fatalf("kubectl logs -f %s did not end within 2 minutes of the deletion:\n%s", pod.Name, followed.String())
 	}
-	// The container got SIGTERM and was given its time (TESTAPP_TERM_GRACE
-	// within terminationGracePeriodSeconds): it exited on its own.
-	g.Expect(followed.String()).To(ContainSubstring("testapp: received SIGTERM, exiting 0 in 3s"))
-	g.Expect(followed.String()).To(ContainSubstring("testapp: exiting 0 after SIGTERM"))
-	g.Eventually(func(g Gomega) {
-		_, err := w.homeCS.CoreV1().Pods(appNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		g.Expect(err).To(MatchError(ContainSubstring("not found")))
-		for _, p := range w.remotePods(g, appNamespace) {
-			g.Expect(p.UID).NotTo(Equal(remoteUID), "the remote pod is gone")
-		}
-	}).WithTimeout(time.Minute).Should(Succeed())
-	t.Logf("pod %s gone at home %s after its deletion", pod.Name, time.Since(start).Round(time.Millisecond))
-	w.expectRolledOut(g, appNamespace, 2)
+	var remoteGrace int64
+	select {
+	case remoteGrace = <-grace:
+	case <-time.After(time.Minute):
+		t.Fatalf("remote pod %s/%s of %s not deleted within a minute", remote.Namespace, remote.Name, pod.Name)
+	}
+	g.Eventually(func() error {
+		_, err := w.homeCS.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		return err
+	}).WithTimeout(time.Minute).Should(MatchError(ContainSubstring("not found")))
+	t.Logf("pod %s (grace %ds) gone at home %s after its deletion", pod.Name, ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 30), time.Since(start).Round(time.Millisecond))
+	return followed.String(), remoteGrace
 }
 
 // expectRolledOut waits until the Deployment testapp of ns has replicas
