@@ -212,8 +212,12 @@ chaos: tools build ## Crash runs: the home manager SIGKILLed at every kill point
 demo: tools build ## The whole story on three local clusters (home, provider-eu, provider-us), left running; kubeconfigs in .demo/.
 	go run ./hack/demo up
 
+.PHONY: demo-real
+demo-real: tools build ## Needs root. The same story on three clusters of real nodes (containerd, runc, kubelet) in network namespaces, held by a keeper process; 'make demo-down' stops it.
+	go run ./hack/demo up -real
+
 .PHONY: demo-down
-demo-down: ## Stop what 'make demo' left running and free its ports.
+demo-down: ## Stop what 'make demo' or 'make demo-real' left running and free its ports.
 	go run ./hack/demo down
 
 # BENCH_FLAGS: e.g. -counts 100,1000 -reps 3

@@ -1,7 +1,12 @@
-// Command demo runs Stretch's story on three local kwokctl clusters (home,
-// provider-eu, provider-us) and leaves them running: 'make demo' runs "up",
-// 'make demo-down' runs "down". It prints each command a user would type and
-// what it shows. It needs 'make tools build'.
+// Command demo runs Stretch's story on three local clusters (home,
+// provider-eu, provider-us) and leaves them running. 'make demo' runs "up":
+// kwokctl clusters whose kwok nodes fake the pods, with the managers as host
+// processes (kwok.go). 'make demo-real' runs "up -real": clusters of real
+// nodes (containerd, runc, kubelet, kube-proxy) from internal/testenv/realnode,
+// each on a host (network namespace) of its own, held by a keeper process,
+// with the managers as pods from the chart (real.go, keeper.go). 'make
+// demo-down' runs "down" for either. It prints each command a user would type
+// and what it shows. It needs 'make tools build'.
 package main
 
 import (
@@ -24,35 +29,39 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
 )
 
-// cluster is one cluster of the demo.
-type cluster struct {
-	Role   string     `json:"role"`
-	Labels string     `json:"labels"`
-	Kwok   kwok.State `json:"kwok"`
-}
-
-// manager is a running stretch-controller-manager.
-type manager struct {
-	Role string `json:"role"`
-	PID  int    `json:"pid"`
-	Log  string `json:"log"`
-}
+// The modes of a demo, as state.json records them.
+const (
+	modeKwok = "kwok"
+	modeReal = "real"
+)
 
 // state is what 'down' and a second 'up' need, in <dir>/state.json.
 type state struct {
-	Started  time.Time `json:"started"`
+	Started time.Time `json:"started"`
+	// Mode is modeKwok or modeReal; a state without one is kwok's.
+	Mode     string    `json:"mode,omitempty"`
 	Clusters []cluster `json:"clusters"`
 	Managers []manager `json:"managers"`
+	// Keeper holds the real clusters (modeReal).
+	Keeper *keeperProcess `json:"keeper,omitempty"`
 }
 
-var roles = []cluster{
-	{Role: "home", Labels: "region=home"},
-	{Role: "provider-eu", Labels: "region=eu,provider=kwok"},
-	{Role: "provider-us", Labels: "region=us,provider=kwok"},
+// role is one cluster of the story.
+type role struct {
+	Role string
+	// Labels are the cluster labels; RealLabels those in 'up -real'.
+	Labels, RealLabels string
+	// RealNodes is how many real nodes the cluster has in 'up -real'.
+	RealNodes int
+}
+
+var roles = []role{
+	{Role: "home", Labels: "region=home", RealLabels: "region=home", RealNodes: 2},
+	{Role: "provider-eu", Labels: "region=eu,provider=kwok", RealLabels: "region=eu,provider=realnode", RealNodes: 1},
+	{Role: "provider-us", Labels: "region=us,provider=kwok", RealLabels: "region=us,provider=realnode", RealNodes: 1},
 }
 
 const namespace = "demo"
@@ -60,24 +69,41 @@ const namespace = "demo"
 func main() {
 	dir := flag.String("dir", ".demo", "Folder of the demo's kubeconfigs, logs and state.")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo [-dir DIR] up|down\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo [-dir DIR] up [-real] | down\n")
 		flag.PrintDefaults()
+		fmt.Fprintf(flag.CommandLine.Output(), "  -real (after up)\n    \tReal nodes (containerd, runc, kubelet) in network namespaces instead of kwok; needs root.\n")
 	}
 	flag.Parse()
-	if flag.NArg() != 1 {
+	if flag.NArg() < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	upFlags := flag.NewFlagSet("up", flag.ExitOnError)
+	upFlags.Usage = flag.Usage
+	real := upFlags.Bool("real", false, "")
+	if flag.Arg(0) == "up" {
+		_ = upFlags.Parse(flag.Args()[1:])
+	}
+	if (flag.Arg(0) == "up" && upFlags.NArg() > 0) || (flag.Arg(0) != "up" && flag.NArg() > 1) {
 		flag.Usage()
 		os.Exit(2)
 	}
 	ctrllog.SetLogger(logr.Discard()) // the clients' logs would drown the story
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{dir: *dir, out: os.Stdout, start: time.Now()}
-	var err error
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+	d := &demo{dir: *dir, absDir: abs, out: os.Stdout, start: time.Now(), real: *real}
 	switch flag.Arg(0) {
 	case "up":
 		err = d.up(ctx)
 	case "down":
 		err = d.down()
+	case keepCommand: // what 'up -real' starts; not for users
+		err = d.keep(ctx)
 	default:
 		flag.Usage()
 		os.Exit(2)
@@ -89,12 +115,29 @@ func main() {
 }
 
 type demo struct {
-	dir   string
-	out   io.Writer
-	start time.Time
-	bin   string
-	st    state
+	dir string
+	// absDir is dir made absolute, for the keeper.
+	absDir string
+	out    io.Writer
+	start  time.Time
+	bin    string
+	st     state
+	// real is 'up -real'.
+	real bool
+	// rs is what the keeper reported once its clusters were ready.
+	rs *realStatus
+	// marks are the times of the phases of 'up', for the summary.
+	marks []mark
+	mu    sync.Mutex // serializes progress lines
 }
+
+// mark is the end of a phase of 'up'.
+type mark struct {
+	name string
+	at   time.Duration
+}
+
+func (d *demo) mark(name string) { d.marks = append(d.marks, mark{name, time.Since(d.start)}) }
 
 func (d *demo) statePath() string { return filepath.Join(d.dir, "state.json") }
 
@@ -102,21 +145,60 @@ func (d *demo) kubeconfig(role string) string {
 	return filepath.Join(d.dir, "kubeconfig-"+role)
 }
 
+// target is the make target of this mode, for messages.
+func (d *demo) target() string {
+	if d.real {
+		return "make demo-real"
+	}
+	return "make demo"
+}
+
 // step prints a heading with the time since the start.
 func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.out, "\n[%5.1fs] ── %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// progress prints a progress line of a long step; goroutines may call it.
+func (d *demo) progress(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "[%5.1fs]    %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
 // run runs a command from bin/ and prints it as a user types it, then its output.
 func (d *demo) run(ctx context.Context, name string, args ...string) (string, error) {
-	fmt.Fprintf(d.out, "$ %s %s\n", name, strings.Join(quote(args), " "))
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	return d.runTo(ctx, d.out, name, args...)
+}
+
+// runAll runs commands from bin/ at once, then prints each as run does, in
+// order.
+func (d *demo) runAll(ctx context.Context, cmds ...[]string) error {
+	outs := make([]bytes.Buffer, len(cmds))
+	errs := make([]error, len(cmds))
+	var wg sync.WaitGroup
+	for i, c := range cmds {
+		wg.Go(func() { _, errs[i] = d.runTo(ctx, &outs[i], c[0], c[1:]...) })
+	}
+	wg.Wait()
+	for i := range outs {
+		if _, err := outs[i].WriteTo(d.out); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runTo is run, printing to w.
+func (d *demo) runTo(ctx context.Context, w io.Writer, name string, args ...string) (string, error) {
+	fmt.Fprintf(w, "$ %s %s\n", name, strings.Join(quote(args), " "))
+	// Longer than the longest --timeout the story passes.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, name), args...)
 	var buf bytes.Buffer
-	lines := &indent{w: d.out}
-	w := io.MultiWriter(&buf, lines)
-	cmd.Stdout, cmd.Stderr = w, w
+	lines := &indent{w: w}
+	cmd.Stdout = io.MultiWriter(&buf, lines)
+	cmd.Stderr = cmd.Stdout
 	err := cmd.Run()
 	lines.flush()
 	if err != nil {
@@ -172,17 +254,10 @@ func (i *indent) flush() {
 
 // running says whether any process of a recorded demo still runs.
 func (d *demo) running(st state) bool {
-	for _, m := range st.Managers {
-		if alive(m.PID) {
-			return true
-		}
+	if st.Mode == modeReal {
+		return st.Keeper.alive()
 	}
-	for _, c := range st.Clusters {
-		if k, err := kwok.Reattach(c.Kwok); err == nil && len(k.Running()) > 0 {
-			return true
-		}
-	}
-	return false
+	return kwokRunning(st)
 }
 
 func alive(pid int) bool { return machine.ProcessRunning(pid) }
@@ -202,12 +277,20 @@ func (d *demo) load() (state, bool, error) {
 	return st, true, nil
 }
 
-func (d *demo) save() error {
-	data, err := json.MarshalIndent(d.st, "", "  ")
+func (d *demo) save() error { return writeJSON(d.statePath(), d.st) }
+
+// writeJSON writes v to path through a rename, so that a reader in another
+// process never sees half of it.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(d.statePath(), data, 0o644)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func (d *demo) up(ctx context.Context) (err error) {
@@ -222,95 +305,132 @@ func (d *demo) up(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if d.real && os.Geteuid() != 0 {
+		return errors.New("make demo-real needs root: it creates network namespaces, bridges, cgroups and mounts, and runs containerd and kubelets; run it as root (sudo make demo-real), or run 'make demo' (kwok, no root)")
+	}
 	if d.bin, err = machine.BinDir(); err != nil {
 		return err
 	}
-	for _, tool := range []string{"stretchctl", "stretch-controller-manager", "kubectl"} {
+	tools := []string{"stretchctl", "kubectl"}
+	if !d.real {
+		tools = append(tools, "stretch-controller-manager")
+	}
+	for _, tool := range tools {
 		if _, err := os.Stat(filepath.Join(d.bin, tool)); err != nil {
-			return fmt.Errorf("%s not found: run 'make tools build' (make demo does)", filepath.Join(d.bin, tool))
+			return fmt.Errorf("%s not found: run 'make tools build' (%s does)", filepath.Join(d.bin, tool), d.target())
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(d.dir, "logs"), 0o755); err != nil {
 		return err
 	}
-	d.st = state{Started: d.start}
+	d.st = state{Started: d.start, Mode: modeKwok}
+	if d.real {
+		d.st.Mode = modeReal
+	}
 	defer func() {
-		if err != nil {
+		switch {
+		case err == nil:
+		case d.real && !d.st.Keeper.alive():
+			err = fmt.Errorf("%w\nthe keeper is gone, and its clusters with it; 'make demo-down' removes %s", err, d.dir)
+		default:
 			err = fmt.Errorf("%w\nthe clusters are left as they are for a look (logs in %s); 'make demo-down' stops them", err, filepath.Join(d.dir, "logs"))
 		}
 	}()
 
-	d.step("Starting three local clusters with kwokctl (real etcd, kube-apiserver, kube-controller-manager, kube-scheduler; kwok nodes run the pods)")
-	if err := d.startClusters(ctx); err != nil {
+	// The clusters, each with Stretch installed and a manager running.
+	if d.real {
+		err = d.upReal(ctx)
+	} else {
+		err = d.upKwok(ctx)
+	}
+	if err != nil {
 		return err
 	}
-	d.step("Installing Stretch on each cluster, with its cluster labels")
-	for _, c := range d.st.Clusters {
-		if _, err := d.run(ctx, "stretchctl", "install", "--out-of-cluster", "--kubeconfig", d.kubeconfig(c.Role), "--cluster-name", c.Role, "--cluster-labels", c.Labels); err != nil {
+	d.mark("Stretch installed")
+	twin, err := d.story(ctx)
+	if err != nil {
+		return err
+	}
+	if d.real {
+		if err := d.beyondKwok(ctx); err != nil {
 			return err
 		}
 	}
-	d.step("Running a stretch-controller-manager for each cluster (out of cluster; webhooks and kubelet API on 127.0.0.1)")
-	for _, c := range d.st.Clusters {
-		if err := d.startManager(c.Role); err != nil {
-			return err
-		}
+	d.mark("story told")
+	d.summary(twin)
+	return nil
+}
+
+// story is what both modes show once every cluster runs a manager: peering,
+// offloading, an app whose pods run on the providers.
+func (d *demo) story(ctx context.Context) (twin string, err error) {
+	// Real clusters take longer: their nodes pull nothing but start real
+	// containers, on a machine shared by the three clusters.
+	patience := "2m"
+	var wide []string
+	if d.real {
+		patience, wide = "3m", []string{"-o", "wide"}
 	}
 	d.step("Peering home with both providers: each issues least-privilege credentials; a virtual node appears at home")
-	for _, p := range d.st.Clusters[1:] {
-		if _, err := d.run(ctx, "stretchctl", "peer", "--kubeconfig", d.kubeconfig("home"), "--remote-kubeconfig", d.kubeconfig(p.Role), "--wait", "--timeout", "2m"); err != nil {
-			return err
+	for _, p := range roles[1:] {
+		if _, err := d.run(ctx, "stretchctl", "peer", "--kubeconfig", d.kubeconfig("home"), "--remote-kubeconfig", d.kubeconfig(p.Role), "--wait", "--timeout", patience); err != nil {
+			return "", err
 		}
 	}
 	home := []string{"--kubeconfig", d.kubeconfig("home")}
 	d.step("The providers are nodes of the home cluster, with their cluster labels")
-	if _, err := d.run(ctx, "kubectl", append(home, "get", "nodes", "-L", "stretch.dev/type,region,provider")...); err != nil {
-		return err
+	if _, err := d.run(ctx, "kubectl", append(append(home, "get", "nodes", "-L", "stretch.dev/type,region,provider"), wide...)...); err != nil {
+		return "", err
 	}
 	d.step("Offloading namespace %s to the providers in region eu or us; its pods run only there (strategy Remote)", namespace)
 	if _, err := d.run(ctx, "kubectl", append(home, "create", "namespace", namespace)...); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := d.run(ctx, "stretchctl", "offload", "namespace", namespace, "--kubeconfig", d.kubeconfig("home"),
 		"--pod-offloading-strategy", "Remote", "--selector", "region in (eu,us)", "--wait"); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := d.run(ctx, "kubectl", append(home, "get", "namespaceoffloadings", "offloading", "-n", namespace, "-o=jsonpath={['status.offloadingPhase']}")...); err != nil {
-		return err
+		return "", err
 	}
-	twin, err := d.run(ctx, "kubectl", append(home, "get", "namespaceoffloadings", "offloading", "-n", namespace, "-o", "yaml")...)
+	twin, err = d.run(ctx, "kubectl", append(home, "get", "namespaceoffloadings", "offloading", "-n", namespace, "-o", "yaml")...)
 	if err != nil {
-		return err
+		return "", err
 	}
 	twin = remoteNamespace(twin)
 
-	d.step("Deploying a small app at home: a ConfigMap, a Service and a Deployment of 4 replicas")
 	manifest := filepath.Join(d.dir, "app.yaml")
-	if err := os.WriteFile(manifest, []byte(app), 0o644); err != nil {
-		return err
+	if d.real {
+		d.step("Deploying the test app at home: a ConfigMap, a Service and a Deployment of 4 replicas (image %s, imported into every node; a readiness probe on /readyz)", d.rs.Images.Testapp)
+		err = os.WriteFile(manifest, []byte(realApp(d.rs.Images.Testapp)), 0o644)
+	} else {
+		d.step("Deploying a small app at home: a ConfigMap, a Service and a Deployment of 4 replicas")
+		err = os.WriteFile(manifest, []byte(app), 0o644)
+	}
+	if err != nil {
+		return "", err
 	}
 	if _, err := d.run(ctx, "kubectl", append(home, "apply", "-f", manifest)...); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := d.run(ctx, "kubectl", append(home, "rollout", "status", "deployment/hello", "-n", namespace, "--timeout", "2m")...); err != nil {
-		return err
+	if _, err := d.run(ctx, "kubectl", append(home, "rollout", "status", "deployment/hello", "-n", namespace, "--timeout", patience)...); err != nil {
+		return "", err
 	}
 	d.step("At home the pods run on the virtual nodes")
 	if _, err := d.run(ctx, "kubectl", append(home, "get", "pods", "-n", namespace, "-o", "wide")...); err != nil {
-		return err
+		return "", err
 	}
 	d.step("On the providers they run in the twin namespace %s, with the ConfigMap and the Service reflected", twin)
-	for _, p := range d.st.Clusters[1:] {
-		if _, err := d.run(ctx, "kubectl", "--kubeconfig", d.kubeconfig(p.Role), "get", "pods,configmaps,services", "-n", twin); err != nil {
-			return err
+	for _, p := range roles[1:] {
+		if _, err := d.run(ctx, "kubectl", append([]string{"--kubeconfig", d.kubeconfig(p.Role), "get", "pods,configmaps,services", "-n", twin}, wide...)...); err != nil {
+			return "", err
 		}
 	}
 	d.step("Stretch's own view")
 	if _, err := d.run(ctx, "stretchctl", "status", "--kubeconfig", d.kubeconfig("home")); err != nil {
-		return err
+		return "", err
 	}
-	d.summary(twin)
-	return nil
+	return twin, nil
 }
 
 // remoteNamespace returns status.remoteNamespaceName from a NamespaceOffloading in YAML.
@@ -321,70 +441,6 @@ func remoteNamespace(yaml string) string {
 		}
 	}
 	return namespace
-}
-
-func (d *demo) startClusters(ctx context.Context) error {
-	logs := filepath.Join(d.dir, "logs")
-	started := make([]*kwok.Cluster, len(roles))
-	errs := make([]error, len(roles))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i, r := range roles {
-		wg.Go(func() {
-			started[i], errs[i] = kwok.Start(ctx, r.Role, kwok.Options{
-				FakeNodes: 2,
-				LogDir:    filepath.Join(logs, r.Role),
-				Logf: func(format string, args ...any) {
-					mu.Lock()
-					defer mu.Unlock()
-					fmt.Fprintf(d.out, "[%5.1fs]    %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
-				},
-			})
-		})
-	}
-	wg.Wait()
-	for i, c := range started {
-		if c == nil {
-			continue
-		}
-		d.st.Clusters = append(d.st.Clusters, cluster{Role: roles[i].Role, Labels: roles[i].Labels, Kwok: c.State()})
-		data, err := os.ReadFile(c.Kubeconfig)
-		if err == nil {
-			err = os.WriteFile(d.kubeconfig(roles[i].Role), data, 0o600)
-		}
-		errs = append(errs, err)
-	}
-	errs = append(errs, d.save())
-	return errors.Join(errs...)
-}
-
-func (d *demo) startManager(role string) error {
-	webhook, err := machine.FreeAddr()
-	if err != nil {
-		return err
-	}
-	kubelet, err := machine.FreeAddr()
-	if err != nil {
-		return err
-	}
-	logPath := filepath.Join(d.dir, "logs", "stretch-controller-manager-"+role+".log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	args := []string{"--kubeconfig", d.kubeconfig(role), "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--webhook-bind-address", webhook, "--kubelet-bind-address", kubelet}
-	fmt.Fprintf(d.out, "$ stretch-controller-manager %s > %s &\n", strings.Join(args, " "), logPath)
-	cmd := exec.Command(filepath.Join(d.bin, "stretch-controller-manager"), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	// Its own process group: it outlives this command, and Ctrl-C here.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting stretch-controller-manager for %s: %w", role, err)
-	}
-	d.st.Managers = append(d.st.Managers, manager{Role: role, PID: cmd.Process.Pid, Log: logPath})
-	return d.save()
 }
 
 func (d *demo) summary(twin string) {
@@ -398,11 +454,16 @@ func (d *demo) summary(twin string) {
     bin/stretchctl diagnose namespace %s
     bin/stretchctl status
     kubectl --kubeconfig %s get pods -n %s   # the same pods on provider-eu (%s for provider-us)
-
+`, time.Since(d.start).Seconds(), d.kubeconfig("home"), namespace, namespace, namespace,
+		d.kubeconfig("provider-eu"), twin, d.kubeconfig("provider-us"))
+	if d.real {
+		d.realSummary()
+		return
+	}
+	fmt.Fprintf(d.out, `
   Manager logs are in %s.
   'make demo-down' stops the clusters and the managers and frees their ports.
-`, time.Since(d.start).Seconds(), d.kubeconfig("home"), namespace, namespace, namespace,
-		d.kubeconfig("provider-eu"), twin, d.kubeconfig("provider-us"), filepath.Join(d.dir, "logs"))
+`, filepath.Join(d.dir, "logs"))
 }
 
 // down stops what the recorded demo runs and removes its folder.
@@ -415,25 +476,14 @@ func (d *demo) down() error {
 		fmt.Fprintf(d.out, "No demo is running (no %s).\n", d.statePath())
 		return os.RemoveAll(d.dir)
 	}
-	var errs []error
-	for _, m := range st.Managers {
-		fmt.Fprintf(d.out, "Stopping the stretch-controller-manager of %s (pid %d)\n", m.Role, m.PID)
-		errs = append(errs, stopProcess(m.PID))
+	if st.Mode == modeReal {
+		err = d.downReal(st)
+	} else {
+		err = d.downKwok(st)
 	}
-	for _, c := range st.Clusters {
-		fmt.Fprintf(d.out, "Stopping cluster %s (%s)\n", c.Role, c.Kwok.Name)
-		k, err := kwok.Reattach(c.Kwok)
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			err = k.Stop(ctx)
-			cancel()
-		}
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return fmt.Errorf("%w\n%s is kept: run 'make demo-down' again", err, d.dir)
 	}
-	fmt.Fprintln(d.out, "Stopped; the ports are free.")
 	return os.RemoveAll(d.dir)
 }
 
@@ -456,7 +506,9 @@ func stopProcess(pid int) error {
 	return nil
 }
 
-const app = `apiVersion: v1
+// appHeader is the ConfigMap and the Service of the app, the same in both
+// modes.
+const appHeader = `apiVersion: v1
 kind: ConfigMap
 metadata: {name: hello, namespace: demo}
 data: {greeting: "Hello from home"}
@@ -479,9 +531,27 @@ spec:
     spec:
       containers:
       - name: hello
-        image: registry.example/hello:1.0
+`
+
+// app is what kwok runs: its nodes fake the pods, so the image is a name.
+const app = appHeader + `        image: registry.example/hello:1.0
         ports: [{containerPort: 8080}]
         env:
         - name: GREETING
           valueFrom: {configMapKeyRef: {name: hello, key: greeting}}
 `
+
+// realApp runs the test app: imported into the nodes, never pulled; Ready
+// by its probe; the ConfigMap as env and as a file.
+func realApp(image string) string {
+	return appHeader + `        image: ` + image + `
+        imagePullPolicy: Never
+        ports: [{containerPort: 8080}]
+        env:
+        - name: GREETING
+          valueFrom: {configMapKeyRef: {name: hello, key: greeting}}
+        readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 2}
+        volumeMounts: [{name: hello, mountPath: /etc/hello}]
+      volumes: [{name: hello, configMap: {name: hello}}]
+`
+}
