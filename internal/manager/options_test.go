@@ -30,14 +30,7 @@ func TestClusterIdentityFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			opts := manager.DefaultOptions()
-			fs := flag.NewFlagSet("stretch-controller-manager", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			opts.BindFlags(fs)
-			err := fs.Parse(tt.args)
-			if err == nil {
-				err = opts.Validate()
-			}
+			opts, err := parseOptions(tt.args)
 			if tt.wantErr != "" {
 				g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
 				return
@@ -81,12 +74,7 @@ func TestAPIServerURLFlag(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			opts := manager.DefaultOptions()
-			fs := flag.NewFlagSet("stretch-controller-manager", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			opts.BindFlags(fs)
-			g.Expect(fs.Parse(tt.args)).To(Succeed())
-			err := opts.Validate()
+			opts, err := parseOptions(tt.args)
 			if len(tt.wantErr) > 0 {
 				g.Expect(err).To(HaveOccurred())
 				for _, w := range tt.wantErr {
@@ -98,4 +86,17 @@ func TestAPIServerURLFlag(t *testing.T) {
 			g.Expect(opts.APIServerURL).To(Equal(tt.want))
 		})
 	}
+}
+
+// parseOptions parses the manager's flags from their defaults and validates
+// them, as main does.
+func parseOptions(args []string) (manager.Options, error) {
+	opts := manager.DefaultOptions()
+	fs := flag.NewFlagSet("stretch-controller-manager", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	opts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return opts, err
+	}
+	return opts, opts.Validate()
 }

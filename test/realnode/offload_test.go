@@ -234,14 +234,22 @@ func (w *offloadWorld) managerPods(g Gomega, cs kubernetes.Interface) []corev1.P
 	return out
 }
 
+// offloadNamespace creates home namespace ns, offloads it with the pod
+// offloading strategy and makes its ServiceAccount testapp, which may get
+// and list its pods.
+func (w *offloadWorld) offloadNamespace(t *testing.T, g *WithT, ns, strategy string) {
+	t.Helper()
+	_, err := w.homeCS.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	w.run(t, "offload", "namespace", ns, "--kubeconfig", w.home.Kubeconfig, "--pod-offloading-strategy", strategy, "--wait")
+	createLister(t.Context(), g, w.homeCS, ns, "testapp")
+}
+
 func (w *offloadWorld) deploymentOffloaded(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	_, err := w.homeCS.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace}}, metav1.CreateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
-	w.run(t, "offload", "namespace", appNamespace, "--kubeconfig", w.home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")
-	createLister(ctx, g, w.homeCS, appNamespace, "testapp")
-	_, err = w.homeCS.CoreV1().ConfigMaps(appNamespace).Create(ctx, &corev1.ConfigMap{
+	w.offloadNamespace(t, g, appNamespace, "Remote")
+	_, err := w.homeCS.CoreV1().ConfigMaps(appNamespace).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"color": "blue"},
 	}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -548,10 +556,7 @@ func leaseHolderPod(lease *coordinationv1.Lease) string {
 func (w *offloadWorld) partition(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	_, err := w.homeCS.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: spreadNamespace}}, metav1.CreateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
-	w.run(t, "offload", "namespace", spreadNamespace, "--kubeconfig", w.home.Kubeconfig, "--pod-offloading-strategy", "LocalAndRemote", "--wait")
-	createLister(ctx, g, w.homeCS, spreadNamespace, "testapp")
+	w.offloadNamespace(t, g, spreadNamespace, "LocalAndRemote")
 	// Two pods that prefer the virtual node, and leave a node that stops
 	// answering after evictAfter seconds.
 	d := testappDeployment(spreadNamespace, w.testapp.Ref, 2)
@@ -566,7 +571,7 @@ func (w *offloadWorld) partition(t *testing.T) {
 	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
 		spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](evictAfter)})
 	}
-	_, err = w.homeCS.AppsV1().Deployments(spreadNamespace).Create(ctx, d, metav1.CreateOptions{})
+	_, err := w.homeCS.AppsV1().Deployments(spreadNamespace).Create(ctx, d, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	var offloaded []corev1.Pod
 	g.Eventually(func(g Gomega) {
