@@ -47,7 +47,7 @@ func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew 
 		return err
 	}
 	if cur != nil && !isToken(cur, k.HomeClusterID) {
-		return fmt.Errorf("secret %s/%s on provider %s was not created by Stretch; delete it so that the token can be reflected", t.name, name, k.ProviderName)
+		return k.foreignSecret(t.name, name)
 	}
 	if cur != nil && !renew && !dueForRefresh(cur, time.Now()) {
 		return nil
@@ -80,12 +80,27 @@ func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew 
 	secrets := k.provider.CoreV1().Secrets(t.name)
 	if cur == nil {
 		_, err = secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+		if apierrors.IsAlreadyExists(err) {
+			// The cache lags behind another sync of a pod with the same
+			// service account, which has just created it with a fresh
+			// token: fine if it is ours.
+			var live *corev1.Secret
+			if live, err = secrets.Get(ctx, name, metav1.GetOptions{}); err == nil && !isToken(live, k.HomeClusterID) {
+				err = k.foreignSecret(t.name, name)
+			}
+		}
 	} else {
 		want.ResourceVersion = cur.ResourceVersion
 		_, err = secrets.Update(ctx, want, metav1.UpdateOptions{FieldManager: Component})
 	}
 	k.countError("token", err)
 	return err
+}
+
+// foreignSecret is the error for a Secret with a token Secret's name that
+// Stretch did not create.
+func (k *Kubelet) foreignSecret(twin, name string) error {
+	return fmt.Errorf("secret %s/%s on provider %s was not created by Stretch; delete it so that the token can be reflected", twin, name, k.ProviderName)
 }
 
 // dueForRefresh reports whether a token Secret's token is past 80% of its
