@@ -220,6 +220,35 @@ func TestRemoteNamespaceValidation(t *testing.T) {
 	g.Expect(cluster.Client.Create(ctx, bad)).To(MatchError(ContainSubstring("spec.homeClusterID in body should match")))
 }
 
+func TestTenantPolicyValidation(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	// Defaults: baseline, and nothing else.
+	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantPolicyName}}
+	g.Expect(cluster.Client.Create(ctx, p)).To(Succeed())
+	g.Expect(p.Spec.PodSecurity).To(Equal(peeringv1alpha1.PodSecurityBaseline))
+	g.Expect(p.Spec.Limits).To(BeEmpty())
+	g.Expect(p.Spec.PriorityClasses).To(BeEmpty())
+
+	other := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "strict"}}
+	g.Expect(cluster.Client.Create(ctx, other)).To(MatchError(ContainSubstring("the name must be policy")))
+
+	for _, tc := range []struct {
+		name string
+		edit func(*peeringv1alpha1.TenantPolicySpec)
+		want string
+	}{
+		{"privileged is not a level", func(s *peeringv1alpha1.TenantPolicySpec) { s.PodSecurity = "privileged" }, `spec.podSecurity: Unsupported value: "privileged"`},
+		{"an unknown naming", func(s *peeringv1alpha1.TenantPolicySpec) { s.TwinNamings = []peeringv1alpha1.TwinNaming{"AnyName"} }, `Unsupported value: "AnyName"`},
+		{"a priority class twice", func(s *peeringv1alpha1.TenantPolicySpec) { s.PriorityClasses = []string{"batch", "batch"} }, "Duplicate value"},
+	} {
+		bad := p.DeepCopy()
+		tc.edit(&bad.Spec)
+		g.Expect(cluster.Client.Update(ctx, bad)).To(MatchError(ContainSubstring(tc.want)), tc.name)
+	}
+}
+
 // TestShortNamesAndCategories checks what `kubectl get nsoff,rcl,rns` and
 // `kubectl get stretch` rely on.
 func TestShortNamesAndCategories(t *testing.T) {
@@ -234,6 +263,7 @@ func TestShortNamesAndCategories(t *testing.T) {
 		"namespaceoffloadings": {offloadingv1alpha1.GroupVersion.String(), "nsoff", true},
 		"remoteclusters":       {peeringv1alpha1.GroupVersion.String(), "rcl", false},
 		"remotenamespaces":     {peeringv1alpha1.GroupVersion.String(), "rns", true},
+		"tenantpolicies":       {peeringv1alpha1.GroupVersion.String(), "tp", true},
 	}
 	for plural, w := range want {
 		list, err := dc.ServerResourcesForGroupVersion(w.gv)

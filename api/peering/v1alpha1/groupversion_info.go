@@ -1,6 +1,7 @@
 // Package v1alpha1 holds the peering.stretch.dev/v1alpha1 API: the
-// RemoteCluster (home side: one per provider) and RemoteNamespace (provider
-// side: one per twin namespace requested by a home cluster).
+// RemoteCluster (home side: one per provider), and on the provider side the
+// RemoteNamespace (one per twin namespace requested by a home cluster) and
+// the TenantPolicy (what one home cluster may run there).
 //
 // +kubebuilder:object:generate=true
 // +groupName=peering.stretch.dev
@@ -29,6 +30,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&RemoteClusterList{},
 		&RemoteNamespace{},
 		&RemoteNamespaceList{},
+		&TenantPolicy{},
+		&TenantPolicyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
