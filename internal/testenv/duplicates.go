@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,10 +148,10 @@ func (d *Duplicates) seen(p *corev1.Pod) {
 
 // ExpectNone checks that no home pod ever had two remote pods so far, and
 // that the watch saw the whole history.
-func (d *Duplicates) ExpectNone(t *testing.T, g Gomega) {
+func (d *Duplicates) ExpectNone(t *testing.T, g gomega.Gomega) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	g.Expect(d.err).NotTo(HaveOccurred())
-	g.Expect(d.found).To(BeEmpty(), "duplicate remote pods")
+	g.Expect(d.err).NotTo(gomega.HaveOccurred())
+	g.Expect(d.found).To(gomega.BeEmpty(), "duplicate remote pods")
 	t.Logf("no duplicate remote pod in %d remote pod events (%d lists again after API server restarts)", d.events, d.relists)
 }
