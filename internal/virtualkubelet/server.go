@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,10 @@ func (e KubeletEndpoint) Advertised() (string, int32, error) {
 // serve runs the kubelet API (container logs, exec) of every virtual node on
 // e until ctx is done. Only clients with a certificate of the home cluster's
 // client CA are served (the API server presents one), and only what they may
-// do on the node (nodes/proxy, as the kubelet authorizes).
+// do on the node (nodes/proxy, as the kubelet authorizes). A certificate is
+// asked for, not required, so that a client without one gets a 401 as from a
+// kubelet without anonymous access rather than a failed handshake; one that
+// is given is verified, and an untrusted one still fails the handshake.
 func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) error {
 	addr, _, err := e.Advertised()
 	if err != nil {
@@ -98,7 +102,7 @@ func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) err
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{serving},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
+			ClientAuth:   tls.VerifyClientCertIfGiven,
 			ClientCAs:    clientCAs,
 		},
 		ErrorLog: nil,
@@ -125,7 +129,9 @@ func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) err
 func (s *Set) authorize(next http.Handler, log logr.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			http.Error(w, "a client certificate is required", http.StatusUnauthorized)
+			http.Error(w, fmt.Sprintf("the kubelet API of virtual nodes serves only clients with a certificate of the cluster's client CA (%s in ConfigMap %s/%s), and this request has none: "+
+				"reach it through the API server (kubectl logs, kubectl exec), which presents one",
+				clientCAKey, authenticationConfigMapNamespace, authenticationConfigMapName), http.StatusUnauthorized)
 			return
 		}
 		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
@@ -143,22 +149,39 @@ func (s *Set) authorize(next http.Handler, log logr.Logger) http.Handler {
 		if r.Method == http.MethodGet && parts[0] == "containerLogs" {
 			verb = "get"
 		}
+		// As the kubelet's authenticator does, a verified certificate's user
+		// is also in system:authenticated.
+		groups := append(slices.Clone(cert.Subject.Organization), "system:authenticated")
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: cert.Subject.CommonName, Groups: cert.Subject.Organization,
+			User: cert.Subject.CommonName, Groups: groups,
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: "proxy", Name: k.NodeName},
 		}}
 		res, err := s.Home.AuthorizationV1().SubjectAccessReviews().Create(r.Context(), sar, metav1.CreateOptions{})
 		if err != nil {
 			log.Error(err, "authorizing a kubelet API request", "user", cert.Subject.CommonName)
-			http.Error(w, "authorization failed: "+err.Error(), http.StatusInternalServerError)
+			http.Error(w, fmt.Sprintf("authorizing user %q to %s nodes/proxy of node %s: the SubjectAccessReview failed: %v; retry once the API server answers",
+				cert.Subject.CommonName, verb, k.NodeName, err), http.StatusInternalServerError)
 			return
 		}
 		if !res.Status.Allowed {
-			http.Error(w, fmt.Sprintf("user %q may not %s nodes/proxy of %s", cert.Subject.CommonName, verb, k.NodeName), http.StatusForbidden)
+			http.Error(w, fmt.Sprintf("user %q may not %s nodes/proxy of node %s (%s): grant it that verb on nodes/proxy with a ClusterRole and ClusterRoleBinding, as system:kubelet-api-admin grants the API server's kubelet client",
+				cert.Subject.CommonName, verb, k.NodeName, reason(res.Status)), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// reason is why a SubjectAccessReview was not allowed, as the API server says
+// it.
+func reason(s authorizationv1.SubjectAccessReviewStatus) string {
+	switch {
+	case s.Reason != "":
+		return s.Reason
+	case s.EvaluationError != "":
+		return s.EvaluationError
+	}
+	return "no rule allows it"
 }
 
 // kubeletOf returns the kubelet running home pod ns/name.

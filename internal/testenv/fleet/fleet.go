@@ -66,6 +66,9 @@ type Options struct {
 	NoHome bool
 	// APIServerURL is the home side's --api-server-url.
 	APIServerURL string
+	// KubeletBindAddress is where the home side serves the kubelet API of
+	// virtual nodes (--kubelet-bind-address); empty: nowhere.
+	KubeletBindAddress string
 }
 
 // Run installs the identities (home's with homeID; a provider keeps
@@ -147,7 +150,8 @@ func (s *Stretch) StartHome() {
 			return err
 		}
 		s.Metrics = prometheus.NewRegistry()
-		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics), TokenCheck: time.Second, APIServerURL: s.opts.APIServerURL}).SetupWithManager(mgr)
+		return (&virtualkubelet.Set{Client: mgr.GetClient(), Home: cs, Registry: reg, Metrics: virtualkubelet.NewMetrics(s.Metrics), TokenCheck: time.Second, APIServerURL: s.opts.APIServerURL,
+			API: virtualkubelet.KubeletEndpoint{BindAddress: s.opts.KubeletBindAddress}}).SetupWithManager(mgr)
 	})
 }
 
