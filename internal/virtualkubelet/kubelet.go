@@ -145,6 +145,9 @@ type Kubelet struct {
 	// said remembers the pods and objects a Warning event was recorded for,
 	// so that a condition that lasts is reported once.
 	said *onceSet
+	// refused are the home pods whose remote pod the provider refused, tried
+	// again slowly (see refusedBy).
+	refused refusals
 }
 
 // Clientset returns a client of the built-in kinds that speaks protobuf, as

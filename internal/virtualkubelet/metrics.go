@@ -22,6 +22,7 @@ type Metrics struct {
 	errors    *prometheus.CounterVec
 	twins     *prometheus.GaugeVec
 	reflected *prometheus.GaugeVec
+	refusals  *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics with reg.
@@ -44,11 +45,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stretch_virtualkubelet_reflected_objects",
 			Help: "Objects reflected into the twin namespaces of a peering, by kind (ConfigMap, Secret, Service).",
 		}, []string{"peering", "kind"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stretch_virtualkubelet_pod_refusals_total",
+			Help: "Remote pod creations the provider refused for a cause the same pod meets again (its Pod Security level, quotas, limits, admission webhooks, validation), by the provider's status reason (Forbidden, Invalid, BadRequest, RequestEntityTooLarge); each attempt counts.",
+		}, []string{"peering", "reason"}),
 	}
 	m.offload = register(reg, m.offload)
 	m.errors = register(reg, m.errors)
 	m.twins = register(reg, m.twins)
 	m.reflected = register(reg, m.reflected)
+	m.refusals = register(reg, m.refusals)
 	return m
 }
 
@@ -91,6 +97,7 @@ func (m *Metrics) forget(peering string) {
 	m.errors.DeletePartialMatch(l)
 	m.twins.DeletePartialMatch(l)
 	m.reflected.DeletePartialMatch(l)
+	m.refusals.DeletePartialMatch(l)
 }
 
 // countError counts err, when not nil, for operation.

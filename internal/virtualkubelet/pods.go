@@ -30,7 +30,9 @@ const (
 	// NameConflictReason: a pod of that name that Stretch did not create
 	// exists in the twin namespace.
 	NameConflictReason = "RemotePodConflict"
-	// OffloadFailedReason: the provider refused the remote pod; retried.
+	// OffloadFailedReason: the remote pod could not be created, for a
+	// cause that may pass (the provider unreachable, busy, its twin going);
+	// retried soon. A refusal that lasts is RefusedByProviderReason.
 	OffloadFailedReason = "OffloadFailed"
 	// RecreatedReason: the remote pod disappeared while the home pod exists.
 	RecreatedReason = "RemotePodRecreated"
@@ -93,6 +95,9 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	}
 	if home != nil && home.Spec.NodeName != k.NodeName {
 		home = nil
+	}
+	if home == nil {
+		k.refused.delete(key)
 	}
 	t := k.twins.get(ns)
 	if t == nil && k.twinReady(ns) {
@@ -161,7 +166,15 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 			// Created moments ago: the informer brings it (and a sync).
 			return createdWait, nil
 		}
-		return 0, k.createRemote(ctx, t, home)
+		want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
+		if ref, ok := k.refused.get(key); ok && ref.holds(home.UID, t, want) {
+			if wait := time.Until(ref.next); wait > 0 {
+				// Refused, and nothing that may lift it changed: the
+				// pod's own updates (the condition) do not retry it.
+				return wait, k.showRefusal(ctx, home, ref.message)
+			}
+		}
+		return k.createRemote(ctx, t, home, want)
 	default:
 		k.statuses.Add(key)
 		return 0, k.forwardUpdate(ctx, t, r, home)
@@ -222,21 +235,30 @@ func live(p *corev1.Pod) bool {
 	return p != nil && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
 }
 
-func (k *Kubelet) createRemote(ctx context.Context, t *twin, home *corev1.Pod) error {
+// createRemote creates want, the remote pod of home in twin t. It returns
+// when to look again: a refused pod is tried again later (see refusedBy),
+// other failures are errors, retried soon.
+func (k *Kubelet) createRemote(ctx context.Context, t *twin, home, want *corev1.Pod) (time.Duration, error) {
 	for _, ref := range tokensOf(home) {
 		if err := k.ensureToken(ctx, t, ref, false); err != nil {
-			return k.offloadFailed(home, fmt.Errorf("service account token %s: %w", ref.ServiceAccount, err))
+			return 0, k.offloadFailed(home, fmt.Errorf("service account token %s: %w", ref.ServiceAccount, err))
 		}
 	}
-	want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
+	key := home.Namespace + "/" + home.Name
 	_, err := k.provider.CoreV1().Pods(t.name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 	if apierrors.IsAlreadyExists(err) {
-		return nil // the cache is behind; the informer brings it
+		k.refused.delete(key)
+		return 0, nil // the cache is behind; the informer brings it
+	}
+	if reason := refusalReason(err); reason != "" {
+		return k.refusedBy(ctx, t, home, want, reason, err)
 	}
 	if err != nil {
-		return k.offloadFailed(home, err)
+		return 0, k.offloadFailed(home, err)
 	}
-	key := home.Namespace + "/" + home.Name
+	// A refusal the pod showed goes with the remote pod's status, which
+	// replaces the home pod's.
+	k.refused.delete(key)
 	k.created.Store(key, creation{uid: home.UID, at: time.Now()})
 	recreated := !k.said.add(key, "created/"+string(home.UID))
 	if recreated {
@@ -251,15 +273,15 @@ func (k *Kubelet) createRemote(ctx context.Context, t *twin, home *corev1.Pod) e
 			k.ProviderName)
 	}
 	k.said.forget(key, "offload-failed/"+string(home.UID))
-	return nil
+	return 0, nil
 }
 
-// offloadFailed reports err on the home pod once per pod and cause, and
-// returns it so that the pod is retried.
+// offloadFailed reports err, which may pass, on the home pod once per pod,
+// and returns it so that the pod is retried soon.
 func (k *Kubelet) offloadFailed(home *corev1.Pod, err error) error {
 	k.countError("create-pod", err)
 	if k.said.add(home.Namespace+"/"+home.Name, "offload-failed/"+string(home.UID)) {
-		k.recorder.Eventf(home, corev1.EventTypeWarning, OffloadFailedReason, "Provider %s refused the remote pod, retrying: %v", k.ProviderName, err)
+		k.recorder.Eventf(home, corev1.EventTypeWarning, OffloadFailedReason, "Creating the remote pod on provider %s failed, retrying: %v", k.ProviderName, err)
 	}
 	return fmt.Errorf("creating the remote pod of %s/%s: %w", home.Namespace, home.Name, err)
 }
@@ -312,22 +334,50 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 // remotePodHandler maps changes of remote pods to their home pods, whose
 // sync also sends the status home. Every event counts: after an outage the
 // relisted pods are how a remote pod whose home pod went meanwhile is found.
+// A remote pod of ours that goes or finishes may free what a quota or a
+// limit of the provider refused other pods: they are tried again soon.
 func (k *Kubelet) remotePodHandler() cache.ResourceEventHandler {
-	enqueue := func(o any) {
+	ours := func(o any) *corev1.Pod {
 		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 			o = d.Obj
 		}
 		if r, ok := o.(*corev1.Pod); ok && reflected(r, k.HomeClusterID) {
-			key := r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name
-			k.created.Delete(key)
-			k.pods.Add(key)
+			return r
 		}
+		return nil
+	}
+	enqueue := func(r *corev1.Pod) {
+		key := r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name
+		k.created.Delete(key)
+		k.pods.Add(key)
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, o any) { enqueue(o) },
-		DeleteFunc: enqueue,
+		AddFunc: func(o any) {
+			if r := ours(o); r != nil {
+				enqueue(r)
+			}
+		},
+		UpdateFunc: func(old, o any) {
+			if r := ours(o); r != nil {
+				enqueue(r)
+				if was := ours(old); was != nil && !finished(was) && finished(r) {
+					k.retryRefused()
+				}
+			}
+		},
+		DeleteFunc: func(o any) {
+			if r := ours(o); r != nil {
+				enqueue(r)
+				k.retryRefused()
+			}
+		},
 	}
+}
+
+// finished reports whether pod p ran to its end, and counts no more in its
+// namespace's quota.
+func finished(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
 // twinHandlers are the handlers of every twin's informers.

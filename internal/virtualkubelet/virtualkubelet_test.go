@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -545,4 +546,159 @@ func TestPodsReachTheHomeAPIServer(t *testing.T) {
 	// The home API server is known: no warning.
 	g.Expect(reasons(g, ns, "client")).To(ContainElement(virtualkubelet.OffloadedReason))
 	g.Expect(reasons(g, ns, "client")).NotTo(ContainElement(virtualkubelet.HomeAPIServerUnknownReason))
+}
+
+// counter reads a counter of the home side's virtual kubelet metrics by
+// the value of one label.
+func counter(g Gomega, st *fleet.Stretch, name, labelName, value string) float64 {
+	families, err := st.Metrics.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label(m, labelName) == value {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// A pod the provider refuses for good (here its Pod Security level) says
+// why at home, stays Pending and is not tried again in a loop; a change
+// that may lift the refusal is tried at once.
+func TestPodsTheProviderRefuses(t *testing.T) {
+	g := newG(t)
+	// Tried again only when something changes: a retry seen below is the
+	// change's, not a timer's.
+	virtualkubelet.SetRefusalRetry(t, time.Hour, time.Hour, 0)
+	st := fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "guarded"
+	twin := offload(t, g, ns)
+	// As the provider's admin, or its policy controller (which may have
+	// done it already), would.
+	const enforce = "pod-security.kubernetes.io/enforce"
+	edit(t, eu.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: twin}}, func(n *corev1.Namespace) { n.Labels[enforce] = "baseline" })
+
+	pod := func(name string, privileged bool) *corev1.Pod {
+		p := boundPod(ns, name)
+		p.Spec.ServiceAccountName, p.Spec.Volumes = "", nil
+		if privileged {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+		}
+		return p
+	}
+	condition := func(g Gomega, name string) *corev1.PodCondition {
+		got := &corev1.Pod{}
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, got)).To(Succeed())
+		g.Expect(got.Status.Phase).To(Equal(corev1.PodPending), "never failed: the provider's admin may lift the refusal")
+		for _, c := range got.Status.Conditions {
+			if c.Type == virtualkubelet.OffloadedCondition {
+				return &c
+			}
+		}
+		return nil
+	}
+	refusedCreates := func(g Gomega, since testenv.Writes) int64 {
+		now, err := testenv.APIWrites(ctx, eu.Config)
+		g.Expect(err).NotTo(HaveOccurred())
+		return now.Since(since)["POST pods (403)"]
+	}
+	before, err := testenv.APIWrites(ctx, eu.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	homeBefore, err := testenv.APIWrites(ctx, home.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	priv := pod("priv", true)
+	g.Expect(home.Client.Create(ctx, priv)).To(Succeed())
+
+	t.Run("the home pod says why, with the provider's words, and stays Pending", func(t *testing.T) {
+		g := newG(t)
+		g.Eventually(func(g Gomega) {
+			c := condition(g, "priv")
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(corev1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal(virtualkubelet.RefusedByProviderReason))
+			g.Expect(c.Message).To(HavePrefix(`provider eu refused the pod: pods "priv" is forbidden: violates PodSecurity "baseline:latest": privileged (container "app" must not set securityContext.privileged=true); change the pod`))
+		}).Should(Succeed())
+		g.Eventually(func(g Gomega) []int32 { return counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason) }).Should(Equal([]int32{1}))
+		g.Expect(reasons(g, ns, "priv")).NotTo(ContainElement(virtualkubelet.OffloadFailedReason))
+		g.Expect(counter(g, st, "stretch_virtualkubelet_pod_refusals_total", "reason", "Forbidden")).To(BeNumerically("==", 1))
+	})
+
+	t.Run("it is not tried again in a loop, nor is its status written again", func(t *testing.T) {
+		g := newG(t)
+		g.Consistently(func(g Gomega) {
+			g.Expect(refusedCreates(g, before)).To(BeEquivalentTo(1))
+			g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
+			now, err := testenv.APIWrites(ctx, home.Config)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(now.Since(homeBefore)["PATCH pods/status"]).To(BeNumerically("<=", 2), "home status writes: %v", now.Since(homeBefore))
+		}).WithTimeout(3 * time.Second).Should(Succeed())
+		g.Expect(apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "priv"}, &corev1.Pod{}))).To(BeTrue())
+	})
+
+	t.Run("a change of the pod is tried at once; the same refusal is not said again", func(t *testing.T) {
+		g := newG(t)
+		edit(t, home.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "priv"}}, func(p *corev1.Pod) { p.Labels["tier"] = "front" })
+		g.Eventually(func(g Gomega) int64 { return refusedCreates(g, before) }).Should(BeEquivalentTo(2))
+		g.Consistently(func(g Gomega) {
+			g.Expect(refusedCreates(g, before)).To(BeEquivalentTo(2))
+			g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
+			g.Expect(condition(g, "priv")).To(HaveField("Reason", virtualkubelet.RefusedByProviderReason))
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+	})
+
+	t.Run("a pod recreated to meet the policy is created", func(t *testing.T) {
+		g := newG(t)
+		fixed := pod("fixed", true)
+		g.Expect(home.Client.Create(ctx, fixed)).To(Succeed())
+		g.Eventually(func(g Gomega) *corev1.PodCondition { return condition(g, "fixed") }).Should(HaveField("Reason", virtualkubelet.RefusedByProviderReason))
+		g.Expect(home.Client.Delete(ctx, fixed)).To(Succeed())
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(fixed), &corev1.Pod{}))
+		}).Should(BeTrue())
+		g.Expect(home.Client.Create(ctx, pod("fixed", false))).To(Succeed())
+		g.Eventually(func(g Gomega) { remotePod(g, twin, "fixed") }).Should(Succeed())
+		g.Expect(condition(g, "fixed")).To(BeNil())
+	})
+
+	t.Run("a pod a quota refused is tried again once a remote pod of ours goes; the condition goes", func(t *testing.T) {
+		g := newG(t)
+		// A quota of the provider's admin, full with "fixed" (no quota
+		// controller runs here: its status is written as it would).
+		quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "pods"},
+			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
+		g.Expect(eu.Client.Create(ctx, quota)).To(Succeed())
+		quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}
+		g.Expect(eu.Client.Status().Update(ctx, quota)).To(Succeed())
+
+		g.Expect(home.Client.Create(ctx, pod("queued", false))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			c := condition(g, "queued")
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(virtualkubelet.RefusedByProviderReason))
+			g.Expect(c.Message).To(HavePrefix(`provider eu refused the pod: pods "queued" is forbidden: `))
+			g.Expect(c.Message).To(ContainSubstring("quota: pods"))
+		}).Should(Succeed())
+
+		// The admin lifts it; the quota admission's cache has it once a pod
+		// (not stored: a dry run) is admitted.
+		g.Expect(eu.Client.Delete(ctx, quota)).To(Succeed())
+		g.Eventually(func() error {
+			probe := pod("probe", false)
+			probe.Namespace, probe.Spec.NodeName = twin, ""
+			return eu.Client.Create(ctx, probe, client.DryRunAll)
+		}).Should(Succeed())
+		// Nothing else retries it this early: what frees a quota, a remote
+		// pod of ours going, does.
+		g.Expect(home.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fixed"}})).To(Succeed())
+		g.Eventually(func(g Gomega) { remotePod(g, twin, "queued") }).Should(Succeed())
+		g.Eventually(func(g Gomega) *corev1.PodCondition { return condition(g, "queued") }).Should(BeNil())
+		g.Expect(reasons(g, ns, "queued")).To(ContainElement(virtualkubelet.OffloadedReason))
+		g.Expect(counts(g, ns, "queued", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
+		g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}), "still refused, tried again, not said again")
+	})
 }
