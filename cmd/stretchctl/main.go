@@ -107,6 +107,7 @@ pods run there as if on local nodes. Each provider appears as a virtual node.`,
 		`Usage:{{if and .Runnable (ne (index .Annotations "`+groupAnnotation+`") "true")}}`, 1))
 	root.AddCommand(newInstallCommand(name), newUninstallCommand(name))
 	root.AddCommand(newPeerCommand(name), newUnpeerCommand(name), newStatusCommand(name))
+	root.AddCommand(newPolicyCommand(name))
 	root.AddCommand(
 		group("offload", "Extend namespaces onto providers", fmt.Sprintf(`  %[1]s offload namespace foo --wait
   %[1]s offload namespaces --ns-selector team=web --selector region=eu`, name),

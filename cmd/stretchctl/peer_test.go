@@ -144,6 +144,21 @@ func TestPeerCommands(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(out).To(MatchRegexp(`provider-eu\s+[0-9a-f-]{36}\s+Unknown\s+Unknown\s+Unknown\s+<none>\s+NoStatus: `))
 
+	// The provider's admin sets the home cluster's policy, one flag at a
+	// time: each keeps what the others set.
+	out, err = run("policy", "set", homeID, "--kubeconfig", provider, "--limits", "cpu=8,memory=16Gi")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("✓ TenantPolicy stretch-tenant-" + homeID + "/policy applied for home cluster " + homeID + ": pod security baseline, limits cpu=8,memory=16Gi"))
+	out, err = run("policy", "set", homeID, "--kubeconfig", provider, "--pod-security", "restricted")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("pod security restricted, limits cpu=8,memory=16Gi"))
+	out, err = run("policy", "show", "--kubeconfig", provider)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(homeID + `\s+restricted\s+cpu 0/8, memory 0/16Gi\s+`))
+	_, err = run("policy", "show", "home", "--kubeconfig", provider)
+	g.Expect(err).To(MatchError(ContainSubstring(`home cluster "home" is not a cluster ID: a provider knows its home clusters by ID only`)))
+	g.Expect(err).To(MatchError(ContainSubstring("the home clusters peered with this provider are " + homeID)))
+
 	out, err = run("unpeer", "provider-eu", "--kubeconfig", home)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring("Run on the provider: stretchctl peer revoke --kubeconfig PROVIDER --home-cluster-id " + homeID))

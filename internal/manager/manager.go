@@ -37,6 +37,7 @@ import (
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
+	"stretch.dev/stretch/internal/controller/tenantpolicy"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/remote"
@@ -436,6 +437,9 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 	// Provider role: twins for the home clusters that peer with this one.
 	if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stretch-tenant")}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the tenant controller: %w", err)
+	}
+	if err := (&tenantpolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the tenantpolicy controller: %w", err)
 	}
 	return nil
 }

@@ -3,13 +3,13 @@ package tenancy
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -54,15 +54,20 @@ var allowedToHome = []string{
 	// answer in their status (Role stretch-home of 'stretchctl peer').
 	"tenant-a: peering.stretch.dev/remotenamespaces get list watch create update patch delete",
 	"tenant-a: peering.stretch.dev/remotenamespaces/status get",
+	// DESIGN §4.20: the provider's policy for A (limits, Pod Security
+	// level, allowed namings) and its usage are A's to read, never to
+	// write: the provider's admin owns it.
+	"tenant-a: peering.stretch.dev/tenantpolicies get list watch",
 	// DESIGN §2 and §4.15-16: in each twin, the virtual kubelet runs the
 	// pods and reflects the ConfigMaps, Secrets, Services and service
-	// account tokens they need, reads their status, logs and events, and
-	// serves exec, attach and port-forward (ClusterRole
-	// stretch-remote-workloads, bound by the tenant controller in the twin
-	// only).
+	// account tokens they need (as Secrets: the tokens are requested at
+	// home), reads their status, logs and events, and serves exec; attach
+	// and port-forward come once the virtual kubelet serves them
+	// (ClusterRole stretch-remote-workloads, bound by the tenant controller
+	// in the twin only).
 	"twin-a: pods configmaps secrets services serviceaccounts get list watch create update patch delete deletecollection",
 	"twin-a: pods/status pods/log get",
-	"twin-a: pods/exec pods/attach pods/portforward serviceaccounts/token get create",
+	"twin-a: pods/exec get create",
 	"twin-a: events events.k8s.io/events get list watch",
 	// DESIGN §4.2: the virtual node's capacity comes from the provider's
 	// nodes (ClusterRole stretch-peer-node-reader).
@@ -336,11 +341,74 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 			o.SetLabels(map[string]string{"edited": "yes"})
 			g.Expect(ts.a.Update(ctx, o)).To(Succeed(), "%T", o)
 		}
-		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}
-		g.Expect(ts.a.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "sa"}}, tr)).To(Succeed())
-		g.Expect(tr.Status.Token).NotTo(BeEmpty())
 		g.Expect(ts.a.List(ctx, &corev1.EventList{}, client.InNamespace(twin))).To(Succeed())
 		g.Expect(ts.a.List(ctx, &eventsv1.EventList{}, client.InNamespace(twin))).To(Succeed())
 		g.Expect(ts.a.Delete(ctx, podIn(twin, "web"))).To(Succeed())
+	})
+
+	// DESIGN §4.20: the provider's policy is enforced against the issued
+	// credentials too: A reads its TenantPolicy, cannot write it, and cannot
+	// lower the Pod Security level of its twin by editing the twin's labels.
+	t.Run("the TenantPolicy is read-only and the twin's Pod Security labels out of reach", func(t *testing.T) {
+		g := newG(t)
+		tenant := peeringv1alpha1.TenantNamespace(homeA)
+		policy := &peeringv1alpha1.TenantPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: peeringv1alpha1.TenantPolicyName},
+			Spec:       peeringv1alpha1.TenantPolicySpec{PodSecurity: peeringv1alpha1.PodSecurityBaseline},
+		}
+		g.Expect(provider.Client.Create(ctx, policy)).To(Succeed())
+		t.Cleanup(func() { _ = provider.Client.Delete(context.Background(), policy) })
+
+		mine := &peeringv1alpha1.TenantPolicy{}
+		g.Expect(ts.a.Get(ctx, client.ObjectKeyFromObject(policy), mine)).To(Succeed())
+		g.Expect(mine.Spec.PodSecurity).To(Equal(peeringv1alpha1.PodSecurityBaseline))
+		mine.Spec.PodSecurity = ""
+		g.Expect(apierrors.IsForbidden(ts.a.Update(ctx, mine))).To(BeTrue(), "A cannot loosen its policy")
+		g.Expect(apierrors.IsForbidden(ts.a.Status().Update(ctx, mine))).To(BeTrue(), "A cannot rewrite its usage")
+		g.Expect(apierrors.IsForbidden(ts.a.Delete(ctx, mine))).To(BeTrue(), "A cannot remove its policy")
+		g.Expect(apierrors.IsForbidden(ts.a.Create(ctx, &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "mine"}}))).To(BeTrue())
+
+		g.Eventually(func(g Gomega) {
+			ns := &corev1.Namespace{}
+			g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: ts.twinA}, ns)).To(Succeed())
+			g.Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "baseline"))
+		}).Should(Succeed())
+		patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}`)
+		err := ts.a.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ts.twinA}}, client.RawPatch(types.MergePatchType, patch))
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "A cannot change its twin's labels: %v", err)
+	})
+
+	// What the kubelet API of virtual nodes serves, on a real pod of the
+	// twin: its logs and exec pass authorization (envtest has no kubelet to
+	// go further), attach and port-forward do not.
+	t.Run("on a pod of the twin: logs and exec, not attach nor port-forward", func(t *testing.T) {
+		g := newG(t)
+		pod := podIn(ts.twinA, "shell")
+		g.Expect(client.IgnoreAlreadyExists(ts.a.Create(ctx, pod))).To(Succeed())
+		t.Cleanup(func() { _ = ts.a.Delete(ctx, pod) })
+		cs, err := kubernetes.NewForConfig(ts.aConfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, r := range []struct {
+			sub, method string
+			allowed     bool
+		}{
+			{"log", http.MethodGet, true},
+			{"exec", http.MethodPost, true},
+			{"exec", http.MethodGet, true}, // WebSocket
+			{"attach", http.MethodPost, false},
+			{"attach", http.MethodGet, false},
+			{"portforward", http.MethodPost, false},
+			{"portforward", http.MethodGet, false},
+		} {
+			err := cs.CoreV1().RESTClient().Verb(r.method).Namespace(pod.Namespace).Resource("pods").Name(pod.Name).SubResource(r.sub).
+				Param("command", "true").Param("stdout", "true").Do(ctx).Error()
+			if r.allowed {
+				// Past authorization, the API server finds no node to
+				// reach (exec), or an empty log.
+				g.Expect(err).To(Or(Not(HaveOccurred()), MatchError(ContainSubstring("does not have a host assigned"))), "%s pods/%s", r.method, r.sub)
+			} else {
+				g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s pods/%s: want Forbidden, got %v", r.method, r.sub, err)
+			}
+		}
 	})
 }

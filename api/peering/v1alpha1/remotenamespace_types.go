@@ -29,6 +29,9 @@ const (
 	AlreadyExistsReason = "AlreadyExists"
 	// ForbiddenReason: the twin name is reserved on the provider (kube-*, default, stretch-*).
 	ForbiddenReason = "Forbidden"
+	// PolicyDeniedReason: the provider's TenantPolicy for the home cluster
+	// does not allow the twin (its naming or its name pattern).
+	PolicyDeniedReason = "PolicyDenied"
 )
 
 // RemoteNamespaceSpec is a home cluster's request for a twin namespace.

@@ -136,8 +136,8 @@ func sharedObjects() []client.Object {
 
 // tenantObjects are what a provider creates for one home cluster, in the
 // order they are applied. Its ServiceAccount may: manage RemoteNamespaces in
-// its tenant namespace, read the provider's nodes (capacity) and read the
-// identity ConfigMap. Twin namespaces are granted later, one RoleBinding each,
+// its tenant namespace, read its TenantPolicy there, read the provider's
+// nodes (capacity) and read the identity ConfigMap. Twin namespaces are granted later, one RoleBinding each,
 // by the provider's tenant controller.
 func tenantObjects(homeClusterID string) []client.Object {
 	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
@@ -158,7 +158,11 @@ func tenantObjects(homeClusterID string) []client.Object {
 		},
 		role(ns, peering.TenantRoleName, labels,
 			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}}),
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}},
+			// The provider's policy for this home cluster is the provider
+			// admin's: the home cluster may read it (its limits and usage),
+			// never write it.
+			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"tenantpolicies"}, Verbs: []string{"get", "list", "watch"}}),
 		roleBinding(ns, peering.TenantRoleName, labels, subject),
 		role(identity.SystemNamespace, binding, labels,
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{identity.ConfigMapName}, Verbs: []string{"get"}}),

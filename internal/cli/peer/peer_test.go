@@ -109,6 +109,7 @@ func TestPeerDirect(t *testing.T) {
 	g.Expect(role.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"tenantpolicies"}, Verbs: []string{"get", "list", "watch"}},
 	))
 	rb := &rbacv1.RoleBinding{}
 	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home"}, rb)).To(Succeed())

@@ -1,13 +1,17 @@
 // Package tenant is the provider side of namespace offloading: it turns each
 // RemoteNamespace that a home cluster writes into its tenant namespace into a
 // twin namespace, grants that home cluster rights inside the twin only, and
-// reports the outcome in the RemoteNamespace's status. It never adopts,
-// changes or deletes a namespace it did not create for that home cluster.
+// reports the outcome in the RemoteNamespace's status. It applies the home
+// cluster's TenantPolicy to its twins: the Pod Security labels each carries
+// from its creation on, and the twin namings and names the policy allows. It
+// never adopts, changes or deletes a namespace it did not create for that
+// home cluster.
 package tenant
 
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -31,6 +35,7 @@ import (
 	"stretch.dev/stretch/internal/controller/ownwrites"
 	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/naming"
+	"stretch.dev/stretch/internal/tenancy"
 )
 
 // twinNameField indexes RemoteNamespaces by the twin they ask for, so that a
@@ -49,7 +54,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remotenamespaces/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=peering.stretch.dev,resources=tenantpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=stretch-remote-workloads
@@ -75,7 +81,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// The grant inside a twin is repaired when someone edits or deletes it.
 		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetNamespace)),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == peeringv1alpha1.TwinRoleBindingName }))).
+		// A policy's spec applies to every twin of its tenant: relabelled,
+		// or allowed now. Its status (usage) changes often and does not.
+		Watches(&peeringv1alpha1.TenantPolicy{}, handler.EnqueueRequestsFromMapFunc(r.requestsInTenant),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == peeringv1alpha1.TenantPolicyName }),
+				predicate.GenerationChangedPredicate{})).
 		Complete(r)
+}
+
+// requestsInTenant maps a TenantPolicy to every request of its tenant
+// namespace.
+func (r *Reconciler) requestsInTenant(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.requests(ctx, client.InNamespace(o.GetNamespace()))
 }
 
 // requestsForTwin maps an object to the requests for the twin it names.
@@ -86,9 +103,14 @@ func (r *Reconciler) requestsForTwin(twinOf func(client.Object) string) handler.
 }
 
 func (r *Reconciler) requestsFor(ctx context.Context, twin string) []reconcile.Request {
+	return r.requests(ctx, client.MatchingFields{twinNameField: twin})
+}
+
+// requests maps the RemoteNamespaces that opts list to their requests.
+func (r *Reconciler) requests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
 	list := &peeringv1alpha1.RemoteNamespaceList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{twinNameField: twin}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing RemoteNamespaces for a twin", "twin", twin)
+	if err := r.Client.List(ctx, list, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing RemoteNamespaces", "options", opts)
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
@@ -159,10 +181,23 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 		return nil
 	}
 
+	policy, err := r.policy(ctx, rn.Namespace)
+	if err != nil {
+		return err
+	}
+	level := tenancy.PodSecurityLevel(policy)
+
 	ns := &corev1.Namespace{}
-	err := r.Client.Get(ctx, types.NamespacedName{Name: twin}, ns)
+	err = r.Client.Get(ctx, types.NamespacedName{Name: twin}, ns)
 	if apierrors.IsNotFound(err) {
-		ns = twinNamespace(rn)
+		// The policy decides what is created; a twin it no longer allows is
+		// kept (below), since deleting it would delete the home cluster's
+		// workloads.
+		if p := tenancy.CheckTwin(policy, twin, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID); p != nil {
+			setFailed(rn, p.Reason, p.Message)
+			return nil
+		}
+		ns = twinNamespace(rn, level)
 		switch err = r.Client.Create(ctx, ns); {
 		case err == nil:
 			ctrl.LoggerFrom(ctx).Info("created twin namespace")
@@ -188,12 +223,54 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 		return nil
 	}
 
+	if err := r.ensurePodSecurity(ctx, ns, level); err != nil {
+		return err
+	}
 	if err := r.ensureRoleBinding(ctx, rn); err != nil {
 		setPhase(rn, peeringv1alpha1.RemoteNamespaceCreating, "GrantingAccess", err.Error())
 		return err
 	}
-	setPhase(rn, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated",
-		fmt.Sprintf("twin namespace %s exists and home cluster %s may run workloads in it", twin, rn.Spec.HomeClusterID))
+	msg := fmt.Sprintf("twin namespace %s exists and home cluster %s may run workloads in it", twin, rn.Spec.HomeClusterID)
+	if policy != nil {
+		if why := tenancy.Violation(policy.Spec, twin, rn.Spec.HomeNamespace, rn.Spec.HomeClusterID); why != "" {
+			msg += fmt.Sprintf("; the provider's TenantPolicy %s/%s no longer allows it (%s): it is kept with its workloads, but would not be created again",
+				policy.Namespace, policy.Name, why)
+		}
+	}
+	setPhase(rn, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated", msg)
+	return nil
+}
+
+// policy is the TenantPolicy of a tenant namespace, nil when it has none.
+func (r *Reconciler) policy(ctx context.Context, tenant string) (*peeringv1alpha1.TenantPolicy, error) {
+	p := &peeringv1alpha1.TenantPolicy{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tenant, Name: peeringv1alpha1.TenantPolicyName}, p)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading TenantPolicy %s/%s: %w", tenant, peeringv1alpha1.TenantPolicyName, err)
+	}
+	return p, nil
+}
+
+// ensurePodSecurity gives a twin the Pod Security labels of level again
+// when someone removed or changed them, or the policy changed, or the twin
+// predates them. Only those labels are patched.
+func (r *Reconciler) ensurePodSecurity(ctx context.Context, ns *corev1.Namespace, level peeringv1alpha1.PodSecurityLevel) error {
+	drift := tenancy.PodSecurityDrift(ns.Labels, level)
+	if len(drift) == 0 {
+		return nil
+	}
+	before := ns.DeepCopy()
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	maps.Copy(ns.Labels, tenancy.PodSecurityLabels(level))
+	if err := r.Client.Patch(ctx, ns, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("setting Pod Security level %s on twin namespace %s: %w", level, ns.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("set the Pod Security labels of the twin", "level", level, "labels", drift)
 	return nil
 }
 
@@ -224,15 +301,16 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.Re
 }
 
 // twinNamespace is the namespace created for a request: the annotation and
-// labels tell Stretch, and the user, whose twin it is.
-func twinNamespace(rn *peeringv1alpha1.RemoteNamespace) *corev1.Namespace {
+// labels tell Stretch, and the user, whose twin it is; the Pod Security
+// labels of level hold from the first moment, before any pod can exist.
+func twinNamespace(rn *peeringv1alpha1.RemoteNamespace, level peeringv1alpha1.PodSecurityLevel) *corev1.Namespace {
+	labels := tenancy.PodSecurityLabels(level)
+	labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
+	labels[peeringv1alpha1.OriginNamespaceLabel] = rn.Spec.HomeNamespace
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        rn.Spec.RemoteNamespaceName,
 		Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: rn.Spec.HomeClusterID},
-		Labels: map[string]string{
-			peeringv1alpha1.OriginClusterIDLabel: rn.Spec.HomeClusterID,
-			peeringv1alpha1.OriginNamespaceLabel: rn.Spec.HomeNamespace,
-		},
+		Labels:      labels,
 	}}
 }
 
