@@ -27,12 +27,7 @@ func TestPeerCommandErrors(t *testing.T) {
 	g.Expect(os.WriteFile(garbage, []byte("apiVersion: v1\nkind: Config\n"), 0o600)).To(Succeed())
 	const id = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
 
-	tests := []struct {
-		name      string
-		args      []string
-		wantUsage bool
-		wantErr   string
-	}{
+	tests := []commandErrorCase{
 		{name: "peer without a provider", args: []string{"peer"}, wantUsage: true, wantErr: "say which provider to peer with: --remote-kubeconfig PROVIDER to peer directly, or --from-file FILE"},
 		{name: "peer both ways at once", args: []string{"peer", "--from-file", garbage, "--remote-kubeconfig", unreachable}, wantUsage: true, wantErr: "not both"},
 		{name: "peer positional argument", args: []string{"peer", "provider-eu"}, wantUsage: true, wantErr: `takes no arguments, got "provider-eu"`},
@@ -64,16 +59,7 @@ func TestPeerCommandErrors(t *testing.T) {
 		{name: "status positional argument", args: []string{"status", "peers"}, wantUsage: true, wantErr: "takes no arguments"},
 		{name: "status unreachable", args: []string{"status", "--kubeconfig", unreachable}, wantErr: "cannot reach the cluster at https://127.0.0.1:1"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewWithT(t)
-			out, err := run(tt.args...)
-			g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
-			var usage usageError
-			g.Expect(errors.As(err, &usage)).To(Equal(tt.wantUsage), "usage errors exit with code 2, others with 1")
-			g.Expect(out).To(BeEmpty(), "nothing is attempted on a cluster")
-		})
-	}
+	expectCommandErrors(t, tests)
 }
 
 // TestPeerCommands runs every peering command as a user would, on two real
@@ -192,4 +178,29 @@ func kubeconfigServer(t *testing.T, path string) string {
 	g.Expect(ctx).NotTo(BeNil())
 	g.Expect(kubeconfig.Clusters).To(HaveKey(ctx.Cluster))
 	return kubeconfig.Clusters[ctx.Cluster].Server
+}
+
+// commandErrorCase is a command line that fails before any cluster is
+// reached, and how.
+type commandErrorCase struct {
+	name      string
+	args      []string
+	wantUsage bool
+	wantErr   string
+}
+
+// expectCommandErrors runs each case: the error says wantErr, is a usage
+// error (exit code 2) exactly when wantUsage, and nothing is printed.
+func expectCommandErrors(t *testing.T, tests []commandErrorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			out, err := run(tt.args...)
+			g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
+			var usage usageError
+			g.Expect(errors.As(err, &usage)).To(Equal(tt.wantUsage), "usage errors exit with code 2, others with 1")
+			g.Expect(out).To(BeEmpty(), "nothing is attempted on a cluster")
+		})
+	}
 }

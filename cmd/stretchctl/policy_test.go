@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,12 +18,7 @@ func TestPolicyCommandErrors(t *testing.T) {
 	unreachable := filepath.Join(dir, "unreachable")
 	NewWithT(t).Expect(os.WriteFile(unreachable, []byte(unreachableKubeconfig), 0o600)).To(Succeed())
 	const id = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
-	tests := []struct {
-		name      string
-		args      []string
-		wantUsage bool
-		wantErr   string
-	}{
+	tests := []commandErrorCase{
 		{name: "set without HOME", args: []string{"policy", "set", "--limits", "cpu=1"}, wantUsage: true, wantErr: "stretchctl policy set takes the home cluster's ID, e.g. 'stretchctl policy set 0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a --limits cpu=8' ('stretchctl policy show' lists the home clusters)"},
 		{name: "set two homes", args: []string{"policy", "set", id, id}, wantUsage: true, wantErr: "takes the home cluster's ID"},
 		{name: "set bad limits", args: []string{"policy", "set", id, "--limits", "cpu=lots"}, wantUsage: true, wantErr: `--limits "cpu=lots": cpu=lots is not a quantity`},
@@ -39,16 +33,7 @@ func TestPolicyCommandErrors(t *testing.T) {
 		{name: "show unreachable", args: []string{"policy", "show", "--kubeconfig", unreachable}, wantErr: "cannot reach the provider cluster"},
 		{name: "mistyped verb", args: []string{"policy", "st", id}, wantUsage: true, wantErr: `unknown command "st" for "stretchctl policy"; did you mean "set"?`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewWithT(t)
-			out, err := run(tt.args...)
-			g.Expect(err).To(MatchError(ContainSubstring(tt.wantErr)))
-			var usage usageError
-			g.Expect(errors.As(err, &usage)).To(Equal(tt.wantUsage), "usage errors exit with code 2, others with 1")
-			g.Expect(out).To(BeEmpty(), "nothing is attempted on a cluster")
-		})
-	}
+	expectCommandErrors(t, tests)
 }
 
 // TestPolicyFlags: only the flags given change the policy; a flag given
