@@ -44,9 +44,9 @@ const (
 type TenantPolicySpec struct {
 	// Limits cap what the home cluster's pods request across all its twins
 	// together: cpu, memory, ephemeral-storage, pods (a count), and any
-	// extended resource such as nvidia.com/gpu. A pod that would go over a
-	// limit, or that requests nothing of a limited resource, is refused.
-	// Empty: no limit.
+	// extended resource such as nvidia.com/gpu. status.used reports what is
+	// used against them; this release does not yet refuse a pod that would
+	// go over one. Empty: no limit.
 	// +optional
 	Limits corev1.ResourceList `json:"limits,omitempty"`
 
@@ -57,8 +57,9 @@ type TenantPolicySpec struct {
 	// +optional
 	PodSecurity PodSecurityLevel `json:"podSecurity,omitempty"`
 
-	// PriorityClasses are the priority classes its pods may name. Empty:
-	// none, and a pod that names one is refused.
+	// PriorityClasses are the priority classes its pods may name (empty:
+	// none). Recorded; this release does not yet refuse a pod that names
+	// another one.
 	// +listType=set
 	// +optional
 	PriorityClasses []string `json:"priorityClasses,omitempty"`
