@@ -75,8 +75,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.UnoffloadTimeout = DefaultUnoffloadTimeout
 	}
 	r.home.Reader = r.APIReader
-	var reader client.Reader = mgr.GetCache()
-	phases.reader.Store(&reader)
+	phases.SetReader(mgr.GetCache())
 	all := handler.EnqueueRequestsFromMapFunc(r.all)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("offloading").

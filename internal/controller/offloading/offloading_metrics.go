@@ -1,49 +1,30 @@
 package offloading
 
 import (
-	"context"
-	"sync/atomic"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/internal/cachemetrics"
 )
 
-// phaseCollector counts NamespaceOffloadings by phase when scraped, from the
-// manager's cache: a gauge set by reconciles would need every object's last
-// phase remembered to move counts between phases.
-type phaseCollector struct {
-	reader atomic.Pointer[client.Reader]
-}
-
+// The phase collector counts NamespaceOffloadings by phase when scraped: a
+// gauge set by reconciles would need every object's last phase remembered
+// to move counts between phases.
 var (
 	phasesDesc = prometheus.NewDesc("stretch_namespace_offloadings",
 		"NamespaceOffloadings named offloading on this home cluster, by status.offloadingPhase (empty before the first reconcile).",
 		[]string{"phase"}, nil)
-	phases = &phaseCollector{}
+	phases = cachemetrics.New(func() *offloadingv1alpha1.NamespaceOffloadingList {
+		return &offloadingv1alpha1.NamespaceOffloadingList{}
+	}, collectPhases, phasesDesc)
 )
 
 func init() {
 	metrics.Registry.MustRegister(phases)
 }
 
-func (c *phaseCollector) Describe(ch chan<- *prometheus.Desc) { ch <- phasesDesc }
-
-func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
-	r := c.reader.Load()
-	if r == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	list := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := (*r).List(ctx, list); err != nil {
-		ch <- prometheus.NewInvalidMetric(phasesDesc, err)
-		return
-	}
+func collectPhases(list *offloadingv1alpha1.NamespaceOffloadingList, ch chan<- prometheus.Metric) {
 	counts := map[offloadingv1alpha1.OffloadingPhase]int{}
 	for _, phase := range []offloadingv1alpha1.OffloadingPhase{offloadingv1alpha1.ReadyPhase, offloadingv1alpha1.NoClusterSelectedPhase,
 		offloadingv1alpha1.InProgressPhase, offloadingv1alpha1.SomeFailedPhase, offloadingv1alpha1.AllFailedPhase, offloadingv1alpha1.TerminatingPhase} {

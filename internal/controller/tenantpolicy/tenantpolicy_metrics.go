@@ -1,26 +1,17 @@
 package tenantpolicy
 
 import (
-	"context"
-	"sync/atomic"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/cachemetrics"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
-// usageCollector exports each TenantPolicy's limits and last reported usage
-// when scraped, from the manager's cache: the series follow the policies
-// (a home cluster without a policy has none, a removed limit goes) with no
-// bookkeeping of what was set before.
-type usageCollector struct {
-	reader atomic.Pointer[client.Reader]
-}
-
+// The usage collector exports each TenantPolicy's limits and last reported
+// usage when scraped: the series follow the policies (a home cluster without
+// a policy has none, a removed limit goes).
 var (
 	usedDesc = prometheus.NewDesc("stretch_tenant_used",
 		"What the pods of a home cluster request across its twins on this provider (status.used of its TenantPolicy), by resource: cpu in cores, memory and storage in bytes, pods a count.",
@@ -28,30 +19,14 @@ var (
 	limitDesc = prometheus.NewDesc("stretch_tenant_limit",
 		"The limit the provider's TenantPolicy sets on what the pods of a home cluster request across its twins (spec.limits), by resource.",
 		[]string{"home_cluster_id", "resource"}, nil)
-	collector = &usageCollector{}
+	collector = cachemetrics.New(func() *peeringv1alpha1.TenantPolicyList { return &peeringv1alpha1.TenantPolicyList{} }, collectUsage, usedDesc, limitDesc)
 )
 
 func init() {
 	metrics.Registry.MustRegister(collector)
 }
 
-func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- usedDesc
-	ch <- limitDesc
-}
-
-func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
-	r := c.reader.Load()
-	if r == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	list := &peeringv1alpha1.TenantPolicyList{}
-	if err := (*r).List(ctx, list); err != nil {
-		ch <- prometheus.NewInvalidMetric(usedDesc, err)
-		return
-	}
+func collectUsage(list *peeringv1alpha1.TenantPolicyList, ch chan<- prometheus.Metric) {
 	for _, p := range list.Items {
 		home := tenancy.HomeOfTenant(p.Namespace)
 		if home == "" || p.Name != peeringv1alpha1.TenantPolicyName {
