@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -405,6 +406,99 @@ func TestConcerned(t *testing.T) {
 			off := Offloading(o)
 			off.Spec.ClusterSelector, off.Status.RemoteNamespacesConditions = tt.selector, tt.conds
 			g.Expect(Concerned(off, SelectorPicks(off, o.VirtualNodes)...)).To(Equal(tt.want))
+		})
+	}
+}
+
+// refusedPod is a pod bound to the virtual node of provider, with the
+// PodOffloadedCondition the virtual kubelet writes when provider refuses it.
+func refusedPod(name, provider string, status corev1.ConditionStatus, reason, words string) corev1.Pod {
+	p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: name},
+		Spec:   corev1.PodSpec{NodeName: peeringv1alpha1.VirtualNodeName(provider)},
+		Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {
+		Type: offloadingv1alpha1.PodOffloadedCondition, Status: status, Reason: reason,
+		Message: "provider " + provider + " refused the pod: " + words + "; change the pod to meet the provider's policy (a changed pod is tried at once), or ask the admin of provider " +
+			provider + " to allow it (the pod stays Pending and is tried again every 30s, up to every 5m)"}}
+	return p
+}
+
+// TestRefusedPods: pods whose remote pod a provider refused make one check
+// that names each, bound to a few, with the provider's words and what
+// lifts the refusal; none such, no check, as for pending pods.
+func TestRefusedPods(t *testing.T) {
+	const privileged = `pods "web-1" is forbidden: violates PodSecurity "baseline:latest": privileged (container "app" must not set securityContext.privileged=true)`
+	refused := func(name, provider, words string) corev1.Pod {
+		return refusedPod(name, provider, corev1.ConditionFalse, offloadingv1alpha1.RefusedByProviderReason, words)
+	}
+	running := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: "ok"}, Spec: corev1.PodSpec{NodeName: "stretch-provider-eu"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
+	many := []corev1.Pod{running}
+	for _, name := range []string{"w-7", "w-3", "w-1", "w-6", "w-2", "w-5", "w-4"} {
+		many = append(many, refused(name, "provider-eu", `pods "`+name+`" is forbidden: exceeded quota: pods`))
+	}
+	long := strings.Repeat("é", 400) // 800 bytes: cut on a rune boundary
+	tests := []struct {
+		name       string
+		pods       []corev1.Pod
+		want       bool // a check
+		wantDetail string
+		wantEnd    string // the end of the detail, when set
+		notDetail  []string
+		wantFix    []string
+	}{
+		{name: "refused", pods: []corev1.Pod{running, refused("web-1", "provider-eu", privileged)}, want: true,
+			wantDetail: "1 pod is Pending, refused by its provider: web-1 on stretch-provider-eu: " + privileged,
+			notDetail:  []string{"change the pod to meet", "provider provider-eu refused the pod"},
+			wantFix: []string{"change each pod (or its controller's template)", "tried again at once", "ask the admin of provider-eu",
+				"'stretchctl policy show " + homeID + "'", "'stretchctl policy set " + homeID + "' with --limits, --priority-classes or --pod-security",
+				"within 5 minutes", "kubectl describe pod -n foo NAME"}},
+		{name: "not refused: no check", pods: []corev1.Pod{running, pendingPod("web-1", nil, true)}},
+		{name: "condition True: no check", pods: []corev1.Pod{refusedPod("web-1", "provider-eu", corev1.ConditionTrue, "Offloaded", "")}},
+		{name: "another reason: no check", pods: []corev1.Pod{refusedPod("web-1", "provider-eu", corev1.ConditionFalse, "SomethingElse", privileged)}},
+		{name: "several pods, several providers: sorted, each provider's admin", want: true,
+			pods:       []corev1.Pod{refused("b", "provider-us", "quota"), running, refused("a", "provider-eu", privileged)},
+			wantDetail: "2 pods are Pending, refused by their provider: a on stretch-provider-eu: " + privileged + "; b on stretch-provider-us: quota",
+			wantFix:    []string{"ask the admin of provider-eu, provider-us to allow it"}},
+		{name: "many pods: the first five, then how many more", pods: many, want: true,
+			wantDetail: `7 pods are Pending, refused by their provider: w-1 on stretch-provider-eu: pods "w-1" is forbidden: exceeded quota: pods; w-2 on`,
+			wantEnd:    `; w-5 on stretch-provider-eu: pods "w-5" is forbidden: exceeded quota: pods; and 2 more`, notDetail: []string{"w-6 on", "w-7 on"}},
+		{name: "a long message is cut", pods: []corev1.Pod{refused("web-1", "provider-eu", long)}, want: true,
+			wantDetail: "web-1 on stretch-provider-eu: " + strings.Repeat("é", 148) + "...", notDetail: []string{strings.Repeat("é", 149)}},
+		{name: "a message in another form is quoted whole", want: true,
+			pods:       []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: corev1.PodSpec{NodeName: "stretch-provider-eu"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: "stretch.dev/Offloaded", Status: "False", Reason: "RefusedByProvider", Message: "denied by webhook policy.example.com"}}}}},
+			wantDetail: "x on stretch-provider-eu: denied by webhook policy.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := healthy()
+			o.Pods = tt.pods
+			checks := Run(o)
+			var found []Check
+			for _, c := range checks {
+				if c.Name == "pods refused by providers" {
+					found = append(found, c)
+				}
+			}
+			if !tt.want {
+				g.Expect(found).To(BeEmpty())
+				g.Expect(checks).To(ContainElement(HaveField("Name", "phase")), "the other checks ran")
+				return
+			}
+			g.Expect(found).To(HaveLen(1), "one check for every refused pod")
+			c := found[0]
+			g.Expect(c.Result).To(Equal(Failed))
+			g.Expect(c.Detail).To(ContainSubstring(tt.wantDetail))
+			g.Expect(c.Detail).To(HaveSuffix(tt.wantEnd))
+			for _, s := range tt.notDetail {
+				g.Expect(c.Detail).NotTo(ContainSubstring(s))
+			}
+			for _, s := range tt.wantFix {
+				g.Expect(c.Fix).To(ContainSubstring(s))
+			}
+			g.Expect(c.Fix).NotTo(BeEmpty())
+			g.Expect(AllPassed(checks)).To(BeFalse())
 		})
 	}
 }

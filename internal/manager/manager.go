@@ -38,6 +38,7 @@ import (
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/controller/tenantpolicy"
+	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/remote"
@@ -332,13 +333,8 @@ func Run(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return fmt.Errorf("adding the readyz check: %w", err)
 	}
-	if err := setupControllers(mgr, opts); err != nil {
+	if err := setupControllers(mgr, opts, hooks); err != nil {
 		return err
-	}
-	if hooks != nil {
-		if err := hooks.Setup(mgr); err != nil {
-			return err
-		}
 	}
 
 	if err := mgr.Start(ctx); err != nil {
@@ -382,7 +378,9 @@ func newWebhookServing(opts Options) (*webhook.Serving, error) {
 //	if err := (&tenant.Reconciler{...}).SetupWithManager(mgr); err != nil {
 //		return fmt.Errorf("setting up the tenant controller: %w", err)
 //	}
-func setupControllers(mgr ctrl.Manager, opts Options) error {
+//
+// hooks, when not nil, serves the webhooks.
+func setupControllers(mgr ctrl.Manager, opts Options, hooks *webhook.Serving) error {
 	// Home role: one peer (clients, cache) per provider, shared by every
 	// controller that reaches providers.
 	peers := remote.NewRegistry(mgr.GetScheme(), remote.Options{})
@@ -438,8 +436,20 @@ func setupControllers(mgr ctrl.Manager, opts Options) error {
 	if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("stretch-tenant")}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the tenant controller: %w", err)
 	}
-	if err := (&tenantpolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	// The usage it reports and the limits the twin pod admission checks are
+	// counted from the same pods.
+	homePods, err := homepods.New(mgr)
+	if err != nil {
+		return err
+	}
+	if err := (&tenantpolicy.Reconciler{Client: mgr.GetClient(), Pods: homePods}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the tenantpolicy controller: %w", err)
+	}
+	if hooks != nil {
+		hooks.HomePods = homePods
+		if err := hooks.Setup(mgr); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ const (
 	NameConflictReason = "RemotePodConflict"
 	// OffloadFailedReason: the remote pod could not be created, for a
 	// cause that may pass (the provider unreachable, busy, its twin going);
-	// retried soon. A refusal that lasts is RefusedByProviderReason.
+	// retried soon. A refusal that lasts is RefusedByProviderReason (API).
 	OffloadFailedReason = "OffloadFailed"
 	// RecreatedReason: the remote pod disappeared while the home pod exists.
 	RecreatedReason = "RemotePodRecreated"

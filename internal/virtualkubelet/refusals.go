@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 )
 
 // A provider may refuse a remote pod for good: its Pod Security level, a
@@ -22,15 +24,6 @@ import (
 // so such a pod is said refused on the home pod (a condition and an event)
 // and tried again slowly; at once when the home pod or its twin changes;
 // soon when a remote pod of ours goes (a quota or limit it freed).
-
-// OffloadedCondition is the home pod condition that says, while False, why
-// the provider refused its remote pod. It goes once the remote pod exists:
-// from then on the pod's status is the remote pod's.
-const OffloadedCondition corev1.PodConditionType = "stretch.dev/Offloaded"
-
-// RefusedByProviderReason is the reason of the OffloadedCondition, and of
-// the Warning event, of a home pod whose remote pod the provider refused.
-const RefusedByProviderReason = "RefusedByProvider"
 
 // maxProviderMessage bounds the provider's words quoted in a condition: a
 // webhook may answer at length, and the pod's status is no place for it.
@@ -202,7 +195,7 @@ func (k *Kubelet) refusedBy(ctx context.Context, t *twin, home, want *corev1.Pod
 	// Once per pod and cause: not again at each retry, nor after a restart
 	// when the pod says it already.
 	if (!had || prev.message != msg) && !refusalShown(home, msg) {
-		k.recorder.Event(home, corev1.EventTypeWarning, RefusedByProviderReason, msg)
+		k.recorder.Event(home, corev1.EventTypeWarning, offloadingv1alpha1.RefusedByProviderReason, msg)
 	}
 	k.Log.V(1).Info("provider refused the remote pod", "pod", key, "reason", reason, "attempts", attempts, "retryAfter", wait)
 	return wait, k.showRefusal(ctx, home, msg)
@@ -231,10 +224,10 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// offloadedCondition returns the OffloadedCondition of pod, if any.
+// offloadedCondition returns the PodOffloadedCondition of pod, if any.
 func offloadedCondition(pod *corev1.Pod) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == OffloadedCondition {
+		if pod.Status.Conditions[i].Type == offloadingv1alpha1.PodOffloadedCondition {
 			return &pod.Status.Conditions[i]
 		}
 	}
@@ -244,10 +237,10 @@ func offloadedCondition(pod *corev1.Pod) *corev1.PodCondition {
 // refusalShown reports whether home pod says it was refused with msg.
 func refusalShown(home *corev1.Pod, msg string) bool {
 	c := offloadedCondition(home)
-	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == RefusedByProviderReason && c.Message == msg
+	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == offloadingv1alpha1.RefusedByProviderReason && c.Message == msg
 }
 
-// showRefusal sets the OffloadedCondition of the home pod to False with
+// showRefusal sets the PodOffloadedCondition of the home pod to False with
 // msg, unless it says so already. It is a patch of that condition alone:
 // the pod's phase stays Pending, as the provider's admin may lift the
 // refusal, and no other writer of the status is overwritten. (A namesake
@@ -263,8 +256,8 @@ func (k *Kubelet) showRefusal(ctx context.Context, home *corev1.Pod, msg string)
 	}
 	patch, err := json.Marshal(map[string]any{
 		"status": map[string]any{"conditions": []corev1.PodCondition{{
-			Type: OffloadedCondition, Status: corev1.ConditionFalse, LastTransitionTime: transition,
-			Reason: RefusedByProviderReason, Message: msg,
+			Type: offloadingv1alpha1.PodOffloadedCondition, Status: corev1.ConditionFalse, LastTransitionTime: transition,
+			Reason: offloadingv1alpha1.RefusedByProviderReason, Message: msg,
 		}}},
 	})
 	if err != nil {

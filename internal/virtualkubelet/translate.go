@@ -97,8 +97,10 @@ func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMet
 //     virtual node (node selector, node affinity, the virtual-node toleration,
 //     runtimeClassName stretch), since the provider's scheduler places the pod
 //     among its own nodes;
-//   - priority and overhead, which the provider's admission recomputes and
-//     rejects when they disagree with its own classes;
+//   - priority, preemption policy and overhead, which the provider's
+//     admission computes from its own classes and rejects when they
+//     disagree (the priority class name stays: the provider's policy says
+//     which classes a home cluster may name, and refuses the others);
 //   - the home service account: the remote pod runs as the twin's default
 //     account without an automounted token, and the home token it mounts
 //     (a projected serviceAccountToken volume) comes from a Secret the virtual
@@ -129,7 +131,7 @@ func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) 
 	if placement.ForcesRemote(s) {
 		s.RuntimeClassName = nil
 	}
-	s.Priority, s.PriorityClassName, s.PreemptionPolicy, s.Overhead = nil, "", nil, nil
+	s.Priority, s.PreemptionPolicy, s.Overhead = nil, nil, nil
 	s.SchedulerName = ""
 	s.EphemeralContainers = nil // added through a subresource, never at creation
 

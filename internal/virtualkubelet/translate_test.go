@@ -44,6 +44,7 @@ func homePod() *corev1.Pod {
 			ServiceAccountName: "builder",
 			Priority:           ptr.To[int32](1000),
 			PriorityClassName:  "high",
+			PreemptionPolicy:   ptr.To(corev1.PreemptNever),
 			SchedulerName:      "default-scheduler",
 			RuntimeClassName:   ptr.To(peeringv1alpha1.RuntimeClassName),
 			Overhead:           corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")},
@@ -82,7 +83,9 @@ func TestRemotePod(t *testing.T) {
 	g.Expect(s.Tolerations).To(ConsistOf(HaveField("Key", "node.kubernetes.io/not-ready")))
 	g.Expect(s.RuntimeClassName).To(BeNil())
 	g.Expect(s.Priority).To(BeNil())
-	g.Expect(s.PriorityClassName).To(BeEmpty())
+	// The class name stays for the provider's policy to allow or refuse.
+	g.Expect(s.PriorityClassName).To(Equal("high"))
+	g.Expect(s.PreemptionPolicy).To(BeNil())
 	g.Expect(s.Overhead).To(BeNil())
 	g.Expect(s.SchedulerName).To(BeEmpty())
 	g.Expect(s.ServiceAccountName).To(BeEmpty())

@@ -595,7 +595,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, got)).To(Succeed())
 		g.Expect(got.Status.Phase).To(Equal(corev1.PodPending), "never failed: the provider's admin may lift the refusal")
 		for _, c := range got.Status.Conditions {
-			if c.Type == virtualkubelet.OffloadedCondition {
+			if c.Type == offloadingv1alpha1.PodOffloadedCondition {
 				return &c
 			}
 		}
@@ -620,10 +620,10 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 			c := condition(g, "priv")
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Status).To(Equal(corev1.ConditionFalse))
-			g.Expect(c.Reason).To(Equal(virtualkubelet.RefusedByProviderReason))
+			g.Expect(c.Reason).To(Equal(offloadingv1alpha1.RefusedByProviderReason))
 			g.Expect(c.Message).To(HavePrefix(`provider eu refused the pod: pods "priv" is forbidden: violates PodSecurity "baseline:latest": privileged (container "app" must not set securityContext.privileged=true); change the pod`))
 		}).Should(Succeed())
-		g.Eventually(func(g Gomega) []int32 { return counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason) }).Should(Equal([]int32{1}))
+		g.Eventually(func(g Gomega) []int32 { return counts(g, ns, "priv", offloadingv1alpha1.RefusedByProviderReason) }).Should(Equal([]int32{1}))
 		g.Expect(reasons(g, ns, "priv")).NotTo(ContainElement(virtualkubelet.OffloadFailedReason))
 		g.Expect(counter(g, st, "stretch_virtualkubelet_pod_refusals_total", "reason", "Forbidden")).To(BeNumerically("==", 1))
 	})
@@ -632,7 +632,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g := newG(t)
 		g.Consistently(func(g Gomega) {
 			g.Expect(refusedCreates(g, before)).To(BeEquivalentTo(1))
-			g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
+			g.Expect(counts(g, ns, "priv", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}))
 			now, err := testenv.APIWrites(ctx, home.Config)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(now.Since(homeBefore)["PATCH pods/status"]).To(BeNumerically("<=", 2), "home status writes: %v", now.Since(homeBefore))
@@ -646,8 +646,8 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Eventually(func(g Gomega) int64 { return refusedCreates(g, before) }).Should(BeEquivalentTo(2))
 		g.Consistently(func(g Gomega) {
 			g.Expect(refusedCreates(g, before)).To(BeEquivalentTo(2))
-			g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
-			g.Expect(condition(g, "priv")).To(HaveField("Reason", virtualkubelet.RefusedByProviderReason))
+			g.Expect(counts(g, ns, "priv", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}))
+			g.Expect(condition(g, "priv")).To(HaveField("Reason", offloadingv1alpha1.RefusedByProviderReason))
 		}).WithTimeout(2 * time.Second).Should(Succeed())
 	})
 
@@ -655,7 +655,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g := newG(t)
 		fixed := pod("fixed", true)
 		g.Expect(home.Client.Create(ctx, fixed)).To(Succeed())
-		g.Eventually(func(g Gomega) *corev1.PodCondition { return condition(g, "fixed") }).Should(HaveField("Reason", virtualkubelet.RefusedByProviderReason))
+		g.Eventually(func(g Gomega) *corev1.PodCondition { return condition(g, "fixed") }).Should(HaveField("Reason", offloadingv1alpha1.RefusedByProviderReason))
 		g.Expect(home.Client.Delete(ctx, fixed)).To(Succeed())
 		g.Eventually(func() bool {
 			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(fixed), &corev1.Pod{}))
@@ -679,7 +679,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			c := condition(g, "queued")
 			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(virtualkubelet.RefusedByProviderReason))
+			g.Expect(c.Reason).To(Equal(offloadingv1alpha1.RefusedByProviderReason))
 			g.Expect(c.Message).To(HavePrefix(`provider eu refused the pod: pods "queued" is forbidden: `))
 			g.Expect(c.Message).To(ContainSubstring("quota: pods"))
 		}).Should(Succeed())
@@ -690,6 +690,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Eventually(func() error {
 			probe := pod("probe", false)
 			probe.Namespace, probe.Spec.NodeName = twin, ""
+			probe.Labels = map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID}
 			return eu.Client.Create(ctx, probe, client.DryRunAll)
 		}).Should(Succeed())
 		// Nothing else retries it this early: what frees a quota, a remote
@@ -698,7 +699,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Eventually(func(g Gomega) { remotePod(g, twin, "queued") }).Should(Succeed())
 		g.Eventually(func(g Gomega) *corev1.PodCondition { return condition(g, "queued") }).Should(BeNil())
 		g.Expect(reasons(g, ns, "queued")).To(ContainElement(virtualkubelet.OffloadedReason))
-		g.Expect(counts(g, ns, "queued", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}))
-		g.Expect(counts(g, ns, "priv", virtualkubelet.RefusedByProviderReason)).To(Equal([]int32{1}), "still refused, tried again, not said again")
+		g.Expect(counts(g, ns, "queued", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}))
+		g.Expect(counts(g, ns, "priv", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}), "still refused, tried again, not said again")
 	})
 }

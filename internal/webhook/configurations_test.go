@@ -39,7 +39,8 @@ func TestEndpoints(t *testing.T) {
 			}
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(hosts).To(Equal(tt.wantHosts))
-			m, v := webhook.Configurations(tt.endpoint, []byte("ca"))
+			set := webhook.Configurations(tt.endpoint, []byte("ca"))
+			m, v := set.PodPlacement, set.Offloading
 			g.Expect(m.Webhooks).To(HaveLen(2))
 			for _, wh := range m.Webhooks {
 				g.Expect(wh.ClientConfig).To(Equal(tt.wantConfig), wh.Name)
@@ -60,7 +61,8 @@ func TestEndpoints(t *testing.T) {
 // and what happens when they do not answer.
 func TestConfigurations(t *testing.T) {
 	g := NewWithT(t)
-	m, v := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, []byte("ca"))
+	set := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, []byte("ca"))
+	m, v := set.PodPlacement, set.Offloading
 	podsCreated := []admissionregistrationv1.RuleWithOperations{{
 		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
@@ -106,4 +108,20 @@ func TestConfigurations(t *testing.T) {
 	g.Expect(*vwh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 	g.Expect(*vwh.TimeoutSeconds).To(BeNumerically("<=", 5))
 	g.Expect(*vwh.SideEffects).To(Equal(admissionregistrationv1.SideEffectClassNone))
+
+	// Twin pods: created or updated (tolerations and labels can change), in
+	// namespaces labelled as twins, failing closed.
+	g.Expect(set.TwinPods.Name).To(Equal("stretch-twin-pod-admission"))
+	g.Expect(set.TwinPods.Webhooks).To(HaveLen(1))
+	twh := set.TwinPods.Webhooks[0]
+	g.Expect(twh.ClientConfig.URL).To(HaveValue(Equal("https://127.0.0.1:9443/validate-twin-pod")))
+	g.Expect(twh.Rules).To(Equal([]admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+	}}))
+	g.Expect(twh.NamespaceSelector).To(Equal(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "stretch.dev/origin-cluster-id", Operator: metav1.LabelSelectorOpExists}}}))
+	g.Expect(*twh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+	g.Expect(*twh.TimeoutSeconds).To(BeNumerically("<=", 5))
 }

@@ -1,5 +1,6 @@
-// Package webhook registers Stretch's admission webhooks: the pod placement
-// webhook and the NamespaceOffloading validation. It builds their
+// Package webhook registers Stretch's admission webhooks: at home, the pod
+// placement webhook and the NamespaceOffloading validation; on a provider,
+// the admission of pods in twin namespaces. It builds their
 // configurations for one of two endpoints (a Service in the cluster, or a URL
 // for a manager that runs outside it), keeps them applied with the CA bundle
 // of internal/webhook/certs, and mounts the handlers on the manager's
@@ -29,11 +30,13 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook/certs"
 	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
 	podwebhook "stretch.dev/stretch/internal/webhook/pod"
+	"stretch.dev/stretch/internal/webhook/twinpod"
 )
 
 // Names of the webhook configurations and of the Secret with their
@@ -41,10 +44,12 @@ import (
 const (
 	MutatingConfigurationName   = "stretch-pod-placement"
 	ValidatingConfigurationName = "stretch-namespaceoffloading-validation"
+	TwinPodsConfigurationName   = "stretch-twin-pod-admission"
 	CertificateSecretName       = "stretch-webhook-certs"
 
 	podPath        = "/mutate-pod"
 	offloadingPath = "/validate-namespaceoffloading"
+	twinPodPath    = "/validate-twin-pod"
 	fieldOwner     = "stretch-webhook"
 	// timeoutSeconds is tight: the pod webhook sits on every pod creation
 	// of an offloaded namespace, and answers from caches.
@@ -102,8 +107,23 @@ const (
 // own pods and the cluster's must not wait for it.
 var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", identity.SystemNamespace}
 
+// Set is the webhook configurations of a manager.
+type Set struct {
+	// PodPlacement places the pods of offloaded namespaces (home).
+	PodPlacement *admissionregistrationv1.MutatingWebhookConfiguration
+	// Offloading validates NamespaceOffloadings (home).
+	Offloading *admissionregistrationv1.ValidatingWebhookConfiguration
+	// TwinPods admits the pods of twin namespaces (provider).
+	TwinPods *admissionregistrationv1.ValidatingWebhookConfiguration
+}
+
+// Objects are the configurations of the set.
+func (s Set) Objects() []client.Object {
+	return []client.Object{s.PodPlacement, s.Offloading, s.TwinPods}
+}
+
 // Configurations returns the webhook configurations for the endpoint.
-func Configurations(e Endpoint, caBundle []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+func Configurations(e Endpoint, caBundle []byte) Set {
 	fail := admissionregistrationv1.Fail
 	equivalent := admissionregistrationv1.Equivalent
 	podWebhook := func(name string, namespaces *metav1.LabelSelector, condition admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
@@ -162,7 +182,33 @@ func Configurations(e Endpoint, caBundle []byte) (*admissionregistrationv1.Mutat
 			AdmissionReviewVersions: []string{"v1"},
 		}},
 	}
-	return mutating, validating
+	return Set{PodPlacement: mutating, Offloading: validating, TwinPods: twinPods(e, caBundle)}
+}
+
+// twinPods is the configuration of the provider's admission of pods in
+// twins: every pod created or updated in a namespace labelled as a twin. It
+// fails closed: a provider whose manager is down admits no pod into twins
+// rather than pods its policy would refuse; the home cluster retries.
+func twinPods(e Endpoint, caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: TwinPodsConfigurationName},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:         "twinpods.peering.stretch.dev",
+			ClientConfig: e.clientConfig(twinPodPath, caBundle),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+			}},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: peeringv1alpha1.OriginClusterIDLabel, Operator: metav1.LabelSelectorOpExists}}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
 }
 
 // Serving is a manager's webhook server and the rotator of its
@@ -173,6 +219,9 @@ type Serving struct {
 	Server ctrlwebhook.Server
 	// Rotator is set by Setup.
 	Rotator *certs.Rotator
+	// HomePods are the home clusters' pods the twin pod admission counts;
+	// nil: Setup creates them.
+	HomePods *homepods.Cache
 
 	certs certs.Options
 }
@@ -223,12 +272,19 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 	if err := mgr.Add(s.Rotator); err != nil {
 		return fmt.Errorf("adding the webhook certificate rotator: %w", err)
 	}
+	if s.HomePods == nil {
+		if s.HomePods, err = homepods.New(mgr); err != nil {
+			return err
+		}
+	}
 	srv := mgr.GetWebhookServer()
 	srv.Register(podPath, &admission.Webhook{Handler: &podwebhook.Handler{
 		Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme()), Recorder: mgr.GetEventRecorder("stretch-pod-webhook")}})
 	srv.Register(offloadingPath, &admission.Webhook{Handler: &offloadingwebhook.Handler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme()),
 		Home: &identity.IDCache{Reader: mgr.GetAPIReader()}}})
+	srv.Register(twinPodPath, &admission.Webhook{Handler: &twinpod.Handler{
+		Client: mgr.GetClient(), Pods: s.HomePods, Decoder: admission.NewDecoder(mgr.GetScheme())}})
 	return mgr.AddReadyzCheck("webhook-certificate", func(*http.Request) error {
 		select {
 		case <-s.Rotator.Ready():
@@ -239,10 +295,9 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 	})
 }
 
-// apply server-side applies both configurations.
+// apply server-side applies the configurations.
 func apply(ctx context.Context, c client.Client, e Endpoint, caBundle []byte) error {
-	mutating, validating := Configurations(e, caBundle)
-	for _, obj := range []client.Object{mutating, validating} {
+	for _, obj := range Configurations(e, caBundle).Objects() {
 		if err := objects.ApplyAs(ctx, c, fieldOwner, obj); err != nil {
 			return err
 		}

@@ -15,12 +15,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
+	"stretch.dev/stretch/internal/webhook"
 )
 
 // previousRelease is the last commit before Stretch shipped a chart: its
@@ -34,6 +36,8 @@ const previousRelease = "d77b8600ab6b87a9e2e93ca2839f0eb04fedb0c8"
 // manager, as the chart's ServiceAccount, then (2) the chart is upgraded to a
 // new image. After each, no pod is recreated or restarted at home or on the
 // provider, no twin or twin request is recreated, and both cluster IDs stay.
+// The provider's defaults reach the existing peering: its twins are held to
+// Pod Security baseline, and what that forbids is refused.
 func TestUpgradeRestartsNothing(t *testing.T) {
 	previous := buildPreviousRelease(t)
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider-eu")
@@ -86,6 +90,10 @@ func TestUpgradeRestartsNothing(t *testing.T) {
 	stops := []func(){startManager(t, home), startManager(t, provider)}
 	step(t, "after the upgrade nothing that ran was restarted or recreated", func(t *testing.T) {
 		expectUnchanged(t, home, provider, before, "probe-1")
+	})
+
+	step(t, "the release's defaults hold on the existing peering: twins at Pod Security baseline, the provider refuses what they forbid", func(t *testing.T) {
+		expectDefaultsApplied(t, home, provider)
 	})
 
 	step(t, "upgrade the chart's release to a new image", func(t *testing.T) {
@@ -255,4 +263,47 @@ func waitReplicas(t *testing.T, g Gomega, c *kwok.Cluster, ns string, n int) {
 		g.Expect(err).NotTo(HaveOccurred())
 		return out
 	}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Equal(fmt.Sprint(n)), "ready replicas of %s/web", ns)
+}
+
+// expectDefaultsApplied checks that what this release enforces by default
+// on a provider reached the peering the previous release made: the twins,
+// made without Pod Security labels, carry baseline's, and the provider's
+// twin pod admission is registered; a privileged pod offloaded now is
+// refused, the home pod saying why, and nothing runs on the provider.
+func expectDefaultsApplied(t *testing.T, home, provider *kwok.Cluster) {
+	g := NewWithT(t)
+	g.Eventually(func(g Gomega) {
+		out, err := kubectl(t, provider, "get", "namespaces", "-l", peeringv1alpha1.OriginClusterIDLabel,
+			`-o=jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.pod-security\.kubernetes\.io/enforce}{"\n"}{end}`)
+		g.Expect(err).NotTo(HaveOccurred())
+		lines := strings.Fields(out)
+		g.Expect(lines).NotTo(BeEmpty())
+		for _, l := range lines {
+			g.Expect(l).To(HaveSuffix("=baseline"), "twin and its enforced level")
+		}
+	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	_, err := kubectl(t, provider, "get", "validatingwebhookconfiguration", webhook.TwinPodsConfigurationName)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	manifest := filepath.Join(t.TempDir(), "privileged.yaml")
+	g.Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: privileged, namespace: offloaded}
+spec:
+  containers:
+  - {name: app, image: registry.example/app:1, securityContext: {privileged: true}}
+`), 0o600)).To(Succeed())
+	_, err = kubectl(t, home, "apply", "-f", manifest)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) string {
+		out, err := kubectl(t, home, "get", "pod", "privileged", "-n", "offloaded",
+			`-o=jsonpath={.status.conditions[?(@.type=="`+string(offloadingv1alpha1.PodOffloadedCondition)+`")].message}`)
+		g.Expect(err).NotTo(HaveOccurred())
+		return out
+	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(ContainSubstring(`violates PodSecurity "baseline:latest": privileged`))
+	out, err := kubectl(t, provider, "get", "pods", "-A", "-l", peeringv1alpha1.OriginClusterIDLabel, "-o=jsonpath={.items[*].metadata.name}")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Fields(out)).NotTo(ContainElement("privileged"))
+	_, err = kubectl(t, home, "delete", "pod", "privileged", "-n", "offloaded", "--wait=true", "--timeout=1m")
+	g.Expect(err).NotTo(HaveOccurred())
 }

@@ -76,6 +76,14 @@ type RemoteClusterStatus struct {
 	// +optional
 	Capacity corev1.ResourceList `json:"capacity,omitempty"`
 
+	// Policy is the TenantPolicy the provider holds for this cluster, as
+	// last read: the virtual node advertises no more than its limits. Unset
+	// when the provider has none (nothing is limited) or was never read.
+	// When it cannot be read (say the issued credentials predate the right
+	// to), the last one read stays.
+	// +optional
+	Policy *ProviderPolicy `json:"policy,omitempty"`
+
 	// LastHeartbeatTime is the last time the provider answered.
 	// +optional
 	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
@@ -83,6 +91,33 @@ type RemoteClusterStatus struct {
 	// ObservedGeneration is the generation this status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ProviderPolicy is what a provider's TenantPolicy for this cluster says:
+// the provider's admin sets it there, this cluster can only read it.
+type ProviderPolicy struct {
+	// Limits cap what this cluster's pods may request across all its twins
+	// on the provider together (cpu, memory, ephemeral-storage, pods as a
+	// count, extended resources such as nvidia.com/gpu). Empty: no limit.
+	// +optional
+	Limits corev1.ResourceList `json:"limits,omitempty"`
+
+	// Used is what this cluster's pods request across its twins on the
+	// provider, as the provider counted it when it was read.
+	// +optional
+	Used corev1.ResourceList `json:"used,omitempty"`
+
+	// PodSecurity is the Pod Security Standard level the provider enforces
+	// on the twins: baseline or restricted. A plain string, not an enum, so
+	// that a level a newer provider knows can still be recorded.
+	// +optional
+	PodSecurity string `json:"podSecurity,omitempty"`
+
+	// PriorityClasses are the priority classes this cluster's pods may name
+	// on the provider; empty: none.
+	// +listType=set
+	// +optional
+	PriorityClasses []string `json:"priorityClasses,omitempty"`
 }
 
 // RemoteCluster is a provider that this (home) cluster peers with. It is named

@@ -44,9 +44,10 @@ const (
 type TenantPolicySpec struct {
 	// Limits cap what the home cluster's pods request across all its twins
 	// together: cpu, memory, ephemeral-storage, pods (a count), and any
-	// extended resource such as nvidia.com/gpu. status.used reports what is
-	// used against them; this release does not yet refuse a pod that would
-	// go over one. Empty: no limit.
+	// extended resource such as nvidia.com/gpu. The provider refuses a pod
+	// that would go over one, or that requests nothing of a limited
+	// resource; status.used reports what is used against them. Empty: no
+	// limit.
 	// +optional
 	Limits corev1.ResourceList `json:"limits,omitempty"`
 
@@ -58,8 +59,8 @@ type TenantPolicySpec struct {
 	PodSecurity PodSecurityLevel `json:"podSecurity,omitempty"`
 
 	// PriorityClasses are the priority classes its pods may name (empty:
-	// none). Recorded; this release does not yet refuse a pod that names
-	// another one.
+	// none). The provider refuses a pod that names another one, but for the
+	// provider's own global default class, which pods that name none get.
 	// +listType=set
 	// +optional
 	PriorityClasses []string `json:"priorityClasses,omitempty"`

@@ -11,6 +11,8 @@ import (
 	gtypes "github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -61,6 +63,16 @@ func pod(t *testing.T, ns, name string, terms []corev1.NodeSelectorTerm, tolerat
 	if tolerate {
 		p.Spec.Tolerations = []corev1.Toleration{placement.VirtualNodeToleration}
 	}
+	NewWithT(t).Expect(home.Client.Create(context.Background(), p)).To(Succeed())
+}
+
+// refusedPod creates a privileged pod bound to the virtual node of eu, as
+// the scheduler binds it: the virtual kubelet offers it to the provider.
+func refusedPod(t *testing.T, ns, name string) {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.PodSpec{
+		NodeName:   peeringv1alpha1.VirtualNodeName(eu.Name),
+		Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}},
+	}}
 	NewWithT(t).Expect(home.Client.Create(context.Background(), p)).To(Succeed())
 }
 
@@ -130,6 +142,23 @@ func TestFAQFailureCases(t *testing.T) {
 			offloading(t, ns, "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "default"})
 		}, check: "namespaces on the providers", result: checks.Failed, detail: `provider-eu: Forbidden: twin namespace name "default" is reserved on providers`,
 			fix: "provider-eu refuses the twin name default"},
+		{name: "a pod the provider refuses", setup: func(t *testing.T, ns string) {
+			offloading(t, ns, "offloading", offloadingv1alpha1.NamespaceOffloadingSpec{})
+			// The provider holds twins to Pod Security baseline by default,
+			// which refuses a privileged pod.
+			twin := ns + "-" + homeID
+			NewWithT(t).Eventually(func(g Gomega) {
+				n := &corev1.Namespace{}
+				g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: twin}, n)).To(Succeed())
+				g.Expect(n.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "baseline"))
+				off := &offloadingv1alpha1.NamespaceOffloading{}
+				g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "offloading"}, off)).To(Succeed())
+				g.Expect(off.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
+			}).WithTimeout(30 * time.Second).Should(Succeed())
+			refusedPod(t, ns, "priv")
+		}, check: "pods refused by providers", result: checks.Failed,
+			detail: `1 pod is Pending, refused by its provider: priv on stretch-provider-eu: pods "priv" is forbidden: violates PodSecurity "baseline:latest": privileged`,
+			fix:    "'stretchctl policy show " + homeID + "'"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {

@@ -183,13 +183,12 @@ func Uninstall(ctx context.Context, getter genericclioptions.RESTClientGetter, c
 	// first (a webhook without its manager fails every call), the namespace
 	// (with the identity, the webhook certificates and Helm's records in it)
 	// last but the CRDs.
-	mutating, validating := webhook.Configurations(webhook.Endpoint{}, nil)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
 	objs := []client.Object{ns, identity.Identity{}.ConfigMap()}
 	for _, obj := range rest {
 		objs = append(objs, obj)
 	}
-	objs = append(objs, mutating, validating)
+	objs = append(objs, webhook.Configurations(webhook.Endpoint{}, nil).Objects()...)
 	for i := len(objs) - 1; i >= 0; i-- {
 		if _, err := objects.Delete(ctx, c, objs[i]); err != nil {
 			return err

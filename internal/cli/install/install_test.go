@@ -104,15 +104,17 @@ func TestInstallLifecycle(t *testing.T) {
 
 	// Once unoffloaded, uninstall removes everything install created, and
 	// the webhook configurations the manager applied.
-	mutating, validating := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, nil)
-	for _, obj := range []client.Object{mutating, validating} {
+	set := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, nil)
+	for _, obj := range set.Objects() {
 		g.Expect(objects.Apply(ctx, c, obj)).To(Succeed())
 	}
 	g.Expect(c.Delete(ctx, off)).To(Succeed())
 	out.Reset()
 	g.Expect(Uninstall(ctx, nil, c, time.Minute, &out)).To(Succeed())
-	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(mutating), &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
-	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(validating), &admissionregistrationv1.ValidatingWebhookConfiguration{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(set.PodPlacement), &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
+	for _, v := range []*admissionregistrationv1.ValidatingWebhookConfiguration{set.Offloading, set.TwinPods} {
+		g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(v), &admissionregistrationv1.ValidatingWebhookConfiguration{}))).To(BeTrue(), v.Name)
+	}
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRole{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())

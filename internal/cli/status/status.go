@@ -4,9 +4,11 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -54,6 +56,10 @@ type Peer struct {
 	// Reason and Message are those of the first condition that is not True.
 	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Policy is the provider's TenantPolicy for this cluster, as last read:
+	// its limits, what this cluster uses against them, its Pod Security
+	// level and priority classes. Unset when the provider has none.
+	Policy *peeringv1alpha1.ProviderPolicy `json:"policy,omitempty"`
 }
 
 // VirtualNode is a node that stands for a provider.
@@ -117,6 +123,7 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 			LastHeartbeatTime: rc.Status.LastHeartbeatTime,
 			Cordoned:          rc.Spec.Cordoned,
 			Deleting:          !rc.DeletionTimestamp.IsZero(),
+			Policy:            rc.Status.Policy,
 		}
 		if problem := peering.Problem(conds); problem != nil {
 			p.Reason, p.Message = problem.Reason, problem.Message
@@ -203,7 +210,8 @@ var virtualNodeLabels = []string{
 }
 
 // Print writes the report as tables; now is the time ages are measured from.
-// wide adds columns, as kubectl's -o wide: every label of the virtual nodes,
+// wide adds columns, as kubectl's -o wide: the providers' policies (usage
+// against limits, Pod Security level), every label of the virtual nodes,
 // the namespaces' strategies and the providers' messages.
 func (r *Report) Print(w io.Writer, now time.Time, wide bool) error {
 	labels := identity.FormatLabels(r.Cluster.Labels)
@@ -212,13 +220,25 @@ func (r *Report) Print(w io.Writer, now time.Time, wide bool) error {
 	}
 	fmt.Fprintf(w, "Cluster %q, ID %s, labels %s\n", r.Cluster.Name, r.Cluster.ClusterID, labels)
 
-	peers := output.NewTable("name", "cluster id", "reachable", "authenticated", "node ready", "last heartbeat", "message")
+	peerHeaders := []string{"name", "cluster id", "reachable", "authenticated", "node ready", "last heartbeat"}
+	if wide {
+		peerHeaders = append(peerHeaders, "pod security", "policy")
+	}
+	peers := output.NewTable(append(peerHeaders, "message")...)
 	for _, p := range r.Peers {
 		heartbeat := ""
 		if p.LastHeartbeatTime != nil {
 			heartbeat = duration.HumanDuration(now.Sub(p.LastHeartbeatTime.Time)) + " ago"
 		}
-		peers.AddRow(p.Name, p.ClusterID, string(p.APIReachable), string(p.Authenticated), string(p.VirtualNodeReady), heartbeat, p.message())
+		row := []string{p.Name, p.ClusterID, string(p.APIReachable), string(p.Authenticated), string(p.VirtualNodeReady), heartbeat}
+		if wide {
+			security := ""
+			if p.Policy != nil {
+				security = p.Policy.PodSecurity
+			}
+			row = append(row, security, policyUsage(p.Policy))
+		}
+		peers.AddRow(append(row, p.message())...)
 	}
 
 	nodes := output.NewTable("name", "remote cluster", "ready", "labels")
@@ -284,6 +304,41 @@ func (r *Report) Print(w io.Writer, now time.Time, wide bool) error {
 		}
 	}
 	return nil
+}
+
+// policyUsage is, for each resource the policy limits, what this cluster
+// uses against the limit: "cpu 1500m/4, pods 3/10, nvidia.com/gpu 0/1";
+// "no limits" for a policy without any, "" without a policy.
+func policyUsage(p *peeringv1alpha1.ProviderPolicy) string {
+	if p == nil {
+		return ""
+	}
+	if len(p.Limits) == 0 {
+		return "no limits"
+	}
+	parts := make([]string, 0, len(p.Limits))
+	for _, name := range limitOrder(p.Limits) {
+		used, limit := p.Used[name], p.Limits[name]
+		parts = append(parts, fmt.Sprintf("%s %s/%s", name, used.String(), limit.String()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// limitOrder sorts resource names: cpu, memory, ephemeral-storage, pods,
+// then the others (extended resources) by name.
+func limitOrder(l corev1.ResourceList) []corev1.ResourceName {
+	first := []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods}
+	rank := func(n corev1.ResourceName) int {
+		if i := slices.Index(first, n); i >= 0 {
+			return i
+		}
+		return len(first)
+	}
+	names := slices.Collect(maps.Keys(l))
+	slices.SortFunc(names, func(a, b corev1.ResourceName) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(string(a), string(b)))
+	})
+	return names
 }
 
 // message says why a peer is not healthy, or what else matters about it.

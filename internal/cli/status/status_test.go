@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -51,6 +52,12 @@ func TestStatus(t *testing.T) {
 			condition(peeringv1alpha1.AuthenticatedCondition, metav1.ConditionTrue, "Authenticated", ""),
 			condition(peeringv1alpha1.VirtualNodeReadyCondition, metav1.ConditionTrue, "NodeReady", ""),
 		}
+		// Limits on cpu, pods and GPUs; no GPU used yet.
+		rc.Status.Policy = &peeringv1alpha1.ProviderPolicy{
+			Limits:      corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1"), "pods": resource.MustParse("10"), "cpu": resource.MustParse("4")},
+			Used:        corev1.ResourceList{"cpu": resource.MustParse("1500m"), "pods": resource.MustParse("3"), "memory": resource.MustParse("2Gi")},
+			PodSecurity: "baseline",
+		}
 	})
 	createWithStatus(ctx, g, c, remoteCluster("provider-us", usID), func(o client.Object) {
 		rc := o.(*peeringv1alpha1.RemoteCluster)
@@ -60,6 +67,8 @@ func TestStatus(t *testing.T) {
 			condition(peeringv1alpha1.AuthenticatedCondition, metav1.ConditionFalse, "Unauthorized", "the provider rejects the token: peer again"),
 			condition(peeringv1alpha1.VirtualNodeReadyCondition, metav1.ConditionFalse, "NotAuthenticated", "see Authenticated"),
 		}
+		// A policy without limits.
+		rc.Status.Policy = &peeringv1alpha1.ProviderPolicy{PodSecurity: "restricted", PriorityClasses: []string{"batch-low"}}
 	})
 	g.Expect(c.Create(ctx, remoteCluster("provider-ap", apID))).To(Succeed())
 
@@ -126,6 +135,11 @@ func TestStatus(t *testing.T) {
 	g.Expect(decoded.Peers).To(HaveLen(3))
 	g.Expect(decoded.Peers[2].Message).To(Equal("the provider rejects the token: peer again"))
 	g.Expect(decoded.VirtualNodes[0].Labels).To(HaveKeyWithValue(peeringv1alpha1.RemoteClusterIDLabel, euID))
+	g.Expect(decoded.Peers[0].Policy).To(BeNil(), "provider-ap has no policy")
+	g.Expect(decoded.Peers[1].Policy).NotTo(BeNil())
+	g.Expect(decoded.Peers[1].Policy.Limits.Name("nvidia.com/gpu", resource.DecimalSI).String()).To(Equal("1"))
+	g.Expect(decoded.Peers[1].Policy.Used.Cpu().String()).To(Equal("1500m"))
+	g.Expect(decoded.Peers[2].Policy).To(Equal(&peeringv1alpha1.ProviderPolicy{PodSecurity: "restricted", PriorityClasses: []string{"batch-low"}}))
 }
 
 // TestStatusEmpty prints a cluster with nothing to report.

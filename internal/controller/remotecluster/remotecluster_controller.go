@@ -1,8 +1,9 @@
 // Package remotecluster is the home side of a peering: for every
 // RemoteCluster it probes the provider through the peer registry, reports the
-// provider's health, identity and capacity in the status, and keeps the
-// virtual node that stands for the provider (labels, taint, cordon, capacity,
-// Ready condition) and its heartbeat Lease.
+// provider's health, identity, capacity and its TenantPolicy for this cluster
+// in the status, and keeps the virtual node that stands for the provider
+// (labels, taint, cordon, capacity within the policy's limits, Ready
+// condition) and its heartbeat Lease.
 package remotecluster
 
 import (
@@ -37,6 +38,7 @@ import (
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/controller/finalizer"
+	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
 )
 
@@ -70,6 +72,12 @@ type Reconciler struct {
 	// kubelet API of virtual nodes (logs, exec); a zero port: nowhere.
 	KubeletAddress string
 	KubeletPort    int32
+	// APIReader reads this cluster's identity, uncached: its ID names this
+	// cluster's tenant namespace on the providers, where their TenantPolicy
+	// for it is. Nil: SetupWithManager uses the manager's API reader.
+	APIReader client.Reader
+
+	home identity.IDCache
 }
 
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=remoteclusters,verbs=get;list;watch;update;patch
@@ -80,6 +88,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=nodes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -89,6 +98,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	r.home.Reader = r.APIReader
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &peeringv1alpha1.RemoteCluster{}, kubeconfigSecretField,
 		func(o client.Object) []string {
 			ref := o.(*peeringv1alpha1.RemoteCluster).Spec.KubeconfigSecretRef
@@ -244,6 +257,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 	}
 
 	p := platformFromNode(node)
+	// The provider's own figures, as last known when it cannot be asked.
 	capacity := rc.Status.Capacity
 	if s.obs.failure == nil {
 		p = platformOf(s.obs.nodes, p)
@@ -265,8 +279,9 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 		return nil, err
 	}
 	now := r.Clock.Now()
+	offered := advertised(capacity, s.policyLimits(), rc.Spec.Resources)
 	if !exists {
-		applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
+		applyNodeStatus(node, offered, p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
 		if err := r.Client.Create(ctx, node); err != nil {
 			return nil, fmt.Errorf("creating virtual node %s: %w", name, err)
 		}
@@ -280,7 +295,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 	}
 
 	orig = node.DeepCopy()
-	applyNodeStatus(node, capped(capacity, rc.Spec.Resources), p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
+	applyNodeStatus(node, offered, p, kubeletEndpoint{r.KubeletAddress, r.KubeletPort}, s.ready, now)
 	if !equality.Semantic.DeepEqual(orig.Status, node.Status) {
 		if err := r.Client.Status().Patch(ctx, node, client.StrategicMergeFrom(orig)); err != nil {
 			return nil, fmt.Errorf("updating the status of virtual node %s: %w", name, err)
@@ -296,6 +311,19 @@ func (s *scope) providerLabels() map[string]string {
 		return s.obs.identity.Labels
 	}
 	return s.rc.Status.Labels
+}
+
+// policyLimits are the limits of the provider's policy for this cluster:
+// just read, or the last ones read when the policy could not be read.
+func (s *scope) policyLimits() corev1.ResourceList {
+	policy := s.rc.Status.Policy
+	if s.obs.policyRead {
+		policy = s.obs.policy
+	}
+	if policy == nil {
+		return nil
+	}
+	return policy.Limits
 }
 
 // isVirtualNodeOf says whether node is (or was, for a RemoteCluster deleted
@@ -435,6 +463,9 @@ func (r *Reconciler) computeStatus(s *scope) {
 	if obs.identity != nil {
 		rc.Status.ClusterName = obs.identity.Name
 		rc.Status.Labels = obs.identity.Labels
+	}
+	if obs.policyRead {
+		rc.Status.Policy = obs.policy
 	}
 	if obs.failure == nil {
 		rc.Status.Capacity = capacityOf(obs.nodes)

@@ -32,6 +32,7 @@ const probeInterval = time.Second
 
 var (
 	home, eu, us *testenv.APIServer
+	homeID       = uuid.NewString()
 	euID         = identity.Identity{ID: uuid.NewString(), Name: "provider-eu", Labels: map[string]string{"region": "eu", "provider": "aws"}}
 	usID         = identity.Identity{ID: uuid.NewString(), Name: "provider-us", Labels: map[string]string{"region": "us", "zone": "a"}}
 )
@@ -50,7 +51,7 @@ func TestMain(m *testing.M) {
 // arm64 ones that count, one cordoned and one NotReady that do not.
 // provider-us has no nodes.
 func setUp(ctx context.Context) error {
-	for s, id := range map[*testenv.APIServer]identity.Identity{home: {ID: uuid.NewString(), Name: "home"}, eu: euID, us: usID} {
+	for s, id := range map[*testenv.APIServer]identity.Identity{home: {ID: homeID, Name: "home"}, eu: euID, us: usID} {
 		if err := s.InstallIdentity(ctx, id); err != nil {
 			return err
 		}

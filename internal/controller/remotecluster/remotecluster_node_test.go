@@ -130,6 +130,11 @@ func providerNode(name string, ready, unschedulable bool, arch string, cpu, memo
 				corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory),
 				corev1.ResourcePods: resource.MustParse("110"), corev1.ResourceEphemeralStorage: resource.MustParse("100Gi"),
 				"nvidia.com/gpu": resource.MustParse("1"),
+				// Neither an extended resource nor one a virtual node offers.
+				"hugepages-2Mi":                    resource.MustParse("1Gi"),
+				"example.kubernetes.io/widget":     resource.MustParse("3"),
+				"attachable-volumes-aws-ebs":       resource.MustParse("39"),
+				"requests.example.com/quota-style": resource.MustParse("5"),
 			},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}},
 		},
@@ -153,9 +158,10 @@ func TestCapacity(t *testing.T) {
 		want  map[corev1.ResourceName]string
 	}{
 		{"no nodes", nil, nil, map[corev1.ResourceName]string{"cpu": "0", "memory": "0", "pods": "0", "ephemeral-storage": "0"}},
-		{"ready schedulable real nodes only", nodes, nil, map[corev1.ResourceName]string{"cpu": "7500m", "memory": "16Gi", "pods": "220", "ephemeral-storage": "200Gi"}},
+		{"ready schedulable real nodes only, extended resources included", nodes, nil,
+			map[corev1.ResourceName]string{"cpu": "7500m", "memory": "16Gi", "pods": "220", "ephemeral-storage": "200Gi", "nvidia.com/gpu": "2"}},
 		{"caps lower, never raise", nodes, corev1.ResourceList{"cpu": resource.MustParse("6"), "pods": resource.MustParse("1000"), "nvidia.com/gpu": resource.MustParse("1")},
-			map[corev1.ResourceName]string{"cpu": "6", "memory": "16Gi", "pods": "220", "ephemeral-storage": "200Gi"}},
+			map[corev1.ResourceName]string{"cpu": "6", "memory": "16Gi", "pods": "220", "ephemeral-storage": "200Gi", "nvidia.com/gpu": "1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -166,6 +172,110 @@ func TestCapacity(t *testing.T) {
 				v := got[name]
 				g.Expect(v.Cmp(resource.MustParse(q))).To(BeZero(), "%s: got %s, want %s", name, v.String(), q)
 			}
+		})
+	}
+}
+
+func TestIsExtendedResource(t *testing.T) {
+	for _, tc := range []struct {
+		name corev1.ResourceName
+		want bool
+	}{
+		{"nvidia.com/gpu", true},
+		{"example.com/foo", true},
+		{"amd.com/gpu", true},
+		{"hardware-vendor.example/foo", true},
+		// Native resources: no domain, or the kubernetes.io/ namespace.
+		{"cpu", false},
+		{"memory", false},
+		{"pods", false},
+		{"ephemeral-storage", false},
+		{"hugepages-2Mi", false},
+		{"kubernetes.io/foo", false},
+		{"example.kubernetes.io/foo", false},
+		// Quota names are not resources a node has.
+		{"requests.nvidia.com/gpu", false},
+		// Not a qualified name once quotas prefix it.
+		{"nvidia.com/", false},
+		{"/gpu", false},
+		{"Nvidia_Com/gpu", false},
+		{"nvidia.com/gpu/a", false},
+		{"nvidia.com/-gpu", false},
+	} {
+		t.Run(string(tc.name), func(t *testing.T) {
+			NewWithT(t).Expect(isExtendedResource(tc.name)).To(Equal(tc.want))
+		})
+	}
+}
+
+func TestAdvertised(t *testing.T) {
+	list := func(kv ...string) corev1.ResourceList {
+		l := corev1.ResourceList{}
+		for i := 0; i < len(kv); i += 2 {
+			l[corev1.ResourceName(kv[i])] = resource.MustParse(kv[i+1])
+		}
+		return l
+	}
+	provider := list("cpu", "8", "memory", "32Gi", "pods", "110", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "4")
+	for _, tc := range []struct {
+		name         string
+		limits, caps corev1.ResourceList
+		want         corev1.ResourceList
+	}{
+		{"no policy, no caps: the provider's figures", nil, nil, provider},
+		{"limits below the provider's figures lower them", list("cpu", "2", "nvidia.com/gpu", "1", "pods", "10"), nil,
+			list("cpu", "2", "memory", "32Gi", "pods", "10", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "1")},
+		{"limits above never raise", list("cpu", "64", "nvidia.com/gpu", "8"), nil, provider},
+		{"a zero limit offers nothing", list("nvidia.com/gpu", "0"), nil,
+			list("cpu", "8", "memory", "32Gi", "pods", "110", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "0")},
+		{"a limited resource the provider lacks stays absent", list("cpu", "2", "example.com/fpga", "2"), nil,
+			list("cpu", "2", "memory", "32Gi", "pods", "110", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "4")},
+		{"the spec's caps apply after the limits", list("cpu", "4", "pods", "10"), list("cpu", "1", "pods", "50"),
+			list("cpu", "1", "memory", "32Gi", "pods", "10", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "4")},
+		{"memory limits compare as quantities", list("memory", "16000Mi"), nil,
+			list("cpu", "8", "memory", "16000Mi", "pods", "110", "ephemeral-storage", "100Gi", "nvidia.com/gpu", "4")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			before := provider.DeepCopy()
+			got := advertised(provider, tc.limits, tc.caps)
+			g.Expect(got).To(HaveLen(len(tc.want)))
+			for name, q := range tc.want {
+				g.Expect(got).To(HaveKey(name))
+				v := got[name]
+				g.Expect(v.Cmp(q)).To(BeZero(), "%s: got %s, want %s", name, v.String(), q.String())
+			}
+			g.Expect(provider).To(Equal(before), "the provider's figures are not changed")
+		})
+	}
+}
+
+func TestProviderPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tp   peeringv1alpha1.TenantPolicy
+		want *peeringv1alpha1.ProviderPolicy
+	}{
+		{"empty: the default level, nothing else", peeringv1alpha1.TenantPolicy{}, &peeringv1alpha1.ProviderPolicy{PodSecurity: "baseline"}},
+		{"empty lists stay unset", peeringv1alpha1.TenantPolicy{
+			Spec:   peeringv1alpha1.TenantPolicySpec{Limits: corev1.ResourceList{}, PriorityClasses: []string{}, PodSecurity: peeringv1alpha1.PodSecurityRestricted},
+			Status: peeringv1alpha1.TenantPolicyStatus{Used: corev1.ResourceList{}},
+		}, &peeringv1alpha1.ProviderPolicy{PodSecurity: "restricted"}},
+		{"everything", peeringv1alpha1.TenantPolicy{
+			Spec: peeringv1alpha1.TenantPolicySpec{
+				Limits:          corev1.ResourceList{"cpu": resource.MustParse("2"), "nvidia.com/gpu": resource.MustParse("1")},
+				PriorityClasses: []string{"low"}, PodSecurity: peeringv1alpha1.PodSecurityBaseline,
+				TwinNamePattern: "^team-",
+			},
+			Status: peeringv1alpha1.TenantPolicyStatus{Used: corev1.ResourceList{"cpu": resource.MustParse("500m")}},
+		}, &peeringv1alpha1.ProviderPolicy{
+			Limits:      corev1.ResourceList{"cpu": resource.MustParse("2"), "nvidia.com/gpu": resource.MustParse("1")},
+			Used:        corev1.ResourceList{"cpu": resource.MustParse("500m")},
+			PodSecurity: "baseline", PriorityClasses: []string{"low"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(providerPolicy(&tc.tp)).To(Equal(tc.want))
 		})
 	}
 }

@@ -1,15 +1,21 @@
 package remotecluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -31,6 +37,11 @@ type observation struct {
 	identity *identity.Identity
 	// nodes are the provider's nodes, once listed.
 	nodes []corev1.Node
+	// policyRead is set when the provider's TenantPolicy for this cluster
+	// was read; policy is then what it says, nil when there is none.
+	// Unset, the last one read still holds.
+	policyRead bool
+	policy     *peeringv1alpha1.ProviderPolicy
 }
 
 // probe reads the kubeconfig Secret and asks the provider who it is and what
@@ -68,10 +79,62 @@ func (r *Reconciler) probe(ctx context.Context, rc *peeringv1alpha1.RemoteCluste
 	obs := probePeer(ctx, rc, peer)
 	if obs.failure != nil {
 		peer.SetHealth(obs.failure)
-	} else {
-		peer.SetHealth(nil)
+		return obs, nil
 	}
+	peer.SetHealth(nil)
+	// The policy only lowers what the virtual node advertises: failing to
+	// read it must not make the provider look down. The last one read
+	// stays, and the log says why it is not refreshed.
+	key, policy, err := r.readPolicy(ctx, rc, peer)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot read the provider's TenantPolicy for this cluster; keeping the last one read",
+			"provider", rc.Name, "tenantPolicy", key.String(), "reason", apierrors.ReasonForError(err))
+		return obs, nil
+	}
+	obs.policyRead, obs.policy = true, policy
 	return obs, nil
+}
+
+// readPolicy reads the TenantPolicy the provider holds for this cluster, in
+// this cluster's tenant namespace there. A provider without one, or whose
+// Stretch predates TenantPolicies (no such kind), limits nothing: nil.
+func (r *Reconciler) readPolicy(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, peer *remote.Peer) (client.ObjectKey, *peeringv1alpha1.ProviderPolicy, error) {
+	key := client.ObjectKey{Name: peeringv1alpha1.TenantPolicyName}
+	homeID, err := r.home.ClusterID(ctx)
+	if err != nil {
+		return key, nil, fmt.Errorf("reading this cluster's ID, which names its tenant namespace on the provider: %w", err)
+	}
+	key.Namespace = peeringv1alpha1.TenantNamespace(homeID)
+	tp := &peeringv1alpha1.TenantPolicy{}
+	switch err := peer.Client.Get(ctx, key, tp); {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return key, nil, nil
+	case err != nil:
+		return key, nil, fmt.Errorf("reading TenantPolicy %s on provider %s: %w", key, rc.Name, err)
+	}
+	return key, providerPolicy(tp), nil
+}
+
+// providerPolicy is what the home cluster records of a provider's
+// TenantPolicy.
+func providerPolicy(tp *peeringv1alpha1.TenantPolicy) *peeringv1alpha1.ProviderPolicy {
+	p := &peeringv1alpha1.ProviderPolicy{
+		// The provider's API server defaults it; an older object may lack it.
+		PodSecurity:     string(cmp.Or(tp.Spec.PodSecurity, peeringv1alpha1.PodSecurityBaseline)),
+		PriorityClasses: slices.Clone(tp.Spec.PriorityClasses),
+	}
+	// Empty lists are left nil, as they come back from the API server, so
+	// that an unchanged policy does not rewrite the status.
+	if len(tp.Spec.Limits) > 0 {
+		p.Limits = tp.Spec.Limits.DeepCopy()
+	}
+	if len(tp.Status.Used) > 0 {
+		p.Used = tp.Status.Used.DeepCopy()
+	}
+	if len(p.PriorityClasses) == 0 {
+		p.PriorityClasses = nil
+	}
+	return p
 }
 
 // probePeer checks that the provider answers, accepts the credentials, is
@@ -199,12 +262,29 @@ func secretKey(rc *peeringv1alpha1.RemoteCluster) string {
 	return peering.KubeconfigKeyOf(rc.Spec.KubeconfigSecretRef)
 }
 
-// capacityResources are the resources a virtual node advertises.
+// capacityResources are the resources a virtual node always advertises;
+// extended resources come on top when the provider's nodes have them.
 var capacityResources = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourcePods, corev1.ResourceEphemeralStorage}
+
+// isExtendedResource says whether name is an extended resource as Kubernetes
+// defines it (device plugins' nvidia.com/gpu, say): a domain-prefixed name
+// outside the kubernetes.io/ namespace, not a quota name (requests.*), that
+// is still a qualified name once prefixed with "requests.", since quotas
+// name it so.
+func isExtendedResource(name corev1.ResourceName) bool {
+	s := string(name)
+	if !strings.Contains(s, "/") || strings.Contains(s, corev1.ResourceDefaultNamespacePrefix) ||
+		strings.HasPrefix(s, corev1.DefaultResourceRequestsPrefix) {
+		return false
+	}
+	return len(validation.IsQualifiedName(corev1.DefaultResourceRequestsPrefix+s)) == 0
+}
 
 // capacityOf sums the allocatable resources of the provider's nodes that can
 // take pods: Ready, schedulable, and not virtual nodes themselves (a provider
-// that is also a home cluster must not lend what it borrows).
+// that is also a home cluster must not lend what it borrows). Besides cpu,
+// memory, pods and ephemeral storage, always present, it sums the extended
+// resources those nodes have.
 func capacityOf(nodes []corev1.Node) corev1.ResourceList {
 	sum := corev1.ResourceList{
 		corev1.ResourceCPU:              *resource.NewQuantity(0, resource.DecimalSI),
@@ -216,15 +296,32 @@ func capacityOf(nodes []corev1.Node) corev1.ResourceList {
 		if !usable(&nodes[i]) {
 			continue
 		}
-		for _, name := range capacityResources {
-			if q, ok := nodes[i].Status.Allocatable[name]; ok {
-				s := sum[name]
-				s.Add(q)
-				sum[name] = s
+		for name, q := range nodes[i].Status.Allocatable {
+			if !slices.Contains(capacityResources, name) && !isExtendedResource(name) {
+				continue
 			}
+			s, ok := sum[name]
+			if !ok {
+				s = *resource.NewQuantity(0, q.Format)
+			}
+			s.Add(q)
+			sum[name] = s
 		}
 	}
 	return sum
+}
+
+// advertised is what the virtual node offers the home scheduler, per
+// resource: the provider's capacity, lowered to the limit of the provider's
+// policy for this cluster, then to the RemoteCluster's own cap. A resource
+// the policy limits but the provider's nodes lack stays absent: a limit is
+// no capacity. This cluster's usage is not subtracted: the scheduler already
+// subtracts the requests of the pods bound to the virtual node, which are
+// the pods the provider counts in the policy's status.used, so offering
+// min(capacity, limit) leaves it exactly limit - used; subtracting used here
+// too would count those pods twice.
+func advertised(capacity, limits, caps corev1.ResourceList) corev1.ResourceList {
+	return capped(capped(capacity, limits), caps)
 }
 
 // capped returns capacity with each resource lowered to its cap, if any.

@@ -12,13 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -27,14 +23,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
 // Reconciler reconciles the status of TenantPolicies on a provider.
 type Reconciler struct {
 	Client client.Client
-
-	pods client.Reader // the pods of home clusters only, from a cache of their own
+	// Pods are the home clusters' pods, shared with the twin pod admission
+	// so that both count the same; nil: SetupWithManager creates them.
+	Pods *homepods.Cache
 }
 
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=tenantpolicies,verbs=get;list;watch
@@ -43,31 +41,16 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // SetupWithManager registers the controller, and the cache of home
-// clusters' pods it reads.
+// clusters' pods it reads unless Pods is set.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	// Only pods that carry a home cluster's origin label are cached: the API
-	// server filters, so a provider's own pods cost nothing here. (The
-	// manager's cache holds no pods, and should not for this.) It starts
-	// with the controllers, on the leader only.
-	origin, err := labels.NewRequirement(peeringv1alpha1.OriginClusterIDLabel, selection.Exists, nil)
-	if err != nil {
-		return fmt.Errorf("selecting home clusters' pods: %w", err)
+	if r.Pods == nil {
+		pods, err := homepods.New(mgr)
+		if err != nil {
+			return err
+		}
+		r.Pods = pods
 	}
-	pods, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme:                      mgr.GetScheme(),
-		Mapper:                      mgr.GetRESTMapper(),
-		ByObject:                    map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.NewSelector().Add(*origin)}},
-		DefaultTransform:            cache.TransformStripManagedFields(),
-		ReaderFailOnMissingInformer: true,
-	})
-	if err != nil {
-		return fmt.Errorf("creating the cache of home clusters' pods: %w", err)
-	}
-	if err := mgr.Add(pods); err != nil {
-		return fmt.Errorf("adding the cache of home clusters' pods: %w", err)
-	}
-	r.pods = pods
-	collector.reader.Store(ptr.To[client.Reader](mgr.GetClient()))
+	collector.SetReader(mgr.GetClient())
 
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("tenantpolicy").
@@ -76,7 +59,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))).
 		// Twins appearing, going, or their labels changing.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(policyOfTwin), builder.WithPredicates(twinChanged)).
-		WatchesRawSource(source.Kind(pods, &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.policyOfPod), podUsageChanged)).
+		WatchesRawSource(source.Kind(r.Pods, &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.policyOfPod), podUsageChanged)).
 		Complete(r)
 }
 
@@ -138,10 +121,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var pods []corev1.Pod
 	if home != "" {
 		var err error
-		if twins, err = r.twins(ctx, home); err != nil {
+		if twins, err = homepods.Twins(ctx, r.Client, home); err != nil {
 			return ctrl.Result{}, err
 		}
-		if pods, err = r.podsIn(ctx, twins); err != nil {
+		if pods, err = homepods.In(ctx, r.Pods, twins); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -156,33 +139,4 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("patching status of TenantPolicy %s: %w", req.NamespacedName, err))
 	}
 	return ctrl.Result{}, nil
-}
-
-// twins are the namespaces Stretch created for a home cluster.
-func (r *Reconciler) twins(ctx context.Context, home string) ([]corev1.Namespace, error) {
-	list := &corev1.NamespaceList{}
-	if err := r.Client.List(ctx, list, client.MatchingLabels{peeringv1alpha1.OriginClusterIDLabel: home}); err != nil {
-		return nil, fmt.Errorf("listing the twins of home cluster %s: %w", home, err)
-	}
-	twins := list.Items[:0]
-	for _, ns := range list.Items {
-		if tenancy.HomeOfTwin(ns.Labels, ns.Annotations) == home {
-			twins = append(twins, ns)
-		}
-	}
-	return twins, nil
-}
-
-// podsIn are the home cluster's pods in its twins, those being deleted
-// with them included: they still run.
-func (r *Reconciler) podsIn(ctx context.Context, twins []corev1.Namespace) ([]corev1.Pod, error) {
-	var pods []corev1.Pod
-	for _, ns := range twins {
-		list := &corev1.PodList{}
-		if err := r.pods.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
-			return nil, fmt.Errorf("listing the pods of twin %s: %w", ns.Name, err)
-		}
-		pods = append(pods, list.Items...)
-	}
-	return pods, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
@@ -61,6 +62,7 @@ func startProvider(t *testing.T) {
 func twin(t *testing.T, homeClusterID, homeNamespace, name string) {
 	t.Helper()
 	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
 	ctx := context.Background()
 	tenantNS := peeringv1alpha1.TenantNamespace(homeClusterID)
 	if err := provider.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenantNS}}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -22,10 +22,14 @@ import (
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
+	"stretch.dev/stretch/internal/controller/tenantpolicy"
+	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/virtualkubelet"
+	"stretch.dev/stretch/internal/webhook"
+	"stretch.dev/stretch/internal/webhook/certs"
 )
 
 // Provider is an API server that plays a provider, with the cluster labels
@@ -37,8 +41,8 @@ type Provider struct {
 
 // Stretch runs what the managers of a home cluster and its providers run
 // (the remotecluster and offloading controllers and the virtual kubelets at
-// home, the tenant
-// controller on each provider), peered as 'stretchctl peer' peers them. Its
+// home; on each provider, the tenant and tenantpolicy controllers and the
+// webhooks), peered as 'stretchctl peer' peers them. Its
 // parts can be stopped and started again, as restarted managers.
 type Stretch struct {
 	t        testing.TB
@@ -117,11 +121,61 @@ func (s *Stretch) Peer(provider *testenv.APIServer) {
 	}
 }
 
-// StartTenant runs the provider side on provider.
+// StartTenant runs the provider side on provider: the tenant and
+// tenantpolicy controllers, and the webhooks (the twin pod admission among
+// them), as a provider's manager runs them.
 func (s *Stretch) StartTenant(provider *testenv.APIServer) {
-	s.tenants[provider] = testenv.StartControllers(s.t, wrapped(provider.Config, s.opts.TenantTransport), func(mgr ctrl.Manager) error {
-		return (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr)
+	s.t.Helper()
+	s.tenants[provider] = ServeProvider(s.t, wrapped(provider.Config, s.opts.TenantTransport))
+}
+
+// ServeProvider runs, against the API server of cfg, what a provider's
+// manager runs: the tenant and tenantpolicy controllers, and the webhooks
+// served outside the cluster at a free address of this machine. It returns
+// once the API server can call the webhooks, and stop stops them all; the
+// webhook configurations stay, as a stopped manager leaves them (the twin
+// pod admission fails closed), until the test ends and removes them, so
+// that the next test on the API server starts from a cluster without them.
+func ServeProvider(t testing.TB, cfg *rest.Config) (stop func()) {
+	t.Helper()
+	t.Cleanup(func() {
+		c, err := client.New(cfg, client.Options{})
+		if err != nil {
+			t.Errorf("removing the webhook configurations: %v", err)
+			return
+		}
+		for _, obj := range webhook.Configurations(webhook.Endpoint{}, nil).Objects() {
+			if err := client.IgnoreNotFound(c.Delete(context.Background(), obj)); err != nil {
+				t.Errorf("removing webhook configuration %s: %v", obj.GetName(), err)
+			}
+		}
 	})
+	addr := testenv.FreeAddr(t)
+	hooks, err := webhook.NewServing(addr, webhook.Endpoint{URL: "https://" + addr}, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = testenv.StartManager(t, cfg, func(o *ctrl.Options) { o.WebhookServer = hooks.Server }, func(mgr ctrl.Manager) error {
+		if err := (&tenant.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("tenant")}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		pods, err := homepods.New(mgr)
+		if err != nil {
+			return err
+		}
+		if err := (&tenantpolicy.Reconciler{Client: mgr.GetClient(), Pods: pods}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		hooks.HomePods = pods
+		return hooks.Setup(mgr)
+	})
+	select {
+	case <-hooks.Rotator.Ready():
+	case <-time.After(time.Minute):
+		stop()
+		t.Fatal("the provider's webhook certificate was not ready within a minute")
+	}
+	return stop
 }
 
 // StopTenant stops the provider side on provider.
