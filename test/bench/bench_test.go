@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -34,28 +35,74 @@ var (
 )
 
 // TestBenchmarks runs every benchmark, each on clusters of its own, and
-// writes the report.
+// writes the report: with -full and -out only, and only when every scenario
+// succeeded. The smoke run ('make test') passes neither and only logs it.
 func TestBenchmarks(t *testing.T) {
 	r := &report{}
-	t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
-	t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
+	burstOK := t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
+	offloadOK := t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
 	plot, err := r.png()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *full && *out != "" {
-		// The plot lies next to the report, which shows it.
-		pngPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".png"
-		if err := os.WriteFile(pngPath, plot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(*out, []byte(r.markdown()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s and %s", *out, pngPath)
-	} else {
-		t.Log("\n" + r.markdown())
+	md := r.markdown()
+	if !*full || *out == "" {
+		t.Log("\n" + md)
+		return
 	}
+	if !burstOK || !offloadOK || t.Failed() {
+		t.Logf("not writing %s: a scenario failed, and a partial report would replace the last complete one; it is left as it was", *out)
+		return
+	}
+	pngPath, err := publish(*out, []byte(md), plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s and %s", *out, pngPath)
+}
+
+// publish writes the report md to out and its plot next to it (out with
+// .png, which the report shows): each to a temporary file in the same
+// directory first, then renamed over the old one once both are written, so
+// that a run stopped half way, or a failed write, leaves the last report
+// and plot as they were. It returns the plot's path.
+func publish(out string, md, plot []byte) (string, error) {
+	pngPath := strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+	var temps []string
+	defer func() {
+		for _, tmp := range temps {
+			_ = os.Remove(tmp) // gone once renamed
+		}
+	}()
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{pngPath, plot}, {out, md}} {
+		tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp")
+		if err != nil {
+			return "", fmt.Errorf("writing the benchmark report: %w (is the directory of -out %s writable?)", err, out)
+		}
+		temps = append(temps, tmp.Name())
+		_, err = tmp.Write(f.data)
+		if err == nil {
+			err = tmp.Chmod(0o644)
+		}
+		if err2 := tmp.Close(); err == nil {
+			err = err2
+		}
+		if err != nil {
+			return "", fmt.Errorf("writing %s: %w; %s and %s are left as they were", tmp.Name(), err, out, pngPath)
+		}
+	}
+	// The plot first: if the report's rename failed after it, the old
+	// report would show a new plot, the smaller harm.
+	if err := os.Rename(temps[0], pngPath); err != nil {
+		return "", fmt.Errorf("replacing %s: %w; %s and %s are left as they were", pngPath, err, out, pngPath)
+	}
+	if err := os.Rename(temps[1], out); err != nil {
+		return "", fmt.Errorf("replacing %s: %w; %s is new, %s is the last run's: run make bench again", out, err, pngPath, out)
+	}
+	return pngPath, nil
 }
 
 // podBurst: a Deployment of n pods until all are Ready where it is created,
@@ -71,7 +118,9 @@ func podBurst(t *testing.T, report *report) {
 	b := setUp(t, nodes)
 
 	report.Counts, report.Reps, report.Nodes = ns, rs, nodes
+	report.KubeVersion = serverVersion(t, b.home)
 	before := b.usage(t)
+	rss := startRSS(b.managers["home"].PID, false)
 	for _, n := range ns {
 		for rep := range rs {
 			name := fmt.Sprintf("n%d-r%d", n, rep)
@@ -83,7 +132,11 @@ func podBurst(t *testing.T, report *report) {
 		}
 	}
 	after := b.usage(t)
-	report.BurstCPU, report.BurstPeakRSS = after.CPU-before.CPU, after.PeakRSS
+	peak, err := rss.end()
+	if err != nil {
+		t.Fatalf("home manager's peak RSS over the bursts: %v", err)
+	}
+	report.BurstCPU, report.BurstPeakRSS = after.CPU-before.CPU, peak
 
 	pods := 3
 	if *full {
@@ -284,7 +337,21 @@ func (b *bench) waitGone(t *testing.T, timeout time.Duration, cs ...*kwok.Cluste
 	return left
 }
 
-// usage is the home manager's CPU time and peak memory so far.
+// serverVersion is the version c's API server reports.
+func serverVersion(t *testing.T, c *kwok.Cluster) string {
+	d, err := discovery.NewDiscoveryClientForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.ServerVersion()
+	if err != nil {
+		t.Fatalf("version of %s's API server: %v", c.Name, err)
+	}
+	return v.GitVersion
+}
+
+// usage is the home manager's CPU time so far (its PeakRSS is the peak
+// since it started: phases measure theirs with startRSS).
 func (b *bench) usage(t *testing.T) testenv.ProcessUsage {
 	u, err := testenv.UsageOf(b.managers["home"].PID)
 	if err != nil {

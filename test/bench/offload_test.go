@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 )
@@ -41,6 +41,7 @@ func offloadLatency(t *testing.T, r *report) {
 	}
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true}, names...)
 	home, providers := clusters[0], clusters[1:]
+	r.OffloadProviders = len(providers)
 	stretchctl := testenv.Command(t, "stretchctl")
 	var managers []*testenv.ManagerProcess
 	for i, c := range clusters {
@@ -83,7 +84,7 @@ func offloadLatency(t *testing.T, r *report) {
 
 	// Bulk: to the first two providers, selected by name.
 	selector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-		Key: peeringv1alpha1.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
+		Key: wellknown.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
 	}}}}}
 	for _, size := range bulks {
 		r.Bulk = append(r.Bulk, bulkOffload(t, home, managers[:3], providers[:2], selector, size))
@@ -107,6 +108,7 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	clusters := append([]*kwok.Cluster{home}, providers...)
 	before, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
+	rss := startRSS(homeManager.PID, false)
 	failedBefore := failedReconciles(g, managers)
 	writesBefore := apiWrites(g, clusters)
 	start := time.Now()
@@ -118,7 +120,9 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
-	row.CPU, row.PeakRSS = after.CPU-before.CPU, after.PeakRSS
+	row.CPU = after.CPU - before.CPU
+	row.PeakRSS, err = rss.end()
+	g.Expect(err).NotTo(HaveOccurred(), "home manager's peak RSS during the bulk offload of %d namespaces", size)
 	row.FailedReconciles = failedReconciles(g, managers) - failedBefore
 	row.Writes = writesSince(apiWrites(g, clusters), writesBefore)
 	writesBefore = apiWrites(g, clusters)

@@ -2,7 +2,12 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +39,7 @@ func TestPercentileAndSpread(t *testing.T) {
 		g.Expect(percentile(tt.in, 99)).To(Equal(tt.p99), "%v", tt.in)
 	}
 	g := NewWithT(t)
+	g.Expect(percentile(ms(5, 1, 3, 2, 4), 100)).To(Equal(5.0))
 	g.Expect(spreadOf([]float64{3, 1, 2})).To(Equal(spread{1, 2, 3}))
 	g.Expect(ratios([]float64{2, 9}, []float64{1, 3})).To(Equal([]float64{2, 3}))
 }
@@ -84,4 +90,146 @@ func TestWritesTable(t *testing.T) {
 	g.Expect(table).To(ContainSubstring("| PUT pods/status | 1.00 | 0.00 | 2.00 |"))
 	g.Expect(table).To(ContainSubstring("| **total** | 2.00 | 1.50 | 3.00 |"))
 	g.Expect(writesTable(&report{})).To(BeEmpty())
+}
+
+// A tail of fewer than 200 samples is their maximum, labelled max (n=…);
+// from 200 samples on it is the p99.
+func TestTail(t *testing.T) {
+	// samples returns n durations of 1..n ms, largest first.
+	samples := func(n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = time.Duration(n-i) * time.Millisecond
+		}
+		return out
+	}
+	tests := []struct {
+		n    int
+		want string
+	}{
+		{0, "no samples"},
+		{1, "max (n=1) 1.0"},
+		{50, "max (n=50) 50.0"},
+		// The nearest-rank p99 of 150 samples would be the 149th (149 ms):
+		// not a p99 either, so the maximum is printed.
+		{150, "max (n=150) 150.0"},
+		{199, "max (n=199) 199.0"},
+		{200, "p99 198.0"},
+		{500, "p99 495.0"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.n), func(t *testing.T) {
+			NewWithT(t).Expect(tail(samples(tt.n))).To(Equal(tt.want))
+		})
+	}
+}
+
+// The report prints no p99 of fewer than 200 samples, and links the
+// hand-written history instead of holding it.
+func TestReportTails(t *testing.T) {
+	g := NewWithT(t)
+	r := &report{Counts: []int{3}}
+	r.add(3, measurement{}, measurement{}, measurement{})
+	ds := make([]time.Duration, 50)
+	for i := range ds {
+		ds[i] = time.Duration(i+1) * time.Millisecond
+	}
+	r.Admission = admission{With: ds, Without: ds, DryRunWith: ds, DryRunWithout: ds}
+	r.Latency = []latencyRow{{Providers: 1, Namespaces: len(ds), Stretch: ds, Direct: ds}}
+	r.Bulk = []bulkRow{{Namespaces: 10, Stretch: time.Second, Direct: time.Second, PeakRSS: rssPeak{Bytes: 95 << 20}}}
+	r.BurstPeakRSS = rssPeak{Bytes: 231 << 20, Sampled: true}
+	md := r.markdown()
+	g.Expect(md).To(ContainSubstring("| dry run | 25.0 | max (n=50) 50.0 | 25.0 | max (n=50) 50.0 |"))
+	g.Expect(md).To(ContainSubstring("| 1 | 50 | 25.0 | max (n=50) 50.0 | 25.0 | max (n=50) 50.0 |"))
+	g.Expect(md).NotTo(MatchRegexp(`\| p99 [0-9]`))
+	g.Expect(md).To(ContainSubstring("| 0.0 | 95 | 0 |"))
+	g.Expect(md).To(ContainSubstring("peak RSS (MiB) 231 (sampled)."))
+	g.Expect(md).To(ContainSubstring("](BENCHMARKS-HISTORY.md)"))
+	g.Expect(md).NotTo(ContainSubstring("What the suite found"))
+}
+
+// A failed or partial run leaves the last report and plot as they were; a
+// complete one replaces both and leaves no temporary file.
+func TestPublish(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	out, plot := filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "BENCHMARKS.png")
+	g.Expect(os.WriteFile(out, []byte("old report"), 0o644)).To(Succeed())
+	g.Expect(os.WriteFile(plot, []byte("old plot"), 0o644)).To(Succeed())
+	content := func(path string) string {
+		data, err := os.ReadFile(path)
+		g.Expect(err).NotTo(HaveOccurred())
+		return string(data)
+	}
+	entries := func() []string {
+		es, err := os.ReadDir(dir)
+		g.Expect(err).NotTo(HaveOccurred())
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	got, err := publish(out, []byte("new report"), []byte("new plot"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got).To(Equal(plot))
+	g.Expect(content(out)).To(Equal("new report"))
+	g.Expect(content(plot)).To(Equal("new plot"))
+	g.Expect(entries()).To(ConsistOf("BENCHMARKS.md", "BENCHMARKS.png"))
+	info, err := os.Stat(out)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o644)))
+
+	// The plot cannot be replaced (a directory stands in its place): the
+	// report stays the last one, and no temporary file is left.
+	g.Expect(os.Remove(plot)).To(Succeed())
+	g.Expect(os.Mkdir(plot, 0o755)).To(Succeed())
+	g.Expect(os.WriteFile(filepath.Join(plot, "keep"), nil, 0o644)).To(Succeed())
+	_, err = publish(out, []byte("newer report"), []byte("newer plot"))
+	g.Expect(err).To(MatchError(ContainSubstring("left as they were")))
+	g.Expect(content(out)).To(Equal("new report"))
+	g.Expect(entries()).To(ConsistOf("BENCHMARKS.md", "BENCHMARKS.png"))
+}
+
+// The peak RSS of a phase is its own, not the process's since it started:
+// memory touched and released before the phase does not count. Measured on
+// this test's own process, with the high-water mark reset and with the
+// sampling fallback.
+func TestRSSMeter(t *testing.T) {
+	const before, during = 192 << 20, 32 << 20
+	// touch maps size bytes, writes every page and returns the unmap.
+	touch := func(g Gomega, size int) func() {
+		m, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		g.Expect(err).NotTo(HaveOccurred())
+		for i := 0; i < len(m); i += os.Getpagesize() {
+			m[i] = 1
+		}
+		return func() { g.Expect(syscall.Munmap(m)).To(Succeed()) }
+	}
+	for _, sample := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sampled=%v", sample), func(t *testing.T) {
+			g := NewWithT(t)
+			touch(g, before)()
+			hwm, err := procStatus(os.Getpid(), "VmHWM")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(hwm).To(BeNumerically(">=", before))
+
+			m := startRSS(os.Getpid(), sample)
+			g.Expect(m.sampled).To(Equal(sample), "clear_refs refused: the fallback would be used")
+			unmap := touch(g, during)
+			if sample {
+				// Hold the memory until a sample has seen it.
+				seen := m.sampleCount()
+				g.Eventually(m.sampleCount).Should(BeNumerically(">", seen))
+			}
+			unmap()
+			peak, err := m.end()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(peak.Sampled).To(Equal(sample))
+			g.Expect(peak.Bytes).To(BeNumerically(">=", during))
+			g.Expect(peak.Bytes).To(BeNumerically("<", hwm-before+during+during), "the phase's peak includes memory released before it")
+			g.Expect(strings.HasSuffix(peak.String(), "(sampled)")).To(Equal(sample))
+		})
+	}
 }
