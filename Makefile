@@ -191,7 +191,7 @@ FUZZ_TIME ?=
 FUZZ_MINIMIZE_TIME ?= 5s
 FUZZ_TARGETS = internal/placement:FuzzApply:25000 internal/placement:FuzzClusterSelector:150000 \
 	internal/peering:FuzzParseCredentials:10000 \
-	internal/webhook/pod:FuzzHandle:8000 internal/webhook/offloading:FuzzHandle:12000
+	internal/webhook/podplacement:FuzzHandle:8000 internal/webhook/offloadingvalidation:FuzzHandle:12000
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for its budget of executions (FUZZ_TIME overrides it; make test runs them too).
@@ -223,5 +223,5 @@ demo-down: ## Stop what 'make demo' or 'make demo-real' left running and free it
 # BENCH_FLAGS: e.g. -counts 100,1000 -reps 3
 BENCH_FLAGS ?=
 .PHONY: bench
-bench: tools build ## Benchmarks against baselines measured in the same run; writes BENCHMARKS.md (make test runs a small smoke of it).
+bench: tools build ## Benchmarks against baselines measured in the same run; writes BENCHMARKS.md and .png only when every scenario succeeded (make test runs a small smoke that writes nothing).
 	go test ./test/bench -run . -count=1 -v -timeout 4h -args -full -out $(CURDIR)/BENCHMARKS.md $(BENCH_FLAGS)

@@ -16,6 +16,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 )
 
@@ -36,7 +37,7 @@ func newNamespace(t *testing.T) string {
 
 func offloading(ns string, spec offloadingv1alpha1.NamespaceOffloadingSpec) *offloadingv1alpha1.NamespaceOffloading {
 	return &offloadingv1alpha1.NamespaceOffloading{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName},
 		Spec:       spec,
 	}
 }
@@ -225,7 +226,7 @@ func TestTenantPolicyValidation(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	// Defaults: baseline, and nothing else.
-	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantPolicyName}}
+	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.TenantPolicyName}}
 	g.Expect(cluster.Client.Create(ctx, p)).To(Succeed())
 	g.Expect(p.Spec.PodSecurity).To(Equal(peeringv1alpha1.PodSecurityBaseline))
 	g.Expect(p.Spec.Limits).To(BeEmpty())

@@ -29,12 +29,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/charts"
 	"stretch.dev/stretch/config"
-	"stretch.dev/stretch/internal/cli/install"
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/manager"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/machine"
 )
@@ -55,7 +54,7 @@ const testRepository = "registry.example.com/stretch/stretch-controller-manager"
 
 func render(t *testing.T, values map[string]any) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := charts.Render(values, identity.SystemNamespace)
+	objs, err := charts.Render(values, wellknown.SystemNamespace)
 	if err != nil {
 		t.Fatalf("rendering the chart with %v: %v", values, err)
 	}
@@ -140,7 +139,7 @@ func TestHelmLint(t *testing.T) {
 // gives (Helm orders them differently: CRDs after ServiceAccounts).
 func TestRenderMatchesHelmTemplate(t *testing.T) {
 	g := NewWithT(t)
-	out, err := helm(t, "template", charts.ReleaseName, chartDir(t), "--namespace", identity.SystemNamespace,
+	out, err := helm(t, "template", charts.ReleaseName, chartDir(t), "--namespace", wellknown.SystemNamespace,
 		"--kube-version", charts.KubernetesVersion, "--set", "clusterName=provider-eu,image.repository="+testRepository)
 	g.Expect(err).NotTo(HaveOccurred(), out)
 
@@ -225,7 +224,7 @@ func TestRenderedObjects(t *testing.T) {
 			objs := render(t, tc.values)
 			g.Expect(kindNames(objs)).To(Equal(tc.want), "the objects, in install order")
 			for _, o := range objs {
-				g.Expect(o.GetLabels()).To(HaveKeyWithValue(objects.PartOfLabel, objects.PartOf), "%s/%s", o.GetKind(), o.GetName())
+				g.Expect(o.GetLabels()).To(HaveKeyWithValue(apply.PartOfLabel, apply.PartOf), "%s/%s", o.GetKind(), o.GetName())
 				g.Expect(o.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "Helm"), "%s/%s", o.GetKind(), o.GetName())
 				g.Expect(o.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/instance", charts.ReleaseName), "%s/%s", o.GetKind(), o.GetName())
 				if o.GetKind() == "CustomResourceDefinition" {
@@ -307,7 +306,7 @@ func TestRBAC(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	generated := &rbacv1.ClusterRole{}
 	g.Expect(yaml.UnmarshalStrict(data, generated)).To(Succeed())
-	role := convert(t, objs, "ClusterRole", install.ManagerName, &rbacv1.ClusterRole{})
+	role := convert(t, objs, "ClusterRole", wellknown.ManagerName, &rbacv1.ClusterRole{})
 	g.Expect(role.Rules).To(Equal(generated.Rules), "the chart's rules must be config/rbac/role.yaml's: run 'make generate'")
 
 	workloads := convert(t, objs, "ClusterRole", "stretch-remote-workloads", &rbacv1.ClusterRole{})
@@ -321,12 +320,12 @@ func TestRBAC(t *testing.T) {
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
 	}), "what a home cluster may do in its twins (templates/rbac.yaml): every rule a right given to another cluster")
 
-	binding := convert(t, objs, "ClusterRoleBinding", install.ManagerName, &rbacv1.ClusterRoleBinding{})
-	g.Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: install.ManagerName}))
-	g.Expect(binding.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Namespace: identity.SystemNamespace, Name: install.ManagerName}}))
+	binding := convert(t, objs, "ClusterRoleBinding", wellknown.ManagerName, &rbacv1.ClusterRoleBinding{})
+	g.Expect(binding.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: wellknown.ManagerName}))
+	g.Expect(binding.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}}))
 
-	sa := convert(t, objs, "ServiceAccount", install.ManagerName, &corev1.ServiceAccount{})
-	g.Expect(sa.Namespace).To(Equal(identity.SystemNamespace))
+	sa := convert(t, objs, "ServiceAccount", wellknown.ManagerName, &corev1.ServiceAccount{})
+	g.Expect(sa.Namespace).To(Equal(wellknown.SystemNamespace))
 
 	rc := find(objs, "RuntimeClass", "stretch")
 	g.Expect(rc).NotTo(BeNil())
@@ -338,16 +337,16 @@ func TestRBAC(t *testing.T) {
 func TestDeployment(t *testing.T) {
 	values := with(base(), "clusterLabels", map[string]any{"region": "eu", "provider": "aws", "stretch.dev/tier": "gold"})
 	objs := render(t, values)
-	deployment := find(objs, "Deployment", install.ManagerName)
+	deployment := find(objs, "Deployment", wellknown.ManagerName)
 	if deployment == nil {
 		t.Fatal("no Deployment rendered")
 	}
 	const c = ".spec.template.spec.containers[0]"
 	for _, tc := range []struct{ path, want string }{
-		{".metadata.namespace", identity.SystemNamespace},
+		{".metadata.namespace", wellknown.SystemNamespace},
 		{".spec.replicas", "2"},
 		{".spec.strategy.rollingUpdate.maxUnavailable", "0"},
-		{".spec.template.spec.serviceAccountName", install.ManagerName},
+		{".spec.template.spec.serviceAccountName", wellknown.ManagerName},
 		{".spec.template.spec.automountServiceAccountToken", "true"},
 		{".spec.template.spec.securityContext.runAsNonRoot", "true"},
 		{".spec.template.spec.securityContext.runAsUser", "65532"},
@@ -383,7 +382,7 @@ func TestDeployment(t *testing.T) {
 
 	t.Run("flags", func(t *testing.T) {
 		g := NewWithT(t)
-		d := convert(t, objs, "Deployment", install.ManagerName, &appsv1.Deployment{})
+		d := convert(t, objs, "Deployment", wellknown.ManagerName, &appsv1.Deployment{})
 		args := d.Spec.Template.Spec.Containers[0].Args
 		g.Expect(args).To(ConsistOf(
 			"--metrics-bind-address=:8080",
@@ -410,7 +409,7 @@ func TestDeployment(t *testing.T) {
 	t.Run("apiServerURL", func(t *testing.T) {
 		g := NewWithT(t)
 		objs := render(t, with(base(), "apiServerURL", "https://api.home.example.com:6443"))
-		d := convert(t, objs, "Deployment", install.ManagerName, &appsv1.Deployment{})
+		d := convert(t, objs, "Deployment", wellknown.ManagerName, &appsv1.Deployment{})
 		args := d.Spec.Template.Spec.Containers[0].Args
 		g.Expect(args).To(ContainElement("--api-server-url=https://api.home.example.com:6443"))
 		fs := flag.NewFlagSet("stretch-controller-manager", flag.ContinueOnError)
@@ -424,18 +423,18 @@ func TestDeployment(t *testing.T) {
 
 	t.Run("pod disruption budget", func(t *testing.T) {
 		g := NewWithT(t)
-		d := convert(t, objs, "Deployment", install.ManagerName, &appsv1.Deployment{})
-		pdb := convert(t, objs, "PodDisruptionBudget", install.ManagerName, &policyv1.PodDisruptionBudget{})
-		g.Expect(pdb.Namespace).To(Equal(identity.SystemNamespace))
+		d := convert(t, objs, "Deployment", wellknown.ManagerName, &appsv1.Deployment{})
+		pdb := convert(t, objs, "PodDisruptionBudget", wellknown.ManagerName, &policyv1.PodDisruptionBudget{})
+		g.Expect(pdb.Namespace).To(Equal(wellknown.SystemNamespace))
 		g.Expect(pdb.Spec.MinAvailable.String()).To(Equal("1"))
 		g.Expect(pdb.Spec.Selector).To(Equal(d.Spec.Selector))
-		g.Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", install.ManagerName), "stretchctl install --wait finds the pods by it")
+		g.Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", wellknown.ManagerName), "stretchctl install --wait finds the pods by it")
 		g.Expect(d.Spec.Template.Spec.TopologySpreadConstraints[0].LabelSelector).To(Equal(d.Spec.Selector))
 	})
 
 	t.Run("services", func(t *testing.T) {
 		g := NewWithT(t)
-		d := convert(t, objs, "Deployment", install.ManagerName, &appsv1.Deployment{})
+		d := convert(t, objs, "Deployment", wellknown.ManagerName, &appsv1.Deployment{})
 		webhookSvc := convert(t, objs, "Service", "stretch-webhook", &corev1.Service{})
 		g.Expect(webhookSvc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
 		g.Expect(webhookSvc.Spec.Ports).To(HaveLen(1))
@@ -482,14 +481,14 @@ func TestValuesAccepted(t *testing.T) {
 		{"zone spread added", with(base(), "topologySpreadConstraints", []any{map[string]any{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}}), ".spec.template.spec.topologySpreadConstraints[1].topologyKey", "topology.kubernetes.io/zone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := find(render(t, tc.values), "Deployment", install.ManagerName)
+			d := find(render(t, tc.values), "Deployment", wellknown.ManagerName)
 			NewWithT(t).Expect(jsonPath(t, d, tc.path)).To(Equal(tc.want))
 		})
 	}
 
 	t.Run("percentage PDB", func(t *testing.T) {
 		objs := render(t, with(base(), "podDisruptionBudget", map[string]any{"minAvailable": "50%"}))
-		pdb := convert(t, objs, "PodDisruptionBudget", install.ManagerName, &policyv1.PodDisruptionBudget{})
+		pdb := convert(t, objs, "PodDisruptionBudget", wellknown.ManagerName, &policyv1.PodDisruptionBudget{})
 		NewWithT(t).Expect(pdb.Spec.MinAvailable.String()).To(Equal("50%"))
 	})
 }
@@ -533,7 +532,7 @@ func TestValuesRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := tc.namespace
 			if ns == "" {
-				ns = identity.SystemNamespace
+				ns = wellknown.SystemNamespace
 			}
 			_, err := charts.Render(tc.values, ns)
 			g := NewWithT(t)
@@ -546,7 +545,7 @@ func TestValuesRefused(t *testing.T) {
 
 	// helm itself refuses it with the same message.
 	t.Run("helm template", func(t *testing.T) {
-		out, err := helm(t, "template", charts.ReleaseName, chartDir(t), "--namespace", identity.SystemNamespace, "--set", "clusterName=provider-eu,replicaCount=two,image.repository="+testRepository)
+		out, err := helm(t, "template", charts.ReleaseName, chartDir(t), "--namespace", wellknown.SystemNamespace, "--set", "clusterName=provider-eu,replicaCount=two,image.repository="+testRepository)
 		g := NewWithT(t)
 		g.Expect(err).To(HaveOccurred())
 		g.Expect(out).To(ContainSubstring("/replicaCount"))
@@ -586,7 +585,7 @@ func TestApplyServerSide(t *testing.T) {
 	}
 	// What 'helm install --create-namespace' creates, with the strictest Pod
 	// Security level: the API server warns about a pod template that breaks it.
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace, Labels: map[string]string{
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
 		"pod-security.kubernetes.io/warn":    "restricted",
 	}}}
@@ -622,8 +621,8 @@ func TestApplyServerSide(t *testing.T) {
 			g.Expect(w.take()).To(BeEmpty(), "the API server warned about the chart's objects")
 
 			d := &appsv1.Deployment{}
-			err := c.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: install.ManagerName}, d)
-			if find(objs, "Deployment", install.ManagerName) == nil {
+			err := c.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}, d)
+			if find(objs, "Deployment", wellknown.ManagerName) == nil {
 				// The first case: nothing applied a Deployment yet.
 				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%v", err)
 				return
@@ -637,13 +636,13 @@ func TestApplyServerSide(t *testing.T) {
 	t.Run("a deprecated node label warns", func(t *testing.T) {
 		g := NewWithT(t)
 		objs := render(t, with(base(), "nodeSelector", map[string]any{"beta.kubernetes.io/os": "linux"}))
-		ac := client.ApplyConfigurationFromUnstructured(find(objs, "Deployment", install.ManagerName))
+		ac := client.ApplyConfigurationFromUnstructured(find(objs, "Deployment", wellknown.ManagerName))
 		g.Expect(c.Apply(ctx, ac, client.FieldOwner("helm"), client.DryRunAll)).To(Succeed())
 		g.Expect(w.take()).To(ContainElement(ContainSubstring("beta.kubernetes.io/os")))
 	})
 	t.Run("a container that may escalate warns", func(t *testing.T) {
 		g := NewWithT(t)
-		d := find(render(t, base()), "Deployment", install.ManagerName)
+		d := find(render(t, base()), "Deployment", wellknown.ManagerName)
 		containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 		unstructured.RemoveNestedField(containers[0].(map[string]any), "securityContext", "allowPrivilegeEscalation")
 		g.Expect(unstructured.SetNestedSlice(d.Object, containers, "spec", "template", "spec", "containers")).To(Succeed())

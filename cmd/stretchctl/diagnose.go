@@ -8,7 +8,7 @@ import (
 	"stretch.dev/stretch/internal/cli/diagnose"
 	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/cli/output"
-	checks "stretch.dev/stretch/internal/diagnose"
+	"stretch.dev/stretch/internal/diagnose/checks"
 )
 
 func newDiagnoseNamespaceCommand(name string) *cobra.Command {

@@ -20,7 +20,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/internal/cli/status"
-	checks "stretch.dev/stretch/internal/diagnose"
+	"stretch.dev/stretch/internal/diagnose/checks"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 )

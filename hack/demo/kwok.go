@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
 )
@@ -49,6 +52,83 @@ func (d *demo) upKwok(ctx context.Context) error {
 			return err
 		}
 	}
+	return d.fakeContainers(ctx)
+}
+
+// containersDir holds, per provider, what kwok serves for its containers.
+func (d *demo) containersDir(role string) string { return filepath.Join(d.dir, "containers", role) }
+
+// fakeContainers tells the kwok of each provider what to answer for the
+// containers of its pods, which have no process: a log file for 'kubectl
+// logs', and a folder of this machine, with PROVIDER set, where 'kubectl
+// exec' runs its command.
+func (d *demo) fakeContainers(ctx context.Context) error {
+	d.step("kwok's containers have no process: on each provider, a ClusterLogs gives them a log file and a ClusterExec runs what 'kubectl exec' asks on this machine, in %s, with PROVIDER set", d.containersDir("<provider>"))
+	for _, r := range roles[1:] {
+		dir := d.containersDir(r.Role)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		logs := filepath.Join(dir, "hello.log")
+		if err := os.WriteFile(logs, []byte(kwok.CRILog(time.Now(),
+			"hello 1.0: listening on :8080",
+			fmt.Sprintf("hello 1.0: this log is served by kwok on %s, from %s", r.Role, logs),
+		)), 0o644); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		manifest, err := kwok.Containers{
+			Name:     "demo",
+			LogsFile: filepath.Join(abs, "hello.log"),
+			ExecDir:  abs,
+			ExecEnv:  map[string]string{"PROVIDER": r.Role},
+		}.Manifest()
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(d.dir, "kwok-containers-"+r.Role+".yaml")
+		if err := os.WriteFile(path, manifest, 0o644); err != nil {
+			return err
+		}
+		if _, err := d.run(ctx, "kubectl", "--kubeconfig", d.kubeconfig(r.Role), "apply", "-f", path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logsAndExecKwok shows 'kubectl logs' and 'kubectl exec' on a home pod of
+// each provider reaching its container there, as kwok fakes it.
+func (d *demo) logsAndExecKwok(ctx context.Context) error {
+	home := []string{"--kubeconfig", d.kubeconfig("home"), "-n", namespace}
+	d.step("kubectl logs and exec on home pods reach their containers on the providers (the home API server asks the virtual kubelet in the home manager, which asks the provider's API server, which asks kwok); one pod per provider")
+	// Which pod runs where: a lookup, not part of the story.
+	out, err := d.runTo(ctx, io.Discard, "kubectl", append(home, "get", "pods", "-l", "app=hello",
+		"-o", `jsonpath={range .items[*]}{.spec.nodeName} {.metadata.name}{"\n"}{end}`)...)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	podOn := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if node, pod, ok := strings.Cut(line, " "); ok && podOn[node] == "" {
+			podOn[node] = pod
+		}
+	}
+	for _, r := range roles[1:] {
+		pod := podOn[peeringv1alpha1.VirtualNodeName(r.Role)]
+		if pod == "" {
+			continue // the scheduler put none there
+		}
+		if _, err := d.run(ctx, "kubectl", append(home, "logs", pod)...); err != nil {
+			return err
+		}
+		if _, err := d.run(ctx, "kubectl", append(home, "exec", pod, "--", "sh", "-c", `echo "hello from $PROVIDER"`)...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -75,13 +155,19 @@ func (d *demo) startClusters(ctx context.Context) error {
 	for i, r := range roles {
 		wg.Go(func() {
 			started[i], errs[i] = kwok.Start(ctx, r.Role, kwok.Options{
-				FakeNodes: 2,
-				LogDir:    filepath.Join(logs, r.Role),
-				Logf:      d.progress,
+				FakeNodes:   2,
+				EnableCRDs:  kwok.ContainersCRDs,
+				PodCIDR:     r.PodCIDR,
+				ServiceCIDR: r.ServiceCIDR,
+				LogDir:      filepath.Join(logs, r.Role),
+				Logf:        d.progress,
 			})
 		})
 	}
 	wg.Wait()
+	if errors.Join(errs...) == nil {
+		d.printKwokClusters(started)
+	}
 	for i, c := range started {
 		if c == nil {
 			continue
@@ -91,6 +177,17 @@ func (d *demo) startClusters(ctx context.Context) error {
 	}
 	errs = append(errs, d.save())
 	return errors.Join(errs...)
+}
+
+// printKwokClusters prints where each cluster's API server is and the
+// address ranges of its pods and Services.
+func (d *demo) printKwokClusters(started []*kwok.Cluster) {
+	w := tabwriter.NewWriter(&indent{w: d.out}, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "CLUSTER\tAPI SERVER\tPOD CIDR\tSERVICE CIDR")
+	for i, c := range started {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", roles[i].Role, c.Config.Host, roles[i].PodCIDR, roles[i].ServiceCIDR)
+	}
+	_ = w.Flush()
 }
 
 // copyFile copies a kubeconfig; only its owner reads it.

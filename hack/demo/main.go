@@ -56,12 +56,17 @@ type role struct {
 	Labels, RealLabels string
 	// RealNodes is how many real nodes the cluster has in 'up -real'.
 	RealNodes int
+	// PodCIDR and ServiceCIDR are the cluster's own address ranges in 'up'
+	// (kwok), so that pods of different clusters never show the same IP
+	// (the real clusters get theirs from internal/testenv/realnode). Clear
+	// of the machine's network (192.0.2.0/24) and resolver (10.255.255.53).
+	PodCIDR, ServiceCIDR string
 }
 
 var roles = []role{
-	{Role: "home", Labels: "region=home", RealLabels: "region=home", RealNodes: 2},
-	{Role: "provider-eu", Labels: "region=eu,provider=kwok", RealLabels: "region=eu,provider=realnode", RealNodes: 1},
-	{Role: "provider-us", Labels: "region=us,provider=kwok", RealLabels: "region=us,provider=realnode", RealNodes: 1},
+	{Role: "home", Labels: "region=home", RealLabels: "region=home", RealNodes: 2, PodCIDR: "10.10.0.0/16", ServiceCIDR: "10.110.0.0/16"},
+	{Role: "provider-eu", Labels: "region=eu,provider=kwok", RealLabels: "region=eu,provider=realnode", RealNodes: 1, PodCIDR: "10.20.0.0/16", ServiceCIDR: "10.120.0.0/16"},
+	{Role: "provider-us", Labels: "region=us,provider=kwok", RealLabels: "region=us,provider=realnode", RealNodes: 1, PodCIDR: "10.30.0.0/16", ServiceCIDR: "10.130.0.0/16"},
 }
 
 const namespace = "demo"
@@ -352,9 +357,12 @@ func (d *demo) up(ctx context.Context) (err error) {
 		return err
 	}
 	if d.real {
-		if err := d.beyondKwok(ctx); err != nil {
-			return err
-		}
+		err = d.logsAndExecReal(ctx)
+	} else {
+		err = d.logsAndExecKwok(ctx)
+	}
+	if err != nil {
+		return err
 	}
 	d.mark("story told")
 	d.summary(twin)
@@ -378,8 +386,8 @@ func (d *demo) story(ctx context.Context) (twin string, err error) {
 		}
 	}
 	home := []string{"--kubeconfig", d.kubeconfig("home")}
-	d.step("The providers are nodes of the home cluster, with their cluster labels")
-	if _, err := d.run(ctx, "kubectl", append(append(home, "get", "nodes", "-L", "stretch.dev/type,region,provider"), wide...)...); err != nil {
+	d.step("The providers are nodes of the home cluster, with their cluster labels; each shows Stretch's version as its kubelet's, and the OS image, kernel and container runtime of most of the provider's nodes")
+	if _, err := d.run(ctx, "kubectl", append(home, "get", "nodes", "-L", "stretch.dev/type,region,provider", "-o", "wide")...); err != nil {
 		return "", err
 	}
 	d.step("Offloading namespace %s to the providers in region eu or us; its pods run only there (strategy Remote)", namespace)
@@ -416,8 +424,8 @@ func (d *demo) story(ctx context.Context) (twin string, err error) {
 	if _, err := d.run(ctx, "kubectl", append(home, "rollout", "status", "deployment/hello", "-n", namespace, "--timeout", patience)...); err != nil {
 		return "", err
 	}
-	d.step("At home the pods run on the virtual nodes")
-	if _, err := d.run(ctx, "kubectl", append(home, "get", "pods", "-n", namespace, "-o", "wide")...); err != nil {
+	d.step("At home the pods run on the virtual nodes, with the IPs the providers gave them")
+	if _, err := d.run(ctx, "kubectl", append(home, "get", "pods,services", "-n", namespace, "-o", "wide")...); err != nil {
 		return "", err
 	}
 	d.step("On the providers they run in the twin namespace %s, with the ConfigMap and the Service reflected", twin)
@@ -460,10 +468,11 @@ func (d *demo) summary(twin string) {
 		d.realSummary()
 		return
 	}
-	fmt.Fprintf(d.out, `
+	fmt.Fprintf(d.out, `    kubectl logs -n %s deployment/hello; kubectl exec -n %s deployment/hello -- sh -c 'echo "hello from $PROVIDER"'
+
   Manager logs are in %s.
   'make demo-down' stops the clusters and the managers and frees their ports.
-`, filepath.Join(d.dir, "logs"))
+`, namespace, namespace, filepath.Join(d.dir, "logs"))
 }
 
 // down stops what the recorded demo runs and removes its folder.

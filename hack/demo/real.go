@@ -163,11 +163,11 @@ func (d *demo) printClusters() {
 	_ = w.Flush()
 }
 
-// beyondKwok shows what kwok's fake pods cannot: the logs of a real
-// container on a provider, and a command run in it, both from home.
-func (d *demo) beyondKwok(ctx context.Context) error {
+// logsAndExecReal shows the logs of a real container on a provider, and a
+// command run in it, both from home.
+func (d *demo) logsAndExecReal(ctx context.Context) error {
 	home := []string{"--kubeconfig", d.kubeconfig("home"), "-n", namespace}
-	d.step("What kwok cannot do: the logs of an offloaded pod's container, read from home (the home API server asks the virtual kubelet in the home manager, which asks the provider's API server, its kubelet and containerd)")
+	d.step("The logs of an offloaded pod's real container, read from home (the home API server asks the virtual kubelet in the home manager, which asks the provider's API server, its kubelet and containerd)")
 	pod, err := d.run(ctx, "kubectl", append(home, "get", "pods", "-l", "app=hello", "-o=jsonpath={.items[0].metadata.name}")...)
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
@@ -35,7 +35,7 @@ func (Cache) NeedLeaderElection() bool { return false }
 // provider's own pods cost nothing here (the manager's own cache holds no
 // pods, and should not for this).
 func New(mgr ctrl.Manager) (*Cache, error) {
-	origin, err := labels.NewRequirement(peeringv1alpha1.OriginClusterIDLabel, selection.Exists, nil)
+	origin, err := labels.NewRequirement(wellknown.OriginClusterIDLabel, selection.Exists, nil)
 	if err != nil {
 		return nil, fmt.Errorf("selecting home clusters' pods: %w", err)
 	}
@@ -65,7 +65,7 @@ func New(mgr ctrl.Manager) (*Cache, error) {
 // with namespaces.
 func Twins(ctx context.Context, namespaces client.Reader, home string) ([]corev1.Namespace, error) {
 	list := &corev1.NamespaceList{}
-	if err := namespaces.List(ctx, list, client.MatchingLabels{peeringv1alpha1.OriginClusterIDLabel: home}); err != nil {
+	if err := namespaces.List(ctx, list, client.MatchingLabels{wellknown.OriginClusterIDLabel: home}); err != nil {
 		return nil, fmt.Errorf("listing the twins of home cluster %s: %w", home, err)
 	}
 	twins := list.Items[:0]

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 )
@@ -36,7 +37,7 @@ func TestEnsure(t *testing.T) {
 	_, _, err := identity.Ensure(ctx, c, "home", nil)
 	g.Expect(err).To(MatchError(ContainSubstring("namespace stretch-system does not exist: create it first")))
 
-	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}})).To(Succeed())
+	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}})).To(Succeed())
 	existingID := uuid.NewString()
 	tests := []struct {
 		name        string

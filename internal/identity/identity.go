@@ -20,14 +20,11 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"stretch.dev/stretch/api/wellknown"
 )
 
 const (
-	// SystemNamespace holds Stretch's own objects on every cluster.
-	SystemNamespace = "stretch-system"
-	// ConfigMapName is the ConfigMap in SystemNamespace that holds the identity.
-	ConfigMapName = "stretch-cluster-identity"
-
 	clusterIDKey     = "clusterID"
 	clusterNameKey   = "clusterName"
 	clusterLabelsKey = "clusterLabels"
@@ -45,7 +42,7 @@ type Identity struct {
 }
 
 // Key is where the identity ConfigMap lives.
-var Key = types.NamespacedName{Namespace: SystemNamespace, Name: ConfigMapName}
+var Key = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: wellknown.IdentityConfigMapName}
 
 // Load reads the identity of the cluster that c talks to.
 func Load(ctx context.Context, c client.Reader) (Identity, error) {
@@ -78,7 +75,7 @@ func (id Identity) ConfigMap() *corev1.ConfigMap {
 	labels, _ := yaml.Marshal(id.Labels) // a map of strings always marshals
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: ConfigMapName, Labels: map[string]string{"app.kubernetes.io/part-of": "stretch"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: wellknown.IdentityConfigMapName, Labels: map[string]string{"app.kubernetes.io/part-of": "stretch"}},
 		Data: map[string]string{
 			clusterIDKey:     id.ID,
 			clusterNameKey:   id.Name,
@@ -146,7 +143,7 @@ func Check(ctx context.Context, c client.Reader, name string) error {
 // another name is refused with a *NameMismatchError. created says whether
 // this call made the cluster ID. Writes use optimistic concurrency, so that
 // callers racing (two manager replicas, an install) agree on one cluster ID.
-// The namespace SystemNamespace must exist.
+// The namespace wellknown.SystemNamespace must exist.
 func Ensure(ctx context.Context, c client.Client, name string, labels map[string]string) (id Identity, created bool, err error) {
 	racing := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
 	err = retry.OnError(retry.DefaultRetry, racing, func() error {
@@ -161,7 +158,7 @@ func Ensure(ctx context.Context, c client.Client, name string, labels map[string
 		if existing == nil {
 			if err := c.Create(ctx, want); err != nil {
 				if apierrors.IsNotFound(err) {
-					return fmt.Errorf("creating the cluster identity %s: namespace %s does not exist: create it first (helm install --namespace %s --create-namespace, or 'stretchctl install')", Key, SystemNamespace, SystemNamespace)
+					return fmt.Errorf("creating the cluster identity %s: namespace %s does not exist: create it first (helm install --namespace %s --create-namespace, or 'stretchctl install')", Key, wellknown.SystemNamespace, wellknown.SystemNamespace)
 				}
 				return wrapWrite("creating", err)
 			}

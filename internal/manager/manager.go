@@ -34,6 +34,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/controller/tenant"
@@ -149,7 +150,7 @@ func DefaultOptions() Options {
 	return Options{
 		LeaderElect:             true,
 		LeaderElectionID:        "stretch-controller-manager",
-		LeaderElectionNamespace: identity.SystemNamespace,
+		LeaderElectionNamespace: wellknown.SystemNamespace,
 		// The values of kube-controller-manager and controller-runtime.
 		LeaseDuration:          15 * time.Second,
 		RenewDeadline:          10 * time.Second,

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/manager"
 	"stretch.dev/stretch/internal/testenv"
@@ -40,7 +41,7 @@ func TestRunInstalled(t *testing.T) {
 	expectGet(g, metricsURL, http.StatusOK, `stretch_build_info{version="dev"} 1`)
 
 	lease := &coordinationv1.Lease{}
-	leaseKey := types.NamespacedName{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}
+	leaseKey := types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: "stretch-controller-manager"}
 	g.Eventually(func(g Gomega) {
 		g.Expect(cluster.Client.Get(ctx, leaseKey, lease)).To(Succeed())
 		g.Expect(lease.Spec.HolderIdentity).To(HaveValue(Not(BeEmpty())))
@@ -80,7 +81,7 @@ func TestRunNotInstalled(t *testing.T) {
 func TestRunEnsuresIdentity(t *testing.T) {
 	g := newG(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}}
 	if err := cluster.Client.Create(ctx, ns); !apierrors.IsAlreadyExists(err) {
 		g.Expect(err).NotTo(HaveOccurred())
 	}
@@ -134,7 +135,7 @@ func newG(t *testing.T) *WithT {
 func installIdentity(t *testing.T) {
 	t.Helper()
 	g := NewWithT(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}}
 	if err := cluster.Client.Create(t.Context(), ns); !apierrors.IsAlreadyExists(err) {
 		g.Expect(err).NotTo(HaveOccurred())
 	}

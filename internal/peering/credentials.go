@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 )
 
@@ -189,7 +190,7 @@ func (c *Credentials) Expired(now time.Time) bool { return !now.Before(c.Expirat
 // one cluster, one token user, one context, defaulting to the tenant namespace.
 func (c *Credentials) Kubeconfig() ([]byte, error) {
 	name := c.Provider.ClusterName
-	user := peeringv1alpha1.TenantServiceAccountName + "@" + name
+	user := wellknown.TenantServiceAccountName + "@" + name
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[name] = &clientcmdapi.Cluster{
 		Server:                   c.Provider.Server,

@@ -6,29 +6,19 @@ package peering
 
 import (
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 const (
-	// HomeClusterIDLabel labels what a provider creates for one home cluster.
-	HomeClusterIDLabel = "stretch.dev/home-cluster-id"
-	// NodeReaderClusterRole lets every home cluster read the provider's nodes,
-	// for the capacity of its virtual node. It is shared by all tenants.
-	NodeReaderClusterRole = "stretch-peer-node-reader"
-	// TenantRoleName names the Role and RoleBinding in a tenant namespace that
-	// let the home cluster manage its RemoteNamespaces there.
-	TenantRoleName = "stretch-home"
 	// KubeconfigKey is the key of the kubeconfig in the home-side Secret.
 	KubeconfigKey = "kubeconfig"
-	// SecretPrefix prefixes the provider name in the name of the home-side
-	// Secret that holds the issued kubeconfig.
-	SecretPrefix = "stretch-peer-"
 )
 
 // SecretName is the home-side Secret with the kubeconfig a provider issued.
-func SecretName(providerName string) string { return SecretPrefix + providerName }
+func SecretName(providerName string) string { return wellknown.PeerSecretPrefix + providerName }
 
 // TenantBindingName names, on a provider, the per-home-cluster objects outside
-// the tenant namespace: the ClusterRoleBinding to NodeReaderClusterRole and
+// the tenant namespace: the ClusterRoleBinding to wellknown.NodeReaderClusterRole and
 // the Role and RoleBinding that read the identity in stretch-system.
 func TenantBindingName(homeClusterID string) string {
 	return peeringv1alpha1.TenantNamespace(homeClusterID)

@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // Policy is what a namespace's offloading imposes on the pods created in it.
@@ -28,20 +28,20 @@ type Policy struct {
 // ForcesRemote reports whether the pod spec asks for virtual nodes whatever
 // the strategy: its runtimeClassName is stretch (Policy.ForceRemote).
 func ForcesRemote(spec *corev1.PodSpec) bool {
-	return ptr.Deref(spec.RuntimeClassName, "") == peeringv1alpha1.RuntimeClassName
+	return ptr.Deref(spec.RuntimeClassName, "") == wellknown.RuntimeClassName
 }
 
 // VirtualNodeToleration tolerates the taint every virtual node carries.
 var VirtualNodeToleration = corev1.Toleration{
-	Key:      peeringv1alpha1.VirtualNodeTaintKey,
+	Key:      wellknown.VirtualNodeTaintKey,
 	Operator: corev1.TolerationOpEqual,
-	Value:    peeringv1alpha1.VirtualNodeTaintValue,
+	Value:    wellknown.VirtualNodeTaintValue,
 	Effect:   corev1.TaintEffectNoExecute,
 }
 
 var (
-	onVirtualNode  = corev1.NodeSelectorRequirement{Key: peeringv1alpha1.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{peeringv1alpha1.VirtualNodeTypeValue}}
-	offVirtualNode = corev1.NodeSelectorRequirement{Key: peeringv1alpha1.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpNotIn, Values: []string{peeringv1alpha1.VirtualNodeTypeValue}}
+	onVirtualNode  = corev1.NodeSelectorRequirement{Key: wellknown.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{wellknown.VirtualNodeTypeValue}}
+	offVirtualNode = corev1.NodeSelectorRequirement{Key: wellknown.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpNotIn, Values: []string{wellknown.VirtualNodeTypeValue}}
 )
 
 // Imposed returns the required node-affinity terms the policy imposes (nil:

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // What a pod in a twin may not do whatever the policy: Pod Security
@@ -34,11 +35,11 @@ const twinServiceAccount = "default"
 // the API server gives pods that name none.
 func PodViolations(p *peeringv1alpha1.TenantPolicy, pod *corev1.Pod, home, defaultPriority string) []string {
 	var why []string
-	switch got, ok := pod.Labels[peeringv1alpha1.OriginClusterIDLabel]; {
+	switch got, ok := pod.Labels[wellknown.OriginClusterIDLabel]; {
 	case !ok:
-		why = append(why, fmt.Sprintf("it lacks the label %s=%s, which counts it against the home cluster's limits", peeringv1alpha1.OriginClusterIDLabel, home))
+		why = append(why, fmt.Sprintf("it lacks the label %s=%s, which counts it against the home cluster's limits", wellknown.OriginClusterIDLabel, home))
 	case got != home:
-		why = append(why, fmt.Sprintf("its label %s=%s names another home cluster than the twin's (%s)", peeringv1alpha1.OriginClusterIDLabel, got, home))
+		why = append(why, fmt.Sprintf("its label %s=%s names another home cluster than the twin's (%s)", wellknown.OriginClusterIDLabel, got, home))
 	}
 	if pod.Spec.NodeName != "" {
 		why = append(why, fmt.Sprintf("it names node %s in spec.nodeName: the provider's scheduler places pods", pod.Spec.NodeName))

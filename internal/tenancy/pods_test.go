@@ -9,11 +9,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 func TestPodViolations(t *testing.T) {
 	labelled := func(spec corev1.PodSpec) *corev1.Pod {
-		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID}}, Spec: spec}
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{wellknown.OriginClusterIDLabel: homeID}}, Spec: spec}
 	}
 	allowBatch := &peeringv1alpha1.TenantPolicy{Spec: peeringv1alpha1.TenantPolicySpec{PriorityClasses: []string{"batch-low", "batch-high"}}}
 	tests := []struct {
@@ -26,7 +27,7 @@ func TestPodViolations(t *testing.T) {
 		{name: "plain pod", pod: labelled(corev1.PodSpec{})},
 		{name: "twin's default account", pod: labelled(corev1.PodSpec{ServiceAccountName: "default"})},
 		{name: "no origin label", pod: &corev1.Pod{}, want: []string{"lacks the label stretch.dev/origin-cluster-id=" + homeID}},
-		{name: "another home's label", pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: "other"}}},
+		{name: "another home's label", pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{wellknown.OriginClusterIDLabel: "other"}}},
 			want: []string{"stretch.dev/origin-cluster-id=other names another home cluster"}},
 		{name: "node name", pod: labelled(corev1.PodSpec{NodeName: "cp-1"}), want: []string{"names node cp-1 in spec.nodeName"}},
 		{name: "control-plane toleration", pod: labelled(corev1.PodSpec{Tolerations: []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}}),
@@ -69,15 +70,16 @@ func TestTolerationViolationsOnUpdate(t *testing.T) {
 	g.Expect(TolerationViolations([]corev1.Toleration{notReady}, []corev1.Toleration{notReady, cp})).To(ConsistOf(ContainSubstring("control-plane")))
 }
 
-func TestLimitViolations(t *testing.T) {
-	q := resource.MustParse
-	list := func(kv ...string) corev1.ResourceList {
-		r := corev1.ResourceList{}
-		for i := 0; i < len(kv); i += 2 {
-			r[corev1.ResourceName(kv[i])] = q(kv[i+1])
-		}
-		return r
+// list is a ResourceList of name, quantity pairs.
+func list(kv ...string) corev1.ResourceList {
+	r := corev1.ResourceList{}
+	for i := 0; i < len(kv); i += 2 {
+		r[corev1.ResourceName(kv[i])] = resource.MustParse(kv[i+1])
 	}
+	return r
+}
+
+func TestLimitViolations(t *testing.T) {
 	tests := []struct {
 		name                    string
 		limits, usage, requests corev1.ResourceList

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 )
@@ -178,8 +179,8 @@ func joinNamings(namings []peeringv1alpha1.TwinNaming) string {
 // HomeOfTwin is the home cluster ID of namespace labels and annotations
 // that Stretch gave a twin (origin annotation and label agreeing), or "".
 func HomeOfTwin(labels, annotations map[string]string) string {
-	id := annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation]
-	if id == "" || labels[peeringv1alpha1.OriginClusterIDLabel] != id {
+	id := annotations[wellknown.RemoteNamespaceOriginAnnotation]
+	if id == "" || labels[wellknown.OriginClusterIDLabel] != id {
 		return ""
 	}
 	return id
@@ -188,7 +189,7 @@ func HomeOfTwin(labels, annotations map[string]string) string {
 // HomeOfTenant is the home cluster ID whose tenant namespace namespace is, or
 // "" when it is not a tenant namespace.
 func HomeOfTenant(namespace string) string {
-	id, ok := strings.CutPrefix(namespace, peeringv1alpha1.TenantNamespacePrefix)
+	id, ok := strings.CutPrefix(namespace, wellknown.TenantNamespacePrefix)
 	if !ok || identity.ValidateClusterID(id) != nil {
 		return ""
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 const homeID = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
@@ -39,7 +40,7 @@ func TestNaming(t *testing.T) {
 
 func TestCheckTwin(t *testing.T) {
 	policy := func(spec peeringv1alpha1.TenantPolicySpec) *peeringv1alpha1.TenantPolicy {
-		return &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantPolicyName}, Spec: spec}
+		return &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: wellknown.TenantPolicyName}, Spec: spec}
 	}
 	defaultOnly := []peeringv1alpha1.TwinNaming{peeringv1alpha1.DefaultNameTwin}
 	tests := []struct {
@@ -119,20 +120,16 @@ func TestHomeOf(t *testing.T) {
 	g.Expect(HomeOfTenant("stretch-tenant-" + homeID)).To(Equal(homeID))
 	g.Expect(HomeOfTenant("stretch-tenant-x")).To(BeEmpty())
 	g.Expect(HomeOfTenant("default")).To(BeEmpty())
-	ann := map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: homeID}
-	g.Expect(HomeOfTwin(map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID}, ann)).To(Equal(homeID))
-	g.Expect(HomeOfTwin(map[string]string{peeringv1alpha1.OriginClusterIDLabel: "other"}, ann)).To(BeEmpty())
-	g.Expect(HomeOfTwin(map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID}, nil)).To(BeEmpty())
+	ann := map[string]string{wellknown.RemoteNamespaceOriginAnnotation: homeID}
+	g.Expect(HomeOfTwin(map[string]string{wellknown.OriginClusterIDLabel: homeID}, ann)).To(Equal(homeID))
+	g.Expect(HomeOfTwin(map[string]string{wellknown.OriginClusterIDLabel: "other"}, ann)).To(BeEmpty())
+	g.Expect(HomeOfTwin(map[string]string{wellknown.OriginClusterIDLabel: homeID}, nil)).To(BeEmpty())
 }
 
 func TestUsage(t *testing.T) {
 	q := resource.MustParse
 	res := func(kv ...string) corev1.ResourceRequirements {
-		r := corev1.ResourceList{}
-		for i := 0; i < len(kv); i += 2 {
-			r[corev1.ResourceName(kv[i])] = q(kv[i+1])
-		}
-		return corev1.ResourceRequirements{Requests: r}
+		return corev1.ResourceRequirements{Requests: list(kv...)}
 	}
 	pod := func(phase corev1.PodPhase, init []corev1.Container, containers ...corev1.Container) corev1.Pod {
 		return corev1.Pod{Spec: corev1.PodSpec{InitContainers: init, Containers: containers}, Status: corev1.PodStatus{Phase: phase}}

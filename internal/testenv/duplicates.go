@@ -20,8 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/virtualkubelet"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // Duplicates follows every remote pod of a home cluster on a provider, from
@@ -49,7 +48,7 @@ func WatchDuplicates(t *testing.T, cfg *rest.Config, homeID string) *Duplicates 
 	if err != nil {
 		t.Fatal(err)
 	}
-	selector := peeringv1alpha1.OriginClusterIDLabel + "=" + homeID
+	selector := wellknown.OriginClusterIDLabel + "=" + homeID
 	d := &Duplicates{}
 	// list reads every remote pod afresh; it returns the resourceVersion to
 	// watch from.
@@ -131,7 +130,7 @@ func WatchDuplicates(t *testing.T, cfg *rest.Config, homeID string) *Duplicates 
 // seen records that remote pod p exists, and a duplicate if another remote
 // pod of the same home pod exists too. d.mu is held.
 func (d *Duplicates) seen(p *corev1.Pod) {
-	home := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
+	home := p.Annotations[wellknown.OriginPodUIDAnnotation]
 	d.origin[string(p.UID)] = home
 	var same []string
 	for remote, h := range d.origin {
@@ -142,7 +141,7 @@ func (d *Duplicates) seen(p *corev1.Pod) {
 	if len(same) > 1 {
 		slices.Sort(same)
 		d.found = append(d.found, fmt.Sprintf("home pod %s/%s (uid %s) had remote pods %s at resourceVersion %s",
-			p.Labels[peeringv1alpha1.OriginNamespaceLabel], p.Name, home, strings.Join(same, ", "), p.ResourceVersion))
+			p.Labels[wellknown.OriginNamespaceLabel], p.Name, home, strings.Join(same, ", "), p.ResourceVersion))
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // A twin is watched only while it has something to do: a pod of its home
@@ -81,7 +81,7 @@ func (t *twin) holdsOurs(homeClusterID string) bool {
 // not running (their home counterparts gone meanwhile): those twins are
 // watched until they are cleaned up.
 func (k *Kubelet) sweep(ctx context.Context, ready map[string]string) {
-	selector := labels.SelectorFromSet(labels.Set{ReflectedLabel: "true", peeringv1alpha1.OriginClusterIDLabel: k.HomeClusterID}).String()
+	selector := labels.SelectorFromSet(labels.Set{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: k.HomeClusterID}).String()
 	opts := metav1.ListOptions{LabelSelector: selector, Limit: 1}
 	core := k.provider.CoreV1()
 	for home, name := range ready {

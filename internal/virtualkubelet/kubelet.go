@@ -34,12 +34,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/controller/retry"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/remote"
+	"stretch.dev/stretch/internal/retry"
 )
-
-// Component is the source of the events the virtual kubelets record.
-const Component = "stretch-virtual-kubelet"
 
 // twinResync is how often the twins of a peering are listed again, besides
 // every change of the provider's RemoteNamespaces.
@@ -228,7 +226,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k.Home.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
-	k.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: Component, Host: k.NodeName})
+	k.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: wellknown.VirtualKubeletComponent, Host: k.NodeName})
 
 	objectHandlers := k.homeObjectHandlers()
 	defer objectHandlers.remove()

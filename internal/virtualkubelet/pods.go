@@ -3,7 +3,6 @@ package virtualkubelet
 import (
 	"context"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // Reasons of the events recorded on home pods.
@@ -49,13 +48,13 @@ var (
 
 // forwardUpdate carries to remote pod r what may change in the running home
 // pod: its labels and annotations, images and active deadline. Labels and
-// annotations the provider added (a CNI's, an admission webhook's) are kept:
-// only the home pod's own keys are set. Nothing is written when they match.
+// annotations the provider added (a CNI's, an admission webhook's) are kept;
+// those Stretch set that the home pod no longer has are removed (see
+// updateRemoteMeta). Nothing is written when they match.
 func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Pod) error {
 	want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
 	upd := r.DeepCopy()
-	upd.Labels = mergeInto(upd.Labels, want.Labels)
-	upd.Annotations = mergeInto(upd.Annotations, want.Annotations)
+	updateRemoteMeta(&upd.ObjectMeta, want.ObjectMeta)
 	upd.Spec.ActiveDeadlineSeconds = want.Spec.ActiveDeadlineSeconds
 	for i := range upd.Spec.Containers {
 		if i < len(want.Spec.Containers) {
@@ -70,7 +69,7 @@ func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Po
 	if equality.Semantic.DeepEqual(upd.ObjectMeta, r.ObjectMeta) && equality.Semantic.DeepEqual(upd.Spec, r.Spec) {
 		return nil
 	}
-	_, err := k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: Component})
+	_, err := k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: wellknown.VirtualKubeletComponent})
 	if apierrors.IsNotFound(err) {
 		return nil // its deletion event syncs it again
 	}
@@ -80,7 +79,7 @@ func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Po
 
 // ours reports whether remote pod r runs for home pod h.
 func (k *Kubelet) ours(r, h *corev1.Pod) bool {
-	return reflected(r, k.HomeClusterID) && r.Annotations[OriginPodUIDAnnotation] == string(h.UID)
+	return reflected(r, k.HomeClusterID) && r.Annotations[wellknown.OriginPodUIDAnnotation] == string(h.UID)
 }
 
 // syncPod makes the remote pod of a home pod match it: created when missing
@@ -181,15 +180,6 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	}
 }
 
-// mergeInto sets the keys of from in to, which it returns.
-func mergeInto(to, from map[string]string) map[string]string {
-	if len(from) > 0 && to == nil {
-		to = make(map[string]string, len(from))
-	}
-	maps.Copy(to, from)
-	return to
-}
-
 // forceDeleteHome deletes a Terminating home pod at once: its remote pod is
 // gone, or past its grace period.
 func (k *Kubelet) forceDeleteHome(ctx context.Context, home *corev1.Pod) error {
@@ -245,7 +235,7 @@ func (k *Kubelet) createRemote(ctx context.Context, t *twin, home, want *corev1.
 		}
 	}
 	key := home.Namespace + "/" + home.Name
-	_, err := k.provider.CoreV1().Pods(t.name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+	_, err := k.provider.CoreV1().Pods(t.name).Create(ctx, want, metav1.CreateOptions{FieldManager: wellknown.VirtualKubeletComponent})
 	if apierrors.IsAlreadyExists(err) {
 		k.refused.delete(key)
 		return 0, nil // the cache is behind; the informer brings it
@@ -317,7 +307,7 @@ func (k *Kubelet) syncStatus(ctx context.Context, key string) (time.Duration, er
 	}
 	// Written over the home pod's resourceVersion: a conflict is retried,
 	// from the cache's newer home pod.
-	_, err = k.Home.CoreV1().Pods(ns).UpdateStatus(ctx, view, metav1.UpdateOptions{FieldManager: Component})
+	_, err = k.Home.CoreV1().Pods(ns).UpdateStatus(ctx, view, metav1.UpdateOptions{FieldManager: wellknown.VirtualKubeletComponent})
 	if apierrors.IsNotFound(err) {
 		return 0, nil
 	}
@@ -347,7 +337,7 @@ func (k *Kubelet) remotePodHandler() cache.ResourceEventHandler {
 		return nil
 	}
 	enqueue := func(r *corev1.Pod) {
-		key := r.Labels[peeringv1alpha1.OriginNamespaceLabel] + "/" + r.Name
+		key := r.Labels[wellknown.OriginNamespaceLabel] + "/" + r.Name
 		k.created.Delete(key)
 		k.pods.Add(key)
 	}

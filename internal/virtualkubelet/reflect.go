@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // Kinds of reflected objects, as in metrics.
@@ -60,7 +60,7 @@ func Reflected(obj client.Object) bool {
 	case *corev1.ConfigMap:
 		return o.Name != rootCAConfigMap
 	case *corev1.Secret:
-		return o.Type != corev1.SecretTypeServiceAccountToken && !strings.HasPrefix(o.Name, TokenSecretPrefix)
+		return o.Type != corev1.SecretTypeServiceAccountToken && !strings.HasPrefix(o.Name, wellknown.TokenSecretPrefix)
 	case *corev1.Service:
 		return true
 	}
@@ -267,7 +267,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	want := ReflectedObject(home, t.name, k.HomeClusterID)
 	switch {
 	case cur == nil:
-		err = c.Create(ctx, want, client.FieldOwner(Component))
+		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
 			// The cache is behind. An object that is not ours brings no
 			// event (they are filtered out), so look again once the cache
@@ -286,7 +286,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 			keepAllocated(s, cur.(*corev1.Service))
 		}
 		want.SetResourceVersion(cur.GetResourceVersion())
-		err = c.Update(ctx, want, client.FieldOwner(Component))
+		err = c.Update(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 	}
 	if apierrors.IsConflict(err) {
 		return time.Second, nil
@@ -387,10 +387,10 @@ func (k *Kubelet) remoteObjectHandler() cache.ResourceEventHandler {
 		}
 		obj, ok := o.(client.Object)
 		kind := kindOf(o)
-		if !ok || kind == "" || !reflected(obj, k.HomeClusterID) || obj.GetLabels()[ReflectedLabel] != "true" {
+		if !ok || kind == "" || !reflected(obj, k.HomeClusterID) || obj.GetLabels()[wellknown.ReflectedLabel] != "true" {
 			return
 		}
-		k.objects.Add(objectKey{Kind: kind, Namespace: obj.GetLabels()[peeringv1alpha1.OriginNamespaceLabel], Name: obj.GetName()})
+		k.objects.Add(objectKey{Kind: kind, Namespace: obj.GetLabels()[wellknown.OriginNamespaceLabel], Name: obj.GetName()})
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // A provider may refuse a remote pod for good: its Pod Security level, a
@@ -263,7 +264,7 @@ func (k *Kubelet) showRefusal(ctx context.Context, home *corev1.Pod, msg string)
 	if err != nil {
 		return err
 	}
-	_, err = k.Home.CoreV1().Pods(home.Namespace).Patch(ctx, home.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: Component}, "status")
+	_, err = k.Home.CoreV1().Pods(home.Namespace).Patch(ctx, home.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: wellknown.VirtualKubeletComponent}, "status")
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

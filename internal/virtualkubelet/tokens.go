@@ -11,19 +11,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 const (
-	// TokenLabelValue is the value of ReflectedLabel on token Secrets, which
-	// the object reflection leaves alone.
+	// TokenLabelValue is the value of wellknown.ReflectedLabel on token
+	// Secrets, which the object reflection leaves alone.
 	TokenLabelValue = "token"
-	// TokenRefreshAnnotation is when a token Secret is renewed.
-	TokenRefreshAnnotation = "stretch.dev/token-refresh-at"
-	// ServiceAccountAnnotation and AudienceAnnotation say which token a
-	// token Secret carries.
-	ServiceAccountAnnotation = "stretch.dev/service-account"
-	AudienceAnnotation       = "stretch.dev/token-audience"
 
 	// tokenLifetime is what the home cluster is asked for; a token is
 	// renewed after 80% of its life, as the kubelet does.
@@ -35,7 +29,7 @@ const (
 // isToken reports whether obj is a token Secret of the home cluster homeClusterID.
 func isToken(obj metav1.Object, homeClusterID string) bool {
 	l := obj.GetLabels()
-	return l[ReflectedLabel] == TokenLabelValue && l[peeringv1alpha1.OriginClusterIDLabel] == homeClusterID
+	return l[wellknown.ReflectedLabel] == TokenLabelValue && l[wellknown.OriginClusterIDLabel] == homeClusterID
 }
 
 // ensureToken makes the twin's Secret for ref hold a valid home token, the
@@ -67,19 +61,19 @@ func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew 
 	issued := time.Now()
 	refresh := issued.Add(time.Duration(float64(tok.Status.ExpirationTimestamp.Sub(issued)) * 0.8))
 	labels := originLabels(k.HomeClusterID, t.homeNamespace)
-	labels[ReflectedLabel] = TokenLabelValue
+	labels[wellknown.ReflectedLabel] = TokenLabelValue
 	want := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: t.name, Labels: labels, Annotations: map[string]string{
-			TokenRefreshAnnotation:   refresh.UTC().Format(time.RFC3339),
-			ServiceAccountAnnotation: ref.ServiceAccount,
-			AudienceAnnotation:       ref.Audience,
+			wellknown.TokenRefreshAnnotation:        refresh.UTC().Format(time.RFC3339),
+			wellknown.TokenServiceAccountAnnotation: ref.ServiceAccount,
+			wellknown.TokenAudienceAnnotation:       ref.Audience,
 		}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{TokenKey: []byte(tok.Status.Token), CACertKey: []byte(ca), NamespaceKey: []byte(t.homeNamespace)},
 	}
 	secrets := k.provider.CoreV1().Secrets(t.name)
 	if cur == nil {
-		_, err = secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+		_, err = secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: wellknown.VirtualKubeletComponent})
 		if apierrors.IsAlreadyExists(err) {
 			// The cache lags behind another sync of a pod with the same
 			// service account, which has just created it with a fresh
@@ -91,7 +85,7 @@ func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew 
 		}
 	} else {
 		want.ResourceVersion = cur.ResourceVersion
-		_, err = secrets.Update(ctx, want, metav1.UpdateOptions{FieldManager: Component})
+		_, err = secrets.Update(ctx, want, metav1.UpdateOptions{FieldManager: wellknown.VirtualKubeletComponent})
 	}
 	k.countError("token", err)
 	return err
@@ -106,7 +100,7 @@ func (k *Kubelet) foreignSecret(twin, name string) error {
 // dueForRefresh reports whether a token Secret's token is past 80% of its
 // life (or its annotation is unreadable).
 func dueForRefresh(s *corev1.Secret, now time.Time) bool {
-	at, err := time.Parse(time.RFC3339, s.Annotations[TokenRefreshAnnotation])
+	at, err := time.Parse(time.RFC3339, s.Annotations[wellknown.TokenRefreshAnnotation])
 	return err != nil || !now.Before(at)
 }
 

@@ -7,34 +7,20 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/placement"
 )
 
-// Labels and annotations the virtual kubelet puts on what it creates on a
-// provider, besides the origin labels of peeringv1alpha1.
+// What the virtual kubelet writes into the token Secrets of a twin (their
+// labels and annotations are named in api/wellknown).
 const (
-	// ReflectedLabel marks the objects of a twin namespace that the virtual
-	// kubelet created and therefore may update and delete; an object without
-	// it is never touched.
-	ReflectedLabel = "stretch.dev/reflected"
-	// OriginPodUIDAnnotation is the UID of the home pod a remote pod runs
-	// for: a home pod recreated with the same name (a StatefulSet's) gets a
-	// new remote pod, not the old one.
-	OriginPodUIDAnnotation = "stretch.dev/origin-pod-uid"
-	// OriginNameAnnotation is the name of the home object a reflected object
-	// stands for, when the names differ (service account tokens).
-	OriginNameAnnotation = "stretch.dev/origin-name"
-
-	// TokenSecretPrefix prefixes the Secrets that carry a home service
-	// account token into a twin namespace.
-	TokenSecretPrefix = "stretch-token-"
 	// Keys of a token Secret, named as in a kube-api-access volume.
 	TokenKey     = "token"
 	CACertKey    = "ca.crt"
@@ -55,19 +41,19 @@ type tokenRef struct {
 // secretName is the twin Secret that carries the token.
 func (t tokenRef) secretName() string {
 	if t.Audience == "" {
-		return TokenSecretPrefix + t.ServiceAccount
+		return wellknown.TokenSecretPrefix + t.ServiceAccount
 	}
 	sum := sha256.Sum256([]byte(t.Audience))
-	return TokenSecretPrefix + t.ServiceAccount + "-" + hex.EncodeToString(sum[:4])
+	return wellknown.TokenSecretPrefix + t.ServiceAccount + "-" + hex.EncodeToString(sum[:4])
 }
 
 // originLabels are the labels of everything the virtual kubelet creates in a
 // twin namespace.
 func originLabels(homeClusterID, homeNamespace string) map[string]string {
 	return map[string]string{
-		ReflectedLabel:                       "true",
-		peeringv1alpha1.OriginClusterIDLabel: homeClusterID,
-		peeringv1alpha1.OriginNamespaceLabel: homeNamespace,
+		wellknown.ReflectedLabel:       "true",
+		wellknown.OriginClusterIDLabel: homeClusterID,
+		wellknown.OriginNamespaceLabel: homeNamespace,
 	}
 }
 
@@ -75,7 +61,7 @@ func originLabels(homeClusterID, homeNamespace string) map[string]string {
 // the virtual kubelet of homeClusterID.
 func reflected(obj metav1.Object, homeClusterID string) bool {
 	l := obj.GetLabels()
-	return l[ReflectedLabel] == "true" && l[peeringv1alpha1.OriginClusterIDLabel] == homeClusterID
+	return l[wellknown.ReflectedLabel] == "true" && l[wellknown.OriginClusterIDLabel] == homeClusterID
 }
 
 // remoteMeta is the metadata of the twin of a home object: same name, the
@@ -108,10 +94,14 @@ func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMet
 //
 // References to the pod's namespace (downward API) keep meaning the home
 // namespace. With api known, its containers reach the home API server, not
-// the provider's (see apiServerEnv).
+// the provider's (see apiServerEnv). Its annotations list the label and
+// annotation keys it is given (see wellknown.RemotePodManagedLabelsAnnotation).
 func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: remoteMeta(home, twin, homeClusterID), Spec: *home.Spec.DeepCopy()}
-	metav1.SetMetaDataAnnotation(&p.ObjectMeta, OriginPodUIDAnnotation, string(home.UID))
+	metav1.SetMetaDataAnnotation(&p.ObjectMeta, wellknown.OriginPodUIDAnnotation, string(home.UID))
+	labels, annotations := keyList(p.Labels), keyList(p.Annotations)
+	p.Annotations[wellknown.RemotePodManagedLabelsAnnotation] = labels
+	p.Annotations[wellknown.RemotePodManagedAnnotationsAnnotation] = annotations
 
 	s := &p.Spec
 	s.NodeName = ""
@@ -150,6 +140,55 @@ func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) 
 		}
 	}
 	return p
+}
+
+// keyList is the sorted keys of m, comma-separated (label and annotation
+// keys have no comma).
+func keyList(m map[string]string) string {
+	return strings.Join(slices.Sorted(maps.Keys(m)), ",")
+}
+
+// managedKeys returns the keys listed in annotation of a remote pod's
+// annotations. A remote pod created by a release that did not list them
+// has not the annotation: the keys of want, what the home pod gives now,
+// stand for them (a key removed at home before the upgrade stays).
+func managedKeys(annotations map[string]string, annotation string, want map[string]string) []string {
+	v, ok := annotations[annotation]
+	if !ok {
+		return slices.Collect(maps.Keys(want))
+	}
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// syncKeys returns cur with the keys of want set and the keys of managed
+// that want no longer has removed; other keys, the provider's, stay.
+func syncKeys(cur, want map[string]string, managed []string) map[string]string {
+	for _, k := range managed {
+		if _, ok := want[k]; !ok {
+			delete(cur, k)
+		}
+	}
+	if len(want) > 0 && cur == nil {
+		cur = make(map[string]string, len(want))
+	}
+	maps.Copy(cur, want)
+	return cur
+}
+
+// updateRemoteMeta makes the labels and annotations of remote pod cur
+// those of want, the remote pod its home pod gives now, as far as Stretch
+// set them: keys of want are set, keys Stretch set before and want no
+// longer has (a label removed at home, to take the pod out of a Service)
+// are removed, and keys the provider added (a CNI's, an admission
+// webhook's) stay. The lists of keys Stretch set are updated with them.
+func updateRemoteMeta(cur *metav1.ObjectMeta, want metav1.ObjectMeta) {
+	labels := managedKeys(cur.Annotations, wellknown.RemotePodManagedLabelsAnnotation, want.Labels)
+	annotations := managedKeys(cur.Annotations, wellknown.RemotePodManagedAnnotationsAnnotation, want.Annotations)
+	cur.Labels = syncKeys(cur.Labels, want.Labels, labels)
+	cur.Annotations = syncKeys(cur.Annotations, want.Annotations, annotations)
 }
 
 // HomeAPIServer is where offloaded pods reach the home API server: the host

@@ -1,6 +1,7 @@
 package virtualkubelet
 
 import (
+	"maps"
 	"slices"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 )
 
@@ -46,7 +47,7 @@ func homePod() *corev1.Pod {
 			PriorityClassName:  "high",
 			PreemptionPolicy:   ptr.To(corev1.PreemptNever),
 			SchedulerName:      "default-scheduler",
-			RuntimeClassName:   ptr.To(peeringv1alpha1.RuntimeClassName),
+			RuntimeClassName:   ptr.To(wellknown.RuntimeClassName),
 			Overhead:           corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")},
 			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "stretch.dev/type", Operator: corev1.NodeSelectorOpIn, Values: []string{"virtual-node"}}}}}}}},
@@ -70,9 +71,12 @@ func TestRemotePod(t *testing.T) {
 	g.Expect(home).To(Equal(before), "the home pod is not modified")
 	g.Expect(r.Name).To(Equal("web-1"))
 	g.Expect(r.Namespace).To(Equal("shop-" + homeID))
-	g.Expect(r.Labels).To(Equal(map[string]string{"app": "web", ReflectedLabel: "true",
-		peeringv1alpha1.OriginClusterIDLabel: homeID, peeringv1alpha1.OriginNamespaceLabel: "shop"}))
-	g.Expect(r.Annotations).To(Equal(map[string]string{"note": "x", OriginPodUIDAnnotation: "uid-1"}))
+	g.Expect(r.Labels).To(Equal(map[string]string{"app": "web", wellknown.ReflectedLabel: "true",
+		wellknown.OriginClusterIDLabel: homeID, wellknown.OriginNamespaceLabel: "shop"}))
+	g.Expect(r.Annotations).To(Equal(map[string]string{"note": "x", wellknown.OriginPodUIDAnnotation: "uid-1",
+		wellknown.RemotePodManagedLabelsAnnotation:      "app," + wellknown.OriginClusterIDLabel + "," + wellknown.OriginNamespaceLabel + "," + wellknown.ReflectedLabel,
+		wellknown.RemotePodManagedAnnotationsAnnotation: "note," + wellknown.OriginPodUIDAnnotation,
+	}))
 	g.Expect(r.OwnerReferences).To(BeEmpty())
 	g.Expect(r.Finalizers).To(BeEmpty())
 
@@ -105,6 +109,101 @@ func TestRemotePod(t *testing.T) {
 	g.Expect(s.Volumes[0].Projected.DefaultMode).To(Equal(ptr.To[int32](0o644)))
 	g.Expect(s.Volumes[1]).To(Equal(before.Spec.Volumes[1]), "other volumes are kept")
 	g.Expect(tokensOf(home)).To(Equal([]tokenRef{{ServiceAccount: "builder"}}))
+}
+
+func TestUpdateRemoteMeta(t *testing.T) {
+	// The remote pod of a home pod with label app and annotation note, as
+	// created: origin keys and the lists of the keys Stretch set.
+	created := func() metav1.ObjectMeta {
+		home := homePod()
+		home.Annotations = map[string]string{"note": "x"}
+		return RemotePod(home, "twin", homeID, HomeAPIServer{}).ObjectMeta
+	}
+	// want is the remote pod the home pod gives after change.
+	want := func(change func(home *corev1.Pod)) metav1.ObjectMeta {
+		home := homePod()
+		home.Annotations = map[string]string{"note": "x"}
+		change(home)
+		return RemotePod(home, "twin", homeID, HomeAPIServer{}).ObjectMeta
+	}
+	origin := map[string]string{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: homeID, wellknown.OriginNamespaceLabel: "shop"}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := maps.Clone(m)
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	originLabelKeys := wellknown.OriginClusterIDLabel + "," + wellknown.OriginNamespaceLabel + "," + wellknown.ReflectedLabel
+	tests := []struct {
+		name string
+		// provider changes the remote pod as created; home the home pod.
+		provider func(*metav1.ObjectMeta)
+		home     func(*corev1.Pod)
+		labels   map[string]string
+		// annotations are the remote pod's, but for the lists of keys.
+		annotations        map[string]string
+		managedL, managedA string
+	}{{
+		name:        "nothing changed",
+		provider:    func(*metav1.ObjectMeta) {},
+		home:        func(*corev1.Pod) {},
+		labels:      with(origin, "app", "web"),
+		annotations: map[string]string{"note": "x", wellknown.OriginPodUIDAnnotation: "uid-1"},
+		managedL:    "app," + originLabelKeys, managedA: "note," + wellknown.OriginPodUIDAnnotation,
+	}, {
+		name: "keys removed at home go, the provider's stay",
+		provider: func(m *metav1.ObjectMeta) {
+			m.Labels["cni.example/net"] = "blue"
+			m.Annotations["provider.example/seen"] = "yes"
+		},
+		home:        func(p *corev1.Pod) { p.Labels = map[string]string{"tier": "front"}; p.Annotations = nil },
+		labels:      with(origin, "tier", "front", "cni.example/net", "blue"),
+		annotations: map[string]string{wellknown.OriginPodUIDAnnotation: "uid-1", "provider.example/seen": "yes"},
+		managedL:    originLabelKeys + ",tier", managedA: wellknown.OriginPodUIDAnnotation,
+	}, {
+		name:        "home's value wins over the provider's; a provider's key home takes up becomes Stretch's",
+		provider:    func(m *metav1.ObjectMeta) { m.Labels["app"] = "theirs"; m.Labels["team"] = "a" },
+		home:        func(p *corev1.Pod) { p.Labels["team"] = "b" },
+		labels:      with(origin, "app", "web", "team", "b"),
+		annotations: map[string]string{"note": "x", wellknown.OriginPodUIDAnnotation: "uid-1"},
+		managedL:    "app," + originLabelKeys + ",team", managedA: "note," + wellknown.OriginPodUIDAnnotation,
+	}, {
+		// Created by an older release: no lists. What the home pod has now
+		// counts as Stretch's; the rest, which may be the provider's, stays.
+		name: "a remote pod without the lists gets them, and loses nothing",
+		provider: func(m *metav1.ObjectMeta) {
+			delete(m.Annotations, wellknown.RemotePodManagedLabelsAnnotation)
+			delete(m.Annotations, wellknown.RemotePodManagedAnnotationsAnnotation)
+			m.Labels["cni.example/net"] = "blue"
+		},
+		home:        func(p *corev1.Pod) { delete(p.Labels, "app") },
+		labels:      with(origin, "app", "web", "cni.example/net", "blue"),
+		annotations: map[string]string{"note": "x", wellknown.OriginPodUIDAnnotation: "uid-1"},
+		managedL:    originLabelKeys, managedA: "note," + wellknown.OriginPodUIDAnnotation,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cur := created()
+			tt.provider(&cur)
+			w := want(tt.home)
+			before := w.DeepCopy()
+			updateRemoteMeta(&cur, w)
+			g.Expect(w).To(Equal(*before), "want is not modified")
+			g.Expect(cur.Labels).To(Equal(tt.labels))
+			g.Expect(cur.Annotations).To(Equal(with(tt.annotations, wellknown.RemotePodManagedLabelsAnnotation, tt.managedL, wellknown.RemotePodManagedAnnotationsAnnotation, tt.managedA)))
+		})
+	}
+
+	t.Run("once tracked, a key removed at home goes", func(t *testing.T) {
+		g := NewWithT(t)
+		cur := created()
+		delete(cur.Annotations, wellknown.RemotePodManagedLabelsAnnotation)
+		updateRemoteMeta(&cur, want(func(*corev1.Pod) {}))
+		updateRemoteMeta(&cur, want(func(p *corev1.Pod) { delete(p.Labels, "app") }))
+		g.Expect(cur.Labels).To(Equal(origin))
+	})
 }
 
 func TestRemotePodKeepsPodAffinityAndPlainProjections(t *testing.T) {
@@ -192,7 +291,7 @@ func TestReflectedObject(t *testing.T) {
 	g.Expect(r.Spec.ClusterIPs).To(BeNil())
 	g.Expect(r.Spec.Ports[0].NodePort).To(BeZero())
 	g.Expect(r.Spec.Selector).To(Equal(svc.Spec.Selector))
-	g.Expect(r.Labels).To(HaveKeyWithValue(ReflectedLabel, "true"))
+	g.Expect(r.Labels).To(HaveKeyWithValue(wellknown.ReflectedLabel, "true"))
 
 	// What the provider allocated does not make the object out of sync.
 	cur := r.DeepCopy()

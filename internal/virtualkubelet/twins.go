@@ -17,6 +17,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/naming"
 )
 
@@ -163,7 +164,7 @@ func (k *Kubelet) requested(ctx context.Context) func(*peeringv1alpha1.RemoteNam
 			return false
 		}
 		off := &offloadingv1alpha1.NamespaceOffloading{}
-		key := types.NamespacedName{Namespace: rn.Spec.HomeNamespace, Name: offloadingv1alpha1.NamespaceOffloadingName}
+		key := types.NamespacedName{Namespace: rn.Spec.HomeNamespace, Name: wellknown.NamespaceOffloadingName}
 		if err := k.Offloadings.Get(ctx, key, off); err != nil {
 			if !apierrors.IsNotFound(err) {
 				k.Log.Error(err, "reading the offloading of a twin", "namespace", rn.Spec.HomeNamespace)

@@ -26,6 +26,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 	"stretch.dev/stretch/internal/virtualkubelet"
@@ -51,14 +52,20 @@ func newG(t *testing.T) *WithT {
 // waits until it is Ready; it returns the twin's name.
 func offload(t *testing.T, g *WithT, ns string) string {
 	t.Helper()
-	g.Expect(client.IgnoreAlreadyExists(home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
+	return offloadFrom(t, g, home, homeID, ns)
+}
+
+// offloadFrom is offload from home cluster h, whose ID is id.
+func offloadFrom(t *testing.T, g *WithT, h *testenv.APIServer, id, ns string) string {
+	t.Helper()
+	g.Expect(client.IgnoreAlreadyExists(h.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
 	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"}}
-	g.Expect(home.Client.Create(ctx, off)).To(Succeed())
+	g.Expect(h.Client.Create(ctx, off)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off)).To(Succeed())
+		g.Expect(h.Client.Get(ctx, client.ObjectKeyFromObject(off), off)).To(Succeed())
 		g.Expect(off.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
 	}).Should(Succeed())
-	return ns + "-" + homeID
+	return ns + "-" + id
 }
 
 // boundPod is a pod bound to the virtual node of eu, as the scheduler binds
@@ -142,9 +149,9 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		g := newG(t)
 		g.Eventually(func(g Gomega) {
 			r := remotePod(g, twin, "web")
-			g.Expect(r.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginNamespaceLabel, ns))
-			g.Expect(r.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginClusterIDLabel, homeID))
-			g.Expect(r.Annotations).To(HaveKeyWithValue(virtualkubelet.OriginPodUIDAnnotation, string(pod.UID)))
+			g.Expect(r.Labels).To(HaveKeyWithValue(wellknown.OriginNamespaceLabel, ns))
+			g.Expect(r.Labels).To(HaveKeyWithValue(wellknown.OriginClusterIDLabel, homeID))
+			g.Expect(r.Annotations).To(HaveKeyWithValue(wellknown.OriginPodUIDAnnotation, string(pod.UID)))
 			g.Expect(r.Spec.NodeName).To(BeEmpty())
 			g.Expect(r.Spec.Volumes[0].Projected.Sources[0].Secret.Name).To(Equal("stretch-token-builder"))
 			g.Expect(r.Spec.Containers[0].Env).To(BeEmpty(), "without --api-server-url, env is left alone")
@@ -172,12 +179,12 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		token := string(s.Data[virtualkubelet.TokenKey])
 		// As if 80% of its life had passed.
 		edit(t, eu.Client, s, func(s *corev1.Secret) {
-			s.Annotations[virtualkubelet.TokenRefreshAnnotation] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+			s.Annotations[wellknown.TokenRefreshAnnotation] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 		})
 		g.Eventually(func(g Gomega) {
 			g.Expect(eu.Client.Get(ctx, key, s)).To(Succeed())
 			g.Expect(string(s.Data[virtualkubelet.TokenKey])).NotTo(Equal(token))
-			at, err := time.Parse(time.RFC3339, s.Annotations[virtualkubelet.TokenRefreshAnnotation])
+			at, err := time.Parse(time.RFC3339, s.Annotations[wellknown.TokenRefreshAnnotation])
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(at).To(BeTemporally(">", time.Now().Add(30*time.Minute)))
 		}).Should(Succeed())
@@ -308,7 +315,7 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 		got := &corev1.ConfigMap{}
 		g.Expect(eu.Client.Get(ctx, client.ObjectKeyFromObject(theirs), got)).To(Succeed())
 		g.Expect(got.Data).To(Equal(map[string]string{"owner": "provider"}))
-		g.Expect(got.Labels).NotTo(HaveKey(virtualkubelet.ReflectedLabel))
+		g.Expect(got.Labels).NotTo(HaveKey(wellknown.ReflectedLabel))
 
 		// Deleting the home one leaves it too.
 		g.Expect(home.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}})).To(Succeed())
@@ -374,6 +381,96 @@ func TestPodsRunOnTheProvider(t *testing.T) {
 				g.Expect(r.Spec.Containers[0].Image).To(Equal("nginx:1.29"))
 			}).Should(Succeed(), e.why)
 		}
+	})
+
+	webKey := metav1.ObjectMeta{Namespace: ns, Name: "web"}
+	t.Run("keys the provider adds to the remote pod stay; keys removed at home go", func(t *testing.T) {
+		g := newG(t)
+		edit(t, home.Client, &corev1.Pod{ObjectMeta: webKey}, func(p *corev1.Pod) {
+			metav1.SetMetaDataAnnotation(&p.ObjectMeta, "example.com/owner", "team-a")
+		})
+		g.Eventually(func(g Gomega) map[string]string { return remotePod(g, twin, "web").Annotations }).
+			Should(HaveKeyWithValue("example.com/owner", "team-a"))
+		// A CNI's label and an admission webhook's annotation, say.
+		edit(t, eu.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "web"}}, func(p *corev1.Pod) {
+			p.Labels["cni.example/network"] = "blue"
+			p.Annotations["provider.example/admitted"] = "yes"
+		})
+		// The user takes the pod out of a Service (its label goes) and
+		// drops an annotation; a new label makes the remote pod written.
+		edit(t, home.Client, &corev1.Pod{ObjectMeta: webKey}, func(p *corev1.Pod) {
+			delete(p.Labels, "tier")
+			delete(p.Annotations, "example.com/owner")
+			p.Labels["release"] = "2"
+		})
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "web")
+			g.Expect(r.Labels).To(HaveKeyWithValue("release", "2"))
+			g.Expect(r.Labels).NotTo(HaveKey("tier"), "removed at home, removed here")
+			g.Expect(r.Annotations).NotTo(HaveKey("example.com/owner"), "removed at home, removed here")
+			g.Expect(r.Labels).To(HaveKeyWithValue("cni.example/network", "blue"), "the provider's label stays")
+			g.Expect(r.Annotations).To(HaveKeyWithValue("provider.example/admitted", "yes"), "the provider's annotation stays")
+			g.Expect(strings.Split(r.Annotations[wellknown.RemotePodManagedLabelsAnnotation], ",")).To(ConsistOf(
+				"app", "release", wellknown.ReflectedLabel, wellknown.OriginClusterIDLabel, wellknown.OriginNamespaceLabel))
+		}).Should(Succeed())
+	})
+
+	t.Run("a remote pod an older release created, without the lists of keys, gets them at its next sync", func(t *testing.T) {
+		g := newG(t)
+		st.StopHome()
+		// As an older release left it: no lists; a key of the provider.
+		edit(t, eu.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "web"}}, func(p *corev1.Pod) {
+			delete(p.Annotations, wellknown.RemotePodManagedLabelsAnnotation)
+			delete(p.Annotations, wellknown.RemotePodManagedAnnotationsAnnotation)
+			p.Labels["legacy.example/zone"] = "a"
+		})
+		st.StartHome()
+		g.Eventually(func(g Gomega) {
+			r := remotePod(g, twin, "web")
+			// The home pod's keys of now count as set by Stretch.
+			g.Expect(strings.Split(r.Annotations[wellknown.RemotePodManagedLabelsAnnotation], ",")).To(ConsistOf(
+				"app", "release", wellknown.ReflectedLabel, wellknown.OriginClusterIDLabel, wellknown.OriginNamespaceLabel))
+			g.Expect(strings.Split(r.Annotations[wellknown.RemotePodManagedAnnotationsAnnotation], ",")).To(ConsistOf(wellknown.OriginPodUIDAnnotation))
+			g.Expect(r.Labels).To(HaveKeyWithValue("legacy.example/zone", "a"))
+		}).Should(Succeed())
+
+		// Tracked from now on: a label removed at home goes; the provider's stay.
+		edit(t, home.Client, &corev1.Pod{ObjectMeta: webKey}, func(p *corev1.Pod) { delete(p.Labels, "release") })
+		g.Eventually(func(g Gomega) map[string]string { return remotePod(g, twin, "web").Labels }).Should(And(
+			Not(HaveKey("release")), HaveKeyWithValue("legacy.example/zone", "a"), HaveKeyWithValue("cni.example/network", "blue")))
+	})
+
+	t.Run("a change of the active deadline reaches the remote pod", func(t *testing.T) {
+		g := newG(t)
+		// A running pod's deadline may be set, then only shortened.
+		for _, d := range []int64{600, 300} {
+			edit(t, home.Client, &corev1.Pod{ObjectMeta: webKey}, func(p *corev1.Pod) { p.Spec.ActiveDeadlineSeconds = ptr.To(d) })
+			g.Eventually(func(g Gomega) *int64 { return remotePod(g, twin, "web").Spec.ActiveDeadlineSeconds }).Should(Equal(ptr.To(d)))
+		}
+	})
+
+	t.Run("the remote pod is deleted with the home pod's grace period", func(t *testing.T) {
+		g := newG(t)
+		graceful := boundPod(ns, "graceful")
+		g.Expect(home.Client.Create(ctx, graceful)).To(Succeed())
+		var r *corev1.Pod
+		g.Eventually(func(g Gomega) { r = remotePod(g, twin, "graceful") }).Should(Succeed())
+		// Bound by the provider's scheduler: a pod on no node goes at once,
+		// whatever its grace period.
+		g.Expect(eu.Client.SubResource("binding").Create(ctx, r, &corev1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Target: corev1.ObjectReference{Kind: "Node", Name: "eu-node-1"}})).To(Succeed())
+		g.Expect(home.Client.Delete(ctx, graceful, client.GracePeriodSeconds(42))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			r = remotePod(g, twin, "graceful")
+			g.Expect(r.DeletionTimestamp).NotTo(BeNil())
+			g.Expect(r.DeletionGracePeriodSeconds).To(Equal(ptr.To[int64](42)))
+		}).Should(Succeed(), "the remote pod is Terminating with the home pod's grace period")
+		// No kubelet there: once its containers stopped, one would finish
+		// it; the home pod then goes, before its grace period is over.
+		g.Expect(eu.Client.Delete(ctx, r, client.GracePeriodSeconds(0))).To(Succeed())
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(graceful), &corev1.Pod{}))
+		}).Should(BeTrue(), "the home pod goes once the remote one is gone")
 	})
 
 	t.Run("a remote pod the provider does not finish: the home pod goes after its grace period", func(t *testing.T) {
@@ -690,7 +787,7 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Eventually(func() error {
 			probe := pod("probe", false)
 			probe.Namespace, probe.Spec.NodeName = twin, ""
-			probe.Labels = map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID}
+			probe.Labels = map[string]string{wellknown.OriginClusterIDLabel: homeID}
 			return eu.Client.Create(ctx, probe, client.DryRunAll)
 		}).Should(Succeed())
 		// Nothing else retries it this early: what frees a quota, a remote
@@ -701,5 +798,102 @@ func TestPodsTheProviderRefuses(t *testing.T) {
 		g.Expect(reasons(g, ns, "queued")).To(ContainElement(virtualkubelet.OffloadedReason))
 		g.Expect(counts(g, ns, "queued", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}))
 		g.Expect(counts(g, ns, "priv", offloadingv1alpha1.RefusedByProviderReason)).To(Equal([]int32{1}), "still refused, tried again, not said again")
+	})
+}
+
+// observations reads how many times a stage of
+// stretch_virtualkubelet_pod_offload_seconds was observed.
+func observations(g Gomega, st *fleet.Stretch, stage string) uint64 {
+	families, err := st.Metrics.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != "stretch_virtualkubelet_pod_offload_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label(m, "stage") == stage {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+// The metrics of a virtual kubelet, from a home cluster of their own, so
+// that nothing the other tests left counts: a pod offloaded (its stages),
+// the twin and the objects reflected into it, a pod the provider refuses.
+func TestMetrics(t *testing.T) {
+	g := newG(t)
+	const metricsHomeID = "5a1e9c3b-0d7f-4e2a-8b6c-1f9d3e7a2c40"
+	servers, err := testenv.StartAPIServers(t.TempDir(), "metrics-home")
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() {
+		if err := testenv.StopAPIServers(servers); err != nil {
+			t.Error(err)
+		}
+	})
+	mh := servers[0]
+	// Tried again only when something changes: each refused attempt below
+	// is counted once.
+	virtualkubelet.SetRefusalRetry(t, time.Hour, time.Hour, 0)
+	st := fleet.Run(t, mh, metricsHomeID, []fleet.Provider{{Server: eu}})
+	ns := "metered"
+	twin := offloadFrom(t, g, mh, metricsHomeID, ns)
+	peering := eu.Name
+
+	t.Run("a pod offloaded is observed at its stages; its twin and reflected objects are counted", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(mh.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{"color": "blue"}})).To(Succeed())
+		g.Expect(mh.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, StringData: map[string]string{"password": "s3cret"}})).To(Succeed())
+		g.Expect(mh.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})).To(Succeed())
+
+		// Bound as the scheduler binds it: the binding's PodScheduled
+		// condition is when the stages are measured from.
+		pod := boundPod(ns, "web")
+		pod.Spec.NodeName, pod.Spec.ServiceAccountName, pod.Spec.Volumes = "", "", nil
+		g.Expect(mh.Client.Create(ctx, pod)).To(Succeed())
+		g.Expect(mh.Client.SubResource("binding").Create(ctx, pod, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name},
+			Target: corev1.ObjectReference{Kind: "Node", Name: peeringv1alpha1.VirtualNodeName(eu.Name)}})).To(Succeed())
+		g.Eventually(func(g Gomega) uint64 { return observations(g, st, "remote-created") }).Should(BeEquivalentTo(1))
+		g.Expect(observations(g, st, "running")).To(BeZero())
+
+		r := remotePod(g, twin, "web")
+		r.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+		g.Expect(eu.Client.Status().Update(ctx, r)).To(Succeed())
+		g.Eventually(func(g Gomega) uint64 { return observations(g, st, "running") }).Should(BeEquivalentTo(1))
+
+		g.Eventually(func(g Gomega) float64 { return gauge(g, st, "stretch_virtualkubelet_twin_namespaces", "") }).Should(BeEquivalentTo(1))
+		for _, kind := range []string{virtualkubelet.KindConfigMap, virtualkubelet.KindSecret, virtualkubelet.KindService} {
+			g.Eventually(func(g Gomega) float64 { return gauge(g, st, "stretch_virtualkubelet_reflected_objects", kind) }).Should(BeEquivalentTo(1), kind)
+		}
+		// Every series is the peering's.
+		families, err := st.Metrics.Gather()
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				g.Expect(label(m, "peering")).To(Equal(peering), f.GetName())
+			}
+		}
+	})
+
+	t.Run("a pod the provider refuses moves the refusals and the errors", func(t *testing.T) {
+		g := newG(t)
+		// The provider's twins are at Pod Security level baseline.
+		twinNS := &corev1.Namespace{}
+		g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: twin}, twinNS)).To(Succeed())
+		g.Expect(twinNS.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "baseline"))
+		errorsBefore := counter(g, st, "stretch_virtualkubelet_errors_total", "operation", "create-pod")
+		g.Expect(counter(g, st, "stretch_virtualkubelet_pod_refusals_total", "reason", "Forbidden")).To(BeZero())
+
+		priv := boundPod(ns, "priv")
+		priv.Spec.ServiceAccountName, priv.Spec.Volumes = "", nil
+		priv.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+		g.Expect(mh.Client.Create(ctx, priv)).To(Succeed())
+		g.Eventually(func(g Gomega) float64 {
+			return counter(g, st, "stretch_virtualkubelet_pod_refusals_total", "reason", "Forbidden")
+		}).Should(BeEquivalentTo(1))
+		g.Expect(counter(g, st, "stretch_virtualkubelet_errors_total", "operation", "create-pod")).To(Equal(errorsBefore + 1))
+		g.Expect(observations(g, st, "remote-created")).To(BeEquivalentTo(1), "a refused pod is not observed")
 	})
 }

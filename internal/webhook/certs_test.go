@@ -15,20 +15,21 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/webhook"
 	"stretch.dev/stretch/internal/webhook/certs"
+	"stretch.dev/stretch/internal/webhook/webhooktest"
 )
 
 // caBundles returns the CAs each webhook configuration trusts.
 func caBundles(g Gomega) [][]*x509.Certificate {
 	ctx := context.Background()
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.PodPlacementWebhookName}, m)).To(Succeed())
 	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.OffloadingWebhookName}, v)).To(Succeed())
 	return [][]*x509.Certificate{certs.ParseCertificates(m.Webhooks[0].ClientConfig.CABundle), certs.ParseCertificates(v.Webhooks[0].ClientConfig.CABundle)}
 }
 
@@ -39,35 +40,35 @@ func caBundles(g Gomega) [][]*x509.Certificate {
 // certificates' backdating, so that their validity holds in real time too.
 func TestCertificateRotation(t *testing.T) {
 	clock := testingclock.NewFakeClock(time.Now())
-	s, addr := serve(t, certs.Options{Clock: clock, CertValidity: 6 * time.Minute, CAValidity: 9 * time.Minute, CheckInterval: time.Hour})
+	s, addr := webhooktest.Serve(t, home, certs.Options{Clock: clock, CertValidity: 6 * time.Minute, CAValidity: 9 * time.Minute, CheckInterval: time.Hour})
 	ctx := context.Background()
 	g := NewWithT(t)
 	stillPlaced := func() {
 		t.Helper()
 		g.Eventually(func(g Gomega) {
-			g.Expect(create(g, pod("probe-testcertificaterotation", nil), true).Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
+			g.Expect(webhooktest.Create(g, home, webhooktest.Pod("probe-testcertificaterotation", nil), true).Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 		}).WithTimeout(10 * time.Second).Should(Succeed())
 	}
 
 	secret := &corev1.Secret{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: webhook.CertificateSecretName}, secret)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.WebhookCertificateSecretName}, secret)).To(Succeed())
 	g.Expect(secret.Type).To(Equal(corev1.SecretTypeTLS))
 	g.Expect(secret.Data).To(HaveKey(corev1.TLSCertKey))
 	g.Expect(secret.Data).To(HaveKey(corev1.TLSPrivateKeyKey))
 	g.Expect(secret.Data).To(HaveKey(certs.CAKey))
 	g.Expect(secret.Data).To(HaveKey(certs.CAPrivateKey))
-	first := servedSerial(g, addr)
+	first := webhooktest.ServedSerial(g, addr)
 	firstCA := caBundles(g)[0]
 	g.Expect(firstCA).To(HaveLen(1))
 
 	// Nothing is due yet: a check changes nothing.
 	g.Expect(s.Rotator.Check(ctx)).To(Succeed())
-	g.Expect(servedSerial(g, addr)).To(Equal(first))
+	g.Expect(webhooktest.ServedSerial(g, addr)).To(Equal(first))
 
 	// Past two thirds of the serving certificate's life: a new one, same CA.
 	clock.Step(3 * time.Minute)
 	g.Expect(s.Rotator.Check(ctx)).To(Succeed())
-	second := servedSerial(g, addr)
+	second := webhooktest.ServedSerial(g, addr)
 	g.Expect(second).NotTo(Equal(first))
 	g.Expect(caBundles(g)[0]).To(Equal(firstCA))
 	stillPlaced()
@@ -80,17 +81,17 @@ func TestCertificateRotation(t *testing.T) {
 		g.Expect(bundle).To(HaveLen(2))
 		g.Expect(bundle[1].Equal(firstCA[0])).To(BeTrue(), "the old CA is still trusted")
 	}
-	g.Expect(servedSerial(g, addr)).To(Equal(second))
+	g.Expect(webhooktest.ServedSerial(g, addr)).To(Equal(second))
 	stillPlaced()
 
 	g.Expect(s.Rotator.Check(ctx)).To(Succeed())
-	third := servedSerial(g, addr)
+	third := webhooktest.ServedSerial(g, addr)
 	g.Expect(third).NotTo(Equal(second), "then a certificate of the new CA")
 	stillPlaced()
 
 	// A deleted configuration comes back at the next check.
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	m.Name = webhook.MutatingConfigurationName
+	m.Name = wellknown.PodPlacementWebhookName
 	g.Expect(home.Client.Delete(ctx, m)).To(Succeed())
 	g.Expect(s.Rotator.Check(ctx)).To(Succeed())
 	stillPlaced()
@@ -100,7 +101,7 @@ func TestCertificateRotation(t *testing.T) {
 	secret.Data[corev1.TLSCertKey] = []byte("garbage")
 	g.Expect(home.Client.Update(ctx, secret)).To(Succeed())
 	g.Expect(s.Rotator.Check(ctx)).To(Succeed())
-	g.Expect(servedSerial(g, addr)).NotTo(Equal(third))
+	g.Expect(webhooktest.ServedSerial(g, addr)).NotTo(Equal(third))
 	stillPlaced()
 }
 
@@ -112,12 +113,12 @@ func TestConfigurationsInjectedOnceServing(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
 	// The Secret's namespace: this test may run alone.
-	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	webhooktest.Identity(t, home)
 	var rotator *certs.Rotator
 	injected := 0
 	rotator = certs.New(certs.Options{
 		Client: home.Client, Reader: home.Client,
-		Secret: client.ObjectKey{Namespace: identity.SystemNamespace, Name: "certs-injected-once-serving"},
+		Secret: client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: "certs-injected-once-serving"},
 		Hosts:  []string{"127.0.0.1"},
 		Inject: func(context.Context, []byte) error {
 			injected++
@@ -137,9 +138,9 @@ func TestConfigurationsInjectedOnceServing(t *testing.T) {
 func TestRotatorStartRotates(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
-	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
+	webhooktest.Identity(t, home)
 	clock := testingclock.NewFakeClock(time.Now())
-	key := client.ObjectKey{Namespace: identity.SystemNamespace, Name: "certs-start-loop"}
+	key := client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: "certs-start-loop"}
 	rotator := certs.New(certs.Options{
 		Client: home.Client, Reader: home.Client, Secret: key, Hosts: []string{"127.0.0.1"},
 		Inject: func(context.Context, []byte) error { return nil },
@@ -182,8 +183,8 @@ func TestRotatorStartRotates(t *testing.T) {
 func TestInClusterEndpoint(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
-	g.Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
-	svc := client.ObjectKey{Namespace: identity.SystemNamespace, Name: "stretch-webhook"}
+	webhooktest.Identity(t, home)
+	svc := client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: "stretch-webhook"}
 	addr := testenv.FreeAddr(t)
 	s, err := webhook.NewServing(addr, webhook.Endpoint{Service: svc}, certs.Options{})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -201,22 +202,22 @@ func TestInClusterEndpoint(t *testing.T) {
 	}
 	g.Eventually(func(g Gomega) {
 		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.PodPlacementWebhookName}, m)).To(Succeed())
 		g.Expect(m.Webhooks).To(HaveLen(2))
 		g.Expect(m.Webhooks[0].ClientConfig.Service).NotTo(BeNil(), "still the configuration of a test before")
 		// The validating configuration is applied after the mutating one.
 		v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
+		g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.OffloadingWebhookName}, v)).To(Succeed())
 		g.Expect(v.Webhooks).To(HaveLen(1))
 		g.Expect(v.Webhooks[0].ClientConfig.Service).NotTo(BeNil(), "still the configuration of a test before")
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.MutatingConfigurationName}, m)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.PodPlacementWebhookName}, m)).To(Succeed())
 	for _, wh := range m.Webhooks {
 		check(wh.Name, wh.ClientConfig, "/mutate-pod")
 	}
 	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: webhook.ValidatingConfigurationName}, v)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: wellknown.OffloadingWebhookName}, v)).To(Succeed())
 	check(v.Webhooks[0].Name, v.Webhooks[0].ClientConfig, "/validate-namespaceoffloading")
 
 	for _, bundle := range bundles {

@@ -29,24 +29,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook/certs"
-	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
-	podwebhook "stretch.dev/stretch/internal/webhook/pod"
+	"stretch.dev/stretch/internal/webhook/offloadingvalidation"
+	"stretch.dev/stretch/internal/webhook/podplacement"
 	"stretch.dev/stretch/internal/webhook/twinpod"
 )
 
-// Names of the webhook configurations and of the Secret with their
-// certificates; 'stretchctl uninstall' deletes them.
+// Paths of the webhooks on the server, and the field owner of their
+// configurations (named in api/wellknown).
 const (
-	MutatingConfigurationName   = "stretch-pod-placement"
-	ValidatingConfigurationName = "stretch-namespaceoffloading-validation"
-	TwinPodsConfigurationName   = "stretch-twin-pod-admission"
-	CertificateSecretName       = "stretch-webhook-certs"
-
 	podPath        = "/mutate-pod"
 	offloadingPath = "/validate-namespaceoffloading"
 	twinPodPath    = "/validate-twin-pod"
@@ -99,13 +94,13 @@ func (e Endpoint) clientConfig(path string, caBundle []byte) admissionregistrati
 // Match conditions of the two pod webhooks: a pod is sent to exactly one of
 // them, so that it is placed once (reinvocation is off).
 const (
-	runtimeClassCondition    = "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == '" + peeringv1alpha1.RuntimeClassName + "'"
+	runtimeClassCondition    = "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == '" + wellknown.RuntimeClassName + "'"
 	notRuntimeClassCondition = "!(" + runtimeClassCondition + ")"
 )
 
 // systemNamespaces never call the runtime-class pod webhook: the manager's
 // own pods and the cluster's must not wait for it.
-var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", identity.SystemNamespace}
+var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", wellknown.SystemNamespace}
 
 // Set is the webhook configurations of a manager.
 type Set struct {
@@ -147,12 +142,12 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 	}
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: MutatingConfigurationName},
+		ObjectMeta: metav1.ObjectMeta{Name: wellknown.PodPlacementWebhookName},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
 			// Most pods: only namespaces whose pods may go to providers call it.
 			podWebhook("pods.offloading.stretch.dev",
 				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: offloadingv1alpha1.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
+					Key: wellknown.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
 				admissionregistrationv1.MatchCondition{Name: "not-runtime-class-stretch", Expression: notRuntimeClassCondition}),
 			// Pods of runtime class stretch go to providers whatever the
 			// strategy, so also from namespaces without the label (Local, or
@@ -164,24 +159,12 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 				admissionregistrationv1.MatchCondition{Name: "runtime-class-stretch", Expression: runtimeClassCondition}),
 		},
 	}
-	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: ValidatingConfigurationName},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         "namespaceoffloadings.offloading.stretch.dev",
-			ClientConfig: e.clientConfig(offloadingPath, caBundle),
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{APIGroups: []string{offloadingv1alpha1.GroupVersion.Group}, APIVersions: []string{offloadingv1alpha1.GroupVersion.Version},
-					Resources: []string{"namespaceoffloadings"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
-			}},
-			FailurePolicy:           &fail,
-			MatchPolicy:             &equivalent,
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
-			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}
+	validating := validatingConfiguration(wellknown.OffloadingWebhookName, admissionregistrationv1.ValidatingWebhook{
+		Name:         "namespaceoffloadings.offloading.stretch.dev",
+		ClientConfig: e.clientConfig(offloadingPath, caBundle),
+		Rules: createOrUpdate(admissionregistrationv1.Rule{APIGroups: []string{offloadingv1alpha1.GroupVersion.Group}, APIVersions: []string{offloadingv1alpha1.GroupVersion.Version},
+			Resources: []string{"namespaceoffloadings"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)}),
+	})
 	return Set{PodPlacement: mutating, Offloading: validating, TwinPods: twinPods(e, caBundle)}
 }
 
@@ -190,25 +173,39 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 // fails closed: a provider whose manager is down admits no pod into twins
 // rather than pods its policy would refuse; the home cluster retries.
 func twinPods(e Endpoint, caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return validatingConfiguration(wellknown.TwinPodsWebhookName, admissionregistrationv1.ValidatingWebhook{
+		Name:         "twinpods.peering.stretch.dev",
+		ClientConfig: e.clientConfig(twinPodPath, caBundle),
+		Rules: createOrUpdate(admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)}),
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: wellknown.OriginClusterIDLabel, Operator: metav1.LabelSelectorOpExists}}},
+	})
+}
+
+// validatingConfiguration is a configuration of the one webhook wh, with
+// what all of Stretch's validating webhooks share: they fail closed, match
+// equivalent versions, have no side effects and answer within the timeout.
+func validatingConfiguration(name string, wh admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	wh.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+	wh.MatchPolicy = ptr.To(admissionregistrationv1.Equivalent)
+	wh.SideEffects = ptr.To(admissionregistrationv1.SideEffectClassNone)
+	wh.TimeoutSeconds = ptr.To[int32](timeoutSeconds)
+	wh.AdmissionReviewVersions = []string{"v1"}
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: TwinPodsConfigurationName},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         "twinpods.peering.stretch.dev",
-			ClientConfig: e.clientConfig(twinPodPath, caBundle),
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
-			}},
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: peeringv1alpha1.OriginClusterIDLabel, Operator: metav1.LabelSelectorOpExists}}},
-			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
-			MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
-			TimeoutSeconds:          ptr.To[int32](timeoutSeconds),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{wh},
 	}
+}
+
+// createOrUpdate are the rules of a webhook called on creates and updates of
+// rule's resources.
+func createOrUpdate(rule admissionregistrationv1.Rule) []admissionregistrationv1.RuleWithOperations {
+	return []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule:       rule,
+	}}
 }
 
 // Serving is a manager's webhook server and the rotator of its
@@ -263,10 +260,10 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 	}
 	c := s.certs
 	c.Client, c.Reader = mgr.GetClient(), mgr.GetAPIReader()
-	c.Secret = types.NamespacedName{Namespace: identity.SystemNamespace, Name: CertificateSecretName}
+	c.Secret = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: wellknown.WebhookCertificateSecretName}
 	c.Hosts = hosts
 	c.Inject = func(ctx context.Context, caBundle []byte) error {
-		return apply(ctx, mgr.GetClient(), s.Endpoint, caBundle)
+		return applyConfigurations(ctx, mgr.GetClient(), s.Endpoint, caBundle)
 	}
 	s.Rotator = certs.New(c)
 	if err := mgr.Add(s.Rotator); err != nil {
@@ -278,9 +275,9 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 		}
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(podPath, &admission.Webhook{Handler: &podwebhook.Handler{
+	srv.Register(podPath, &admission.Webhook{Handler: &podplacement.Handler{
 		Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme()), Recorder: mgr.GetEventRecorder("stretch-pod-webhook")}})
-	srv.Register(offloadingPath, &admission.Webhook{Handler: &offloadingwebhook.Handler{
+	srv.Register(offloadingPath, &admission.Webhook{Handler: &offloadingvalidation.Handler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Decoder: admission.NewDecoder(mgr.GetScheme()),
 		Home: &identity.IDCache{Reader: mgr.GetAPIReader()}}})
 	srv.Register(twinPodPath, &admission.Webhook{Handler: &twinpod.Handler{
@@ -295,10 +292,10 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 	})
 }
 
-// apply server-side applies the configurations.
-func apply(ctx context.Context, c client.Client, e Endpoint, caBundle []byte) error {
+// applyConfigurations server-side applies the configurations.
+func applyConfigurations(ctx context.Context, c client.Client, e Endpoint, caBundle []byte) error {
 	for _, obj := range Configurations(e, caBundle).Objects() {
-		if err := objects.ApplyAs(ctx, c, fieldOwner, obj); err != nil {
+		if err := apply.As(ctx, c, fieldOwner, obj); err != nil {
 			return err
 		}
 	}

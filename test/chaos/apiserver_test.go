@@ -13,6 +13,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // offloaded is the home namespace offloaded (strategy Remote), rolled out and
@@ -80,7 +81,7 @@ func TestProviderAPIServerKilled(t *testing.T) {
 			g.Expect(requests).To(HaveLen(1), "one request")
 			g.Expect(nss).To(HaveLen(1), "one twin")
 			g.Expect(nss[0].Name).To(Equal(twin))
-			g.Expect(nss[0].Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, w.homeID))
+			g.Expect(nss[0].Annotations).To(HaveKeyWithValue(wellknown.RemoteNamespaceOriginAnnotation, w.homeID))
 		}).Should(Succeed(), "offloaded: Ready, one twin")
 		nothingLost(t, g)
 	})
@@ -142,7 +143,7 @@ func TestProviderAPIServerKilled(t *testing.T) {
 			}
 			ns := &corev1.Namespace{}
 			g.Expect(w.home.Client.Get(ctx, client.ObjectKey{Name: offloaded}, ns)).To(Succeed())
-			g.Expect(ns.Labels).NotTo(HaveKey(offloadingv1alpha1.SchedulingEnabledLabel))
+			g.Expect(ns.Labels).NotTo(HaveKey(wellknown.SchedulingEnabledLabel))
 		}).Should(Succeed(), "unoffloaded: nothing left on the provider, the pods back home")
 		nothingLost(t, g)
 	})

@@ -2,7 +2,7 @@
 // kube-controller-manager, kube-scheduler and kwok nodes) that Stretch
 // converges when a provider's kube-apiserver is killed (SIGKILL) and started
 // again during an offload, a pod rollout and an unoffload, and that nothing
-// is lost or touched that should not be (issue 10, parts 1 and 2): a
+// is lost or touched that should not be: a
 // pre-existing provider namespace with a twin's name, and every other object
 // on the provider that Stretch did not create, stay byte-for-byte the same
 // (resourceVersion and uid included) after every scenario; no remote pod is

@@ -13,11 +13,11 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
-	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
 // suite names the artifacts folder: _artifacts/chaos/.
@@ -160,8 +160,8 @@ func (w *world) twins(g Gomega, ns string) ([]peeringv1alpha1.RemoteNamespace, [
 	}
 	nss := &corev1.NamespaceList{}
 	g.Expect(w.provider.Client.List(ctx, nss, client.MatchingLabels{
-		peeringv1alpha1.OriginClusterIDLabel: w.homeID,
-		peeringv1alpha1.OriginNamespaceLabel: ns,
+		wellknown.OriginClusterIDLabel: w.homeID,
+		wellknown.OriginNamespaceLabel: ns,
 	})).To(Succeed())
 	return requests, nss.Items
 }
@@ -171,12 +171,12 @@ func (w *world) twins(g Gomega, ns string) ([]peeringv1alpha1.RemoteNamespace, [
 func (w *world) remotePods(g Gomega, ns string) map[string][]corev1.Pod {
 	list := &corev1.PodList{}
 	g.Expect(w.provider.Client.List(ctx, list, client.MatchingLabels{
-		peeringv1alpha1.OriginClusterIDLabel: w.homeID,
-		peeringv1alpha1.OriginNamespaceLabel: ns,
+		wellknown.OriginClusterIDLabel: w.homeID,
+		wellknown.OriginNamespaceLabel: ns,
 	})).To(Succeed())
 	out := map[string][]corev1.Pod{}
 	for _, p := range list.Items {
-		uid := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
+		uid := p.Annotations[wellknown.OriginPodUIDAnnotation]
 		out[uid] = append(out[uid], p)
 	}
 	return out

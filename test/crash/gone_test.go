@@ -12,7 +12,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -56,7 +56,7 @@ func TestProviderGoneForGood(t *testing.T) {
 		g.Expect(out).To(ContainSubstring(p), "the remote pod of %s is named as left", p)
 	}
 	g.Expect(out).To(ContainSubstring("✓ namespace " + ns + " unoffloaded"))
-	err = s.home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}, &offloadingv1alpha1.NamespaceOffloading{})
+	err = s.home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}, &offloadingv1alpha1.NamespaceOffloading{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "NamespaceOffloading gone, no finalizer stuck: %v", err)
 
 	out, err = s.stretchctl("unpeer", providerName, "--force", "--kubeconfig", s.home.Kubeconfig)
@@ -71,7 +71,7 @@ func TestProviderGoneForGood(t *testing.T) {
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "RemoteCluster gone: %v", err)
 		err = s.home.Client.Get(ctx, client.ObjectKey{Name: vnode}, &corev1.Node{})
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "virtual node gone: %v", err)
-		err = s.home.Client.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: peering.SecretName(providerName)}, &corev1.Secret{})
+		err = s.home.Client.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(providerName)}, &corev1.Secret{})
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "kubeconfig Secret gone: %v", err)
 		offs := &offloadingv1alpha1.NamespaceOffloadingList{}
 		g.Expect(s.home.Client.List(ctx, offs)).To(Succeed())
@@ -88,5 +88,5 @@ func TestProviderGoneForGood(t *testing.T) {
 	}).WithTimeout(3*time.Minute).Should(Succeed(), "home clean after the provider is gone")
 	home := &corev1.Namespace{}
 	g.Expect(s.home.Client.Get(ctx, client.ObjectKey{Name: ns}, home)).To(Succeed())
-	g.Expect(home.Labels).NotTo(HaveKey(offloadingv1alpha1.SchedulingEnabledLabel))
+	g.Expect(home.Labels).NotTo(HaveKey(wellknown.SchedulingEnabledLabel))
 }

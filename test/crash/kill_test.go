@@ -16,6 +16,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // replicas is the size of the Deployment of each offloaded namespace.
@@ -106,7 +107,7 @@ func (s *stretch) operations() []operation {
 		start: func(g *WithT, ns string) {
 			g.Expect(s.home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 			s.create(g, &offloadingv1alpha1.NamespaceOffloading{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName},
 				Spec:       offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy},
 			})
 		},
@@ -123,10 +124,10 @@ func (s *stretch) operations() []operation {
 			g.Expect(snap.requests).To(HaveLen(1))
 			g.Expect(snap.twins).To(HaveLen(1))
 			g.Expect(snap.twins[0].Name).To(Equal(s.twinName(ns)))
-			g.Expect(snap.twins[0].Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, s.homeID))
+			g.Expect(snap.twins[0].Annotations).To(HaveKeyWithValue(wellknown.RemoteNamespaceOriginAnnotation, s.homeID))
 			home := &corev1.Namespace{}
 			g.Expect(s.home.Client.Get(ctx, client.ObjectKey{Name: ns}, home)).To(Succeed())
-			g.Expect(home.Labels).To(HaveKeyWithValue(offloadingv1alpha1.SchedulingEnabledLabel, "true"))
+			g.Expect(home.Labels).To(HaveKeyWithValue(wellknown.SchedulingEnabledLabel, "true"))
 		},
 	}, {
 		name: "pod offload",
@@ -175,7 +176,7 @@ func (s *stretch) operations() []operation {
 		name: "unoffload",
 		start: func(g *WithT, ns string) {
 			g.Expect(client.IgnoreNotFound(s.home.Client.Delete(ctx, &offloadingv1alpha1.NamespaceOffloading{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName},
 			}))).To(Succeed())
 		},
 		points: []point{
@@ -196,7 +197,7 @@ func (s *stretch) operations() []operation {
 			}
 			home := &corev1.Namespace{}
 			g.Expect(s.home.Client.Get(ctx, client.ObjectKey{Name: ns}, home)).To(Succeed())
-			g.Expect(home.Labels).NotTo(HaveKey(offloadingv1alpha1.SchedulingEnabledLabel))
+			g.Expect(home.Labels).NotTo(HaveKey(wellknown.SchedulingEnabledLabel))
 		},
 	}}
 }

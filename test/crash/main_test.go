@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
@@ -110,7 +111,7 @@ func (s *stretch) stretchctl(args ...string) (string, error) {
 // add 15 s to every kill.
 func (s *stretch) killHome(g *WithT) {
 	s.manager.Kill()
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: "stretch-controller-manager"}}
 	g.Expect(client.IgnoreNotFound(s.home.Client.Delete(ctx, lease))).To(Succeed())
 	s.manager = testenv.RunManager(s.t, suite, s.home, false)
 }

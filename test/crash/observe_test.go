@@ -12,7 +12,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/virtualkubelet"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // snapshot is what home and the provider hold for one home namespace.
@@ -41,7 +41,7 @@ func (s *stretch) twinName(ns string) string { return ns + "-" + s.homeID }
 func (s *stretch) observe(g Gomega, ns string) snapshot {
 	var snap snapshot
 	off := &offloadingv1alpha1.NamespaceOffloading{}
-	switch err := s.home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}, off); {
+	switch err := s.home.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}, off); {
 	case apierrors.IsNotFound(err):
 	default:
 		g.Expect(err).NotTo(HaveOccurred())
@@ -55,16 +55,16 @@ func (s *stretch) observe(g Gomega, ns string) snapshot {
 		}
 	}
 	nss := &corev1.NamespaceList{}
-	g.Expect(s.provider.Client.List(ctx, nss, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+	g.Expect(s.provider.Client.List(ctx, nss, client.MatchingLabels{wellknown.OriginNamespaceLabel: ns})).To(Succeed())
 	snap.twins = nss.Items
 	pods := &corev1.PodList{}
 	g.Expect(s.home.Client.List(ctx, pods, client.InNamespace(ns))).To(Succeed())
 	snap.homePods = pods.Items
 	remote := &corev1.PodList{}
-	g.Expect(s.provider.Client.List(ctx, remote, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+	g.Expect(s.provider.Client.List(ctx, remote, client.MatchingLabels{wellknown.OriginNamespaceLabel: ns})).To(Succeed())
 	snap.remote = map[types.UID][]corev1.Pod{}
 	for _, p := range remote.Items {
-		uid := types.UID(p.Annotations[virtualkubelet.OriginPodUIDAnnotation])
+		uid := types.UID(p.Annotations[wellknown.OriginPodUIDAnnotation])
 		snap.remote[uid] = append(snap.remote[uid], p)
 	}
 	cm := &corev1.ConfigMap{}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,11 @@ import (
 )
 
 // What 'make demo' runs: the story comes up, says what to type, refuses to
-// start twice, and 'make demo-down' leaves nothing running.
+// start twice, and 'make demo-down' leaves nothing running. On the way, as
+// a newcomer reads them: the virtual nodes show Stretch's version and the
+// providers' OS image and runtime, the clusters give pods and Services IPs
+// from ranges of their own, and 'kubectl logs' and 'kubectl exec' on home
+// pods answer from the provider's kwok.
 func TestDemo(t *testing.T) {
 	g := NewWithT(t)
 	root, err := machine.RepoRoot()
@@ -47,8 +52,15 @@ func TestDemo(t *testing.T) {
 	} {
 		g.Expect(string(out)).To(ContainSubstring(want))
 	}
-	g.Expect(regexp.MustCompile(`(?m)^\s+stretch-provider-(eu|us)\s+Ready\s+<none>\s+\S+\s+virtual-node\s+(eu|us)\s+kwok$`).FindAllString(string(out), -1)).To(HaveLen(2))
-	g.Expect(regexp.MustCompile(`(?m)^\s+hello-\S+\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+stretch-provider-(eu|us)\s`).FindAllString(string(out), -1)).To(HaveLen(4))
+	// -o wide: Stretch's version as the kubelet's; the OS image, kernel
+	// (kubectl adds the architecture) and runtime of the providers' kwok
+	// nodes.
+	g.Expect(regexp.MustCompile(`(?m)^\s+stretch-provider-(eu|us)\s+Ready\s+<none>\s+\S+\s+v\d+\.\d+\.\d+-\S*stretch\S*\s+127\.0\.0\.1\s+<none>\s+`+
+		regexp.QuoteMeta(kwok.NodeOSImage)+`\s+kwok-\S+ \(amd64\)\s+kwok-\S+\s+virtual-node\s+(eu|us)\s+kwok$`).FindAllString(string(out), -1)).To(HaveLen(2))
+	pods := regexp.MustCompile(`(?m)^\s+pod/(hello-\S+)\s+1/1\s+Running\s+0\s+\S+\s+(\S+)\s+stretch-(provider-eu|provider-us)\s`).FindAllStringSubmatch(string(out), -1)
+	g.Expect(pods).To(HaveLen(4))
+	expectDistinctRanges(g, string(out), dir, pods)
+	expectLogsAndExec(g, string(out), dir, pods)
 	for _, role := range []string{"home", "provider-eu", "provider-us"} {
 		g.Expect(filepath.Join(dir, "kubeconfig-"+role)).To(BeAnExistingFile())
 	}
@@ -80,6 +92,82 @@ func TestDemo(t *testing.T) {
 	for _, m := range st.Managers {
 		g.Expect(machine.ProcessRunning(m.PID)).To(BeFalse(), "manager pid %d", m.PID)
 	}
+}
+
+// expectDistinctRanges checks that each cluster of the demo has pod and
+// Service ranges of its own, as its table says, and that the home pods
+// (pods: name, IP, provider) show the IPs of their provider's range and
+// every Service an IP of its cluster's range.
+func expectDistinctRanges(g Gomega, out, dir string, pods [][]string) {
+	podCIDRs, serviceCIDRs := map[string]netip.Prefix{}, map[string]netip.Prefix{}
+	var all []netip.Prefix
+	for _, m := range regexp.MustCompile(`(?m)^\s+(home|provider-eu|provider-us)\s+https://127\.0\.0\.1:\d+\s+(\S+)\s+(\S+)$`).FindAllStringSubmatch(out, -1) {
+		podCIDRs[m[1]], serviceCIDRs[m[1]] = netip.MustParsePrefix(m[2]), netip.MustParsePrefix(m[3])
+		all = append(all, podCIDRs[m[1]], serviceCIDRs[m[1]])
+	}
+	g.Expect(podCIDRs).To(HaveLen(3), "the table of clusters")
+	for i, a := range all {
+		for _, b := range all[i+1:] {
+			g.Expect(a.Overlaps(b)).To(BeFalse(), "ranges %s and %s", a, b)
+		}
+	}
+	ips := map[string]string{}
+	for _, p := range pods {
+		g.Expect(ips).NotTo(HaveKey(p[2]), "IP %s of pod %s", p[2], p[1])
+		ips[p[2]] = p[1]
+		g.Expect(podCIDRs[p[3]].Contains(netip.MustParseAddr(p[2]))).To(BeTrue(), "pod %s on %s has IP %s, outside %s", p[1], p[3], p[2], podCIDRs[p[3]])
+	}
+	serviceIP := regexp.MustCompile(`(?m)^service/hello\s+ClusterIP\s+(\S+)\s`)
+	for role, cmd := range map[string]string{
+		"home":        "kubectl --kubeconfig " + dir + "/kubeconfig-home get pods,services -n demo -o wide",
+		"provider-eu": "kubectl --kubeconfig " + dir + "/kubeconfig-provider-eu get pods,configmaps,services -n ",
+		"provider-us": "kubectl --kubeconfig " + dir + "/kubeconfig-provider-us get pods,configmaps,services -n ",
+	} {
+		m := serviceIP.FindStringSubmatch(outputOf(out, cmd))
+		g.Expect(m).NotTo(BeNil(), "Service hello in the output of %q", cmd)
+		g.Expect(serviceCIDRs[role].Contains(netip.MustParseAddr(m[1]))).To(BeTrue(), "Service hello on %s has IP %s, outside %s", role, m[1], serviceCIDRs[role])
+	}
+}
+
+// expectLogsAndExec checks that the demo's 'kubectl logs' and 'kubectl
+// exec' on home pods answer from the provider each pod runs on.
+func expectLogsAndExec(g Gomega, out, dir string, pods [][]string) {
+	providers := map[string]bool{}
+	for _, p := range pods {
+		providers[p[3]] = true
+	}
+	shown := 0
+	for _, p := range pods {
+		logs := outputOf(out, "kubectl --kubeconfig "+dir+"/kubeconfig-home -n demo logs "+p[1])
+		if logs == "" {
+			continue
+		}
+		shown++
+		g.Expect(logs).To(ContainSubstring("hello 1.0: listening on :8080"))
+		g.Expect(logs).To(ContainSubstring("this log is served by kwok on " + p[3] + ", from "))
+		exec := outputOf(out, "kubectl --kubeconfig "+dir+"/kubeconfig-home -n demo exec "+p[1]+` -- sh -c 'echo "hello from $PROVIDER"'`)
+		g.Expect(exec).To(Equal("hello from " + p[3] + "\n"))
+	}
+	g.Expect(shown).To(Equal(len(providers)), "logs and exec of one pod per provider that runs some")
+}
+
+// outputOf returns what the demo printed under the first command that
+// starts with cmd: its indented lines, unindented.
+func outputOf(out, cmd string) string {
+	_, after, ok := strings.Cut(out, "\n$ "+cmd)
+	if !ok {
+		return ""
+	}
+	lines := strings.Split(after, "\n")[1:] // the rest of the command line
+	var b strings.Builder
+	for _, line := range lines {
+		text, ok := strings.CutPrefix(line, "    ")
+		if !ok {
+			break
+		}
+		b.WriteString(text + "\n")
+	}
+	return b.String()
 }
 
 // processesMatching returns the command lines that contain s.

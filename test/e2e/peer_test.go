@@ -5,8 +5,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"stretch.dev/stretch/internal/cli/install"
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 )
@@ -86,7 +85,7 @@ func startManager(t *testing.T, c *kwok.Cluster, args ...string) (stop func()) {
 // runManager runs the manager binary bin/<binary> as startManager does.
 func runManager(t *testing.T, c *kwok.Cluster, binary string, args ...string) *testenv.ManagerProcess {
 	t.Helper()
-	kubeconfig, err := testenv.ServiceAccountKubeconfig(t.Context(), c.Config, identity.SystemNamespace, install.ManagerName, t.TempDir())
+	kubeconfig, err := testenv.ServiceAccountKubeconfig(t.Context(), c.Config, wellknown.SystemNamespace, wellknown.ManagerName, t.TempDir())
 	if err != nil {
 		t.Fatalf("%v (was stretchctl install run on %s?)", err, c.Name)
 	}

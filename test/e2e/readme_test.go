@@ -14,7 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"stretch.dev/stretch/internal/cli/install"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
@@ -77,7 +77,7 @@ func TestREADMEInstallLines(t *testing.T) {
 	g := NewWithT(t)
 	for c, name := range map[*kwok.Cluster]string{home: "home", eu: "provider-eu"} {
 		d := &appsv1.Deployment{}
-		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: identity.SystemNamespace, Name: install.ManagerName}, d)).To(Succeed())
+		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}, d)).To(Succeed())
 		g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/stretch/stretch-controller-manager:v0.1.0"))
 		g.Expect(d.Status.AvailableReplicas).To(Equal(int32(2)), "the README's --wait waited for the rollout")
 		if name == "home" { // helm alone leaves the identity to the manager

@@ -17,12 +17,11 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/cli/install"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
-	"stretch.dev/stretch/internal/webhook"
 )
 
 // previousRelease is the last commit before Stretch shipped a chart: its
@@ -96,6 +95,10 @@ func TestUpgradeRestartsNothing(t *testing.T) {
 		expectDefaultsApplied(t, home, provider)
 	})
 
+	step(t, "the grants of the existing peering carry this release's names, the old ones gone", func(t *testing.T) {
+		expectGrantsRenamed(t, provider)
+	})
+
 	step(t, "upgrade the chart's release to a new image", func(t *testing.T) {
 		g := NewWithT(t)
 		for _, c := range clusters {
@@ -104,7 +107,7 @@ func TestUpgradeRestartsNothing(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(out).To(MatchRegexp(`Upgrading Helm release stretch-system/stretch from revision 1`))
 			d := &appsv1.Deployment{}
-			g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: identity.SystemNamespace, Name: install.ManagerName}, d)).To(Succeed())
+			g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}, d)).To(Succeed())
 			g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example/stretch-controller-manager:v2"))
 		}
 		// The labels given at the first install stayed (values are reused).
@@ -170,7 +173,7 @@ func observeRunning(t *testing.T, home, provider *kwok.Cluster) running {
 			t.Fatal(err)
 		}
 		for _, p := range list.Items {
-			if p.Namespace == identity.SystemNamespace || strings.HasPrefix(p.Namespace, "kube-") {
+			if p.Namespace == wellknown.SystemNamespace || strings.HasPrefix(p.Namespace, "kube-") {
 				continue // the chart's own pods roll, by design
 			}
 			var restarts int32
@@ -183,7 +186,7 @@ func observeRunning(t *testing.T, home, provider *kwok.Cluster) running {
 	pods(home.Client, r.homePods)
 	pods(provider.Client, r.remotePods)
 	nss := &corev1.NamespaceList{}
-	if err := provider.Client.List(ctx, nss, client.HasLabels{peeringv1alpha1.OriginClusterIDLabel}); err != nil {
+	if err := provider.Client.List(ctx, nss, client.HasLabels{wellknown.OriginClusterIDLabel}); err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range nss.Items {
@@ -273,7 +276,7 @@ func waitReplicas(t *testing.T, g Gomega, c *kwok.Cluster, ns string, n int) {
 func expectDefaultsApplied(t *testing.T, home, provider *kwok.Cluster) {
 	g := NewWithT(t)
 	g.Eventually(func(g Gomega) {
-		out, err := kubectl(t, provider, "get", "namespaces", "-l", peeringv1alpha1.OriginClusterIDLabel,
+		out, err := kubectl(t, provider, "get", "namespaces", "-l", wellknown.OriginClusterIDLabel,
 			`-o=jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.pod-security\.kubernetes\.io/enforce}{"\n"}{end}`)
 		g.Expect(err).NotTo(HaveOccurred())
 		lines := strings.Fields(out)
@@ -282,7 +285,7 @@ func expectDefaultsApplied(t *testing.T, home, provider *kwok.Cluster) {
 			g.Expect(l).To(HaveSuffix("=baseline"), "twin and its enforced level")
 		}
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
-	_, err := kubectl(t, provider, "get", "validatingwebhookconfiguration", webhook.TwinPodsConfigurationName)
+	_, err := kubectl(t, provider, "get", "validatingwebhookconfiguration", wellknown.TwinPodsWebhookName)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	manifest := filepath.Join(t.TempDir(), "privileged.yaml")
@@ -301,9 +304,41 @@ spec:
 		g.Expect(err).NotTo(HaveOccurred())
 		return out
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(ContainSubstring(`violates PodSecurity "baseline:latest": privileged`))
-	out, err := kubectl(t, provider, "get", "pods", "-A", "-l", peeringv1alpha1.OriginClusterIDLabel, "-o=jsonpath={.items[*].metadata.name}")
+	out, err := kubectl(t, provider, "get", "pods", "-A", "-l", wellknown.OriginClusterIDLabel, "-o=jsonpath={.items[*].metadata.name}")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(strings.Fields(out)).NotTo(ContainElement("privileged"))
 	_, err = kubectl(t, home, "delete", "pod", "privileged", "-n", "offloaded", "--wait=true", "--timeout=1m")
 	g.Expect(err).NotTo(HaveOccurred())
+}
+
+// expectGrantsRenamed checks that the RBAC objects the previous release
+// named after the home cluster's ServiceAccount (stretch-home) were replaced
+// by this release's: the tenant namespace's Role and RoleBinding by
+// 'stretchctl install', each twin's RoleBinding by the tenant controller.
+func expectGrantsRenamed(t *testing.T, provider *kwok.Cluster) {
+	g := NewWithT(t)
+	out, err := kubectl(t, provider, "get", "namespaces", "-o=jsonpath={.items[*].metadata.name}")
+	g.Expect(err).NotTo(HaveOccurred())
+	var tenants []string
+	for _, ns := range strings.Fields(out) {
+		if strings.HasPrefix(ns, wellknown.TenantNamespacePrefix) {
+			tenants = append(tenants, ns)
+		}
+	}
+	g.Expect(tenants).To(HaveLen(1))
+	names := func(g Gomega, kind, ns string) []string {
+		out, err := kubectl(t, provider, "get", kind, "-n", ns, "-o=jsonpath={.items[*].metadata.name}")
+		g.Expect(err).NotTo(HaveOccurred())
+		return strings.Fields(out)
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(names(g, "roles", tenants[0])).To(And(ContainElement(wellknown.TenantRoleName), Not(ContainElement(wellknown.LegacyTenantRoleName))))
+		g.Expect(names(g, "rolebindings", tenants[0])).To(And(ContainElement(wellknown.TenantRoleName), Not(ContainElement(wellknown.LegacyTenantRoleName))))
+		twins, err := kubectl(t, provider, "get", "namespaces", "-l", wellknown.OriginClusterIDLabel, "-o=jsonpath={.items[*].metadata.name}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(strings.Fields(twins)).NotTo(BeEmpty())
+		for _, twin := range strings.Fields(twins) {
+			g.Expect(names(g, "rolebindings", twin)).To(And(ContainElement(wellknown.TwinRoleBindingName), Not(ContainElement(wellknown.LegacyTwinRoleBindingName))), "twin %s", twin)
+		}
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 }

@@ -15,14 +15,14 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/manager"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 	"stretch.dev/stretch/internal/testenv/kwok"
 )
 
-var leaseKey = types.NamespacedName{Namespace: identity.SystemNamespace, Name: "stretch-controller-manager"}
+var leaseKey = types.NamespacedName{Namespace: wellknown.SystemNamespace, Name: "stretch-controller-manager"}
 
 // leader returns the holder of the leader Lease, "" when none.
 func leader(g Gomega) string {

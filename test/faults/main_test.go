@@ -16,8 +16,8 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
-	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
 const homeID = "f4f4f4f4-0000-4000-8000-00000000000f"
@@ -86,7 +86,7 @@ func twins(g Gomega, ns string) ([]peeringv1alpha1.RemoteNamespace, []corev1.Nam
 		}
 	}
 	nss := &corev1.NamespaceList{}
-	g.Expect(eu.Client.List(ctx, nss, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+	g.Expect(eu.Client.List(ctx, nss, client.MatchingLabels{wellknown.OriginNamespaceLabel: ns})).To(Succeed())
 	return requests, nss.Items
 }
 
@@ -94,10 +94,10 @@ func twins(g Gomega, ns string) ([]peeringv1alpha1.RemoteNamespace, []corev1.Nam
 // every namespace, by the UID of their home pod.
 func remotePods(g Gomega, ns string) map[string][]corev1.Pod {
 	list := &corev1.PodList{}
-	g.Expect(eu.Client.List(ctx, list, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+	g.Expect(eu.Client.List(ctx, list, client.MatchingLabels{wellknown.OriginNamespaceLabel: ns})).To(Succeed())
 	out := map[string][]corev1.Pod{}
 	for _, p := range list.Items {
-		uid := p.Annotations[virtualkubelet.OriginPodUIDAnnotation]
+		uid := p.Annotations[wellknown.OriginPodUIDAnnotation]
 		out[uid] = append(out[uid], p)
 	}
 	return out

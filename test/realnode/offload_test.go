@@ -28,11 +28,11 @@ import (
 	"k8s.io/utils/ptr"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/machine"
 	rn "stretch.dev/stretch/internal/testenv/realnode"
-	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
 const (
@@ -154,7 +154,7 @@ func setUpOffload(t *testing.T) *offloadWorld {
 			"--api-server-url", c.Server, "--set", "image.pullPolicy=Never", "--wait", "--timeout", "3m")
 	}
 	w.run(t, "peer", "--kubeconfig", w.home.Kubeconfig, "--remote-kubeconfig", w.provider.Kubeconfig, "--wait", "--timeout", "3m")
-	cm, err := w.homeCS.CoreV1().ConfigMaps(identity.SystemNamespace).Get(ctx, identity.ConfigMapName, metav1.GetOptions{})
+	cm, err := w.homeCS.CoreV1().ConfigMaps(wellknown.SystemNamespace).Get(ctx, wellknown.IdentityConfigMapName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func (w *offloadWorld) expectRolledOut(g Gomega, ns string, replicas int) {
 		}
 		var origins []string
 		for _, p := range w.remotePods(g, ns) {
-			origins = append(origins, p.Annotations[virtualkubelet.OriginPodUIDAnnotation])
+			origins = append(origins, p.Annotations[wellknown.OriginPodUIDAnnotation])
 		}
 		g.Expect(origins).To(ConsistOf(offloaded), "one remote pod per offloaded home pod")
 	}).WithTimeout(3*time.Minute).WithPolling(time.Second).Should(Succeed(), "%d pods of %s Ready, one remote pod each", replicas, ns)
@@ -565,7 +565,7 @@ func (w *offloadWorld) partition(t *testing.T) {
 	spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{
 		Weight: 100,
 		Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
-			Key: peeringv1alpha1.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{peeringv1alpha1.VirtualNodeTypeValue},
+			Key: wellknown.VirtualNodeTypeLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{wellknown.VirtualNodeTypeValue},
 		}}},
 	}}}}
 	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
@@ -689,7 +689,7 @@ func (w *offloadWorld) homePods(g Gomega, ns, selector string) []corev1.Pod {
 // name.
 func (w *offloadWorld) remotePods(g Gomega, ns string) []corev1.Pod {
 	pods, err := w.providerCS.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{
-		LabelSelector: labels.Set{peeringv1alpha1.OriginNamespaceLabel: ns}.String(),
+		LabelSelector: labels.Set{wellknown.OriginNamespaceLabel: ns}.String(),
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	slices.SortFunc(pods.Items, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
@@ -699,7 +699,7 @@ func (w *offloadWorld) remotePods(g Gomega, ns string) []corev1.Pod {
 // remotePodOf returns the remote pod of a home pod.
 func (w *offloadWorld) remotePodOf(g Gomega, home corev1.Pod) corev1.Pod {
 	for _, p := range w.remotePods(g, home.Namespace) {
-		if p.Annotations[virtualkubelet.OriginPodUIDAnnotation] == string(home.UID) {
+		if p.Annotations[wellknown.OriginPodUIDAnnotation] == string(home.UID) {
 			return p
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv/fleet"
 )
 
@@ -30,7 +31,7 @@ type attack struct {
 	dropped func(Gomega, *corev1.Pod)
 }
 
-// attacks are the attempts of issue 19's list; all but the pods limit
+// attacks are the attempts of docs/security.md's attack list; all but the pods limit
 // (TestOverLimitRefused).
 var attacks = []attack{
 	{name: "privileged", change: func(s *corev1.PodSpec) {
@@ -79,20 +80,14 @@ var attacks = []attack{
 func TestAttacksAreRefused(t *testing.T) {
 	g := newG(t)
 	ctx := context.Background()
-	installProvider(t)
-	fleet.Run(t, home, homeRun, []fleet.Provider{{Server: provider}})
-	twin := offloadNamespace(g, "attack")
-	unoffloadAtEnd(t, "attack")
-	creds := clientFor(t, issue(t, homeRun))
-	node := peeringv1alpha1.VirtualNodeName(provider.Name)
-	waitPodAdmission(g, twin)
+	twin, creds, node := runAttacker(t, g, "attack")
 
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
 			t.Run("directly with the issued credentials", func(t *testing.T) {
 				g := newG(t)
 				p := attackPod(twin, "direct-"+a.name, a.change)
-				p.Labels = map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeRun}
+				p.Labels = map[string]string{wellknown.OriginClusterIDLabel: homeRun}
 				err := creds.Create(ctx, p)
 				g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "creating %s: %v", a.name, err)
 				g.Expect(err.Error()).To(ContainSubstring(a.refused))
@@ -127,16 +122,10 @@ func TestAttacksAreRefused(t *testing.T) {
 func TestOverLimitRefused(t *testing.T) {
 	g := newG(t)
 	ctx := context.Background()
-	installProvider(t)
-	fleet.Run(t, home, homeRun, []fleet.Provider{{Server: provider}})
-	twin := offloadNamespace(g, "bounded")
-	unoffloadAtEnd(t, "bounded")
-	creds := clientFor(t, issue(t, homeRun))
-	node := peeringv1alpha1.VirtualNodeName(provider.Name)
-	waitPodAdmission(g, twin)
+	twin, creds, node := runAttacker(t, g, "bounded")
 
 	// Only this namespace's pods count: the other tests' are gone first.
-	policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeRun), Name: peeringv1alpha1.TenantPolicyName}}
+	policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeRun), Name: wellknown.TenantPolicyName}}
 	g.Expect(client.IgnoreAlreadyExists(provider.Client.Create(ctx, policy))).To(Succeed())
 	t.Cleanup(func() { _ = provider.Client.Delete(context.Background(), policy) })
 	var used int64
@@ -166,7 +155,7 @@ func TestOverLimitRefused(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: pods[2].Name}, &corev1.Pod{}))).To(BeTrue())
 
 	direct := attackPod(twin, "direct-over", nil)
-	direct.Labels = map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeRun}
+	direct.Labels = map[string]string{wellknown.OriginClusterIDLabel: homeRun}
 	err := creds.Create(ctx, direct)
 	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
 	g.Expect(err.Error()).To(ContainSubstring(full))
@@ -178,6 +167,22 @@ func TestOverLimitRefused(t *testing.T) {
 	}).WithTimeout(90 * time.Second).Should(Succeed())
 }
 
+// runAttacker runs Stretch with the home cluster and the provider, offloads
+// home namespace ns (unoffloaded when the test ends) and returns its twin,
+// a client with the credentials the provider issued to the home cluster,
+// and the provider's virtual node, once the provider's twin pod admission
+// answers.
+func runAttacker(t *testing.T, g Gomega, ns string) (twin string, creds client.Client, node string) {
+	t.Helper()
+	installProvider(t)
+	fleet.Run(t, home, homeRun, []fleet.Provider{{Server: provider}})
+	twin = offloadNamespace(g, ns)
+	unoffloadAtEnd(t, ns)
+	creds = clientFor(t, issue(t, homeRun))
+	waitPodAdmission(g, twin)
+	return twin, creds, peeringv1alpha1.VirtualNodeName(provider.Name)
+}
+
 // unoffloadAtEnd has home namespace ns unoffloaded, its pods deleted, when
 // the test ends, before Stretch stops: the next tests see the home cluster
 // without it.
@@ -186,7 +191,7 @@ func unoffloadAtEnd(t *testing.T, ns string) {
 		g := newG(t)
 		ctx := context.Background()
 		g.Expect(home.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))).To(Succeed())
-		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}}
+		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName}}
 		g.Expect(client.IgnoreNotFound(home.Client.Delete(ctx, off))).To(Succeed())
 		g.Eventually(func() bool {
 			return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off))
@@ -230,7 +235,7 @@ func expectRefusedAtHome(g Gomega, p *corev1.Pod, want string) {
 func waitPodAdmission(g Gomega, ns string) {
 	g.EventuallyWithOffset(1, func(g Gomega) {
 		p := attackPod(ns, "admission-probe", func(s *corev1.PodSpec) { s.NodeName = "probe" })
-		p.Labels = map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeRun}
+		p.Labels = map[string]string{wellknown.OriginClusterIDLabel: homeRun}
 		err := provider.Client.Create(context.Background(), p)
 		if err == nil {
 			_ = provider.Client.Delete(context.Background(), p, client.GracePeriodSeconds(0))

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/identity"
 )
 
@@ -49,27 +52,28 @@ var (
 // A's twin of shop; "cluster" is cluster scope; "*" is all namespaces.
 // A line is "scope: resources... verbs...".
 var allowedToHome = []string{
-	// DESIGN §2 and §3: the home cluster writes its twin requests
+	// docs/design.md §2 and §3: the home cluster writes its twin requests
 	// (RemoteNamespaces) into its tenant namespace and reads the provider's
-	// answer in their status (Role stretch-home of 'stretchctl peer').
+	// answer in their status (Role and RoleBinding stretch-home-requests of
+	// 'stretchctl peer').
 	"tenant-a: peering.stretch.dev/remotenamespaces get list watch create update patch delete",
 	"tenant-a: peering.stretch.dev/remotenamespaces/status get",
-	// DESIGN §4.20: the provider's policy for A (limits, Pod Security
+	// docs/design.md §4.20: the provider's policy for A (limits, Pod Security
 	// level, allowed namings) and its usage are A's to read, never to
 	// write: the provider's admin owns it.
 	"tenant-a: peering.stretch.dev/tenantpolicies get list watch",
-	// DESIGN §2 and §4.15-16: in each twin, the virtual kubelet runs the
+	// docs/design.md §2 and §4.15-16: in each twin, the virtual kubelet runs the
 	// pods and reflects the ConfigMaps, Secrets, Services and service
 	// account tokens they need (as Secrets: the tokens are requested at
 	// home), reads their status, logs and events, and serves exec; attach
 	// and port-forward come once the virtual kubelet serves them
 	// (ClusterRole stretch-remote-workloads, bound by the tenant controller
-	// in the twin only).
+	// in the twin only, RoleBinding stretch-home-workloads).
 	"twin-a: pods configmaps secrets services serviceaccounts get list watch create update patch delete deletecollection",
 	"twin-a: pods/status pods/log get",
 	"twin-a: pods/exec get create",
 	"twin-a: events events.k8s.io/events get list watch",
-	// DESIGN §4.2: the virtual node's capacity comes from the provider's
+	// docs/design.md §4.2: the virtual node's capacity comes from the provider's
 	// nodes (ClusterRole stretch-peer-node-reader).
 	"cluster: nodes get list watch",
 	// Kubernetes' own system:basic-user, bound to every authenticated user:
@@ -81,7 +85,7 @@ var allowedToHome = []string{
 	"cluster: certificates.k8s.io/clustertrustbundles get list watch",
 }
 
-// The identity ConfigMap in stretch-system (DESIGN §3, read by the home
+// The identity ConfigMap in stretch-system (docs/design.md §3, read by the home
 // cluster for the provider's name and labels) is allowed by name only, so
 // the matrix, which asks for probeName, finds stretch-system closed; it is
 // checked on its own below.
@@ -242,7 +246,7 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 		"tenant-a": peeringv1alpha1.TenantNamespace(homeA), "twin-a": ts.twinA,
 		"tenant-b": peeringv1alpha1.TenantNamespace(homeB), "twin-b": ts.twinB,
 		bystander: bystander, "kube-system": "kube-system", "default": "default", "kube-public": "kube-public",
-		"kube-node-lease": "kube-node-lease", "stretch-system": identity.SystemNamespace,
+		"kube-node-lease": "kube-node-lease", "stretch-system": wellknown.SystemNamespace,
 		"cluster": "", "*": "",
 	}
 	before := take(g, provider.Client, append(ts.bObjects, ts.bystanderObjects...)...)
@@ -259,7 +263,7 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 		switch {
 		case apierrors.IsForbidden(err):
 			if want[p.key()] {
-				t.Errorf("%s: Forbidden, but DESIGN needs it: %v", p, err)
+				t.Errorf("%s: Forbidden, but docs/security.md needs it: %v", p, err)
 			}
 		case apierrors.IsUnauthorized(err):
 			t.Fatalf("%s: the issued token is not accepted: %v", p, err)
@@ -297,7 +301,7 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 		g := newG(t)
 		cm := &corev1.ConfigMap{}
 		g.Expect(ts.a.Get(ctx, identity.Key, cm)).To(Succeed())
-		g.Expect(apierrors.IsForbidden(ts.a.List(ctx, &corev1.ConfigMapList{}, client.InNamespace(identity.SystemNamespace)))).To(BeTrue())
+		g.Expect(apierrors.IsForbidden(ts.a.List(ctx, &corev1.ConfigMapList{}, client.InNamespace(wellknown.SystemNamespace)))).To(BeTrue())
 		cm.Data["clusterName"] = "hijacked"
 		g.Expect(apierrors.IsForbidden(ts.a.Update(ctx, cm))).To(BeTrue())
 		g.Expect(apierrors.IsForbidden(ts.a.Delete(ctx, cm))).To(BeTrue())
@@ -306,10 +310,10 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 	t.Run("impersonation is refused", func(t *testing.T) {
 		for _, imp := range []rest.ImpersonationConfig{
 			{UserName: "system:admin", Groups: []string{"system:masters"}},
-			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeB) + ":" + peeringv1alpha1.TenantServiceAccountName},
+			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeB) + ":" + wellknown.TenantServiceAccountName},
 			{UserName: "system:serviceaccount:kube-system:default"},
-			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeA) + ":" + peeringv1alpha1.TenantServiceAccountName, Groups: []string{"system:masters"}},
-			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeA) + ":" + peeringv1alpha1.TenantServiceAccountName, UID: "other"},
+			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeA) + ":" + wellknown.TenantServiceAccountName, Groups: []string{"system:masters"}},
+			{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeA) + ":" + wellknown.TenantServiceAccountName, UID: "other"},
 		} {
 			cfg := rest.CopyConfig(ts.aConfig)
 			cfg.Impersonate = imp
@@ -317,6 +321,21 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			_, err = cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 			g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "impersonating %+v: %v", imp, err)
+		}
+	})
+
+	// The ServiceAccount stretch-home keeps the name its tokens carry; each
+	// grant has a name of its own, so that none is mistaken for another.
+	t.Run("each grant has a name of its own", func(t *testing.T) {
+		g := newG(t)
+		tenant := peeringv1alpha1.TenantNamespace(homeA)
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home"}, &corev1.ServiceAccount{})).To(Succeed())
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, &rbacv1.Role{})).To(Succeed())
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, &rbacv1.RoleBinding{})).To(Succeed())
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: ts.twinA, Name: "stretch-home-workloads"}, &rbacv1.RoleBinding{})).To(Succeed())
+		for _, ns := range []string{tenant, ts.twinA} {
+			g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stretch-home"}, &rbacv1.Role{}))).To(BeTrue(), ns)
+			g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stretch-home"}, &rbacv1.RoleBinding{}))).To(BeTrue(), ns)
 		}
 	})
 
@@ -346,14 +365,14 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 		g.Expect(ts.a.Delete(ctx, podIn(twin, "web"))).To(Succeed())
 	})
 
-	// DESIGN §4.20: the provider's policy is enforced against the issued
+	// docs/design.md §4.20: the provider's policy is enforced against the issued
 	// credentials too: A reads its TenantPolicy, cannot write it, and cannot
 	// lower the Pod Security level of its twin by editing the twin's labels.
 	t.Run("the TenantPolicy is read-only and the twin's Pod Security labels out of reach", func(t *testing.T) {
 		g := newG(t)
 		tenant := peeringv1alpha1.TenantNamespace(homeA)
 		policy := &peeringv1alpha1.TenantPolicy{
-			ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: peeringv1alpha1.TenantPolicyName},
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: wellknown.TenantPolicyName},
 			Spec:       peeringv1alpha1.TenantPolicySpec{PodSecurity: peeringv1alpha1.PodSecurityBaseline},
 		}
 		g.Expect(provider.Client.Create(ctx, policy)).To(Succeed())
@@ -411,4 +430,84 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 			}
 		}
 	})
+}
+
+// homeLegacy is a home cluster peered with the provider by an earlier
+// release, whose grants were all named as its ServiceAccount.
+const homeLegacy = "e5e5e5e5-0000-4000-8000-00000000000e"
+
+// TestLegacyPeeringKeepsWorking: a home cluster peered, and a namespace
+// offloaded, by an earlier release (the tenant's Role and RoleBinding and the
+// twin's grant named stretch-home, as the ServiceAccount) goes through the
+// upgrade of the provider, 'stretchctl install' then the new tenant
+// controller, with the same token and without being peered again: the grants
+// get their own names, and its credentials still write twin requests and run
+// pods, in the old twin and in a new one.
+func TestLegacyPeeringKeepsWorking(t *testing.T) {
+	g := newG(t)
+	ctx := context.Background()
+	installProvider(t)
+	cfg := issue(t, homeLegacy)
+	home := clientFor(t, cfg)
+	tenant := peeringv1alpha1.TenantNamespace(homeLegacy)
+
+	// What the earlier release issued: the same Role and RoleBinding, under
+	// the ServiceAccount's name.
+	role := &rbacv1.Role{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: wellknown.TenantRoleName}, role)).To(Succeed())
+	binding := &rbacv1.RoleBinding{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: wellknown.TenantRoleName}, binding)).To(Succeed())
+	g.Expect(provider.Client.Delete(ctx, binding)).To(Succeed())
+	g.Expect(provider.Client.Delete(ctx, role)).To(Succeed())
+	role.ObjectMeta = metav1.ObjectMeta{Namespace: tenant, Name: "stretch-home", Labels: role.Labels}
+	binding.ObjectMeta = metav1.ObjectMeta{Namespace: tenant, Name: "stretch-home", Labels: binding.Labels}
+	binding.RoleRef.Name = "stretch-home"
+	g.Expect(provider.Client.Create(ctx, role)).To(Succeed())
+	g.Expect(provider.Client.Create(ctx, binding)).To(Succeed())
+
+	// The twin it offloaded to, as the earlier controller made it, with a
+	// pod the home cluster runs there.
+	old := requestTwin(g, home, homeLegacy, "old", "old", "old-"+homeLegacy)
+	twin := old.Spec.RemoteNamespaceName
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: tenant, Name: "stretch-home"}
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: twin,
+			Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: homeLegacy},
+			Labels:      map[string]string{wellknown.OriginClusterIDLabel: homeLegacy, wellknown.OriginNamespaceLabel: "old"}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "stretch-home", Labels: map[string]string{wellknown.OriginClusterIDLabel: homeLegacy}},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: wellknown.RemoteWorkloadsClusterRole},
+			Subjects: []rbacv1.Subject{subject}},
+	} {
+		g.Expect(provider.Client.Create(ctx, obj)).To(Succeed())
+	}
+	running := podIn(twin, "running")
+	g.Expect(home.Create(ctx, running)).To(Succeed())
+
+	// The upgrade: install, then the new manager.
+	var out strings.Builder
+	_, err := install.Install(ctx, provider.Client, install.Options{ClusterName: "provider"}, &out)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out.String()).To(ContainSubstring("✓ tenant namespace " + tenant + ": Role and RoleBinding stretch-home of an earlier release replaced by stretch-home-requests"))
+	startProviderSide(t)
+	expectStatus(g, old, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated")
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "stretch-home"}, &rbacv1.RoleBinding{}))).To(BeTrue())
+	}).Should(Succeed(), "the twin's old grant is deleted")
+	grant := &rbacv1.RoleBinding{}
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "stretch-home-workloads"}, grant)).To(Succeed())
+	g.Expect(grant.Subjects).To(ConsistOf(subject))
+	for _, obj := range []client.Object{&rbacv1.Role{}, &rbacv1.RoleBinding{}} {
+		g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home"}, obj))).To(BeTrue(), "%T", obj)
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, obj)).To(Succeed(), "%T", obj)
+	}
+
+	// The same credentials: the old twin's pod is still there and a new one
+	// runs beside it; a new twin is requested, made, and runs a pod too.
+	after := &corev1.Pod{}
+	g.Expect(home.Get(ctx, client.ObjectKeyFromObject(running), after)).To(Succeed())
+	g.Expect(after.UID).To(Equal(running.UID))
+	g.Expect(home.Create(ctx, podIn(twin, "after"))).To(Succeed())
+	fresh := requestTwin(g, home, homeLegacy, "fresh", "fresh", "fresh-"+homeLegacy)
+	expectStatus(g, fresh, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated")
+	g.Expect(home.Create(ctx, podIn(fresh.Spec.RemoteNamespaceName, "web"))).To(Succeed())
 }

@@ -1,4 +1,4 @@
-// Package tenancy proves, against real API servers, what DESIGN promises
+// Package tenancy proves, against real API servers, what docs/security.md promises
 // between the tenants of a provider and between a provider and its home
 // clusters: the credentials a provider issues to a home cluster reach only
 // that home cluster's tenant namespace and twins (every verb on every served

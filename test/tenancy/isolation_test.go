@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/identity"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // TestHomeClustersCannotTouchEachOther: home clusters A and B share the
@@ -27,7 +27,7 @@ func TestHomeClustersCannotTouchEachOther(t *testing.T) {
 	ts := setupTenants(t)
 	tenantB := peeringv1alpha1.TenantNamespace(homeB)
 	// B's twin carries B's grant; it must stay B's alone.
-	ts.bObjects = append(ts.bObjects, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ts.twinB, Name: peeringv1alpha1.TwinRoleBindingName}})
+	ts.bObjects = append(ts.bObjects, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ts.twinB, Name: wellknown.TwinRoleBindingName}})
 	before := take(g, provider.Client, append(ts.bObjects, ts.bystanderObjects...)...)
 
 	t.Run("A cannot see B's tenant namespace, requests or twin", func(t *testing.T) {
@@ -70,8 +70,8 @@ func TestHomeClustersCannotTouchEachOther(t *testing.T) {
 		g.Expect(apierrors.IsForbidden(ts.a.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ts.twinB}}))).To(BeTrue())
 		g.Expect(apierrors.IsForbidden(ts.a.Create(ctx, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ts.twinB, Name: "a-too"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peeringv1alpha1.RemoteWorkloadsClusterRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: peeringv1alpha1.TenantNamespace(homeA), Name: peeringv1alpha1.TenantServiceAccountName}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: wellknown.RemoteWorkloadsClusterRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: peeringv1alpha1.TenantNamespace(homeA), Name: wellknown.TenantServiceAccountName}},
 		}))).To(BeTrue())
 	})
 
@@ -130,7 +130,7 @@ func TestHomeClustersCannotTouchEachOther(t *testing.T) {
 	})
 }
 
-// TestReservedNamespacesAreNeverTwins: DESIGN §4.7. Whatever a home cluster
+// TestReservedNamespacesAreNeverTwins: docs/design.md §4.7. Whatever a home cluster
 // asks, kube-*, default and stretch-* (the system namespaces, Stretch's own
 // and every tenant namespace) are refused with reason Forbidden; the
 // existing ones are untouched and the others not created.
@@ -138,7 +138,7 @@ func TestReservedNamespacesAreNeverTwins(t *testing.T) {
 	g := newG(t)
 	ctx := context.Background()
 	ts := setupTenants(t)
-	existing := []string{"kube-system", "default", "kube-public", "kube-node-lease", identity.SystemNamespace,
+	existing := []string{"kube-system", "default", "kube-public", "kube-node-lease", wellknown.SystemNamespace,
 		peeringv1alpha1.TenantNamespace(homeA), peeringv1alpha1.TenantNamespace(homeB)}
 	absent := []string{"kube-fresh", "stretch-fresh", "stretch-tenant-" + "d4d4d4d4-0000-4000-8000-00000000000d"}
 	var objs []client.Object
@@ -161,13 +161,7 @@ func TestReservedNamespacesAreNeverTwins(t *testing.T) {
 	}
 	for _, ns := range existing {
 		rb := &rbacv1.RoleBinding{}
-		err := provider.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: peeringv1alpha1.TwinRoleBindingName}, rb)
-		if ns == peeringv1alpha1.TenantNamespace(homeA) || ns == peeringv1alpha1.TenantNamespace(homeB) {
-			// The tenant's own Role binding of 'stretchctl peer', not a twin grant.
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(rb.RoleRef.Kind).To(Equal("Role"))
-			continue
-		}
+		err := provider.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.TwinRoleBindingName}, rb)
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no twin grant in %s", ns)
 	}
 	for _, rn := range requests {

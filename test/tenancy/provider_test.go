@@ -23,13 +23,13 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
-	"stretch.dev/stretch/internal/peering"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv/fleet"
 	"stretch.dev/stretch/internal/virtualkubelet"
 )
 
 // statusFollows are the home objects whose status the provider may move
-// (DESIGN: home trusts pod status, and the provider's answers and health):
+// (docs/security.md: home trusts pod status, and the provider's answers and health):
 // the offloaded pod, the virtual node (heartbeat), the RemoteCluster and the
 // NamespaceOffloading. Their metadata and spec must not change either.
 var statusFollows = map[string]bool{
@@ -192,18 +192,18 @@ func TestProviderCannotRewriteHome(t *testing.T) {
 	t.Run("forged pods and events in the twin reach nothing at home", func(t *testing.T) {
 		g := newG(t)
 		labels := func(ns string) map[string]string {
-			return map[string]string{virtualkubelet.ReflectedLabel: "true", peeringv1alpha1.OriginClusterIDLabel: homeRun, peeringv1alpha1.OriginNamespaceLabel: ns}
+			return map[string]string{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: homeRun, wellknown.OriginNamespaceLabel: ns}
 		}
 		forged := []*corev1.Pod{
 			// Claims the home pod of another namespace, by namespace and UID.
 			{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "victim", Labels: labels("vault"),
-				Annotations: map[string]string{virtualkubelet.OriginPodUIDAnnotation: string(victim.UID)}}},
+				Annotations: map[string]string{wellknown.OriginPodUIDAnnotation: string(victim.UID)}}},
 			// Claims it by UID only.
 			{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "victim-by-uid", Labels: labels("store"),
-				Annotations: map[string]string{virtualkubelet.OriginPodUIDAnnotation: string(victim.UID)}}},
+				Annotations: map[string]string{wellknown.OriginPodUIDAnnotation: string(victim.UID)}}},
 			// Claims a home pod that does not exist.
 			{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "ghost", Labels: labels("store"),
-				Annotations: map[string]string{virtualkubelet.OriginPodUIDAnnotation: uuid.NewString()}}},
+				Annotations: map[string]string{wellknown.OriginPodUIDAnnotation: uuid.NewString()}}},
 		}
 		for _, p := range forged {
 			p.Spec = podIn("", "").Spec
@@ -270,7 +270,7 @@ func TestProviderCannotRewriteHome(t *testing.T) {
 		// it did not ask for, and asks, as the home cluster, for a twin of
 		// vault, which the provider's tenant controller then grants.
 		role := &rbacv1.Role{}
-		edit(g, client.ObjectKey{Namespace: tenantNS, Name: peering.TenantRoleName}, role, func(r *rbacv1.Role) {
+		edit(g, client.ObjectKey{Namespace: tenantNS, Name: wellknown.TenantRoleName}, role, func(r *rbacv1.Role) {
 			r.Rules[0].Verbs = slices.DeleteFunc(r.Rules[0].Verbs, func(v string) bool { return v == "delete" })
 		})
 		forged := requestTwin(g, admin, homeRun, "vault", "vault", "loot")
@@ -318,7 +318,7 @@ func TestProviderCannotRewriteHome(t *testing.T) {
 func offloadNamespace(g Gomega, ns string) string {
 	ctx := context.Background()
 	g.ExpectWithOffset(1, client.IgnoreAlreadyExists(home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))).To(Succeed())
-	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}}
+	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName}}
 	g.ExpectWithOffset(1, home.Client.Create(ctx, off)).To(Succeed())
 	g.EventuallyWithOffset(1, func(g Gomega) {
 		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off)).To(Succeed())

@@ -5,30 +5,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// NamespaceOffloadingName is the only name of a NamespaceOffloading that the
-// controllers reconcile: there is at most one per namespace.
-const NamespaceOffloadingName = "offloading"
-
-// ClusterSelectorErrorAnnotation is set on a NamespaceOffloading whose
-// spec.clusterSelector cannot be parsed; its value is the parser's message.
-const ClusterSelectorErrorAnnotation = "offloading.stretch.dev/cluster-selector-error"
-
-// SchedulingEnabledLabel marks a home namespace whose pods may be placed on
-// virtual nodes; the pod webhook only acts in namespaces that carry it.
-const SchedulingEnabledLabel = "stretch.dev/scheduling-enabled"
-
-// ForceUnoffloadAnnotation, set (to any value) on a NamespaceOffloading being
-// deleted, lets the unoffload finish without the providers that do not
-// answer, and, once the unoffload timeout has passed, without those that
-// answer but have not deleted their twin: their twins are deleted when they
-// answer again (or Stretch runs there again), if they still peer with this
-// cluster. 'stretchctl unoffload --force' sets it.
-const ForceUnoffloadAnnotation = "offloading.stretch.dev/force-unoffload"
-
-// NamespaceOffloadingFinalizer holds a NamespaceOffloading until every
-// provider has confirmed the deletion of its twin namespace.
-const NamespaceOffloadingFinalizer = "offloading.stretch.dev/twins"
-
 // NamespaceMappingStrategy says how the twin namespace on a provider is named.
 // +kubebuilder:validation:Enum=DefaultName;EnforceSameName;SelectedName
 type NamespaceMappingStrategy string

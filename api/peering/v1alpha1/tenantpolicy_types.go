@@ -5,10 +5,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TenantPolicyName is the name of the only TenantPolicy of a tenant
-// namespace that Stretch reads.
-const TenantPolicyName = "policy"
-
 // PodSecurityLevel is a Pod Security Standard level the twins of a home
 // cluster are held to.
 // +kubebuilder:validation:Enum=baseline;restricted

@@ -19,10 +19,11 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/cli/factory"
-	checks "stretch.dev/stretch/internal/diagnose"
+	"stretch.dev/stretch/internal/diagnose/checks"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -45,12 +46,12 @@ func Collect(ctx context.Context, c client.Reader, namespace string) (checks.Obs
 	}
 	o.HomeClusterID = home.ID
 	offs := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := objects.List(ctx, c, offs, client.InNamespace(namespace)); err != nil {
+	if err := apply.List(ctx, c, offs, client.InNamespace(namespace)); err != nil {
 		return o, err
 	}
 	o.Offloadings = offs.Items
 	nodes := &corev1.NodeList{}
-	if err := c.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+	if err := c.List(ctx, nodes, client.MatchingLabels{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}); err != nil {
 		return o, fmt.Errorf("listing virtual nodes: %w", err)
 	}
 	o.VirtualNodes = nodes.Items

@@ -17,7 +17,7 @@ import (
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/cli/diagnose"
-	checks "stretch.dev/stretch/internal/diagnose"
+	"stretch.dev/stretch/internal/diagnose/checks"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"

@@ -23,9 +23,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/charts"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 )
 
 // ChartOptions are the options of InstallChart besides those of Install.
@@ -52,7 +53,9 @@ type ChartOptions struct {
 // checks the cluster name against the identity and renders the chart with
 // the values the release will have, so that a refused value or a name the
 // cluster is not known by changes nothing. Objects that an out-of-cluster
-// install (Install) created are taken over by the release.
+// install (Install) created are taken over by the release; once it is
+// installed, what earlier releases issued to home clusters is renamed
+// (migrateTenants).
 func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter, c client.Client, opts ChartOptions, out io.Writer) (identity.Identity, error) {
 	values, err := chartValues(opts)
 	if err != nil {
@@ -78,7 +81,7 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 	if previous != nil {
 		check = mergeValues(previous.Config, values)
 	}
-	if _, err := charts.Render(check, identity.SystemNamespace); err != nil {
+	if _, err := charts.Render(check, wellknown.SystemNamespace); err != nil {
 		return identity.Identity{}, fmt.Errorf("nothing was changed: %w", err)
 	}
 
@@ -105,9 +108,9 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 	version := chrt.Metadata.Version
 	var rel *releasev1.Release
 	if previous == nil {
-		fmt.Fprintf(out, "Installing chart %s %s as Helm release %s/%s ...\n", chrt.Name(), version, identity.SystemNamespace, charts.ReleaseName)
+		fmt.Fprintf(out, "Installing chart %s %s as Helm release %s/%s ...\n", chrt.Name(), version, wellknown.SystemNamespace, charts.ReleaseName)
 		in := action.NewInstall(cfg)
-		in.ReleaseName, in.Namespace = charts.ReleaseName, identity.SystemNamespace
+		in.ReleaseName, in.Namespace = charts.ReleaseName, wellknown.SystemNamespace
 		in.Timeout, in.WaitStrategy = timeout, kube.HookOnlyStrategy
 		// What an out-of-cluster install applied carries no Helm ownership.
 		in.TakeOwnership = true
@@ -115,13 +118,13 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 		in.ForceConflicts = true
 		r, err := in.RunWithContext(ctx, chrt, values)
 		if err != nil {
-			return id, fmt.Errorf("installing the Helm release %s/%s: %w: fix the cause, then run install again (it upgrades a failed release)", identity.SystemNamespace, charts.ReleaseName, err)
+			return id, fmt.Errorf("installing the Helm release %s/%s: %w: fix the cause, then run install again (it upgrades a failed release)", wellknown.SystemNamespace, charts.ReleaseName, err)
 		}
 		rel, _ = r.(*releasev1.Release)
 	} else {
-		fmt.Fprintf(out, "Upgrading Helm release %s/%s from revision %d (chart %s, %s) to chart %s ...\n", identity.SystemNamespace, charts.ReleaseName, previous.Version, chartVersion(previous), previous.Info.Status, version)
+		fmt.Fprintf(out, "Upgrading Helm release %s/%s from revision %d (chart %s, %s) to chart %s ...\n", wellknown.SystemNamespace, charts.ReleaseName, previous.Version, chartVersion(previous), previous.Info.Status, version)
 		up := action.NewUpgrade(cfg)
-		up.Namespace = identity.SystemNamespace
+		up.Namespace = wellknown.SystemNamespace
 		up.Timeout, up.WaitStrategy = timeout, kube.HookOnlyStrategy
 		// Values given to an earlier install stay unless given again.
 		up.ResetThenReuseValues = true
@@ -130,12 +133,15 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 		up.MaxHistory = 10
 		r, err := up.RunWithContext(ctx, charts.ReleaseName, chrt, values)
 		if err != nil {
-			return id, fmt.Errorf("upgrading the Helm release %s/%s: %w: fix the cause, then run install again", identity.SystemNamespace, charts.ReleaseName, err)
+			return id, fmt.Errorf("upgrading the Helm release %s/%s: %w: fix the cause, then run install again", wellknown.SystemNamespace, charts.ReleaseName, err)
 		}
 		rel, _ = r.(*releasev1.Release)
 	}
 	if rel != nil {
-		fmt.Fprintf(out, "✓ Helm release %s/%s revision %d: %s\n", identity.SystemNamespace, charts.ReleaseName, rel.Version, rel.Info.Status)
+		fmt.Fprintf(out, "✓ Helm release %s/%s revision %d: %s\n", wellknown.SystemNamespace, charts.ReleaseName, rel.Version, rel.Info.Status)
+	}
+	if err := migrateTenants(ctx, c, out); err != nil {
+		return id, err
 	}
 	if opts.Wait {
 		if err := waitRollout(ctx, c, timeout, out); err != nil {
@@ -146,13 +152,13 @@ func InstallChart(ctx context.Context, getter genericclioptions.RESTClientGetter
 }
 
 // helmConfiguration sets Helm's actions up for the release in
-// identity.SystemNamespace, its records kept in Secrets as helm keeps them.
+// wellknown.SystemNamespace, its records kept in Secrets as helm keeps them.
 func helmConfiguration(getter genericclioptions.RESTClientGetter) (*action.Configuration, error) {
 	cfg := action.NewConfiguration()
 	// Helm logs every step at info level; a failure comes back as an error.
 	cfg.SetLogger(slog.DiscardHandler)
-	if err := cfg.Init(getter, identity.SystemNamespace, "secret"); err != nil {
-		return nil, fmt.Errorf("setting up Helm for namespace %s: %w", identity.SystemNamespace, err)
+	if err := cfg.Init(getter, wellknown.SystemNamespace, "secret"); err != nil {
+		return nil, fmt.Errorf("setting up Helm for namespace %s: %w", wellknown.SystemNamespace, err)
 	}
 	return cfg, nil
 }
@@ -171,9 +177,9 @@ func uninstallRelease(getter genericclioptions.RESTClientGetter, timeout time.Du
 	un := action.NewUninstall(cfg)
 	un.WaitStrategy, un.Timeout = kube.StatusWatcherStrategy, timeout
 	if _, err := un.Run(charts.ReleaseName); err != nil {
-		return fmt.Errorf("uninstalling the Helm release %s/%s: %w: see 'helm -n %[1]s status %[2]s', then run uninstall again", identity.SystemNamespace, charts.ReleaseName, err)
+		return fmt.Errorf("uninstalling the Helm release %s/%s: %w: see 'helm -n %[1]s status %[2]s', then run uninstall again", wellknown.SystemNamespace, charts.ReleaseName, err)
 	}
-	fmt.Fprintf(out, "✓ Helm release %s/%s (revision %d) uninstalled: the manager's Deployment and Services are gone\n", identity.SystemNamespace, charts.ReleaseName, rel.Version)
+	fmt.Fprintf(out, "✓ Helm release %s/%s (revision %d) uninstalled: the manager's Deployment and Services are gone\n", wellknown.SystemNamespace, charts.ReleaseName, rel.Version)
 	return nil
 }
 
@@ -205,7 +211,7 @@ func lastRelease(cfg *action.Configuration) (*releasev1.Release, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the history of the Helm release %s/%s: %w", identity.SystemNamespace, charts.ReleaseName, err)
+		return nil, fmt.Errorf("reading the history of the Helm release %s/%s: %w", wellknown.SystemNamespace, charts.ReleaseName, err)
 	}
 	var last *releasev1.Release
 	for _, r := range rels {
@@ -277,7 +283,7 @@ func ParseImage(ref string) (repository, tag, digest string, err error) {
 // waitRollout waits until the manager's Deployment has rolled out, printing
 // each change of its progress, and on timeout says what its pods wait for.
 func waitRollout(ctx context.Context, c client.Client, timeout time.Duration, out io.Writer) error {
-	key := client.ObjectKey{Namespace: identity.SystemNamespace, Name: ManagerName}
+	key := client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}
 	last := ""
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		d := &appsv1.Deployment{}
@@ -302,7 +308,7 @@ func waitRollout(ctx context.Context, c client.Client, timeout time.Duration, ou
 		return err
 	}
 	return fmt.Errorf("deployment %s did not roll out within %s (%s)%s: check 'kubectl -n %s describe deployment %s' and the pods' events, then run install again with --wait",
-		key, timeout, last, podProblems(ctx, c), identity.SystemNamespace, ManagerName)
+		key, timeout, last, podProblems(ctx, c), wellknown.SystemNamespace, wellknown.ManagerName)
 }
 
 // rolloutProgress says whether d has rolled out, as 'kubectl rollout
@@ -327,7 +333,7 @@ func rolloutProgress(d *appsv1.Deployment) (bool, string) {
 // cannot be pulled or no node to schedule on.
 func podProblems(ctx context.Context, c client.Client) string {
 	pods := &corev1.PodList{}
-	if err := c.List(ctx, pods, client.InNamespace(identity.SystemNamespace), client.MatchingLabels{"app.kubernetes.io/name": "stretch-controller-manager"}); err != nil {
+	if err := c.List(ctx, pods, client.InNamespace(wellknown.SystemNamespace), client.MatchingLabels{"app.kubernetes.io/name": "stretch-controller-manager"}); err != nil {
 		return ""
 	}
 	var problems []string
@@ -342,7 +348,7 @@ func podProblems(ctx context.Context, c client.Client) string {
 				problems = append(problems, fmt.Sprintf("pod %s: %s %s", p.Name, w.Reason, w.Message))
 			}
 			if t := cs.LastTerminationState.Terminated; t != nil {
-				problems = append(problems, fmt.Sprintf("pod %s restarted %d times, last exit %d (%s): see 'kubectl -n %s logs %s --previous'", p.Name, cs.RestartCount, t.ExitCode, t.Reason, identity.SystemNamespace, p.Name))
+				problems = append(problems, fmt.Sprintf("pod %s restarted %d times, last exit %d (%s): see 'kubectl -n %s logs %s --previous'", p.Name, cs.RestartCount, t.ExitCode, t.Reason, wellknown.SystemNamespace, p.Name))
 			}
 		}
 	}
@@ -353,12 +359,12 @@ func podProblems(ctx context.Context, c client.Client) string {
 	return "; " + strings.Join(problems, "; ")
 }
 
-// ensureNamespace creates identity.SystemNamespace unless it exists: the
+// ensureNamespace creates wellknown.SystemNamespace unless it exists: the
 // identity lives there before the release does.
 func ensureNamespace(ctx context.Context, c client.Client) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace, Labels: objects.Labels()}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace, Labels: apply.Labels()}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", identity.SystemNamespace, err)
+		return fmt.Errorf("creating namespace %s: %w", wellknown.SystemNamespace, err)
 	}
 	return nil
 }

@@ -26,15 +26,12 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/charts"
+	"stretch.dev/stretch/internal/apply"
+	"stretch.dev/stretch/internal/cli/peer"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/webhook"
-)
-
-const (
-	// ManagerName names the controller-manager's ServiceAccount, ClusterRole and binding.
-	ManagerName = "stretch-controller-manager"
 )
 
 // Options of Install.
@@ -50,7 +47,8 @@ type Options struct {
 // Install installs or updates Stretch on the cluster c talks to, for a
 // manager that runs outside the cluster: the chart rendered with
 // manager.enabled=false (CRDs, RBAC, RuntimeClass) is applied, with no Helm
-// release, and the cluster identity made. It is idempotent; the cluster ID
+// release, and the cluster identity made; what earlier releases issued to
+// home clusters is renamed (migrateTenants). It is idempotent; the cluster ID
 // of an existing identity is kept. Everything that could make it fail
 // half-way (inputs, an identity under another name) is checked before the
 // first write.
@@ -63,7 +61,7 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 		return identity.Identity{}, err
 	}
 	for _, crd := range crds {
-		if err := objects.Apply(ctx, c, crd); err != nil {
+		if err := apply.Object(ctx, c, crd); err != nil {
 			return identity.Identity{}, err
 		}
 	}
@@ -75,11 +73,11 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 		return identity.Identity{}, err
 	}
 	for _, obj := range objs {
-		if err := objects.Apply(ctx, c, obj); err != nil {
+		if err := apply.Object(ctx, c, obj); err != nil {
 			return identity.Identity{}, err
 		}
 	}
-	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s applied\n", identity.SystemNamespace, ManagerName, peeringv1alpha1.RemoteWorkloadsClusterRole, peeringv1alpha1.RuntimeClassName)
+	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s applied\n", wellknown.SystemNamespace, wellknown.ManagerName, wellknown.RemoteWorkloadsClusterRole, wellknown.RuntimeClassName)
 
 	id, created, err := identity.Ensure(ctx, c, opts.ClusterName, opts.ClusterLabels)
 	if err != nil {
@@ -90,13 +88,29 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 		verb = "created"
 	}
 	fmt.Fprintf(out, "✓ cluster identity %s: name %s, ID %s (%s), labels [%s]\n", identity.Key, id.Name, id.ID, verb, identity.FormatLabels(id.Labels))
+	if err := migrateTenants(ctx, c, out); err != nil {
+		return id, err
+	}
 	return id, nil
+}
+
+// migrateTenants renames what earlier releases issued to the home clusters
+// of this provider, once the new release's objects are in place. It is here
+// rather than in the tenant controller because install runs on every
+// upgrade with the admin's rights and reaches every tenant, while the
+// controller would need the escalate verb on Roles to write them and never
+// sees a tenant without RemoteNamespaces (peer.MigrateTenants says more).
+func migrateTenants(ctx context.Context, c client.Client, out io.Writer) error {
+	if err := peer.MigrateTenants(ctx, c, out); err != nil {
+		return fmt.Errorf("renaming the RBAC of earlier peerings: %w", err)
+	}
+	return nil
 }
 
 // outOfClusterObjects are the chart's objects without the manager, the
 // CustomResourceDefinitions apart: they must be established before the rest.
 func outOfClusterObjects() (crds, rest []*unstructured.Unstructured, err error) {
-	objs, err := charts.Render(map[string]any{"manager": map[string]any{"enabled": false}}, identity.SystemNamespace)
+	objs, err := charts.Render(map[string]any{"manager": map[string]any{"enabled": false}}, wellknown.SystemNamespace)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,7 +133,7 @@ func RemoteWorkloadsRole() (*rbacv1.ClusterRole, error) {
 		return nil, err
 	}
 	for _, obj := range objs {
-		if obj.GetKind() == "ClusterRole" && obj.GetName() == peeringv1alpha1.RemoteWorkloadsClusterRole {
+		if obj.GetKind() == "ClusterRole" && obj.GetName() == wellknown.RemoteWorkloadsClusterRole {
 			role := &rbacv1.ClusterRole{}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, role); err != nil {
 				return nil, fmt.Errorf("decoding ClusterRole %s of the chart: %w", obj.GetName(), err)
@@ -127,7 +141,7 @@ func RemoteWorkloadsRole() (*rbacv1.ClusterRole, error) {
 			return role, nil
 		}
 	}
-	return nil, fmt.Errorf("the chart has no ClusterRole %s", peeringv1alpha1.RemoteWorkloadsClusterRole)
+	return nil, fmt.Errorf("the chart has no ClusterRole %s", wellknown.RemoteWorkloadsClusterRole)
 }
 
 func waitEstablished(ctx context.Context, c client.Client, crds []*unstructured.Unstructured, timeout time.Duration, out io.Writer) error {
@@ -183,20 +197,20 @@ func Uninstall(ctx context.Context, getter genericclioptions.RESTClientGetter, c
 	// first (a webhook without its manager fails every call), the namespace
 	// (with the identity, the webhook certificates and Helm's records in it)
 	// last but the CRDs.
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identity.SystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wellknown.SystemNamespace}}
 	objs := []client.Object{ns, identity.Identity{}.ConfigMap()}
 	for _, obj := range rest {
 		objs = append(objs, obj)
 	}
 	objs = append(objs, webhook.Configurations(webhook.Endpoint{}, nil).Objects()...)
 	for i := len(objs) - 1; i >= 0; i-- {
-		if _, err := objects.Delete(ctx, c, objs[i]); err != nil {
+		if _, err := apply.Delete(ctx, c, objs[i]); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", peeringv1alpha1.RuntimeClassName, ManagerName, identity.SystemNamespace)
+	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", wellknown.RuntimeClassName, wellknown.ManagerName, wellknown.SystemNamespace)
 	for _, crd := range crds {
-		if _, err := objects.Delete(ctx, c, crd); err != nil {
+		if _, err := apply.Delete(ctx, c, crd); err != nil {
 			return err
 		}
 	}
@@ -208,7 +222,7 @@ func checkUnused(ctx context.Context, c client.Client) error {
 	var problems []string
 
 	offloadings := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := objects.List(ctx, c, offloadings); err != nil {
+	if err := apply.List(ctx, c, offloadings); err != nil {
 		return err
 	}
 	if ns := namespacesOf(offloadings.Items, func(o offloadingv1alpha1.NamespaceOffloading) string { return o.Namespace }); len(ns) > 0 {
@@ -216,7 +230,7 @@ func checkUnused(ctx context.Context, c client.Client) error {
 	}
 
 	peers := &peeringv1alpha1.RemoteClusterList{}
-	if err := objects.List(ctx, c, peers); err != nil {
+	if err := apply.List(ctx, c, peers); err != nil {
 		return err
 	}
 	if names := namespacesOf(peers.Items, func(p peeringv1alpha1.RemoteCluster) string { return p.Name }); len(names) > 0 {
@@ -224,7 +238,7 @@ func checkUnused(ctx context.Context, c client.Client) error {
 	}
 
 	twins := &peeringv1alpha1.RemoteNamespaceList{}
-	if err := objects.List(ctx, c, twins); err != nil {
+	if err := apply.List(ctx, c, twins); err != nil {
 		return err
 	}
 	if ns := namespacesOf(twins.Items, func(r peeringv1alpha1.RemoteNamespace) string { return r.Spec.RemoteNamespaceName }); len(ns) > 0 {

@@ -18,9 +18,10 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/config"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/webhook"
 )
@@ -31,8 +32,8 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func(s []*testenv.APIServer) { cluster = s[0] }, "provider")
 }
 
-// TestInstallLifecycle walks one cluster through install, re-install, a
-// refused rename, a refused uninstall and the uninstall. It is one test
+// TestInstallLifecycle walks one cluster through install, re-install (which
+// renames an earlier release's tenant RBAC), a refused rename, a refused uninstall and the uninstall. It is one test
 // because envtest has no namespace controller: stretch-system stays
 // Terminating after the uninstall, so nothing can follow it.
 func TestInstallLifecycle(t *testing.T) {
@@ -58,27 +59,50 @@ func TestInstallLifecycle(t *testing.T) {
 		g.Expect(c.Get(ctx, client.ObjectKey{Name: crd.Name}, got)).To(Succeed())
 		g.Expect(got.Spec.Versions).To(HaveLen(len(crd.Spec.Versions)))
 	}
-	g.Expect(c.Get(ctx, client.ObjectKey{Name: identity.SystemNamespace}, &corev1.Namespace{})).To(Succeed())
-	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: ManagerName}, &corev1.ServiceAccount{})).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: wellknown.SystemNamespace}, &corev1.Namespace{})).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}, &corev1.ServiceAccount{})).To(Succeed())
 	role := &rbacv1.ClusterRole{}
-	g.Expect(c.Get(ctx, client.ObjectKey{Name: ManagerName}, role)).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: wellknown.ManagerName}, role)).To(Succeed())
 	g.Expect(role.Rules).NotTo(BeEmpty(), "the ClusterRole carries the generated rules")
 	binding := &rbacv1.ClusterRoleBinding{}
-	g.Expect(c.Get(ctx, client.ObjectKey{Name: ManagerName}, binding)).To(Succeed())
-	g.Expect(binding.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: identity.SystemNamespace, Name: ManagerName}))
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: wellknown.ManagerName}, binding)).To(Succeed())
+	g.Expect(binding.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: wellknown.SystemNamespace, Name: wellknown.ManagerName}))
 	workloads := &rbacv1.ClusterRole{}
-	g.Expect(c.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.RemoteWorkloadsClusterRole}, workloads)).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: wellknown.RemoteWorkloadsClusterRole}, workloads)).To(Succeed())
 	g.Expect(workloads.Rules).NotTo(BeEmpty())
 	rtc := &nodev1.RuntimeClass{}
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: "stretch"}, rtc)).To(Succeed())
 	g.Expect(rtc.Handler).To(Equal("stretch"))
 
-	// Re-install: the ID is kept, the labels are updated.
+	// A home cluster peered by an earlier release: its tenant's Role and
+	// RoleBinding carry the ServiceAccount's name.
+	legacyHome := "d4d4d4d4-0000-4000-8000-00000000000d"
+	tenant := peeringv1alpha1.TenantNamespace(legacyHome)
+	labels := map[string]string{apply.PartOfLabel: apply.PartOf, wellknown.HomeClusterIDLabel: legacyHome}
+	legacy := client.ObjectKey{Namespace: tenant, Name: "stretch-home"}
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenant, Labels: labels}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: legacy.Name, Labels: labels},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{peeringv1alpha1.GroupVersion.Group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "create"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: legacy.Name, Labels: labels},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: legacy.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: tenant, Name: "stretch-home"}}},
+	} {
+		g.Expect(c.Create(ctx, obj)).To(Succeed())
+	}
+
+	// Re-install: the ID is kept, the labels are updated, the earlier
+	// release's tenant RBAC renamed.
 	out.Reset()
 	again, err := Install(ctx, c, Options{ClusterName: "provider-eu", ClusterLabels: map[string]string{"region": "eu", "tier": "gold"}}, &out)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(again.ID).To(Equal(id.ID))
 	g.Expect(out.String()).To(ContainSubstring("(kept)"))
+	g.Expect(out.String()).To(ContainSubstring("✓ tenant namespace " + tenant + ": Role and RoleBinding stretch-home of an earlier release replaced by stretch-home-requests"))
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, &rbacv1.Role{})).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, &rbacv1.RoleBinding{})).To(Succeed())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, legacy, &rbacv1.Role{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, legacy, &rbacv1.RoleBinding{}))).To(BeTrue())
 	loaded, err = identity.Load(ctx, c)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(loaded.Labels).To(Equal(map[string]string{"region": "eu", "tier": "gold"}))
@@ -106,7 +130,7 @@ func TestInstallLifecycle(t *testing.T) {
 	// the webhook configurations the manager applied.
 	set := webhook.Configurations(webhook.Endpoint{URL: "https://127.0.0.1:9443"}, nil)
 	for _, obj := range set.Objects() {
-		g.Expect(objects.Apply(ctx, c, obj)).To(Succeed())
+		g.Expect(apply.Object(ctx, c, obj)).To(Succeed())
 	}
 	g.Expect(c.Delete(ctx, off)).To(Succeed())
 	out.Reset()
@@ -116,9 +140,9 @@ func TestInstallLifecycle(t *testing.T) {
 		g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(v), &admissionregistrationv1.ValidatingWebhookConfiguration{}))).To(BeTrue(), v.Name)
 	}
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "stretch"}, &nodev1.RuntimeClass{}))).To(BeTrue())
-	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRole{}))).To(BeTrue())
-	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: ManagerName}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
-	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: peeringv1alpha1.RemoteWorkloadsClusterRole}, &rbacv1.ClusterRole{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: wellknown.ManagerName}, &rbacv1.ClusterRole{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: wellknown.ManagerName}, &rbacv1.ClusterRoleBinding{}))).To(BeTrue())
+	g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: wellknown.RemoteWorkloadsClusterRole}, &rbacv1.ClusterRole{}))).To(BeTrue())
 	g.Expect(apierrors.IsNotFound(c.Get(ctx, identity.Key, &corev1.ConfigMap{}))).To(BeTrue())
 	for _, crd := range crds {
 		g.Eventually(func() bool {

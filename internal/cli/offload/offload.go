@@ -21,9 +21,10 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
-	"stretch.dev/stretch/internal/objects"
 )
 
 const (
@@ -80,7 +81,7 @@ func Offload(ctx context.Context, c client.Client, namespaces []string, spec off
 		return err
 	}
 	for _, ns := range namespaces {
-		if err := objects.Apply(ctx, c, Manifest(ns, spec)); err != nil {
+		if err := apply.Object(ctx, c, Manifest(ns, spec)); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "✓ namespace %s: NamespaceOffloading applied (pods %s, twins %s)\n", ns, spec.PodOffloadingStrategy, naming.TwinName(spec, ns, home.ID))
@@ -130,7 +131,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 			case phase == offloadingv1alpha1.ReadyPhase:
 				fmt.Fprintf(out, "✓ namespace %s offloaded: twin %s ready on %s\n", ns, off.Status.RemoteNamespaceName, strings.Join(off.Status.Providers(), ", "))
 				delete(pending, ns)
-			case phase == offloadingv1alpha1.NoClusterSelectedPhase && off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] == "" &&
+			case phase == offloadingv1alpha1.NoClusterSelectedPhase && off.Annotations[wellknown.ClusterSelectorErrorAnnotation] == "" &&
 				time.Since(unselectedSince[ns]) < unselectedSettle:
 				// A provider just peered may not have its virtual node yet.
 			case phase == offloadingv1alpha1.SomeFailedPhase && len(creating(off)) > 0:
@@ -165,7 +166,7 @@ func waitOffloaded(ctx context.Context, c client.Client, namespaces []string, ti
 func failure(off *offloadingv1alpha1.NamespaceOffloading) string {
 	msg := fmt.Sprintf("namespace %s: phase %s", off.Namespace, off.Status.OffloadingPhase)
 	if off.Status.OffloadingPhase == offloadingv1alpha1.NoClusterSelectedPhase {
-		if e := off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation]; e != "" {
+		if e := off.Annotations[wellknown.ClusterSelectorErrorAnnotation]; e != "" {
 			return msg + ": the cluster selector is invalid: " + e
 		}
 		return msg + ": no provider's virtual node matches the cluster selector; compare it with 'kubectl get nodes --show-labels'"
@@ -212,12 +213,12 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 			if off.Annotations == nil {
 				off.Annotations = map[string]string{}
 			}
-			off.Annotations[offloadingv1alpha1.ForceUnoffloadAnnotation] = "true"
+			off.Annotations[wellknown.ForceUnoffloadAnnotation] = "true"
 			if err := c.Patch(ctx, off, patch); client.IgnoreNotFound(err) != nil {
 				return fmt.Errorf("marking NamespaceOffloading %s/offloading for a forced unoffload: %w", ns, err)
 			}
 		}
-		if _, err := objects.Delete(ctx, c, off); err != nil {
+		if _, err := apply.Delete(ctx, c, off); err != nil {
 			return err
 		}
 		answering := slices.DeleteFunc(off.Status.Providers(), func(p string) bool { return left[p] != "" })
@@ -311,7 +312,7 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 			}
 			twin, tenant = naming.TwinName(off.Spec, off.Namespace, self.ID), peeringv1alpha1.TenantNamespace(self.ID)
 			pods = &corev1.PodList{}
-			if err := objects.List(ctx, c, pods, client.InNamespace(off.Namespace)); err != nil {
+			if err := apply.List(ctx, c, pods, client.InNamespace(off.Namespace)); err != nil {
 				return nil, err
 			}
 		}
@@ -329,7 +330,7 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 		if kept {
 			left[name] = fmt.Sprintf("provider %s %s: %s stay on provider %s until Stretch deletes them there: start its stretch-controller-manager there "+
 				"('kubectl get namespace %s -o yaml' there shows what holds a twin stuck Terminating), or, by hand on the provider, delete namespace %s and remove finalizer %s from the request",
-				name, why, what, name, twin, twin, peeringv1alpha1.RemoteNamespaceFinalizer)
+				name, why, what, name, twin, twin, wellknown.RemoteNamespaceFinalizer)
 			continue
 		}
 		left[name] = fmt.Sprintf("provider %s %s: left there until it answers again while still peered: %s; if it is gone for good, delete them there ('stretchctl peer revoke --force' on the provider)",
@@ -339,7 +340,7 @@ func leftBehind(ctx context.Context, c client.Reader, off *offloadingv1alpha1.Na
 }
 
 func key(ns string) client.ObjectKey {
-	return client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}
+	return client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}
 }
 
 func orNone(names []string) string {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
 )
@@ -167,7 +168,7 @@ func CheckTwinNames(namespaces []string, spec offloadingv1alpha1.NamespaceOffloa
 func Manifest(namespace string, spec offloadingv1alpha1.NamespaceOffloadingSpec) *offloadingv1alpha1.NamespaceOffloading {
 	return &offloadingv1alpha1.NamespaceOffloading{
 		TypeMeta:   metav1.TypeMeta{APIVersion: offloadingv1alpha1.GroupVersion.String(), Kind: "NamespaceOffloading"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: offloadingv1alpha1.NamespaceOffloadingName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: wellknown.NamespaceOffloadingName},
 		Spec:       spec,
 	}
 }

@@ -12,8 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -66,14 +67,14 @@ func Consume(ctx context.Context, home client.Client, creds *peering.Credentials
 		return nil, err
 	}
 
-	labels := objects.Labels(peeringv1alpha1.RemoteClusterIDLabel, creds.Provider.ClusterID, peeringv1alpha1.RemoteClusterNameLabel, name)
+	labels := apply.Labels(wellknown.RemoteClusterIDLabel, creds.Provider.ClusterID, wellknown.RemoteClusterNameLabel, name)
 	secret := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: peering.SecretName(name), Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(name), Labels: labels},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{peering.KubeconfigKey: kubeconfig},
 	}
-	if err := objects.Apply(ctx, home, secret); err != nil {
+	if err := apply.Object(ctx, home, secret); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "✓ Secret %s/%s applied: kubeconfig of %q, token valid until %s\n", secret.Namespace, secret.Name, name, creds.ExpirationTimestamp.UTC().Format(time.RFC3339))
@@ -90,7 +91,7 @@ func Consume(ctx context.Context, home client.Client, creds *peering.Credentials
 			},
 		},
 	}
-	if err := objects.Apply(ctx, home, rc); err != nil {
+	if err := apply.Object(ctx, home, rc); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "✓ RemoteCluster %s applied (cluster ID %s): the home controller makes it virtual node %s\n", name, rc.Spec.ClusterID, peeringv1alpha1.VirtualNodeName(name))
@@ -109,7 +110,7 @@ func preflight(ctx context.Context, home client.Client, self identity.Identity, 
 		return fmt.Errorf("cannot peer a cluster with itself: the provider has this cluster's own ID %s (%q): point --remote-kubeconfig at another cluster", self.ID, self.Name)
 	}
 	peers := &peeringv1alpha1.RemoteClusterList{}
-	if err := objects.List(ctx, home, peers); err != nil {
+	if err := apply.List(ctx, home, peers); err != nil {
 		return err
 	}
 	for _, rc := range peers.Items {

@@ -21,8 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -57,14 +58,19 @@ func IssueCredentials(ctx context.Context, c client.Client, cfg *rest.Config, ho
 	}
 
 	for _, obj := range append(sharedObjects(), tenantObjects(homeClusterID)...) {
-		if err := objects.Apply(ctx, c, obj); err != nil {
+		if err := apply.Object(ctx, c, obj); err != nil {
 			return nil, err
 		}
 	}
 	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
-	fmt.Fprintf(out, "✓ tenant namespace %s, ServiceAccount %s and its RBAC applied on %q\n", ns, peeringv1alpha1.TenantServiceAccountName, self.Name)
+	fmt.Fprintf(out, "✓ tenant namespace %s, ServiceAccount %s and its RBAC applied on %q\n", ns, wellknown.TenantServiceAccountName, self.Name)
+	// Peering again over a peering of an earlier release: its Role and
+	// RoleBinding of the old name go, now that the new ones exist.
+	if _, err := migrateTenant(ctx, c, homeClusterID, out); err != nil {
+		return nil, err
+	}
 
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.TenantServiceAccountName}}
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(TokenLifetime / time.Second))}}
 	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
 		return nil, fmt.Errorf("issuing a token for ServiceAccount %s/%s: %w", ns, sa.Name, err)
@@ -129,7 +135,7 @@ func endpoint(cfg *rest.Config) (peering.Provider, error) {
 func sharedObjects() []client.Object {
 	return []client.Object{&rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
-		ObjectMeta: metav1.ObjectMeta{Name: peering.NodeReaderClusterRole, Labels: objects.Labels()},
+		ObjectMeta: metav1.ObjectMeta{Name: wellknown.NodeReaderClusterRole, Labels: apply.Labels()},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
 	}}
 }
@@ -141,10 +147,10 @@ func sharedObjects() []client.Object {
 // by the provider's tenant controller.
 func tenantObjects(homeClusterID string) []client.Object {
 	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
-	labels := objects.Labels(peering.HomeClusterIDLabel, homeClusterID)
-	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName}
+	labels := tenantLabels(homeClusterID)
+	subject := tenantSubject(homeClusterID)
 	binding := peering.TenantBindingName(homeClusterID)
-	group := peeringv1alpha1.GroupVersion.Group
+	requests, requestsBinding := requestsRBAC(homeClusterID)
 	return []client.Object{
 		&corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
@@ -152,28 +158,49 @@ func tenantObjects(homeClusterID string) []client.Object {
 		},
 		&corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantServiceAccountName, Labels: labels},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.TenantServiceAccountName, Labels: labels},
 			// Nothing runs as this account on the provider: its token is for the home cluster.
 			AutomountServiceAccountToken: ptr.To(false),
 		},
-		role(ns, peering.TenantRoleName, labels,
-			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}},
-			// The provider's policy for this home cluster is the provider
-			// admin's: the home cluster may read it (its limits and usage),
-			// never write it.
-			rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"tenantpolicies"}, Verbs: []string{"get", "list", "watch"}}),
-		roleBinding(ns, peering.TenantRoleName, labels, subject),
-		role(identity.SystemNamespace, binding, labels,
-			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{identity.ConfigMapName}, Verbs: []string{"get"}}),
-		roleBinding(identity.SystemNamespace, binding, labels, subject),
+		requests,
+		requestsBinding,
+		role(wellknown.SystemNamespace, binding, labels,
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{wellknown.IdentityConfigMapName}, Verbs: []string{"get"}}),
+		roleBinding(wellknown.SystemNamespace, binding, labels, subject),
 		&rbacv1.ClusterRoleBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
 			ObjectMeta: metav1.ObjectMeta{Name: binding, Labels: labels},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peering.NodeReaderClusterRole},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: wellknown.NodeReaderClusterRole},
 			Subjects:   []rbacv1.Subject{subject},
 		},
 	}
+}
+
+// requestsRBAC are the Role and RoleBinding wellknown.TenantRoleName in the
+// tenant namespace of homeClusterID: its ServiceAccount may manage its
+// RemoteNamespaces (twin requests) there and read its TenantPolicy.
+func requestsRBAC(homeClusterID string) (*rbacv1.Role, *rbacv1.RoleBinding) {
+	ns := peeringv1alpha1.TenantNamespace(homeClusterID)
+	labels := tenantLabels(homeClusterID)
+	group := peeringv1alpha1.GroupVersion.Group
+	requests := role(ns, wellknown.TenantRoleName, labels,
+		rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}},
+		// The provider's policy for this home cluster is the provider
+		// admin's: the home cluster may read it (its limits and usage),
+		// never write it.
+		rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{"tenantpolicies"}, Verbs: []string{"get", "list", "watch"}})
+	return requests, roleBinding(ns, wellknown.TenantRoleName, labels, tenantSubject(homeClusterID))
+}
+
+// tenantLabels are the labels of everything issued to homeClusterID.
+func tenantLabels(homeClusterID string) map[string]string {
+	return apply.Labels(wellknown.HomeClusterIDLabel, homeClusterID)
+}
+
+// tenantSubject is the ServiceAccount whose token homeClusterID holds.
+func tenantSubject(homeClusterID string) rbacv1.Subject {
+	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: peeringv1alpha1.TenantNamespace(homeClusterID), Name: wellknown.TenantServiceAccountName}
 }
 
 func role(namespace, name string, labels map[string]string, rules ...rbacv1.PolicyRule) *rbacv1.Role {

@@ -26,6 +26,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
@@ -94,7 +95,7 @@ func TestPeerDirect(t *testing.T) {
 	g.Expect(out).To(ContainSubstring("✓ RemoteCluster provider-eu applied"))
 
 	// Provider side.
-	labels := map[string]string{"app.kubernetes.io/part-of": "stretch", peering.HomeClusterIDLabel: homeID.ID}
+	labels := map[string]string{"app.kubernetes.io/part-of": "stretch", wellknown.HomeClusterIDLabel: homeID.ID}
 	ns := &corev1.Namespace{}
 	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: tenant}, ns)).To(Succeed())
 	delete(ns.Labels, corev1.LabelMetadataName)
@@ -104,16 +105,21 @@ func TestPeerDirect(t *testing.T) {
 	g.Expect(sa.Labels).To(Equal(labels))
 	subject := rbacv1.Subject{Kind: "ServiceAccount", Namespace: tenant, Name: "stretch-home"}
 
+	// The ServiceAccount keeps the name its tokens carry; the Role and
+	// RoleBinding in the tenant namespace have their own.
 	role := &rbacv1.Role{}
-	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home"}, role)).To(Succeed())
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, role)).To(Succeed())
 	g.Expect(role.Rules).To(ConsistOf(
 		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"remotenamespaces/status"}, Verbs: []string{"get", "list", "watch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"peering.stretch.dev"}, Resources: []string{"tenantpolicies"}, Verbs: []string{"get", "list", "watch"}},
 	))
 	rb := &rbacv1.RoleBinding{}
-	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home"}, rb)).To(Succeed())
-	g.Expect(rb.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "stretch-home"}))
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "stretch-home-requests"}, rb)).To(Succeed())
+	g.Expect(rb.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "stretch-home-requests"}))
+	legacy := client.ObjectKey{Namespace: tenant, Name: "stretch-home"}
+	g.Expect(apierrors.IsNotFound(eu.Client.Get(ctx, legacy, &rbacv1.Role{}))).To(BeTrue(), "no Role named as the ServiceAccount")
+	g.Expect(apierrors.IsNotFound(eu.Client.Get(ctx, legacy, &rbacv1.RoleBinding{}))).To(BeTrue(), "no RoleBinding named as the ServiceAccount")
 	g.Expect(rb.Subjects).To(ConsistOf(subject))
 
 	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: "stretch-system", Name: tenant}, role)).To(Succeed())
@@ -138,7 +144,7 @@ func TestPeerDirect(t *testing.T) {
 		ClusterID:           euID.ID,
 		KubeconfigSecretRef: peeringv1alpha1.SecretKeyReference{Namespace: "stretch-system", Name: "stretch-peer-provider-eu", Key: "kubeconfig"},
 	}))
-	g.Expect(rc.Labels).To(HaveKeyWithValue(peeringv1alpha1.RemoteClusterIDLabel, euID.ID))
+	g.Expect(rc.Labels).To(HaveKeyWithValue(wellknown.RemoteClusterIDLabel, euID.ID))
 	secret := &corev1.Secret{}
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: "stretch-system", Name: "stretch-peer-provider-eu"}, secret)).To(Succeed())
 	g.Expect(secret.Type).To(Equal(corev1.SecretTypeOpaque))
@@ -526,7 +532,7 @@ func TestUnpeerDirect(t *testing.T) {
 	expectHomeSideGone(ctx, g, "provider-eu")
 	expectProviderSideGone(ctx, g, eu)
 	// The node reader ClusterRole is shared by every tenant: it stays.
-	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: peering.NodeReaderClusterRole}, &rbacv1.ClusterRole{})).To(Succeed())
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: wellknown.NodeReaderClusterRole}, &rbacv1.ClusterRole{})).To(Succeed())
 	expectTokenRejected(ctx, t, g, oldToken)
 
 	// Unpeering again finds nothing on the home side, and nothing left to revoke.
@@ -582,7 +588,7 @@ func TestUnpeerOutOfBandForce(t *testing.T) {
 func TestUnpeerStuckFinalizer(t *testing.T) {
 	ctx, g := setup(t)
 	rc := &peeringv1alpha1.RemoteCluster{
-		ObjectMeta: metav1.ObjectMeta{Name: "provider-ap", Finalizers: []string{peeringv1alpha1.RemoteClusterFinalizer}},
+		ObjectMeta: metav1.ObjectMeta{Name: "provider-ap", Finalizers: []string{wellknown.RemoteClusterFinalizer}},
 		Spec:       peeringv1alpha1.RemoteClusterSpec{ClusterID: uuid.NewString(), KubeconfigSecretRef: peeringv1alpha1.SecretKeyReference{Namespace: "stretch-system", Name: "stretch-peer-provider-ap"}},
 	}
 	g.Expect(home.Client.Create(ctx, rc)).To(Succeed())
@@ -599,7 +605,7 @@ func TestUnpeerStuckFinalizer(t *testing.T) {
 
 	// Running it again with --force finishes, the virtual node included.
 	g.Expect(home.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-ap", Labels: map[string]string{
-		peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue, peeringv1alpha1.RemoteClusterNameLabel: "provider-ap",
+		wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue, wellknown.RemoteClusterNameLabel: "provider-ap",
 	}}})).To(Succeed())
 	out.Reset()
 	g.Expect(Unpeer(ctx, home.Client, UnpeerOptions{Name: "provider-ap", Timeout: time.Second, Force: true}, &out)).To(Succeed())
@@ -646,7 +652,7 @@ func addFinalizer(ctx context.Context, g *WithT, name string) {
 	rc := &peeringv1alpha1.RemoteCluster{}
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: name}, rc)).To(Succeed())
 	patch := client.MergeFrom(rc.DeepCopy())
-	rc.Finalizers = append(rc.Finalizers, peeringv1alpha1.RemoteClusterFinalizer)
+	rc.Finalizers = append(rc.Finalizers, wellknown.RemoteClusterFinalizer)
 	g.Expect(home.Client.Patch(ctx, rc, patch)).To(Succeed())
 }
 

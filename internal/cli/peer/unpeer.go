@@ -17,9 +17,10 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/cli/factory"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -57,9 +58,9 @@ func Unpeer(ctx context.Context, home client.Client, opts UnpeerOptions, out io.
 		rc = nil
 	}
 	secret := &corev1.Secret{}
-	if err := home.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: peering.SecretName(opts.Name)}, secret); err != nil {
+	if err := home.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(opts.Name)}, secret); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("reading Secret %s/%s: %w", identity.SystemNamespace, peering.SecretName(opts.Name), err)
+			return fmt.Errorf("reading Secret %s/%s: %w", wellknown.SystemNamespace, peering.SecretName(opts.Name), err)
 		}
 		secret = nil
 	}
@@ -120,7 +121,7 @@ func Unpeer(ctx context.Context, home client.Client, opts UnpeerOptions, out io.
 	}
 	if secret != nil {
 		secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if _, err := objects.Delete(ctx, home, secret); err != nil {
+		if _, err := apply.Delete(ctx, home, secret); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "✓ Secret %s/%s deleted\n", secret.Namespace, secret.Name)
@@ -132,7 +133,7 @@ func Unpeer(ctx context.Context, home client.Client, opts UnpeerOptions, out io.
 	left := tenantObjects(self.ID)
 	descs := make([]string, len(left))
 	for i, obj := range left {
-		descs[i] = objects.Describe(obj)
+		descs[i] = apply.Describe(obj)
 	}
 	fmt.Fprintf(out, "! the provider %q still holds what it issued to this cluster, and the token stays valid until they are deleted: %s.\n  Run on the provider: stretchctl peer revoke --kubeconfig PROVIDER --home-cluster-id %s\n",
 		opts.Name, strings.Join(descs, ", "), self.ID)
@@ -160,7 +161,7 @@ func checkProvider(ctx context.Context, provider client.Client, name string, rc 
 // provider name.
 func offloadedTo(ctx context.Context, home client.Reader, name string) ([]string, error) {
 	offloadings := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := objects.List(ctx, home, offloadings); err != nil {
+	if err := apply.List(ctx, home, offloadings); err != nil {
 		return nil, err
 	}
 	var namespaces []string
@@ -176,7 +177,7 @@ func offloadedTo(ctx context.Context, home client.Reader, name string) ([]string
 // twinRequests lists the RemoteNamespaces of home cluster homeClusterID.
 func twinRequests(ctx context.Context, provider client.Reader, homeClusterID string) ([]peeringv1alpha1.RemoteNamespace, error) {
 	list := &peeringv1alpha1.RemoteNamespaceList{}
-	if err := objects.List(ctx, provider, list, client.InNamespace(peeringv1alpha1.TenantNamespace(homeClusterID))); err != nil {
+	if err := apply.List(ctx, provider, list, client.InNamespace(peeringv1alpha1.TenantNamespace(homeClusterID))); err != nil {
 		return nil, err
 	}
 	return list.Items, nil
@@ -186,7 +187,7 @@ func deleteRequests(ctx context.Context, provider client.Client, twins []peering
 	for i := range twins {
 		rn := &twins[i]
 		rn.SetGroupVersionKind(peeringv1alpha1.GroupVersion.WithKind("RemoteNamespace"))
-		if _, err := objects.Delete(ctx, provider, rn); err != nil {
+		if _, err := apply.Delete(ctx, provider, rn); err != nil {
 			return err
 		}
 	}
@@ -222,7 +223,7 @@ func inUseError(name, homeClusterID string, offloaded []string, twins []peeringv
 func deleteRemoteCluster(ctx context.Context, home client.Client, rc *peeringv1alpha1.RemoteCluster, opts UnpeerOptions, out io.Writer) error {
 	rc.SetGroupVersionKind(peeringv1alpha1.GroupVersion.WithKind("RemoteCluster"))
 	if rc.DeletionTimestamp.IsZero() {
-		if _, err := objects.Delete(ctx, home, rc); err != nil {
+		if _, err := apply.Delete(ctx, home, rc); err != nil {
 			return err
 		}
 	}
@@ -236,7 +237,7 @@ func deleteRemoteCluster(ctx context.Context, home client.Client, rc *peeringv1a
 		fmt.Fprintf(out, "✓ RemoteCluster %s removed\n", rc.Name)
 		return nil
 	}
-	if !opts.Force || !slices.Contains(finalizers, peeringv1alpha1.RemoteClusterFinalizer) {
+	if !opts.Force || !slices.Contains(finalizers, wellknown.RemoteClusterFinalizer) {
 		return fmt.Errorf("RemoteCluster %s is still there after %s, held by finalizers %s: the home controller (stretch-controller-manager) removes virtual node %s, then its finalizer: check that it runs, or run 'stretchctl unpeer %s --force' to remove the finalizer",
 			rc.Name, opts.Timeout, strings.Join(finalizers, ", "), node, rc.Name)
 	}
@@ -247,16 +248,16 @@ func deleteRemoteCluster(ctx context.Context, home client.Client, rc *peeringv1a
 		return fmt.Errorf("reading RemoteCluster %s: %w", rc.Name, err)
 	}
 	patch := client.MergeFromWithOptions(current.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	current.Finalizers = slices.DeleteFunc(current.Finalizers, func(f string) bool { return f == peeringv1alpha1.RemoteClusterFinalizer })
+	current.Finalizers = slices.DeleteFunc(current.Finalizers, func(f string) bool { return f == wellknown.RemoteClusterFinalizer })
 	if err := home.Patch(ctx, current, patch); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("removing finalizer %s of RemoteCluster %s: %w", peeringv1alpha1.RemoteClusterFinalizer, rc.Name, err)
+		return fmt.Errorf("removing finalizer %s of RemoteCluster %s: %w", wellknown.RemoteClusterFinalizer, rc.Name, err)
 	}
 	nodeGone, err := deleteVirtualNode(ctx, home, rc.Name)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "! --force: RemoteCluster %s was still held by finalizer %s after %s (is the home controller running?): removed it%s\n",
-		rc.Name, peeringv1alpha1.RemoteClusterFinalizer, opts.Timeout, nodeGone)
+		rc.Name, wellknown.RemoteClusterFinalizer, opts.Timeout, nodeGone)
 	if finalizers, err = waitGone(ctx, home, rc, opts.Timeout); err != nil {
 		return err
 	}
@@ -275,11 +276,11 @@ func deleteVirtualNode(ctx context.Context, home client.Client, name string) (st
 		}
 		return "", fmt.Errorf("reading virtual node %s: %w", peeringv1alpha1.VirtualNodeName(name), err)
 	}
-	if node.Labels[peeringv1alpha1.VirtualNodeTypeLabel] != peeringv1alpha1.VirtualNodeTypeValue || node.Labels[peeringv1alpha1.RemoteClusterNameLabel] != name {
+	if node.Labels[wellknown.VirtualNodeTypeLabel] != wellknown.VirtualNodeTypeValue || node.Labels[wellknown.RemoteClusterNameLabel] != name {
 		return "", nil
 	}
 	node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
-	if _, err := objects.Delete(ctx, home, node, client.Preconditions{UID: &node.UID}); err != nil {
+	if _, err := apply.Delete(ctx, home, node, client.Preconditions{UID: &node.UID}); err != nil {
 		return "", err
 	}
 	return ", and virtual node " + node.Name, nil
@@ -310,7 +311,7 @@ func waitGone(ctx context.Context, c client.Client, obj client.Object, timeout t
 		}
 		return finalizers, nil
 	default:
-		return nil, fmt.Errorf("waiting for %s to be deleted: %w", objects.Describe(obj), err)
+		return nil, fmt.Errorf("waiting for %s to be deleted: %w", apply.Describe(obj), err)
 	}
 }
 
@@ -348,17 +349,17 @@ func Revoke(ctx context.Context, c client.Client, homeClusterID string, force bo
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return fmt.Errorf("reading %s: %w", objects.Describe(obj), err)
+			return fmt.Errorf("reading %s: %w", apply.Describe(obj), err)
 		}
 		if !current.GetDeletionTimestamp().IsZero() {
 			continue // deleted before, e.g. a namespace still terminating
 		}
-		existed, err := objects.Delete(ctx, c, obj, client.Preconditions{UID: ptr.To(current.GetUID())})
+		existed, err := apply.Delete(ctx, c, obj, client.Preconditions{UID: ptr.To(current.GetUID())})
 		if err != nil {
 			return err
 		}
 		if existed {
-			deleted = append(deleted, objects.Describe(obj))
+			deleted = append(deleted, apply.Describe(obj))
 		}
 	}
 	if len(deleted) == 0 {

@@ -15,8 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/cli/output"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
@@ -25,7 +26,7 @@ import (
 func KnownHomes(ctx context.Context, c client.Reader) ([]string, error) {
 	list := &corev1.NamespaceList{}
 	if err := c.List(ctx, list); err != nil {
-		return nil, fmt.Errorf("listing the tenant namespaces (%s<home cluster ID>): %w", peeringv1alpha1.TenantNamespacePrefix, err)
+		return nil, fmt.Errorf("listing the tenant namespaces (%s<home cluster ID>): %w", wellknown.TenantNamespacePrefix, err)
 	}
 	var homes []string
 	for _, ns := range list.Items {
@@ -67,7 +68,7 @@ func Set(ctx context.Context, c client.Client, home string, change Change, out i
 	if err != nil {
 		return nil, err
 	}
-	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(home), Name: peeringv1alpha1.TenantPolicyName}
+	key := client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(home), Name: wellknown.TenantPolicyName}
 	current := &peeringv1alpha1.TenantPolicy{}
 	if err := c.Get(ctx, key, current); err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading TenantPolicy %s: %w", key, err)
@@ -80,7 +81,7 @@ func Set(ctx context.Context, c client.Client, home string, change Change, out i
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 		Spec:       change.ApplyTo(current.Spec),
 	}
-	if err := objects.Apply(ctx, c, desired); err != nil {
+	if err := apply.Object(ctx, c, desired); err != nil {
 		return nil, err
 	}
 	got := &peeringv1alpha1.TenantPolicy{}
@@ -221,7 +222,7 @@ func Show(ctx context.Context, c client.Reader, home string) (*Report, error) {
 	for _, id := range homes {
 		h := Home{HomeClusterID: id, PodSecurity: peeringv1alpha1.PodSecurityBaseline}
 		p := &peeringv1alpha1.TenantPolicy{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(id), Name: peeringv1alpha1.TenantPolicyName}, p)
+		err := c.Get(ctx, client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(id), Name: wellknown.TenantPolicyName}, p)
 		switch {
 		case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
 		case err != nil:

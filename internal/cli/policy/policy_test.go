@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/tenancy"
 	"stretch.dev/stretch/internal/testenv"
 )
@@ -90,7 +91,7 @@ func peered(g Gomega, home string) {
 
 func get(g Gomega, home string) *peeringv1alpha1.TenantPolicy {
 	p := &peeringv1alpha1.TenantPolicy{}
-	g.ExpectWithOffset(1, cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(home), Name: peeringv1alpha1.TenantPolicyName}, p)).To(Succeed())
+	g.ExpectWithOffset(1, cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(home), Name: wellknown.TenantPolicyName}, p)).To(Succeed())
 	return p
 }
 

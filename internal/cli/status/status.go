@@ -21,9 +21,10 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/apply"
 	"stretch.dev/stretch/internal/cli/output"
 	"stretch.dev/stretch/internal/identity"
-	"stretch.dev/stretch/internal/objects"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -109,7 +110,7 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 	r := &Report{Cluster: Cluster{Name: self.Name, ClusterID: self.ID, Labels: self.Labels}}
 
 	peers := &peeringv1alpha1.RemoteClusterList{}
-	if err := objects.List(ctx, c, peers); err != nil {
+	if err := apply.List(ctx, c, peers); err != nil {
 		return nil, err
 	}
 	for _, rc := range peers.Items {
@@ -132,11 +133,11 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 	}
 
 	nodes := &corev1.NodeList{}
-	if err := c.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+	if err := c.List(ctx, nodes, client.MatchingLabels{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}); err != nil {
 		return nil, fmt.Errorf("listing virtual nodes: %w", err)
 	}
 	for _, n := range nodes.Items {
-		vn := VirtualNode{Name: n.Name, RemoteCluster: n.Labels[peeringv1alpha1.RemoteClusterNameLabel], Ready: corev1.ConditionUnknown, Labels: n.Labels}
+		vn := VirtualNode{Name: n.Name, RemoteCluster: n.Labels[wellknown.RemoteClusterNameLabel], Ready: corev1.ConditionUnknown, Labels: n.Labels}
 		for _, cond := range n.Status.Conditions {
 			if cond.Type == corev1.NodeReady {
 				vn.Ready = cond.Status
@@ -146,11 +147,11 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 	}
 
 	offloadings := &offloadingv1alpha1.NamespaceOffloadingList{}
-	if err := objects.List(ctx, c, offloadings); err != nil {
+	if err := apply.List(ctx, c, offloadings); err != nil {
 		return nil, err
 	}
 	for _, o := range offloadings.Items {
-		if o.Name != offloadingv1alpha1.NamespaceOffloadingName {
+		if o.Name != wellknown.NamespaceOffloadingName {
 			continue // not reconciled: 'stretchctl diagnose' explains it
 		}
 		ns := OffloadedNamespace{Namespace: o.Namespace, Phase: o.Status.OffloadingPhase, RemoteNamespaceName: o.Status.RemoteNamespaceName,
@@ -171,7 +172,7 @@ func Collect(ctx context.Context, c client.Reader) (*Report, error) {
 	}
 
 	twins := &peeringv1alpha1.RemoteNamespaceList{}
-	if err := objects.List(ctx, c, twins); err != nil {
+	if err := apply.List(ctx, c, twins); err != nil {
 		return nil, err
 	}
 	for _, rn := range twins.Items {
@@ -201,9 +202,9 @@ func (r *Report) sort() {
 // virtualNodeLabels are on every virtual node and say nothing the other
 // columns do not: the table leaves them out (-o yaml shows them).
 var virtualNodeLabels = []string{
-	peeringv1alpha1.VirtualNodeTypeLabel,
-	peeringv1alpha1.RemoteClusterIDLabel,
-	peeringv1alpha1.RemoteClusterNameLabel,
+	wellknown.VirtualNodeTypeLabel,
+	wellknown.RemoteClusterIDLabel,
+	wellknown.RemoteClusterNameLabel,
 	corev1.LabelHostname,
 	corev1.LabelOSStable,
 	corev1.LabelArchStable,

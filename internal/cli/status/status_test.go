@@ -15,6 +15,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cli/output"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
@@ -74,12 +75,12 @@ func TestStatus(t *testing.T) {
 
 	// A virtual node, and a real node that status leaves out.
 	createWithStatus(ctx, g, c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-eu", Labels: map[string]string{
-		peeringv1alpha1.VirtualNodeTypeLabel:   peeringv1alpha1.VirtualNodeTypeValue,
-		peeringv1alpha1.RemoteClusterIDLabel:   euID,
-		peeringv1alpha1.RemoteClusterNameLabel: "provider-eu",
-		corev1.LabelHostname:                   "stretch-provider-eu",
-		"region":                               "eu",
-		"provider":                             "aws",
+		wellknown.VirtualNodeTypeLabel:   wellknown.VirtualNodeTypeValue,
+		wellknown.RemoteClusterIDLabel:   euID,
+		wellknown.RemoteClusterNameLabel: "provider-eu",
+		corev1.LabelHostname:             "stretch-provider-eu",
+		"region":                         "eu",
+		"provider":                       "aws",
 	}}}, func(o client.Object) {
 		o.(*corev1.Node).Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "ProviderAnswers"}}
 	})
@@ -87,7 +88,7 @@ func TestStatus(t *testing.T) {
 
 	// An offloaded namespace, and a misnamed NamespaceOffloading that is not one.
 	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "foo"}})).To(Succeed())
-	createWithStatus(ctx, g, c, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: offloadingv1alpha1.NamespaceOffloadingName}}, func(o client.Object) {
+	createWithStatus(ctx, g, c, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: wellknown.NamespaceOffloadingName}}, func(o client.Object) {
 		o.(*offloadingv1alpha1.NamespaceOffloading).Status = offloadingv1alpha1.NamespaceOffloadingStatus{
 			OffloadingPhase:     offloadingv1alpha1.SomeFailedPhase,
 			RemoteNamespaceName: "foo-" + homeID,
@@ -134,7 +135,7 @@ func TestStatus(t *testing.T) {
 	g.Expect(json.Unmarshal(out.Bytes(), &decoded)).To(Succeed())
 	g.Expect(decoded.Peers).To(HaveLen(3))
 	g.Expect(decoded.Peers[2].Message).To(Equal("the provider rejects the token: peer again"))
-	g.Expect(decoded.VirtualNodes[0].Labels).To(HaveKeyWithValue(peeringv1alpha1.RemoteClusterIDLabel, euID))
+	g.Expect(decoded.VirtualNodes[0].Labels).To(HaveKeyWithValue(wellknown.RemoteClusterIDLabel, euID))
 	g.Expect(decoded.Peers[0].Policy).To(BeNil(), "provider-ap has no policy")
 	g.Expect(decoded.Peers[1].Policy).NotTo(BeNil())
 	g.Expect(decoded.Peers[1].Policy.Limits.Name("nvidia.com/gpu", resource.DecimalSI).String()).To(Equal("1"))
@@ -154,7 +155,7 @@ func remoteCluster(name, id string) *peeringv1alpha1.RemoteCluster {
 	return &peeringv1alpha1.RemoteCluster{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: peeringv1alpha1.RemoteClusterSpec{ClusterID: id, KubeconfigSecretRef: peeringv1alpha1.SecretKeyReference{
-			Namespace: identity.SystemNamespace, Name: "stretch-peer-" + name,
+			Namespace: wellknown.SystemNamespace, Name: "stretch-peer-" + name,
 		}},
 	}
 }

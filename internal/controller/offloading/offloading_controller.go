@@ -28,13 +28,14 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/controller/ownwrites"
-	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/remote"
+	"stretch.dev/stretch/internal/retry"
 )
 
 // DefaultUnoffloadTimeout is how long an unoffload waits for a provider
@@ -103,11 +104,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func isNamedOffloading(o client.Object) bool {
-	return o.GetName() == offloadingv1alpha1.NamespaceOffloadingName
+	return o.GetName() == wellknown.NamespaceOffloadingName
 }
 
 func isVirtualNode(o client.Object) bool {
-	return o.GetLabels()[peeringv1alpha1.VirtualNodeTypeLabel] == peeringv1alpha1.VirtualNodeTypeValue
+	return o.GetLabels()[wellknown.VirtualNodeTypeLabel] == wellknown.VirtualNodeTypeValue
 }
 
 // peerHealthChanged passes RemoteCluster updates whose reachability or
@@ -130,7 +131,7 @@ func peerHealthChanged() predicate.Funcs {
 
 // offloadingOf maps a namespace to its NamespaceOffloading.
 func offloadingOf(_ context.Context, o client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: offloadingv1alpha1.NamespaceOffloadingName}}}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: wellknown.NamespaceOffloadingName}}}
 }
 
 // watchProviders makes every peer watch this cluster's RemoteNamespaces and
@@ -153,7 +154,7 @@ func (r *Reconciler) watchProviders(ctx context.Context, q workqueue.TypedRateLi
 			obj = tomb.Obj
 		}
 		if o, ok := obj.(client.Object); ok {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: offloadingv1alpha1.NamespaceOffloadingName}})
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: wellknown.NamespaceOffloadingName}})
 		}
 	}
 	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
@@ -198,148 +199,256 @@ func (r *Reconciler) requestsOn(ctx context.Context, clusterID string) []reconci
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Name, Name: offloadingv1alpha1.NamespaceOffloadingName}})
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Name, Name: wellknown.NamespaceOffloadingName}})
 	}
 	return reqs
 }
 
+// scope is what one reconcile of a NamespaceOffloading observed and decided.
+type scope struct {
+	off    *offloadingv1alpha1.NamespaceOffloading
+	homeID string
+	// twin is the name of the twin namespace on every provider.
+	twin string
+	// selector is the parsed cluster selector; selectorErr says why it
+	// cannot be parsed, and then no provider is selected.
+	selector    *placement.ClusterSelector
+	selectorErr error
+	// peers are the providers, by name for the events and logs that list
+	// them; states[i] is what was observed of peers[i].
+	peers  []peeringv1alpha1.RemoteCluster
+	states []providerState
+	// observed is set once every provider was written to and read: only
+	// then is there a status to compute.
+	observed bool
+	// untilSeen is how long until the grace of the first unread provider
+	// ends (zero when there is none).
+	untilSeen time.Duration
+	// untilTimeout is how long until an unoffload times out; <= 0 once it
+	// has, and then it is overdue.
+	untilTimeout time.Duration
+	overdue      bool
+	// held are the providers an unoffload still waits for.
+	held []providerState
+	// gone is set once the finalizer went and the object with it.
+	gone bool
+}
+
+// deleting is whether the namespace is being unoffloaded.
+func (s *scope) deleting() bool { return !s.off.DeletionTimestamp.IsZero() }
+
+// step is one step of a reconcile; an error ends the reconcile.
+type step func(context.Context, *scope) error
+
+// run runs steps in order until one fails.
+func run(ctx context.Context, s *scope, steps ...step) error {
+	for _, do := range steps {
+		if err := do(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Reconcile brings the twins of one namespace in line with its offloading.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	s, err := r.load(ctx, req)
+	if s == nil {
+		return ctrl.Result{}, err
+	}
+	off := s.off
+	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("namespaceOffloading", klog.KObj(off)))
+	if off.Name != wellknown.NamespaceOffloadingName {
+		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "IgnoredName", "Offload",
+			"NamespaceOffloading %s/%s is ignored: only the one named %q is reconciled; create it with that name", off.Namespace, off.Name, wellknown.NamespaceOffloadingName)
+		return ctrl.Result{}, nil
+	}
+
+	defer func() {
+		// A failed status patch is retried from the start, whatever the
+		// steps decided; one answered NotFound means the object is gone.
+		if err := r.patchStatus(ctx, s); err != nil {
+			res, retErr = ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}()
+	if s.deleting() {
+		return r.reconcileDelete(ctx, s)
+	}
+	return r.reconcileNormal(ctx, s)
+}
+
+// load reads the NamespaceOffloading of req into a new scope. With no scope,
+// there is nothing more to do than return the error: the object is gone
+// (its orphan twin requests are withdrawn), or the cache has not seen our
+// last write of it yet.
+func (r *Reconciler) load(ctx context.Context, req ctrl.Request) (*scope, error) {
 	homeID, err := r.home.ClusterID(ctx)
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	off := &offloadingv1alpha1.NamespaceOffloading{}
 	if err := r.Client.Get(ctx, req.NamespacedName, off); err != nil {
-		if client.IgnoreNotFound(err) != nil {
-			return ctrl.Result{}, err
-		}
-		if req.Name != offloadingv1alpha1.NamespaceOffloadingName {
-			return ctrl.Result{}, nil
+		if client.IgnoreNotFound(err) != nil || req.Name != wellknown.NamespaceOffloadingName {
+			return nil, client.IgnoreNotFound(err)
 		}
 		r.writes.Forget(req.NamespacedName)
-		return ctrl.Result{}, r.deleteOrphans(ctx, req.Namespace, homeID)
+		return nil, r.deleteOrphans(ctx, req.Namespace, homeID)
 	}
 	if r.writes.Behind(off) {
 		// The event of our own last write wakes us again; until then the
 		// copy at hand would only make us write again (a 409 for the
 		// finalizer, the same status).
 		ctrl.LoggerFrom(ctx).V(5).Info("the cache is behind our last write of the NamespaceOffloading")
-		return ctrl.Result{}, nil
+		return nil, nil
 	}
-	log := ctrl.LoggerFrom(ctx).WithValues("namespaceOffloading", klog.KObj(off))
-	ctx = ctrl.LoggerInto(ctx, log)
-	if off.Name != offloadingv1alpha1.NamespaceOffloadingName {
-		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "IgnoredName", "Offload",
-			"NamespaceOffloading %s/%s is ignored: only the one named %q is reconciled; create it with that name", off.Namespace, off.Name, offloadingv1alpha1.NamespaceOffloadingName)
-		return ctrl.Result{}, nil
-	}
+	return &scope{off: off, homeID: homeID, twin: naming.TwinName(off.Spec, off.Namespace, homeID)}, nil
+}
 
-	deleting := !off.DeletionTimestamp.IsZero()
-	if !deleting {
-		if err := r.writes.Write(off, func() error {
-			return finalizer.Add(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
-		}); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	// First, so that pods recreated during an unoffload stay home.
-	if err := r.syncSchedulingLabel(ctx, off, deleting); err != nil {
+// reconcileNormal offloads the namespace: a twin request on every selected
+// provider, withdrawn from the others.
+func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if err := run(ctx, s, r.addFinalizer, r.syncSchedulingLabel, r.syncSelector, r.selectProviders, r.syncRequests); err != nil {
 		return ctrl.Result{}, err
 	}
-	if deleting {
-		if err := r.deletePodsOnVirtualNodes(ctx, off.Namespace); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	selector, selectorErr := placement.ParseClusterSelector(off.Spec.ClusterSelector)
-	if err := r.syncSelectorError(ctx, off, selectorErr); err != nil {
+	// Providers that are not usable wake us when they are again (the
+	// registry's OnReady); the others' errors are retried.
+	if err := retryable(stateErrors(s.states)...); err != nil {
 		return ctrl.Result{}, err
 	}
+	// A timer: an unread provider's grace may end without any event.
+	return ctrl.Result{RequeueAfter: s.untilSeen}, nil
+}
 
+// reconcileDelete unoffloads the namespace: its pods on virtual nodes are
+// deleted, every twin request withdrawn, and the finalizer goes once no
+// provider is waited for.
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
+	// The scheduling label first, so that pods recreated during an
+	// unoffload stay home.
+	if err := run(ctx, s, r.syncSchedulingLabel, r.deletePodsOnVirtualNodes, r.syncSelector, r.selectProviders, r.syncRequests); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.untilTimeout = time.Until(s.off.DeletionTimestamp.Add(r.UnoffloadTimeout))
+	s.overdue = s.untilTimeout <= 0
+	_, force := s.off.Annotations[wellknown.ForceUnoffloadAnnotation]
+	held, released := holding(s.states, force, s.overdue)
+	if len(held) > 0 {
+		s.held = held
+		return r.waitForProviders(ctx, s)
+	}
+	return ctrl.Result{}, r.release(ctx, s, released)
+}
+
+// addFinalizer adds the finalizer that keeps the object until its
+// unoffload is done.
+func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
+	return r.writes.Write(s.off, func() error {
+		return finalizer.Add(ctx, r.Client, s.off, wellknown.NamespaceOffloadingFinalizer)
+	})
+}
+
+// syncSelector parses the cluster selector and keeps the annotation that
+// says why it cannot be parsed.
+func (r *Reconciler) syncSelector(ctx context.Context, s *scope) error {
+	s.selector, s.selectorErr = placement.ParseClusterSelector(s.off.Spec.ClusterSelector)
+	return r.syncSelectorError(ctx, s.off, s.selectorErr)
+}
+
+// selectProviders lists the providers and marks those the selector picks.
+func (r *Reconciler) selectProviders(ctx context.Context, s *scope) error {
 	peers := &peeringv1alpha1.RemoteClusterList{}
 	if err := r.Client.List(ctx, peers); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing RemoteClusters: %w", err)
+		return fmt.Errorf("listing RemoteClusters: %w", err)
 	}
-	twin := naming.TwinName(off.Spec, off.Namespace, homeID)
 	// By name, for the events and logs that list providers.
 	slices.SortFunc(peers.Items, func(a, b peeringv1alpha1.RemoteCluster) int { return strings.Compare(a.Name, b.Name) })
-	states := make([]providerState, len(peers.Items))
-	for i := range peers.Items {
-		rc := &peers.Items[i]
-		states[i].name, states[i].clusterID = rc.Name, rc.Spec.ClusterID
-		states[i].reachable = meta.IsStatusConditionTrue(rc.Status.Conditions, peeringv1alpha1.APIReachableCondition)
+	s.peers, s.states = peers.Items, make([]providerState, len(peers.Items))
+	for i := range s.peers {
+		rc, st := &s.peers[i], &s.states[i]
+		st.name, st.clusterID = rc.Name, rc.Spec.ClusterID
+		st.reachable = meta.IsStatusConditionTrue(rc.Status.Conditions, peeringv1alpha1.APIReachableCondition)
 		// A peer being removed is selected by nobody: its twins go first.
-		if !deleting && selectorErr == nil && rc.DeletionTimestamp.IsZero() {
-			if states[i].selected, err = r.selects(ctx, selector, rc); err != nil {
-				return ctrl.Result{}, err
+		if !s.deleting() && s.selectorErr == nil && rc.DeletionTimestamp.IsZero() {
+			var err error
+			if st.selected, err = r.selects(ctx, s.selector, rc); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+// syncRequests writes or withdraws the twin request on every provider and
+// reads what each answers. A provider's error is kept in its state, for the
+// status and the result: it does not end the reconcile.
+func (r *Reconciler) syncRequests(ctx context.Context, s *scope) error {
 	// Providers are written to at once: one at a time, each added a round
 	// trip to the time until Ready.
 	var wg sync.WaitGroup
-	for i := range peers.Items {
+	for i := range s.peers {
 		wg.Go(func() {
-			states[i].request, states[i].err = r.syncRequest(ctx, &peers.Items[i], off, homeID, twin, states[i].selected)
+			s.states[i].request, s.states[i].err = r.syncRequest(ctx, &s.peers[i], s.off, s.homeID, s.twin, s.states[i].selected)
 		})
 	}
 	wg.Wait()
-
-	untilSeen := r.markUnseen(states, off.Status)
-	var untilTimeout time.Duration // until the unoffload times out; <= 0 once it has
-	if deleting {
-		untilTimeout = time.Until(off.DeletionTimestamp.Add(r.UnoffloadTimeout))
-	}
-	overdue := deleting && untilTimeout <= 0
-	before := off.DeepCopy()
-	off.Status = computeStatus(off, deleting, overdue, selectorErr != nil, twin, r.UnoffloadTimeout, states)
-	changed := !equality.Semantic.DeepEqual(before.Status, off.Status)
-	if changed {
-		if err := r.writes.Write(off, func() error { return r.Client.Status().Patch(ctx, off, client.MergeFrom(before)) }); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(fmt.Errorf("patching the status of NamespaceOffloading %s: %w", req.NamespacedName, err))
-		}
-	}
-
-	if !deleting {
-		// Providers that are not usable wake us when they are again (the
-		// registry's OnReady); the others' errors are retried.
-		if err := retryable(stateErrors(states)...); err != nil {
-			return ctrl.Result{}, err
-		}
-		// A timer: an unread provider's grace may end without any event.
-		return ctrl.Result{RequeueAfter: untilSeen}, nil
-	}
-	_, force := off.Annotations[offloadingv1alpha1.ForceUnoffloadAnnotation]
-	held, released := holding(states, force, overdue)
-	if len(held) > 0 {
-		log.V(4).Info("waiting for providers to delete their twins", "providers", names(held))
-		if overdue && changed {
-			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s", blockedNote(off.Namespace, r.UnoffloadTimeout, held, twin))
-		}
-		if err := retryable(stateErrors(held)...); err != nil {
-			return ctrl.Result{}, err
-		}
-		if !overdue {
-			// A timer: nothing else happens when the unoffload times out.
-			return ctrl.Result{RequeueAfter: sooner(untilTimeout, untilSeen)}, nil
-		}
-		// Their answers, their health and the force annotation wake us; a
-		// timer, for the grace of an unread provider.
-		return ctrl.Result{RequeueAfter: untilSeen}, nil
-	}
-	if len(released) > 0 {
-		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload", "%s",
-			note(fmt.Sprintf("unoffload of namespace %s finished without waiting for every provider: %s", off.Namespace, leftSummary(released, twin))))
-	}
-	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, off, offloadingv1alpha1.NamespaceOffloadingFinalizer)
+	s.untilSeen = r.markUnseen(s.states, s.off.Status)
+	s.observed = true
+	return nil
 }
 
-// forceHint says how to finish an unoffload without the providers that do
-// not answer.
-func forceHint(namespace string) string {
-	return fmt.Sprintf("run 'stretchctl unoffload namespace %s --force' (or: kubectl annotate namespaceoffloading %s -n %s %s=true)",
-		namespace, offloadingv1alpha1.NamespaceOffloadingName, namespace, offloadingv1alpha1.ForceUnoffloadAnnotation)
+// waitForProviders is the result of an unoffload that still waits for the
+// held providers.
+func (r *Reconciler) waitForProviders(ctx context.Context, s *scope) (ctrl.Result, error) {
+	ctrl.LoggerFrom(ctx).V(4).Info("waiting for providers to delete their twins", "providers", names(s.held))
+	if err := retryable(stateErrors(s.held)...); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !s.overdue {
+		// A timer: nothing else happens when the unoffload times out.
+		return ctrl.Result{RequeueAfter: sooner(s.untilTimeout, s.untilSeen)}, nil
+	}
+	// Their answers, their health and the force annotation wake us; a
+	// timer, for the grace of an unread provider.
+	return ctrl.Result{RequeueAfter: s.untilSeen}, nil
+}
+
+// release finishes an unoffload: an event names what a forced one leaves on
+// the providers it did not wait for, and the finalizer goes.
+func (r *Reconciler) release(ctx context.Context, s *scope, released []providerState) error {
+	off := s.off
+	if len(released) > 0 {
+		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload", "%s",
+			note(fmt.Sprintf("unoffload of namespace %s finished without waiting for every provider: %s", off.Namespace, leftSummary(released, s.twin))))
+	}
+	if err := finalizer.Remove(ctx, r.Client, off, wellknown.NamespaceOffloadingFinalizer); err != nil {
+		return err
+	}
+	// The API server deletes an object being deleted once it has no
+	// finalizer left: there is no status to write any more.
+	s.gone = len(off.Finalizers) == 0
+	return nil
+}
+
+// patchStatus computes the status from what the reconcile observed and, if
+// it changed, patches it: one write. An unoffload that this write shows
+// blocked gets a Warning event, once.
+func (r *Reconciler) patchStatus(ctx context.Context, s *scope) error {
+	if !s.observed || s.gone {
+		return nil
+	}
+	off := s.off
+	before := off.DeepCopy()
+	off.Status = computeStatus(off, s.deleting(), s.overdue, s.selectorErr != nil, s.twin, r.UnoffloadTimeout, s.states)
+	if equality.Semantic.DeepEqual(before.Status, off.Status) {
+		return nil
+	}
+	if err := r.writes.Write(off, func() error { return r.Client.Status().Patch(ctx, off, client.MergeFrom(before)) }); err != nil {
+		return fmt.Errorf("patching the status of NamespaceOffloading %s: %w", client.ObjectKeyFromObject(off), err)
+	}
+	if s.overdue && len(s.held) > 0 {
+		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s", blockedNote(off.Namespace, r.UnoffloadTimeout, s.held, s.twin))
+	}
+	return nil
 }
 
 // selects reports whether the selector picks the provider's virtual node.
@@ -355,7 +464,7 @@ func (r *Reconciler) selects(ctx context.Context, s *placement.ClusterSelector, 
 // syncSelectorError sets or clears the selector-error annotation, with a
 // Warning event when the selector turns invalid.
 func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alpha1.NamespaceOffloading, selectorErr error) error {
-	current, has := off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation]
+	current, has := off.Annotations[wellknown.ClusterSelectorErrorAnnotation]
 	want := ""
 	if selectorErr != nil {
 		want = selectorErr.Error()
@@ -368,47 +477,14 @@ func (r *Reconciler) syncSelectorError(ctx context.Context, off *offloadingv1alp
 		if off.Annotations == nil {
 			off.Annotations = map[string]string{}
 		}
-		off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation] = want
+		off.Annotations[wellknown.ClusterSelectorErrorAnnotation] = want
 		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "InvalidClusterSelector", "SelectClusters",
 			"spec.clusterSelector cannot be parsed, so no provider is selected: %s; correct spec.clusterSelector of NamespaceOffloading %s/%s", want, off.Namespace, off.Name)
 	} else {
-		delete(off.Annotations, offloadingv1alpha1.ClusterSelectorErrorAnnotation)
+		delete(off.Annotations, wellknown.ClusterSelectorErrorAnnotation)
 	}
 	if err := r.Client.Patch(ctx, off, patch); err != nil {
 		return fmt.Errorf("annotating NamespaceOffloading %s/%s: %w", off.Namespace, off.Name, err)
 	}
 	return nil
-}
-
-// computeStatus derives the whole status from what was observed. overdue
-// is whether the unoffload has waited longer than timeout.
-func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdue, selectorInvalid bool, twin string, timeout time.Duration, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
-	st := offloadingv1alpha1.NamespaceOffloadingStatus{
-		OffloadingPhase:     computePhase(deleting, selectorInvalid, states),
-		RemoteNamespaceName: twin,
-		ObservedGeneration:  off.Generation,
-	}
-	for _, s := range states {
-		if !s.selected && s.request == nil && s.err == nil {
-			continue
-		}
-		if st.RemoteNamespacesConditions == nil {
-			st.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{}
-		}
-		conds := off.Status.RemoteNamespacesConditions[s.name]
-		if s.unseen {
-			if conds != nil {
-				st.RemoteNamespacesConditions[s.name] = conds
-				continue
-			}
-			s.err = nil // nothing known of it, and nothing wrong
-		}
-		stuck := ""
-		if overdue {
-			stuck = blocked(s, off.Namespace, twin, timeout)
-		}
-		setConditions(&conds, s, off.Generation, stuck)
-		st.RemoteNamespacesConditions[s.name] = conds
-	}
-	return st
 }

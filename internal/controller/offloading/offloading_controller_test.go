@@ -15,6 +15,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
@@ -87,7 +88,7 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 	}).Should(Succeed())
 	ns := &corev1.Namespace{}
 	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
-	g.Expect(ns.Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, homeID))
+	g.Expect(ns.Annotations).To(HaveKeyWithValue(wellknown.RemoteNamespaceOriginAnnotation, homeID))
 	g.Expect(apierrors.IsNotFound(us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))).To(BeTrue())
 
 	// The selector widens: the twin set follows, and the status says which
@@ -117,7 +118,7 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 		cur := get(g, off)
 		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.NoClusterSelectedPhase))
 		g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
-		g.Expect(cur.Annotations).To(HaveKeyWithValue(offloadingv1alpha1.ClusterSelectorErrorAnnotation, ContainSubstring(`Unsupported value: "Near"`)))
+		g.Expect(cur.Annotations).To(HaveKeyWithValue(wellknown.ClusterSelectorErrorAnnotation, ContainSubstring(`Unsupported value: "Near"`)))
 		g.Expect(warnings(g, off)).To(ContainElement(warning("InvalidClusterSelector",
 			"spec.clusterSelector cannot be parsed, so no provider is selected", `Unsupported value: "Near"`)))
 	}).Should(Succeed())
@@ -129,7 +130,7 @@ func TestOffloadSelectedProvidersOnly(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		cur := get(g, off)
 		g.Expect(cur.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.ReadyPhase))
-		g.Expect(cur.Annotations).NotTo(HaveKey(offloadingv1alpha1.ClusterSelectorErrorAnnotation))
+		g.Expect(cur.Annotations).NotTo(HaveKey(wellknown.ClusterSelectorErrorAnnotation))
 	}).Should(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(us.Client.Get(ctx, client.ObjectKey{Name: twin}, &corev1.Namespace{}))

@@ -19,6 +19,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/testenv"
 )
@@ -117,7 +118,7 @@ func offloadingsInPhase(g Gomega, phase offloadingv1alpha1.OffloadingPhase) floa
 func schedulingLabel(g Gomega, ns string) (string, bool) {
 	n := &corev1.Namespace{}
 	g.Expect(home.Client.Get(context.Background(), client.ObjectKey{Name: ns}, n)).To(Succeed())
-	v, ok := n.Labels[offloadingv1alpha1.SchedulingEnabledLabel]
+	v, ok := n.Labels[wellknown.SchedulingEnabledLabel]
 	return v, ok
 }
 
@@ -144,9 +145,9 @@ func TestSchedulingLabelFollowsStrategy(t *testing.T) {
 
 	// Removed by hand, it comes back; a wrong value is corrected.
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "labelled"}}
-	edit(t, home.Client, ns, func(n *corev1.Namespace) { delete(n.Labels, offloadingv1alpha1.SchedulingEnabledLabel) })
+	edit(t, home.Client, ns, func(n *corev1.Namespace) { delete(n.Labels, wellknown.SchedulingEnabledLabel) })
 	g.Eventually(hasLabel).Should(BeTrue())
-	edit(t, home.Client, ns, func(n *corev1.Namespace) { n.Labels[offloadingv1alpha1.SchedulingEnabledLabel] = "false" })
+	edit(t, home.Client, ns, func(n *corev1.Namespace) { n.Labels[wellknown.SchedulingEnabledLabel] = "false" })
 	g.Eventually(hasLabel).Should(BeTrue())
 
 	unoffload(t, off)
@@ -160,7 +161,7 @@ func TestSchedulingLabelSetBeforehand(t *testing.T) {
 	ctx := context.Background()
 	// The user labels the namespace before offloading it (§4.11); the label
 	// stays, and the offloading keeps it.
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "early", Labels: map[string]string{offloadingv1alpha1.SchedulingEnabledLabel: "true"}}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "early", Labels: map[string]string{wellknown.SchedulingEnabledLabel: "true"}}}
 	g.Expect(home.Client.Create(ctx, ns)).To(Succeed())
 	g.Consistently(func(g Gomega) bool { _, ok := schedulingLabel(g, "early"); return ok }).WithTimeout(time.Second).Should(BeTrue(),
 		"no NamespaceOffloading yet: the label is the user's")
@@ -233,11 +234,11 @@ func TestUnreachableProviderDoesNotBlockUnoffloadForever(t *testing.T) {
 			"kubectl annotate namespaceoffloading offloading -n stranded offloading.stretch.dev/force-unoffload=true")
 		g.Expect(eventReasons(g, off)).To(ContainElement("UnoffloadBlocked"))
 	}).Should(Succeed())
-	g.Expect(get(g, off).Finalizers).To(ContainElement(offloadingv1alpha1.NamespaceOffloadingFinalizer), "not finished without --force")
+	g.Expect(get(g, off).Finalizers).To(ContainElement(wellknown.NamespaceOffloadingFinalizer), "not finished without --force")
 
 	// --force finishes it.
 	edit(t, home.Client, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
-		o.Annotations = map[string]string{offloadingv1alpha1.ForceUnoffloadAnnotation: "true"}
+		o.Annotations = map[string]string{wellknown.ForceUnoffloadAnnotation: "true"}
 	})
 	g.Eventually(func(g Gomega) {
 		g.Expect(eventReasons(g, off)).To(ContainElement("ForcedUnoffload"))
@@ -290,7 +291,7 @@ func TestProviderThatKeepsItsTwinDoesNotBlockUnoffloadForever(t *testing.T) {
 			"provider provider-us answers but has not deleted twin namespace "+name, "is Stretch running on provider provider-us?", "stretchctl unoffload namespace kept --force")))
 	}).Should(Succeed())
 	g.Consistently(func(g Gomega) {
-		g.Expect(get(g, off).Finalizers).To(ContainElement(offloadingv1alpha1.NamespaceOffloadingFinalizer))
+		g.Expect(get(g, off).Finalizers).To(ContainElement(wellknown.NamespaceOffloadingFinalizer))
 	}).WithTimeout(time.Second).Should(Succeed(), "not finished without --force")
 	rn, err := request(us, "kept")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -298,7 +299,7 @@ func TestProviderThatKeepsItsTwinDoesNotBlockUnoffloadForever(t *testing.T) {
 
 	// --force finishes it, naming what stays on us.
 	edit(t, home.Client, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
-		o.Annotations = map[string]string{offloadingv1alpha1.ForceUnoffloadAnnotation: "true"}
+		o.Annotations = map[string]string{wellknown.ForceUnoffloadAnnotation: "true"}
 	})
 	unoffload(t, off)
 	g.Eventually(func(g Gomega) {
@@ -331,7 +332,7 @@ func onProviders(g Gomega, ns string) (requests, twins map[string]types.UID) {
 			}
 		}
 		nss := &corev1.NamespaceList{}
-		g.Expect(s.Client.List(context.Background(), nss, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: ns})).To(Succeed())
+		g.Expect(s.Client.List(context.Background(), nss, client.MatchingLabels{wellknown.OriginNamespaceLabel: ns})).To(Succeed())
 		g.Expect(len(nss.Items)).To(BeNumerically("<=", 1), "twins of %s on %s", ns, s.Name)
 		for _, n := range nss.Items {
 			twins[s.Name] = n.UID
@@ -503,7 +504,7 @@ func TestVirtualNodeLabelEditsMoveTwins(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		got := get(g, off)
 		g.Expect(got.Status.OffloadingPhase).To(Equal(offloadingv1alpha1.NoClusterSelectedPhase))
-		g.Expect(got.Annotations).NotTo(HaveKey(offloadingv1alpha1.ClusterSelectorErrorAnnotation), "valid, just unmatched")
+		g.Expect(got.Annotations).NotTo(HaveKey(wellknown.ClusterSelectorErrorAnnotation), "valid, just unmatched")
 	}).Should(Succeed())
 
 	rc := &peeringv1alpha1.RemoteCluster{ObjectMeta: metav1.ObjectMeta{Name: "provider-us"}}

@@ -5,6 +5,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cachemetrics"
 )
 
@@ -31,7 +32,7 @@ func collectPhases(list *offloadingv1alpha1.NamespaceOffloadingList, ch chan<- p
 		counts[phase] = 0 // every phase is always exported, so that alerts on it work
 	}
 	for _, o := range list.Items {
-		if o.Name == offloadingv1alpha1.NamespaceOffloadingName {
+		if o.Name == wellknown.NamespaceOffloadingName {
 			counts[o.Status.OffloadingPhase]++
 		}
 	}

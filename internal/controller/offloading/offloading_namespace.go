@@ -9,20 +9,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // syncSchedulingLabel keeps the home namespace's scheduling label: present
 // while pods may go to providers (strategy Remote or LocalAndRemote), absent
 // with Local and from the start of an unoffload, so that the pod webhook
 // leaves new pods alone.
-func (r *Reconciler) syncSchedulingLabel(ctx context.Context, off *offloadingv1alpha1.NamespaceOffloading, deleting bool) error {
-	want := !deleting && off.Spec.PodOffloadingStrategy != offloadingv1alpha1.LocalStrategy
+func (r *Reconciler) syncSchedulingLabel(ctx context.Context, s *scope) error {
+	off := s.off
+	want := !s.deleting() && off.Spec.PodOffloadingStrategy != offloadingv1alpha1.LocalStrategy
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: off.Namespace}, ns); err != nil {
 		return fmt.Errorf("reading namespace %s: %w", off.Namespace, err)
 	}
-	if _, has := ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel]; has == want && (!want || ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel] == "true") {
+	if _, has := ns.Labels[wellknown.SchedulingEnabledLabel]; has == want && (!want || ns.Labels[wellknown.SchedulingEnabledLabel] == "true") {
 		return nil
 	}
 	patch := client.MergeFrom(ns.DeepCopy())
@@ -30,12 +31,12 @@ func (r *Reconciler) syncSchedulingLabel(ctx context.Context, off *offloadingv1a
 		if ns.Labels == nil {
 			ns.Labels = map[string]string{}
 		}
-		ns.Labels[offloadingv1alpha1.SchedulingEnabledLabel] = "true"
+		ns.Labels[wellknown.SchedulingEnabledLabel] = "true"
 	} else {
-		delete(ns.Labels, offloadingv1alpha1.SchedulingEnabledLabel)
+		delete(ns.Labels, wellknown.SchedulingEnabledLabel)
 	}
 	if err := r.Client.Patch(ctx, ns, patch); err != nil {
-		return fmt.Errorf("labelling namespace %s %s=%t: %w", off.Namespace, offloadingv1alpha1.SchedulingEnabledLabel, want, client.IgnoreNotFound(err))
+		return fmt.Errorf("labelling namespace %s %s=%t: %w", off.Namespace, wellknown.SchedulingEnabledLabel, want, client.IgnoreNotFound(err))
 	}
 	return nil
 }
@@ -44,9 +45,10 @@ func (r *Reconciler) syncSchedulingLabel(ctx context.Context, off *offloadingv1a
 // nodes, so that their controllers recreate them at home. It does not wait
 // for them: the virtual kubelet ends them on the providers, and the twins
 // go with everything in them anyway.
-func (r *Reconciler) deletePodsOnVirtualNodes(ctx context.Context, namespace string) error {
+func (r *Reconciler) deletePodsOnVirtualNodes(ctx context.Context, s *scope) error {
+	namespace := s.off.Namespace
 	nodes := &corev1.NodeList{}
-	if err := r.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+	if err := r.Client.List(ctx, nodes, client.MatchingLabels{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}); err != nil {
 		return fmt.Errorf("listing virtual nodes: %w", err)
 	}
 	if len(nodes.Items) == 0 {

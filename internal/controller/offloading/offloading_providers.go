@@ -13,6 +13,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/remote"
 )
 
@@ -45,7 +46,7 @@ func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 			// Born with the provider's finalizer: one write fewer on the
 			// provider per twin, and a request deleted before the provider
 			// saw it is still cleaned up by it.
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Finalizers: []string{peeringv1alpha1.RemoteNamespaceFinalizer}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Finalizers: []string{wellknown.RemoteNamespaceFinalizer}},
 			Spec:       peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: off.Namespace, HomeClusterID: homeID, RemoteNamespaceName: twin},
 		}
 		// AlreadyExists: the cache has not seen our last create yet.

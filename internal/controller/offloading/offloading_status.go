@@ -13,6 +13,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 // providerState is what the offloading controller observed of one provider
@@ -80,6 +81,39 @@ func lastTwin(conds offloadingv1alpha1.RemoteNamespaceConditions) twinState {
 	default:
 		return twinCreating
 	}
+}
+
+// computeStatus derives the whole status from what was observed. overdue
+// is whether the unoffload has waited longer than timeout.
+func computeStatus(off *offloadingv1alpha1.NamespaceOffloading, deleting, overdue, selectorInvalid bool, twin string, timeout time.Duration, states []providerState) offloadingv1alpha1.NamespaceOffloadingStatus {
+	st := offloadingv1alpha1.NamespaceOffloadingStatus{
+		OffloadingPhase:     computePhase(deleting, selectorInvalid, states),
+		RemoteNamespaceName: twin,
+		ObservedGeneration:  off.Generation,
+	}
+	for _, s := range states {
+		if !s.selected && s.request == nil && s.err == nil {
+			continue
+		}
+		if st.RemoteNamespacesConditions == nil {
+			st.RemoteNamespacesConditions = map[string]offloadingv1alpha1.RemoteNamespaceConditions{}
+		}
+		conds := off.Status.RemoteNamespacesConditions[s.name]
+		if s.unseen {
+			if conds != nil {
+				st.RemoteNamespacesConditions[s.name] = conds
+				continue
+			}
+			s.err = nil // nothing known of it, and nothing wrong
+		}
+		stuck := ""
+		if overdue {
+			stuck = blocked(s, off.Namespace, twin, timeout)
+		}
+		setConditions(&conds, s, off.Generation, stuck)
+		st.RemoteNamespacesConditions[s.name] = conds
+	}
+	return st
 }
 
 // computePhase derives the phase: the first that applies of Terminating,
@@ -218,6 +252,13 @@ func blocked(s providerState, namespace, twin string, timeout time.Duration) str
 	return ""
 }
 
+// forceHint says how to finish an unoffload without the providers that do
+// not answer.
+func forceHint(namespace string) string {
+	return fmt.Sprintf("run 'stretchctl unoffload namespace %s --force' (or: kubectl annotate namespaceoffloading %s -n %s %s=true)",
+		namespace, wellknown.NamespaceOffloadingName, namespace, wellknown.ForceUnoffloadAnnotation)
+}
+
 // reported says what the provider last wrote in a request's status.
 func reported(rn *peeringv1alpha1.RemoteNamespace) string {
 	if rn.Status.Phase == "" {
@@ -231,7 +272,7 @@ func reported(rn *peeringv1alpha1.RemoteNamespace) string {
 // events API's limit never cuts it, then what each provider may still hold.
 func blockedNote(namespace string, timeout time.Duration, held []providerState, twin string) string {
 	return note(fmt.Sprintf("unoffload of namespace %s is blocked after %s; to finish without the providers it waits for, %s. Each provider's condition in the status of NamespaceOffloading %s/%s says why: %s",
-		namespace, timeout, forceHint(namespace), namespace, offloadingv1alpha1.NamespaceOffloadingName, blockedSummary(held, twin)))
+		namespace, timeout, forceHint(namespace), namespace, wellknown.NamespaceOffloadingName, blockedSummary(held, twin)))
 }
 
 // blockedSummary names, for an event, what each provider an overdue

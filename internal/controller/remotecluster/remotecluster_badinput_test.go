@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/remotecluster"
-	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
 )
 
@@ -67,7 +67,7 @@ func TestMalformedKubeconfigSecrets(t *testing.T) {
 			g := newG(t)
 			reg, _ := startController(t)
 			if tt.data != nil {
-				secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: peering.SecretName("provider-us")}, Data: tt.data}
+				secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: peering.SecretName("provider-us")}, Data: tt.data}
 				g.Expect(home.Client.Create(t.Context(), secret)).To(Succeed())
 				t.Cleanup(func() {
 					g.Expect(client.IgnoreNotFound(home.Client.Delete(context.Background(), secret))).To(Succeed())

@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
@@ -185,7 +186,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !rc.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, rc)
 	}
-	if err := finalizer.Add(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer); err != nil {
+	if err := finalizer.Add(ctx, r.Client, rc, wellknown.RemoteClusterFinalizer); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -332,8 +333,8 @@ func isVirtualNodeOf(node *corev1.Node, rc *peeringv1alpha1.RemoteCluster) bool 
 	if ref := metav1.GetControllerOf(node); ref != nil {
 		return isRemoteClusterRef(*ref, rc.Name)
 	}
-	return node.Labels[peeringv1alpha1.VirtualNodeTypeLabel] == peeringv1alpha1.VirtualNodeTypeValue &&
-		node.Labels[peeringv1alpha1.RemoteClusterIDLabel] == rc.Spec.ClusterID
+	return node.Labels[wellknown.VirtualNodeTypeLabel] == wellknown.VirtualNodeTypeValue &&
+		node.Labels[wellknown.RemoteClusterIDLabel] == rc.Spec.ClusterID
 }
 
 func isRemoteClusterRef(ref metav1.OwnerReference, name string) bool {
@@ -380,7 +381,7 @@ func (r *Reconciler) renewLease(ctx context.Context, node *corev1.Node) error {
 // provider deleted the twins it held for this cluster, the peer, then the
 // finalizer. It does not need the kubeconfig Secret.
 func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(rc, peeringv1alpha1.RemoteClusterFinalizer) {
+	if !controllerutil.ContainsFinalizer(rc, wellknown.RemoteClusterFinalizer) {
 		return ctrl.Result{}, nil
 	}
 	name := peeringv1alpha1.VirtualNodeName(rc.Name)
@@ -428,7 +429,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rc *peeringv1alpha1.Re
 	}
 	forgetMetrics(rc.Name)
 	ctrl.LoggerFrom(ctx).Info("removed the virtual node and the peer", "node", peeringv1alpha1.VirtualNodeName(rc.Name))
-	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, rc, peeringv1alpha1.RemoteClusterFinalizer)
+	return ctrl.Result{}, finalizer.Remove(ctx, r.Client, rc, wellknown.RemoteClusterFinalizer)
 }
 
 // twinsLeft names the twins that the provider still holds for this cluster,

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
@@ -134,7 +135,7 @@ func peer(t *testing.T, name, clusterID string, kubeconfig []byte, mutate ...fun
 	g := newG(t)
 	ctx := t.Context()
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: peering.SecretName(name)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(name)},
 		Data:       map[string][]byte{peering.KubeconfigKey: kubeconfig},
 	}
 	if kubeconfig != nil {
@@ -441,7 +442,7 @@ func TestSecretCreatedLater(t *testing.T) {
 	}).Should(Succeed())
 
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: peering.SecretName(rc.Name)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(rc.Name)},
 		Data:       map[string][]byte{peering.KubeconfigKey: adminKubeconfig(t, us)},
 	}
 	g.Expect(home.Client.Create(t.Context(), secret)).To(Succeed())
@@ -476,7 +477,7 @@ func TestDelete(t *testing.T) {
 	g.Expect(ok).To(BeTrue())
 
 	// Deleting does not need the Secret.
-	g.Expect(home.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: identity.SystemNamespace, Name: peering.SecretName(rc.Name)}})).To(Succeed())
+	g.Expect(home.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(rc.Name)}})).To(Succeed())
 	deleteAndWait(g, rc)
 	name := peeringv1alpha1.VirtualNodeName(rc.Name)
 	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{})).To(Satisfy(apierrors.IsNotFound))
@@ -503,7 +504,7 @@ func TestControllerRestart(t *testing.T) {
 	expectReady(g, rc)
 
 	nodes := &corev1.NodeList{}
-	g.Expect(home.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.RemoteClusterIDLabel: euID.ID})).To(Succeed())
+	g.Expect(home.Client.List(ctx, nodes, client.MatchingLabels{wellknown.RemoteClusterIDLabel: euID.ID})).To(Succeed())
 	g.Expect(nodes.Items).To(HaveLen(1))
 	g.Expect(nodes.Items[0].UID).To(Equal(first.UID), "the same node, not a new one")
 	g.Expect(nodes.Items[0].Labels).To(Equal(first.Labels))
@@ -548,7 +549,7 @@ func TestKubeletAddressFollowsLeader(t *testing.T) {
 	expectReady(g, rc)
 
 	nodes := &corev1.NodeList{}
-	g.Expect(home.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.RemoteClusterIDLabel: euID.ID})).To(Succeed())
+	g.Expect(home.Client.List(ctx, nodes, client.MatchingLabels{wellknown.RemoteClusterIDLabel: euID.ID})).To(Succeed())
 	g.Expect(nodes.Items).To(HaveLen(1))
 
 	// The second controller's cleanup runs before the first peer's: delete now.

@@ -2,6 +2,7 @@ package remotecluster
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -10,16 +11,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/version"
 )
 
 const (
-	// ManagedLabelsAnnotation lists, comma-separated, the label keys of a
-	// virtual node that Stretch set: a key that leaves the provider's or the
-	// admin's labels is removed from the node, labels others add are kept.
-	ManagedLabelsAnnotation = "peering.stretch.dev/managed-labels"
-
 	// LeaseDurationSeconds is the duration of the virtual node's heartbeat
 	// Lease, as a kubelet's.
 	LeaseDurationSeconds = 40
@@ -32,25 +31,45 @@ const (
 	nodeStatusRefresh = 5 * time.Minute
 )
 
-// platform is the operating system and architecture a virtual node shows.
-type platform struct{ os, arch string }
+// platform is what a virtual node shows of the machines behind it: the
+// operating system and architecture (labels and node info), and the OS
+// image, kernel and container runtime versions (node info, which 'kubectl
+// get nodes -o wide' prints).
+type platform struct {
+	os, arch                               string
+	osImage, kernelVersion, runtimeVersion string
+}
 
-// platformOf returns the majority OS and architecture of the provider's
-// usable nodes (ties go to the smaller name), or fallback when it has none.
+// platformOf returns, for each field, the most common value among the
+// provider's usable nodes (ties go to the smaller value), or fallback's
+// when none has one. The most common value, not "mixed": a provider mostly
+// runs one node image, so it is where most pods land, and in the middle of
+// a node upgrade it shows the side that has the most nodes.
 func platformOf(nodes []corev1.Node, fallback platform) platform {
-	os, arch := map[string]int{}, map[string]int{}
-	for i := range nodes {
-		if !usable(&nodes[i]) {
-			continue
-		}
-		if v := nodes[i].Labels[corev1.LabelOSStable]; v != "" {
-			os[v]++
-		}
-		if v := nodes[i].Labels[corev1.LabelArchStable]; v != "" {
-			arch[v]++
+	os, arch, image, kernel, runtime := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	count := func(counts map[string]int, v string) {
+		if v != "" {
+			counts[v]++
 		}
 	}
-	return platform{os: majority(os, fallback.os), arch: majority(arch, fallback.arch)}
+	for i := range nodes {
+		n := &nodes[i]
+		if !usable(n) {
+			continue
+		}
+		count(os, n.Labels[corev1.LabelOSStable])
+		count(arch, n.Labels[corev1.LabelArchStable])
+		count(image, n.Status.NodeInfo.OSImage)
+		count(kernel, n.Status.NodeInfo.KernelVersion)
+		count(runtime, n.Status.NodeInfo.ContainerRuntimeVersion)
+	}
+	return platform{
+		os:             majority(os, fallback.os),
+		arch:           majority(arch, fallback.arch),
+		osImage:        majority(image, fallback.osImage),
+		kernelVersion:  majority(kernel, fallback.kernelVersion),
+		runtimeVersion: majority(runtime, fallback.runtimeVersion),
+	}
 }
 
 func majority(counts map[string]int, fallback string) string {
@@ -66,10 +85,53 @@ func majority(counts map[string]int, fallback string) string {
 // platformFromNode is what a virtual node shows now, for when the provider
 // cannot be asked.
 func platformFromNode(node *corev1.Node) platform {
+	info := node.Status.NodeInfo
 	return platform{
-		os:   cmp.Or(node.Labels[corev1.LabelOSStable], defaultOS),
-		arch: cmp.Or(node.Labels[corev1.LabelArchStable], defaultArch),
+		os:             cmp.Or(node.Labels[corev1.LabelOSStable], defaultOS),
+		arch:           cmp.Or(node.Labels[corev1.LabelArchStable], defaultArch),
+		osImage:        info.OSImage,
+		kernelVersion:  info.KernelVersion,
+		runtimeVersion: info.ContainerRuntimeVersion,
 	}
+}
+
+// KubeletVersion is the kubelet version a virtual node reports for the
+// Stretch release stretchVersion: Stretch's own, marked as such, in a form
+// that parses as a semantic version like a kubelet's, for the tools that
+// parse it. A release keeps its number ("v0.3.1" gives "v0.3.1-stretch",
+// "v0.4.0-rc.1" gives "v0.4.0-rc.1.stretch"); any other build ("dev", a
+// commit such as "8e23b54-dirty") is v0.0.0 with the build as metadata
+// ("v0.0.0-stretch+8e23b54-dirty").
+func KubeletVersion(stretchVersion string) string {
+	const mark = "stretch"
+	if v, err := utilversion.ParseSemantic(stretchVersion); err == nil {
+		pre := mark
+		if v.PreRelease() != "" {
+			pre = v.PreRelease() + "." + mark
+		}
+		s := fmt.Sprintf("v%d.%d.%d-%s", v.Major(), v.Minor(), v.Patch(), pre)
+		if v.BuildMetadata() != "" {
+			s += "+" + v.BuildMetadata()
+		}
+		return s
+	}
+	// Build metadata: dot-separated non-empty identifiers of [0-9A-Za-z-].
+	var ids []string
+	for id := range strings.SplitSeq(stretchVersion, ".") {
+		id = strings.Map(func(r rune) rune {
+			if r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+				return r
+			}
+			return '-'
+		}, id)
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "v0.0.0-" + mark
+	}
+	return "v0.0.0-" + mark + "+" + strings.Join(ids, ".")
 }
 
 // desiredLabels returns the labels Stretch puts on the virtual node of rc:
@@ -89,12 +151,12 @@ func desiredLabels(rc *peeringv1alpha1.RemoteCluster, providerLabels map[string]
 	}
 	name := peeringv1alpha1.VirtualNodeName(rc.Name)
 	maps.Copy(labels, map[string]string{
-		peeringv1alpha1.VirtualNodeTypeLabel:   peeringv1alpha1.VirtualNodeTypeValue,
-		peeringv1alpha1.RemoteClusterIDLabel:   rc.Spec.ClusterID,
-		peeringv1alpha1.RemoteClusterNameLabel: rc.Name,
-		corev1.LabelHostname:                   name,
-		corev1.LabelOSStable:                   p.os,
-		corev1.LabelArchStable:                 p.arch,
+		wellknown.VirtualNodeTypeLabel:   wellknown.VirtualNodeTypeValue,
+		wellknown.RemoteClusterIDLabel:   rc.Spec.ClusterID,
+		wellknown.RemoteClusterNameLabel: rc.Name,
+		corev1.LabelHostname:             name,
+		corev1.LabelOSStable:             p.os,
+		corev1.LabelArchStable:           p.arch,
 	})
 	slices.Sort(invalid)
 	return labels, invalid
@@ -112,11 +174,11 @@ func applyLabels(node *corev1.Node, desired map[string]string) {
 		}
 	}
 	maps.Copy(node.Labels, desired)
-	metav1.SetMetaDataAnnotation(&node.ObjectMeta, ManagedLabelsAnnotation, strings.Join(slices.Sorted(maps.Keys(desired)), ","))
+	metav1.SetMetaDataAnnotation(&node.ObjectMeta, wellknown.VirtualNodeManagedLabelsAnnotation, strings.Join(slices.Sorted(maps.Keys(desired)), ","))
 }
 
 func managedLabels(node *corev1.Node) []string {
-	v := node.Annotations[ManagedLabelsAnnotation]
+	v := node.Annotations[wellknown.VirtualNodeManagedLabelsAnnotation]
 	if v == "" {
 		return nil
 	}
@@ -125,7 +187,7 @@ func managedLabels(node *corev1.Node) []string {
 
 // applyTaint puts the virtual-node taint on node, keeping others' taints.
 func applyTaint(node *corev1.Node) {
-	taint := corev1.Taint{Key: peeringv1alpha1.VirtualNodeTaintKey, Value: peeringv1alpha1.VirtualNodeTaintValue, Effect: corev1.TaintEffectNoExecute}
+	taint := corev1.Taint{Key: wellknown.VirtualNodeTaintKey, Value: wellknown.VirtualNodeTaintValue, Effect: corev1.TaintEffectNoExecute}
 	taints := slices.DeleteFunc(slices.Clone(node.Spec.Taints), func(t corev1.Taint) bool {
 		return t.Key == taint.Key && t != taint
 	})
@@ -143,7 +205,7 @@ type kubeletEndpoint struct {
 }
 
 // applyNodeStatus sets what the virtual node reports: capacity, platform,
-// addresses, kubelet endpoint and the Ready condition. The condition's heartbeat moves only when
+// kubelet version, addresses, kubelet endpoint and the Ready condition. The condition's heartbeat moves only when
 // the condition changes or every nodeStatusRefresh, so that an unchanged
 // node is not rewritten at every probe.
 func applyNodeStatus(node *corev1.Node, capacity corev1.ResourceList, p platform, kubelet kubeletEndpoint, ready readiness, now time.Time) {
@@ -152,6 +214,11 @@ func applyNodeStatus(node *corev1.Node, capacity corev1.ResourceList, p platform
 	s.Allocatable = capacity.DeepCopy()
 	s.NodeInfo.OperatingSystem = p.os
 	s.NodeInfo.Architecture = p.arch
+	s.NodeInfo.OSImage = p.osImage
+	s.NodeInfo.KernelVersion = p.kernelVersion
+	s.NodeInfo.ContainerRuntimeVersion = p.runtimeVersion
+	// The "kubelet" of a virtual node is Stretch's virtual kubelet.
+	s.NodeInfo.KubeletVersion = KubeletVersion(version.Version)
 	// The API server reaches a kubelet at its first address in
 	// --kubelet-preferred-address-types, Hostname by default: a virtual node
 	// whose kubelet API is served has its InternalIP only, since its name

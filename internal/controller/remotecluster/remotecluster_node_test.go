@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 )
 
 func TestDesiredLabels(t *testing.T) {
@@ -34,8 +35,8 @@ func TestDesiredLabels(t *testing.T) {
 			want: map[string]string{"region": "eu", "team": "a"}},
 		{name: "admin wins over provider", provider: map[string]string{"region": "eu", "provider": "aws"}, admin: map[string]string{"provider": "onprem"}, p: amd,
 			want: map[string]string{"region": "eu", "provider": "onprem"}},
-		{name: "nobody overrides the virtual-node labels", provider: map[string]string{peeringv1alpha1.VirtualNodeTypeLabel: "x"},
-			admin: map[string]string{corev1.LabelHostname: "y", peeringv1alpha1.RemoteClusterIDLabel: "z"}, p: amd, want: map[string]string{}},
+		{name: "nobody overrides the virtual-node labels", provider: map[string]string{wellknown.VirtualNodeTypeLabel: "x"},
+			admin: map[string]string{corev1.LabelHostname: "y", wellknown.RemoteClusterIDLabel: "z"}, p: amd, want: map[string]string{}},
 		{name: "invalid labels are left out", provider: map[string]string{"bad key": "v", "ok": "v"}, admin: map[string]string{"k": "bad value!"}, p: amd,
 			want: map[string]string{"ok": "v"}, wantInvalid: []string{"bad key=v", "k=bad value!"}},
 		{name: "platform", p: platform{os: "linux", arch: "arm64"}, want: map[string]string{corev1.LabelArchStable: "arm64"}},
@@ -45,12 +46,12 @@ func TestDesiredLabels(t *testing.T) {
 			rc := testRemoteCluster()
 			rc.Spec.Labels = tc.admin
 			want := map[string]string{
-				peeringv1alpha1.VirtualNodeTypeLabel:   "virtual-node",
-				peeringv1alpha1.RemoteClusterIDLabel:   rc.Spec.ClusterID,
-				peeringv1alpha1.RemoteClusterNameLabel: "provider-eu",
-				corev1.LabelHostname:                   "stretch-provider-eu",
-				corev1.LabelOSStable:                   "linux",
-				corev1.LabelArchStable:                 "amd64",
+				wellknown.VirtualNodeTypeLabel:   "virtual-node",
+				wellknown.RemoteClusterIDLabel:   rc.Spec.ClusterID,
+				wellknown.RemoteClusterNameLabel: "provider-eu",
+				corev1.LabelHostname:             "stretch-provider-eu",
+				corev1.LabelOSStable:             "linux",
+				corev1.LabelArchStable:           "amd64",
 			}
 			for k, v := range tc.want {
 				want[k] = v
@@ -85,17 +86,17 @@ func TestApplyLabels(t *testing.T) {
 			g := NewWithT(t)
 			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels}}
 			if tc.annotation != "" {
-				node.Annotations = map[string]string{ManagedLabelsAnnotation: tc.annotation}
+				node.Annotations = map[string]string{wellknown.VirtualNodeManagedLabelsAnnotation: tc.annotation}
 			}
 			applyLabels(node, tc.desired)
 			g.Expect(node.Labels).To(Equal(tc.want))
-			g.Expect(node.Annotations).To(HaveKeyWithValue(ManagedLabelsAnnotation, tc.wantManaged))
+			g.Expect(node.Annotations).To(HaveKeyWithValue(wellknown.VirtualNodeManagedLabelsAnnotation, tc.wantManaged))
 		})
 	}
 }
 
 func TestApplyTaint(t *testing.T) {
-	ours := corev1.Taint{Key: peeringv1alpha1.VirtualNodeTaintKey, Value: "true", Effect: corev1.TaintEffectNoExecute}
+	ours := corev1.Taint{Key: wellknown.VirtualNodeTaintKey, Value: "true", Effect: corev1.TaintEffectNoExecute}
 	theirs := corev1.Taint{Key: "node.kubernetes.io/not-ready", Effect: corev1.TaintEffectNoExecute}
 	for _, tc := range []struct {
 		name   string
@@ -143,7 +144,7 @@ func providerNode(name string, ready, unschedulable bool, arch string, cpu, memo
 
 func TestCapacity(t *testing.T) {
 	virtual := providerNode("stretch-other", true, false, "amd64", "100", "100Gi")
-	virtual.Labels[peeringv1alpha1.VirtualNodeTypeLabel] = peeringv1alpha1.VirtualNodeTypeValue
+	virtual.Labels[wellknown.VirtualNodeTypeLabel] = wellknown.VirtualNodeTypeValue
 	nodes := []corev1.Node{
 		providerNode("a", true, false, "arm64", "4", "8Gi"),
 		providerNode("b", true, false, "arm64", "3500m", "8Gi"),

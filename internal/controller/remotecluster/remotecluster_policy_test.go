@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/config"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
@@ -69,7 +70,7 @@ func tenantPolicy(t *testing.T, limits, used corev1.ResourceList) *peeringv1alph
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: peeringv1alpha1.TenantNamespace(homeID)}}
 	g.Expect(client.IgnoreAlreadyExists(us.Client.Create(ctx, ns))).To(Succeed())
 	tp := &peeringv1alpha1.TenantPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: peeringv1alpha1.TenantPolicyName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: wellknown.TenantPolicyName},
 		Spec:       peeringv1alpha1.TenantPolicySpec{Limits: limits, PriorityClasses: []string{"batch-low"}},
 	}
 	g.Expect(us.Client.Create(ctx, tp)).To(Succeed())
@@ -177,7 +178,7 @@ func TestPolicyUnreadable(t *testing.T) {
 	// lose the right to read it.
 	editPolicy(g, tp, resources("cpu", "3"), nil)
 	secret := &corev1.Secret{}
-	g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: identity.SystemNamespace, Name: peering.SecretName(rc.Name)}, secret)).To(Succeed())
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Namespace: wellknown.SystemNamespace, Name: peering.SecretName(rc.Name)}, secret)).To(Succeed())
 	secret.Data[peering.KubeconfigKey] = limited
 	g.Expect(home.Client.Update(ctx, secret)).To(Succeed())
 
@@ -223,7 +224,7 @@ func limitedKubeconfig(t *testing.T) []byte {
 		ObjectMeta: metav1.ObjectMeta{Name: user},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{identity.ConfigMapName}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{wellknown.IdentityConfigMapName}, Verbs: []string{"get"}},
 			// The registry watches twin requests on every peer.
 			{APIGroups: []string{peeringv1alpha1.GroupVersion.Group}, Resources: []string{"remotenamespaces"}, Verbs: []string{"get", "list", "watch"}},
 		},
@@ -242,7 +243,7 @@ func limitedKubeconfig(t *testing.T) []byte {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, identity.Key, &corev1.ConfigMap{})).To(Succeed())
-		err := c.Get(ctx, client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantPolicyName}, &peeringv1alpha1.TenantPolicy{})
+		err := c.Get(ctx, client.ObjectKey{Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: wellknown.TenantPolicyName}, &peeringv1alpha1.TenantPolicy{})
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
 	}).Should(Succeed())
 

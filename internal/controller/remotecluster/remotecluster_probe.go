@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/peering"
 	"stretch.dev/stretch/internal/remote"
@@ -99,7 +100,7 @@ func (r *Reconciler) probe(ctx context.Context, rc *peeringv1alpha1.RemoteCluste
 // this cluster's tenant namespace there. A provider without one, or whose
 // Stretch predates TenantPolicies (no such kind), limits nothing: nil.
 func (r *Reconciler) readPolicy(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, peer *remote.Peer) (client.ObjectKey, *peeringv1alpha1.ProviderPolicy, error) {
-	key := client.ObjectKey{Name: peeringv1alpha1.TenantPolicyName}
+	key := client.ObjectKey{Name: wellknown.TenantPolicyName}
 	homeID, err := r.home.ClusterID(ctx)
 	if err != nil {
 		return key, nil, fmt.Errorf("reading this cluster's ID, which names its tenant namespace on the provider: %w", err)
@@ -337,7 +338,7 @@ func capped(capacity, caps corev1.ResourceList) corev1.ResourceList {
 
 // usable says whether a provider node can take pods.
 func usable(n *corev1.Node) bool {
-	if n.Spec.Unschedulable || n.Labels[peeringv1alpha1.VirtualNodeTypeLabel] == peeringv1alpha1.VirtualNodeTypeValue {
+	if n.Spec.Unschedulable || n.Labels[wellknown.VirtualNodeTypeLabel] == wellknown.VirtualNodeTypeValue {
 		return false
 	}
 	for _, c := range n.Status.Conditions {

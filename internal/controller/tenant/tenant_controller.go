@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,10 +32,11 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/controller/finalizer"
 	"stretch.dev/stretch/internal/controller/ownwrites"
-	"stretch.dev/stretch/internal/controller/retry"
 	"stretch.dev/stretch/internal/naming"
+	"stretch.dev/stretch/internal/retry"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
@@ -57,7 +59,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=peering.stretch.dev,resources=tenantpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=stretch-remote-workloads
 
 // SetupWithManager registers the controller.
@@ -78,13 +80,17 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: 64, RateLimiter: retry.Limiter[reconcile.Request]()}).
 		For(&peeringv1alpha1.RemoteNamespace{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetName))).
-		// The grant inside a twin is repaired when someone edits or deletes it.
+		// The grant inside a twin is repaired when someone edits or deletes
+		// it; one of an earlier release's name that comes back (a restored
+		// backup) is removed again.
 		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.requestsForTwin(client.Object.GetNamespace)),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == peeringv1alpha1.TwinRoleBindingName }))).
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return o.GetName() == wellknown.TwinRoleBindingName || o.GetName() == wellknown.LegacyTwinRoleBindingName
+			}))).
 		// A policy's spec applies to every twin of its tenant: relabelled,
 		// or allowed now. Its status (usage) changes often and does not.
 		Watches(&peeringv1alpha1.TenantPolicy{}, handler.EnqueueRequestsFromMapFunc(r.requestsInTenant),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == peeringv1alpha1.TenantPolicyName }),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == wellknown.TenantPolicyName }),
 				predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
@@ -155,7 +161,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if !rn.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, rn)
 	}
-	if err := r.writes.Write(rn, func() error { return finalizer.Add(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer) }); err != nil {
+	if err := r.writes.Write(rn, func() error { return finalizer.Add(ctx, r.Client, rn, wellknown.RemoteNamespaceFinalizer) }); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.reconcileNormal(ctx, rn)
@@ -238,18 +244,20 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, rn *peeringv1alpha1.Re
 		}
 	}
 	setPhase(rn, peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated", msg)
-	return nil
+	// Only once the grant of the current name exists, so that the home
+	// cluster is never without one.
+	return r.removeLegacyRoleBinding(ctx, rn)
 }
 
 // policy is the TenantPolicy of a tenant namespace, nil when it has none.
 func (r *Reconciler) policy(ctx context.Context, tenant string) (*peeringv1alpha1.TenantPolicy, error) {
 	p := &peeringv1alpha1.TenantPolicy{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tenant, Name: peeringv1alpha1.TenantPolicyName}, p)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tenant, Name: wellknown.TenantPolicyName}, p)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading TenantPolicy %s/%s: %w", tenant, peeringv1alpha1.TenantPolicyName, err)
+		return nil, fmt.Errorf("reading TenantPolicy %s/%s: %w", tenant, wellknown.TenantPolicyName, err)
 	}
 	return p, nil
 }
@@ -275,7 +283,7 @@ func (r *Reconciler) ensurePodSecurity(ctx context.Context, ns *corev1.Namespace
 }
 
 func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
-	if !controllerutil.ContainsFinalizer(rn, peeringv1alpha1.RemoteNamespaceFinalizer) {
+	if !controllerutil.ContainsFinalizer(rn, wellknown.RemoteNamespaceFinalizer) {
 		return nil
 	}
 	twin := rn.Spec.RemoteNamespaceName
@@ -297,7 +305,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.Re
 		return nil
 	}
 	// Gone, or never ours: nothing of ours is left.
-	return finalizer.Remove(ctx, r.Client, rn, peeringv1alpha1.RemoteNamespaceFinalizer)
+	return finalizer.Remove(ctx, r.Client, rn, wellknown.RemoteNamespaceFinalizer)
 }
 
 // twinNamespace is the namespace created for a request: the annotation and
@@ -305,11 +313,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rn *peeringv1alpha1.Re
 // labels of level hold from the first moment, before any pod can exist.
 func twinNamespace(rn *peeringv1alpha1.RemoteNamespace, level peeringv1alpha1.PodSecurityLevel) *corev1.Namespace {
 	labels := tenancy.PodSecurityLabels(level)
-	labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
-	labels[peeringv1alpha1.OriginNamespaceLabel] = rn.Spec.HomeNamespace
+	labels[wellknown.OriginClusterIDLabel] = rn.Spec.HomeClusterID
+	labels[wellknown.OriginNamespaceLabel] = rn.Spec.HomeNamespace
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:        rn.Spec.RemoteNamespaceName,
-		Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: rn.Spec.HomeClusterID},
+		Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: rn.Spec.HomeClusterID},
 		Labels:      labels,
 	}}
 }
@@ -320,17 +328,17 @@ func twinNamespace(rn *peeringv1alpha1.RemoteNamespace, level peeringv1alpha1.Po
 // cluster must not delete that cluster's twin when it is withdrawn).
 func ownedBy(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) bool {
 	return rn.Namespace == peeringv1alpha1.TenantNamespace(rn.Spec.HomeClusterID) &&
-		ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation] == rn.Spec.HomeClusterID &&
-		ns.Labels[peeringv1alpha1.OriginClusterIDLabel] == rn.Spec.HomeClusterID &&
-		ns.Labels[peeringv1alpha1.OriginNamespaceLabel] == rn.Spec.HomeNamespace
+		ns.Annotations[wellknown.RemoteNamespaceOriginAnnotation] == rn.Spec.HomeClusterID &&
+		ns.Labels[wellknown.OriginClusterIDLabel] == rn.Spec.HomeClusterID &&
+		ns.Labels[wellknown.OriginNamespaceLabel] == rn.Spec.HomeNamespace
 }
 
 func conflictMessage(ns *corev1.Namespace, rn *peeringv1alpha1.RemoteNamespace) string {
-	origin := "it has no " + peeringv1alpha1.RemoteNamespaceOriginAnnotation + " annotation, so Stretch did not create it"
-	if o, ok := ns.Annotations[peeringv1alpha1.RemoteNamespaceOriginAnnotation]; ok {
-		origin = fmt.Sprintf("its %s annotation says home cluster %s", peeringv1alpha1.RemoteNamespaceOriginAnnotation, o)
+	origin := "it has no " + wellknown.RemoteNamespaceOriginAnnotation + " annotation, so Stretch did not create it"
+	if o, ok := ns.Annotations[wellknown.RemoteNamespaceOriginAnnotation]; ok {
+		origin = fmt.Sprintf("its %s annotation says home cluster %s", wellknown.RemoteNamespaceOriginAnnotation, o)
 		if o == rn.Spec.HomeClusterID {
-			origin += fmt.Sprintf(", but for home namespace %q", ns.Labels[peeringv1alpha1.OriginNamespaceLabel])
+			origin += fmt.Sprintf(", but for home namespace %q", ns.Labels[wellknown.OriginNamespaceLabel])
 		}
 	}
 	return fmt.Sprintf("namespace %s already exists on this provider and is not the twin of %s from home cluster %s (%s); it is left untouched: delete or rename it on the provider, or use namespaceMappingStrategy SelectedName with another name",
@@ -360,13 +368,13 @@ func (r *Reconciler) ensureRoleBinding(ctx context.Context, rn *peeringv1alpha1.
 		return fmt.Errorf("RoleBinding %s binds %s %s instead of %s %s: delete it so that Stretch recreates it",
 			key, rb.RoleRef.Kind, rb.RoleRef.Name, want.RoleRef.Kind, want.RoleRef.Name)
 	}
-	if rb.Labels[peeringv1alpha1.OriginClusterIDLabel] == rn.Spec.HomeClusterID && equality.Semantic.DeepEqual(rb.Subjects, want.Subjects) {
+	if rb.Labels[wellknown.OriginClusterIDLabel] == rn.Spec.HomeClusterID && equality.Semantic.DeepEqual(rb.Subjects, want.Subjects) {
 		return nil
 	}
 	if rb.Labels == nil {
 		rb.Labels = map[string]string{}
 	}
-	rb.Labels[peeringv1alpha1.OriginClusterIDLabel] = rn.Spec.HomeClusterID
+	rb.Labels[wellknown.OriginClusterIDLabel] = rn.Spec.HomeClusterID
 	rb.Subjects = want.Subjects
 	if err := r.Client.Update(ctx, rb); err != nil {
 		return fmt.Errorf("granting home cluster %s access to twin %s: %w", rn.Spec.HomeClusterID, rn.Spec.RemoteNamespaceName, err)
@@ -374,14 +382,52 @@ func (r *Reconciler) ensureRoleBinding(ctx context.Context, rn *peeringv1alpha1.
 	return nil
 }
 
+// removeLegacyRoleBinding deletes, from the twin of rn, the grant that an
+// earlier release made under LegacyTwinRoleBindingName, now that the one of
+// TwinRoleBindingName exists. It is idempotent: a restart between the two
+// finds the new grant in place and deletes the old one then. A RoleBinding of
+// that name that is not exactly that grant (another role or other subjects)
+// is someone else's and is left alone; the preconditions keep a version
+// edited since the cache saw it.
+func (r *Reconciler) removeLegacyRoleBinding(ctx context.Context, rn *peeringv1alpha1.RemoteNamespace) error {
+	key := client.ObjectKey{Namespace: rn.Spec.RemoteNamespaceName, Name: wellknown.LegacyTwinRoleBindingName}
+	rb := &rbacv1.RoleBinding{}
+	if err := r.Client.Get(ctx, key, rb); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("reading RoleBinding %s: %w", key, err)
+	}
+	if !isLegacyGrant(rb, rn) {
+		return nil
+	}
+	err := r.Client.Delete(ctx, rb, client.Preconditions{UID: &rb.UID, ResourceVersion: &rb.ResourceVersion})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting RoleBinding %s, the grant of an earlier release now replaced by %s: %w", key, wellknown.TwinRoleBindingName, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("deleted the twin's grant of an earlier release", "roleBinding", klog.KObj(rb), "replacedBy", wellknown.TwinRoleBindingName)
+	return nil
+}
+
+// isLegacyGrant reports whether rb is the grant an earlier release made in
+// the twin of rn: the remote workloads role bound to that home cluster's
+// ServiceAccount and to nothing else.
+func isLegacyGrant(rb *rbacv1.RoleBinding, rn *peeringv1alpha1.RemoteNamespace) bool {
+	want := twinRoleBinding(rn)
+	return rb.Name == wellknown.LegacyTwinRoleBindingName && rb.RoleRef == want.RoleRef && equality.Semantic.DeepEqual(rb.Subjects, want.Subjects)
+}
+
 // twinRoleBinding grants the home cluster of rn the remote workloads role
 // inside its twin, and nothing else.
 func twinRoleBinding(rn *peeringv1alpha1.RemoteNamespace) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: rn.Spec.RemoteNamespaceName, Name: peeringv1alpha1.TwinRoleBindingName,
-			Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: rn.Spec.HomeClusterID}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: peeringv1alpha1.RemoteWorkloadsClusterRole},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rn.Namespace, Name: peeringv1alpha1.TenantServiceAccountName}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: rn.Spec.RemoteNamespaceName, Name: wellknown.TwinRoleBindingName,
+			Labels: map[string]string{wellknown.OriginClusterIDLabel: rn.Spec.HomeClusterID}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: wellknown.RemoteWorkloadsClusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rn.Namespace, Name: wellknown.TenantServiceAccountName}},
 	}
 }
 

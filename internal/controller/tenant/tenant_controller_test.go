@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/testenv"
 )
@@ -105,13 +106,15 @@ func TestTwinLifecycle(t *testing.T) {
 
 	ns := &corev1.Namespace{}
 	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
-	g.Expect(ns.Annotations).To(HaveKeyWithValue(peeringv1alpha1.RemoteNamespaceOriginAnnotation, homeID))
-	g.Expect(ns.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginClusterIDLabel, homeID))
-	g.Expect(ns.Labels).To(HaveKeyWithValue(peeringv1alpha1.OriginNamespaceLabel, "shop"))
+	g.Expect(ns.Annotations).To(HaveKeyWithValue(wellknown.RemoteNamespaceOriginAnnotation, homeID))
+	g.Expect(ns.Labels).To(HaveKeyWithValue(wellknown.OriginClusterIDLabel, homeID))
+	g.Expect(ns.Labels).To(HaveKeyWithValue(wellknown.OriginNamespaceLabel, "shop"))
+	// The grant's name is part of the API (providers' admins see it), apart
+	// from the ServiceAccount's and the tenant Role's.
 	rb := &rbacv1.RoleBinding{}
-	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
-	g.Expect(rb.RoleRef.Name).To(Equal(peeringv1alpha1.RemoteWorkloadsClusterRole))
-	g.Expect(rb.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantServiceAccountName}))
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "stretch-home-workloads"}, rb)).To(Succeed())
+	g.Expect(rb.RoleRef.Name).To(Equal(wellknown.RemoteWorkloadsClusterRole))
+	g.Expect(rb.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: wellknown.TenantServiceAccountName}))
 
 	// The home identity may run workloads in the twin, and nowhere else.
 	home := asHome(t, homeID)
@@ -125,19 +128,19 @@ func TestTwinLifecycle(t *testing.T) {
 	// A namespace recreated behind our back is repaired.
 	g.Expect(provider.Client.Delete(ctx, rb)).To(Succeed())
 	g.Eventually(func() error {
-		return provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, &rbacv1.RoleBinding{})
+		return provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: wellknown.TwinRoleBindingName}, &rbacv1.RoleBinding{})
 	}).Should(Succeed())
 
 	// A subject added to the grant is taken out again.
 	g.Eventually(func(g Gomega) {
-		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: wellknown.TwinRoleBindingName}, rb)).To(Succeed())
 		rb.Subjects = append(rb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: "default", Name: "intruder"})
 		g.Expect(provider.Client.Update(ctx, rb)).To(Succeed())
 	}).Should(Succeed())
 	g.Eventually(func(g Gomega) []rbacv1.Subject {
-		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+		g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: wellknown.TwinRoleBindingName}, rb)).To(Succeed())
 		return rb.Subjects
-	}).Should(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: peeringv1alpha1.TenantServiceAccountName}))
+	}).Should(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Namespace: peeringv1alpha1.TenantNamespace(homeID), Name: wellknown.TenantServiceAccountName}))
 
 	// Unoffload: the twin goes with the request.
 	g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
@@ -209,12 +212,12 @@ func TestExistingNamespaceIsNeverTouched(t *testing.T) {
 		{name: "created by someone else", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "taken"}},
 			wantMessage: "it has no stretch.dev/remote-namespace-origin annotation, so Stretch did not create it"},
 		{name: "twin of another home cluster", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "theirs",
-			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: otherID},
-			Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: otherID, peeringv1alpha1.OriginNamespaceLabel: "theirs"}}},
+			Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: otherID},
+			Labels:      map[string]string{wellknown.OriginClusterIDLabel: otherID, wellknown.OriginNamespaceLabel: "theirs"}}},
 			wantMessage: "says home cluster " + otherID},
 		{name: "twin of another namespace of the same home", existing: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared",
-			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: homeID},
-			Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeID, peeringv1alpha1.OriginNamespaceLabel: "first"}}},
+			Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: homeID},
+			Labels:      map[string]string{wellknown.OriginClusterIDLabel: homeID, wellknown.OriginNamespaceLabel: "first"}}},
 			wantMessage: `but for home namespace "first"`},
 	}
 	for _, tt := range tests {
@@ -271,12 +274,12 @@ func TestRestartConverges(t *testing.T) {
 }
 
 // crashing is the manager's client with a crash point: the twin's grant
-// (RoleBinding) created, or the request's status written, never returns
-// until the manager stops, as if the process died right there; reached is
-// closed once the point is hit.
+// (RoleBinding) created, the request's status written, or the grant of the
+// legacy name deleted, never returns until the manager stops, as if the
+// process died right there; reached is closed once the point is hit.
 type crashing struct {
 	client.Client
-	at      string // "grant" or "status"
+	at      string // "grant", "status" or "legacy"
 	reached chan struct{}
 	once    sync.Once
 }
@@ -292,6 +295,13 @@ func (c *crashing) Create(ctx context.Context, obj client.Object, opts ...client
 		return c.crash(ctx)
 	}
 	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *crashing) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	if rb, ok := obj.(*rbacv1.RoleBinding); ok && c.at == "legacy" && rb.Name == wellknown.LegacyTwinRoleBindingName {
+		return c.crash(ctx)
+	}
+	return c.Client.Delete(ctx, obj, opts...)
 }
 
 func (c *crashing) Status() client.SubResourceWriter { return crashingStatus{c.Client.Status(), c} }
@@ -332,7 +342,7 @@ func TestRestartMidTwinCreation(t *testing.T) {
 			ns := &corev1.Namespace{}
 			g.Expect(provider.Client.Get(ctx, client.ObjectKey{Name: twin}, ns)).To(Succeed())
 			g.Expect(status(g, rn).Phase).To(BeEmpty())
-			grant := client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}
+			grant := client.ObjectKey{Namespace: twin, Name: wellknown.TwinRoleBindingName}
 			if at == "grant" {
 				g.Expect(apierrors.IsNotFound(provider.Client.Get(ctx, grant, &rbacv1.RoleBinding{}))).To(BeTrue())
 			}
@@ -342,13 +352,13 @@ func TestRestartMidTwinCreation(t *testing.T) {
 				g.Expect(status(g, rn).Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady))
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 			twins := &corev1.NamespaceList{}
-			g.Expect(provider.Client.List(ctx, twins, client.MatchingLabels{peeringv1alpha1.OriginNamespaceLabel: home})).To(Succeed())
+			g.Expect(provider.Client.List(ctx, twins, client.MatchingLabels{wellknown.OriginNamespaceLabel: home})).To(Succeed())
 			g.Expect(twins.Items).To(HaveLen(1))
 			g.Expect(twins.Items[0].UID).To(Equal(ns.UID), "the same namespace, adopted")
 			grants := &rbacv1.RoleBindingList{}
 			g.Expect(provider.Client.List(ctx, grants, client.InNamespace(twin))).To(Succeed())
 			g.Expect(grants.Items).To(HaveLen(1))
-			g.Expect(grants.Items[0].Name).To(Equal(peeringv1alpha1.TwinRoleBindingName))
+			g.Expect(grants.Items[0].Name).To(Equal(wellknown.TwinRoleBindingName))
 
 			g.Expect(provider.Client.Delete(ctx, rn)).To(Succeed())
 			expectGone(g, ns)
@@ -361,7 +371,7 @@ func TestRestartMidTwinCreation(t *testing.T) {
 func asHome(t *testing.T, homeClusterID string) client.Client {
 	t.Helper()
 	cfg := rest.CopyConfig(provider.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeClusterID) + ":" + peeringv1alpha1.TenantServiceAccountName}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + peeringv1alpha1.TenantNamespace(homeClusterID) + ":" + wellknown.TenantServiceAccountName}
 	c, err := client.New(cfg, client.Options{Scheme: provider.Scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +411,7 @@ func TestCacheBehindItsOwnCreates(t *testing.T) {
 		g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceReady), "pass %d: %s", pass, st.Message)
 	}
 	rb := &rbacv1.RoleBinding{}
-	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: peeringv1alpha1.TwinRoleBindingName}, rb)).To(Succeed())
+	g.Expect(provider.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: wellknown.TwinRoleBindingName}, rb)).To(Succeed())
 	g.Expect(rb.Subjects).To(HaveLen(1))
 
 	// A grant someone replaced with one of another role cannot be changed
@@ -412,7 +422,7 @@ func TestCacheBehindItsOwnCreates(t *testing.T) {
 	g.Expect(provider.Client.Create(ctx, rb)).To(Succeed())
 	r.Client = provider.Client
 	_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rn)})
-	g.Expect(err).To(MatchError(ContainSubstring("binds ClusterRole view instead of ClusterRole " + peeringv1alpha1.RemoteWorkloadsClusterRole + ": delete it so that Stretch recreates it")))
+	g.Expect(err).To(MatchError(ContainSubstring("binds ClusterRole view instead of ClusterRole " + wellknown.RemoteWorkloadsClusterRole + ": delete it so that Stretch recreates it")))
 	st := status(g, rn)
 	g.Expect(st.Phase).To(Equal(peeringv1alpha1.RemoteNamespaceCreating))
 	g.Expect(st.Reason).To(Equal("GrantingAccess"))

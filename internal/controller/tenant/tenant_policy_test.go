@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
@@ -29,7 +30,7 @@ const (
 // cluster, as the provider's admin does.
 func setPolicy(g Gomega, homeClusterID string, spec peeringv1alpha1.TenantPolicySpec) {
 	ctx := context.Background()
-	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeClusterID), Name: peeringv1alpha1.TenantPolicyName}}
+	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(homeClusterID), Name: wellknown.TenantPolicyName}}
 	err := provider.Client.Get(ctx, client.ObjectKeyFromObject(p), p)
 	if apierrors.IsNotFound(err) {
 		p.Spec = spec
@@ -142,7 +143,7 @@ func TestPodSecurityLabelsKept(t *testing.T) {
 	}
 	// Without a policy, the default again.
 	g.Expect(provider.Client.Delete(ctx, &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{
-		Namespace: peeringv1alpha1.TenantNamespace(relabelHomeID), Name: peeringv1alpha1.TenantPolicyName}})).To(Succeed())
+		Namespace: peeringv1alpha1.TenantNamespace(relabelHomeID), Name: wellknown.TenantPolicyName}})).To(Succeed())
 	for _, twin := range twins {
 		expectLevel(g, twin, peeringv1alpha1.PodSecurityBaseline)
 	}
@@ -158,8 +159,8 @@ func TestPodSecurityLabelsOnUpgrade(t *testing.T) {
 	// with the origin annotation and labels only.
 	rn := request(t, upgradeHomeID, "legacy", twin)
 	old := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: twin,
-		Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: upgradeHomeID},
-		Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: upgradeHomeID, peeringv1alpha1.OriginNamespaceLabel: "legacy"}}}
+		Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: upgradeHomeID},
+		Labels:      map[string]string{wellknown.OriginClusterIDLabel: upgradeHomeID, wellknown.OriginNamespaceLabel: "legacy"}}}
 	g.Expect(provider.Client.Create(ctx, old)).To(Succeed())
 
 	startTenant(t)

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/tenancy"
 )
@@ -55,7 +56,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("tenantpolicy").
 		For(&peeringv1alpha1.TenantPolicy{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetName() == peeringv1alpha1.TenantPolicyName
+			return o.GetName() == wellknown.TenantPolicyName
 		}))).
 		// Twins appearing, going, or their labels changing.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(policyOfTwin), builder.WithPredicates(twinChanged)).
@@ -65,7 +66,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // policyKey is the TenantPolicy of a home cluster.
 func policyKey(homeClusterID string) types.NamespacedName {
-	return types.NamespacedName{Namespace: peeringv1alpha1.TenantNamespace(homeClusterID), Name: peeringv1alpha1.TenantPolicyName}
+	return types.NamespacedName{Namespace: peeringv1alpha1.TenantNamespace(homeClusterID), Name: wellknown.TenantPolicyName}
 }
 
 // twinChanged passes the events of namespaces that are, or were, twins.

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cli/install"
 	"stretch.dev/stretch/internal/controller/tenant"
 	"stretch.dev/stretch/internal/tenancy"
@@ -92,7 +93,7 @@ func twin(t *testing.T, homeClusterID, homeNamespace, name string) {
 // requests per container; init, when set, is an init container's.
 func remotePod(g Gomega, homeClusterID, namespace, name string, init corev1.ResourceList, containers ...corev1.ResourceList) *corev1.Pod {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
-		Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: homeClusterID}}}
+		Labels: map[string]string{wellknown.OriginClusterIDLabel: homeClusterID}}}
 	if init != nil {
 		pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "pause", Resources: corev1.ResourceRequirements{Requests: init}}}
 	}
@@ -121,7 +122,7 @@ func policyOf(g Gomega, homeClusterID string) *peeringv1alpha1.TenantPolicy {
 
 func createPolicy(t *testing.T, namespace string, spec peeringv1alpha1.TenantPolicySpec) *peeringv1alpha1.TenantPolicy {
 	t.Helper()
-	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: peeringv1alpha1.TenantPolicyName}, Spec: spec}
+	p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: wellknown.TenantPolicyName}, Spec: spec}
 	if err := provider.Client.Create(context.Background(), p); err != nil {
 		t.Fatalf("creating TenantPolicy %s/%s: %v", namespace, p.Name, err)
 	}
@@ -324,7 +325,7 @@ func TestPolicyOutsideATenant(t *testing.T) {
 	createPolicy(t, misplacedNSKey, peeringv1alpha1.TenantPolicySpec{})
 	g.Eventually(func(g Gomega) {
 		p := &peeringv1alpha1.TenantPolicy{}
-		g.Expect(provider.Client.Get(context.Background(), client.ObjectKey{Namespace: misplacedNSKey, Name: peeringv1alpha1.TenantPolicyName}, p)).To(Succeed())
+		g.Expect(provider.Client.Get(context.Background(), client.ObjectKey{Namespace: misplacedNSKey, Name: wellknown.TenantPolicyName}, p)).To(Succeed())
 		c := meta.FindStatusCondition(p.Status.Conditions, tenancy.EnforcedCondition)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(tenancy.NotInTenantNamespaceReason))

@@ -5,6 +5,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cachemetrics"
 	"stretch.dev/stretch/internal/tenancy"
 )
@@ -29,7 +30,7 @@ func init() {
 func collectUsage(list *peeringv1alpha1.TenantPolicyList, ch chan<- prometheus.Metric) {
 	for _, p := range list.Items {
 		home := tenancy.HomeOfTenant(p.Namespace)
-		if home == "" || p.Name != peeringv1alpha1.TenantPolicyName {
+		if home == "" || p.Name != wellknown.TenantPolicyName {
 			continue
 		}
 		for name, q := range p.Status.Used {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
@@ -31,7 +32,7 @@ func enforced(policy *peeringv1alpha1.TenantPolicy, home string, twins []corev1.
 	if home == "" {
 		return metav1.ConditionFalse, tenancy.NotInTenantNamespaceReason, fmt.Sprintf(
 			"TenantPolicy %s/%s applies to no home cluster: it is read only in a tenant namespace, %s<home cluster ID>; create it there ('stretchctl policy set HOME' does)",
-			policy.Namespace, policy.Name, peeringv1alpha1.TenantNamespacePrefix)
+			policy.Namespace, policy.Name, wellknown.TenantNamespacePrefix)
 	}
 	level := tenancy.PodSecurityLevel(policy)
 	var unlabelled, outside []string
@@ -44,7 +45,7 @@ func enforced(policy *peeringv1alpha1.TenantPolicy, home string, twins []corev1.
 		if drift := tenancy.PodSecurityDrift(ns.Labels, level); len(drift) > 0 {
 			unlabelled = append(unlabelled, fmt.Sprintf("%s (%s)", ns.Name, strings.Join(drift, ", ")))
 		}
-		if why := tenancy.Violation(policy.Spec, ns.Name, ns.Labels[peeringv1alpha1.OriginNamespaceLabel], home); why != "" {
+		if why := tenancy.Violation(policy.Spec, ns.Name, ns.Labels[wellknown.OriginNamespaceLabel], home); why != "" {
 			outside = append(outside, fmt.Sprintf("%s (%s)", ns.Name, why))
 		}
 	}

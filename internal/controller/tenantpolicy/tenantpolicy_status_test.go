@@ -10,20 +10,21 @@ import (
 	"k8s.io/utils/ptr"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/tenancy"
 )
 
 func TestEnforced(t *testing.T) {
 	const home = "0b8e9a5c-3d1f-4c2e-9a7b-5f6d4e3c2b1a"
 	twinNS := func(name, homeNamespace string, level peeringv1alpha1.PodSecurityLevel) corev1.Namespace {
-		labels := map[string]string{peeringv1alpha1.OriginClusterIDLabel: home, peeringv1alpha1.OriginNamespaceLabel: homeNamespace}
+		labels := map[string]string{wellknown.OriginClusterIDLabel: home, wellknown.OriginNamespaceLabel: homeNamespace}
 		if level != "" {
 			for k, v := range tenancy.PodSecurityLabels(level) {
 				labels[k] = v
 			}
 		}
 		return corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
-			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: home}}}
+			Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: home}}}
 	}
 	deleting := twinNS("going", "going", "")
 	deleting.DeletionTimestamp = ptr.To(metav1.Now())
@@ -71,7 +72,7 @@ func TestEnforced(t *testing.T) {
 			if tt.namespace != "" {
 				ns, h = tt.namespace, ""
 			}
-			p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: peeringv1alpha1.TenantPolicyName, Generation: 3}, Spec: tt.spec}
+			p := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.TenantPolicyName, Generation: 3}, Spec: tt.spec}
 			setEnforced(p, h, tt.twins)
 			g.Expect(p.Status.Conditions).To(HaveLen(1))
 			c := p.Status.Conditions[0]

@@ -126,7 +126,7 @@ func (s *Stretch) Peer(provider *testenv.APIServer) {
 // them), as a provider's manager runs them.
 func (s *Stretch) StartTenant(provider *testenv.APIServer) {
 	s.t.Helper()
-	s.tenants[provider] = ServeProvider(s.t, wrapped(provider.Config, s.opts.TenantTransport))
+	s.tenants[provider] = serveProvider(s.t, wrapped(provider.Config, s.opts.TenantTransport), provider.Config)
 }
 
 // ServeProvider runs, against the API server of cfg, what a provider's
@@ -138,8 +138,16 @@ func (s *Stretch) StartTenant(provider *testenv.APIServer) {
 // that the next test on the API server starts from a cluster without them.
 func ServeProvider(t testing.TB, cfg *rest.Config) (stop func()) {
 	t.Helper()
+	return serveProvider(t, cfg, cfg)
+}
+
+// serveProvider is ServeProvider with the manager's config apart from the
+// config that removes the webhook configurations at the end, which faults
+// injected into the manager's must not fail.
+func serveProvider(t testing.TB, cfg, admin *rest.Config) (stop func()) {
+	t.Helper()
 	t.Cleanup(func() {
-		c, err := client.New(cfg, client.Options{})
+		c, err := client.New(admin, client.Options{})
 		if err != nil {
 			t.Errorf("removing the webhook configurations: %v", err)
 			return

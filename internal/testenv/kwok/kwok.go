@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -45,6 +47,9 @@ const (
 	NodeAnnotation = "kwok.x-k8s.io/node"
 	// NodeAnnotationValue is the value of NodeAnnotation.
 	NodeAnnotationValue = "fake"
+
+	// kwokGroup is the API group of kwok's CRDs.
+	kwokGroup = "kwok.x-k8s.io"
 
 	loopback = "127.0.0.1"
 
@@ -86,6 +91,33 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Timeout bounds the start, ready nodes included (default 3 minutes).
 	Timeout time.Duration
+	// PodCIDR is the range kwok gives pod IPs from (its --cidr), e.g.
+	// "10.20.0.0/16"; empty: kwok's default, 10.0.0.0/24. Clusters that
+	// stand for different clusters of a story want ranges of their own, or
+	// their pods show the same IPs.
+	PodCIDR string
+	// ServiceCIDR is the range of Service cluster IPs (the API server's
+	// --service-cluster-ip-range), e.g. "10.120.0.0/16"; empty: the API
+	// server's default, 10.0.0.0/24, which overlaps kwok's default PodCIDR.
+	ServiceCIDR string
+}
+
+// validate checks the options that kwokctl would only refuse late, or
+// that a component would refuse with a log line nobody reads.
+func (o Options) validate() error {
+	var errs []error
+	for _, f := range []struct{ name, value string }{{"PodCIDR", o.PodCIDR}, {"ServiceCIDR", o.ServiceCIDR}} {
+		if f.value == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w; give a range such as 10.20.0.0/16", f.name, f.value, err))
+		} else if p != p.Masked() {
+			errs = append(errs, fmt.Errorf("%s %q has host bits set: give the range's first address, %s", f.name, f.value, p.Masked()))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Cluster is a running kwokctl cluster (runtime binary): etcd,
@@ -126,6 +158,9 @@ type Cluster struct {
 func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 	if !nameRE.MatchString(name) {
 		return nil, fmt.Errorf("kwok cluster name %q: want at most 32 lower-case letters, digits and '-'", name)
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("kwok cluster %s: %w", name, err)
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
@@ -291,6 +326,28 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 	if len(opts.EnableCRDs) > 0 {
 		options["enableCRDs"] = opts.EnableCRDs
 	}
+	// kwokctl v0.8.0 has no option for either range, and sets neither flag
+	// (so these are additions, not overrides).
+	apiserverArgs := []map[string]any{
+		override("bind-address", loopback),
+		// As in a real cluster, the API server authenticates to
+		// kubelets (the kubelet API of virtual nodes requires it).
+		{"key": "kubelet-client-certificate", "value": filepath.Join(pki, "admin.crt")},
+		{"key": "kubelet-client-key", "value": filepath.Join(pki, "admin.key")},
+	}
+	if opts.ServiceCIDR != "" {
+		apiserverArgs = append(apiserverArgs, map[string]any{"key": "service-cluster-ip-range", "value": opts.ServiceCIDR})
+	}
+	kwokArgs := []map[string]any{
+		override("server-address", loopback+":"+strconv.Itoa(p.kwok)),
+		// the API server reaches kwok (logs, exec) at the node IP.
+		override("node-ip", loopback),
+		override("manage-all-nodes", "false"),
+		{"key": "manage-nodes-with-annotation-selector", "value": NodeAnnotation + "=" + NodeAnnotationValue},
+	}
+	if opts.PodCIDR != "" {
+		kwokArgs = append(kwokArgs, map[string]any{"key": "cidr", "value": opts.PodCIDR})
+	}
 	return map[string]any{
 		"apiVersion": "config.kwok.x-k8s.io/v1alpha1",
 		"kind":       "KwokctlConfiguration",
@@ -303,13 +360,7 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 				override("initial-advertise-peer-urls", url(p.etcdPeer)),
 				override("initial-cluster", "node0="+url(p.etcdPeer)),
 			}},
-			{"name": "kube-apiserver", "extraArgs": []map[string]any{
-				override("bind-address", loopback),
-				// As in a real cluster, the API server authenticates to
-				// kubelets (the kubelet API of virtual nodes requires it).
-				{"key": "kubelet-client-certificate", "value": filepath.Join(pki, "admin.crt")},
-				{"key": "kubelet-client-key", "value": filepath.Join(pki, "admin.key")},
-			}},
+			{"name": "kube-apiserver", "extraArgs": apiserverArgs},
 			// One instance each: a lease renewal that misses its deadline
 			// (a busy machine, an API server killed by a test) makes the
 			// component exit for good, since nothing restarts it. Hence a
@@ -317,13 +368,7 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 			// flag, and drops overrides of flags it does not set.)
 			{"name": "kube-controller-manager", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
 			{"name": "kube-scheduler", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
-			{"name": "kwok-controller", "extraArgs": []map[string]any{
-				override("server-address", loopback+":"+strconv.Itoa(p.kwok)),
-				// the API server reaches kwok (logs, exec) at the node IP.
-				override("node-ip", loopback),
-				override("manage-all-nodes", "false"),
-				{"key": "manage-nodes-with-annotation-selector", "value": NodeAnnotation + "=" + NodeAnnotationValue},
-			}},
+			{"name": "kwok-controller", "extraArgs": kwokArgs},
 		},
 	}
 }
@@ -448,6 +493,12 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	// ClusterLogs, ClusterExec ... objects are refused until their CRDs are.
+	if len(c.opts.EnableCRDs) > 0 {
+		if err := poll("kwok CRDs established", c.crdsEstablished); err != nil {
+			return err
+		}
+	}
 	for i := range c.opts.FakeNodes {
 		node := NewNode(fmt.Sprintf("kwok-node-%d", i))
 		if err := c.Client.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -470,6 +521,30 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		}
 		return true, nil
 	})
+}
+
+// crdsEstablished says whether the CRD of every kind in EnableCRDs is
+// Established.
+func (c *Cluster) crdsEstablished(ctx context.Context) (bool, error) {
+	list := &apiextensionsv1.CustomResourceDefinitionList{}
+	if err := c.Client.List(ctx, list); err != nil {
+		return false, err
+	}
+	var waiting []string
+	for _, kind := range c.opts.EnableCRDs {
+		i := slices.IndexFunc(list.Items, func(crd apiextensionsv1.CustomResourceDefinition) bool {
+			return crd.Spec.Group == kwokGroup && crd.Spec.Names.Kind == kind
+		})
+		if i < 0 || !slices.ContainsFunc(list.Items[i].Status.Conditions, func(c apiextensionsv1.CustomResourceDefinitionCondition) bool {
+			return c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue
+		}) {
+			waiting = append(waiting, kind)
+		}
+	}
+	if len(waiting) > 0 {
+		return false, fmt.Errorf("CRDs of %s not established yet", strings.Join(waiting, ", "))
+	}
+	return true, nil
 }
 
 // ExportLogs copies the component logs, kwokctl's own output and the

@@ -4,7 +4,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 
 func TestCluster(t *testing.T) {
 	g := NewWithT(t)
+	podCIDR, serviceCIDR := netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("10.120.0.0/16")
 
 	var c *kwok.Cluster
 	logDir := t.TempDir()
@@ -38,7 +41,10 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	c = testenv.StartKwokClusterForTest(t, "kwok", "kwok", kwok.Options{FakeNodes: 1, LogDir: logDir})
+	c = testenv.StartKwokClusterForTest(t, "kwok", "kwok", kwok.Options{
+		FakeNodes: 1, LogDir: logDir, EnableCRDs: kwok.ContainersCRDs,
+		PodCIDR: podCIDR.String(), ServiceCIDR: serviceCIDR.String(),
+	})
 	ready := time.Since(start)
 	mem, err := c.ResidentMemory()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -71,6 +77,63 @@ func TestCluster(t *testing.T) {
 			g.Expect(pod.Spec.NodeName).To(Equal("kwok-node-0"))
 			g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
 		}).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(Succeed())
+		ip, err := netip.ParseAddr(pod.Status.PodIP)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(podCIDR.Contains(ip)).To(BeTrue(), "pod IP %s in PodCIDR %s", ip, podCIDR)
+
+		node := &corev1.Node{}
+		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Name: "kwok-node-0"}, node)).To(Succeed())
+		g.Expect(node.Status.NodeInfo.OSImage).To(Equal(kwok.NodeOSImage))
+		g.Expect(node.Status.NodeInfo.ContainerRuntimeVersion).To(HavePrefix("kwok-"), "kwok fills in the rest")
+	})
+
+	t.Run("Services get cluster IPs from ServiceCIDR", func(t *testing.T) {
+		g := NewWithT(t)
+		svc := &corev1.Service{}
+		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Namespace: "default", Name: "kubernetes"}, svc)).To(Succeed())
+		ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(serviceCIDR.Contains(ip)).To(BeTrue(), "cluster IP %s in ServiceCIDR %s", ip, serviceCIDR)
+	})
+
+	t.Run("kubectl logs and exec answer as Containers says", func(t *testing.T) {
+		g := NewWithT(t)
+		dir := t.TempDir()
+		logs, previous := filepath.Join(dir, "app.log"), filepath.Join(dir, "previous.log")
+		at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+		g.Expect(os.WriteFile(logs, []byte(kwok.CRILog(at, "listening on :8080", "ready")), 0o644)).To(Succeed())
+		g.Expect(os.WriteFile(previous, []byte(kwok.CRILog(at, "out of memory")), 0o644)).To(Succeed())
+		g.Expect(os.WriteFile(filepath.Join(dir, "greeting"), []byte("hello from the container's folder\n"), 0o644)).To(Succeed())
+		objects, err := kwok.Containers{
+			Name: "app", Namespaces: []string{"default"},
+			LogsFile: logs, PreviousLogsFile: previous,
+			ExecDir: dir, ExecEnv: map[string]string{"WHERE": "kwok-node-0"},
+		}.Objects()
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, o := range objects {
+			g.Expect(c.Client.Create(t.Context(), o)).To(Succeed())
+		}
+		kubectl, err := machine.Binary("kubectl")
+		g.Expect(err).NotTo(HaveOccurred())
+		run := func(args ...string) (string, error) {
+			out, err := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", c.Kubeconfig, "-n", "default"}, args...)...).CombinedOutput()
+			return string(out), err
+		}
+		// kwok reads the objects through an informer: the first answers may
+		// predate them.
+		g.Eventually(func(g Gomega) string {
+			out, err := run("logs", "kwok-pod")
+			g.Expect(err).NotTo(HaveOccurred(), out)
+			return out
+		}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal("listening on :8080\nready\n"))
+		out, err := run("logs", "--previous", "kwok-pod")
+		g.Expect(err).NotTo(HaveOccurred(), out)
+		g.Expect(out).To(Equal("out of memory\n"))
+		g.Eventually(func(g Gomega) string {
+			out, err := run("exec", "kwok-pod", "--", "sh", "-c", `echo "on $WHERE: $(cat greeting)"`)
+			g.Expect(err).NotTo(HaveOccurred(), out)
+			return out
+		}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Equal("on kwok-node-0: hello from the container's folder\n"))
 	})
 
 	t.Run("kwok leaves a node without its annotation alone", func(t *testing.T) {
@@ -111,6 +174,44 @@ func TestClustersInParallel(t *testing.T) {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		g.Expect(c.Client.Get(t.Context(), client.ObjectKey{Name: "clusterlogs.kwok.x-k8s.io"}, crd)).To(Succeed())
 		g.Expect(c.Config.QPS).To(BeNumerically("<", 0))
+	}
+}
+
+// Options that kwokctl or a component would refuse late are refused before
+// anything starts, saying what to give instead; so are Containers whose
+// paths kwok would resolve against its own directory.
+func TestOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts kwok.Options
+		want string
+	}{
+		{"not a range", kwok.Options{PodCIDR: "10.20.0.0"}, `PodCIDR "10.20.0.0": `},
+		{"host bits", kwok.Options{ServiceCIDR: "10.120.0.1/16"}, `ServiceCIDR "10.120.0.1/16" has host bits set: give the range's first address, 10.120.0.0/16`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c, err := kwok.Start(t.Context(), "refused", tc.opts)
+			g.Expect(c).To(BeNil())
+			g.Expect(err).To(MatchError(ContainSubstring("kwok cluster refused: " + tc.want)))
+		})
+	}
+	for _, tc := range []struct {
+		name       string
+		containers kwok.Containers
+		want       []string
+	}{
+		{"relative paths", kwok.Containers{Name: "app", LogsFile: "app.log", PreviousLogsFile: "old.log", ExecDir: "."},
+			[]string{`LogsFile "app.log" is not an absolute path`, `PreviousLogsFile "old.log"`, `ExecDir "."`}},
+		{"no name", kwok.Containers{LogsFile: "/a.log", ExecDir: "/"}, []string{"Name is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			_, err := tc.containers.Manifest()
+			for _, want := range tc.want {
+				g.Expect(err).To(MatchError(ContainSubstring(want)))
+			}
+		})
 	}
 }
 

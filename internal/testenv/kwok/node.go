@@ -6,9 +6,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// NodeOSImage is the OS image the Nodes of NewNode report. kwok fills in
+// the rest of their node info (kubelet, kernel and container runtime
+// versions: "kwok-<its version>") but leaves the OS image empty.
+const NodeOSImage = "kwok simulated node"
+
 // NewNode returns a Node that the kwok controller of a Cluster
 // manages: annotated NodeAnnotation, labelled like a Linux node, 32 CPUs,
-// 256Gi of memory and 110 pods, no taints.
+// 256Gi of memory and 110 pods, no taints, OS image NodeOSImage.
 func NewNode(name string) *corev1.Node {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
@@ -26,7 +31,11 @@ func NewNode(name string) *corev1.Node {
 				"kubernetes.io/arch":     "amd64",
 			},
 		},
-		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
+		Status: corev1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: capacity,
+			NodeInfo:    corev1.NodeSystemInfo{OSImage: NodeOSImage},
+		},
 	}
 }
 

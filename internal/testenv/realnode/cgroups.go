@@ -48,7 +48,7 @@ func createCgroup(rel string) error {
 		return err
 	}
 	if len(v1) == 0 {
-		return fmt.Errorf("creating cgroup %s: no cgroup v1 hierarchy is mounted: this harness knows the hybrid layout of the CI machines only (see DESIGN §6)", rel)
+		return fmt.Errorf("creating cgroup %s: no cgroup v1 hierarchy is mounted: this harness knows the hybrid layout of the CI machines only (see docs/design.md §6)", rel)
 	}
 	parts := strings.Split(strings.Trim(rel, "/"), "/")
 	for _, h := range v1 {
@@ -106,7 +106,7 @@ func cgroupDirs(rel string) ([]string, error) {
 		root := filepath.Join(h, rel)
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
+				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 					return fs.SkipDir
 				}
 				return err
@@ -134,7 +134,9 @@ func cgroupPIDs(rel string) ([]int, error) {
 	for _, d := range dirs {
 		data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			// A cgroup that the runtime is removing answers ENODEV
+			// (cgroup v1) before it disappears: it holds no process.
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 				continue
 			}
 			return nil, err

@@ -125,7 +125,7 @@ func TestRenderKubeletConfig(t *testing.T) {
 	var cfg map[string]any
 	g.Expect(yaml.Unmarshal(data, &cfg)).To(Succeed())
 	g.Expect(cfg).To(HaveKeyWithValue("kind", "KubeletConfiguration"))
-	// What this machine needs (DESIGN §6).
+	// What this machine needs (docs/design.md §6).
 	g.Expect(cfg).To(HaveKeyWithValue("failCgroupV1", false))
 	g.Expect(cfg).To(HaveKeyWithValue("cgroupDriver", "cgroupfs"))
 	g.Expect(cfg).To(HaveKeyWithValue("failSwapOn", false))

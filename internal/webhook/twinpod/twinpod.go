@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/homepods"
 	"stretch.dev/stretch/internal/tenancy"
 )
@@ -88,7 +89,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 
 	policy := &peeringv1alpha1.TenantPolicy{}
-	switch err := h.Client.Get(ctx, types.NamespacedName{Namespace: peeringv1alpha1.TenantNamespace(home), Name: peeringv1alpha1.TenantPolicyName}, policy); {
+	switch err := h.Client.Get(ctx, types.NamespacedName{Namespace: peeringv1alpha1.TenantNamespace(home), Name: wellknown.TenantPolicyName}, policy); {
 	case apierrors.IsNotFound(err):
 		policy = nil
 	case err != nil:
@@ -123,8 +124,8 @@ func (h *Handler) update(req admission.Request, pod *corev1.Pod, home string) ad
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	why := tenancy.TolerationViolations(old.Spec.Tolerations, pod.Spec.Tolerations)
-	if pod.Labels[peeringv1alpha1.OriginClusterIDLabel] != old.Labels[peeringv1alpha1.OriginClusterIDLabel] {
-		why = append(why, fmt.Sprintf("it changes the label %s, which counts the pod against the home cluster's limits", peeringv1alpha1.OriginClusterIDLabel))
+	if pod.Labels[wellknown.OriginClusterIDLabel] != old.Labels[wellknown.OriginClusterIDLabel] {
+		why = append(why, fmt.Sprintf("it changes the label %s, which counts the pod against the home cluster's limits", wellknown.OriginClusterIDLabel))
 	}
 	if len(why) > 0 {
 		return deny(pod, nil, home, why)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
@@ -42,24 +43,38 @@ func serve(t *testing.T) {
 	fleet.ServeProvider(t, provider.Config)
 }
 
-// twin creates a namespace as the tenant controller creates a twin of home
-// cluster home, and the tenant namespace of that home.
-func twin(t *testing.T, g Gomega, home string) string {
+// twin creates a namespace as the tenant controller creates the twin of
+// home namespace homeNamespace of home cluster home, and the tenant
+// namespace of that home.
+func twin(t *testing.T, g Gomega, home, homeNamespace string) string {
 	t.Helper()
 	ctx := context.Background()
+	name := homeNamespace + "-" + home
 	for _, ns := range []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: peeringv1alpha1.TenantNamespace(home)}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "shop-" + home,
-			Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: home, peeringv1alpha1.OriginNamespaceLabel: "shop"},
-			Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: home}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels:      map[string]string{wellknown.OriginClusterIDLabel: home, wellknown.OriginNamespaceLabel: homeNamespace},
+			Annotations: map[string]string{wellknown.RemoteNamespaceOriginAnnotation: home}}},
 	} {
 		g.Expect(client.IgnoreAlreadyExists(provider.Client.Create(ctx, ns))).To(Succeed())
 	}
-	return "shop-" + home
+	return name
+}
+
+// serveTwin serves the provider's webhooks until the test ends, and returns
+// a new home cluster's ID and its twin shop, once the API server calls the
+// twin pod admission there.
+func serveTwin(t *testing.T, g Gomega) (home, ns string) {
+	t.Helper()
+	serve(t)
+	home = uuid.NewString()
+	ns = twin(t, g, home, "shop")
+	waitAdmission(g, ns, home)
+	return home, ns
 }
 
 func pod(ns, name, home string, change func(*corev1.PodSpec)) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{peeringv1alpha1.OriginClusterIDLabel: home}},
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{wellknown.OriginClusterIDLabel: home}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}}}
 	if change != nil {
 		change(&p.Spec)
@@ -112,11 +127,8 @@ func waitAdmission(g Gomega, ns, home string) {
 // rule, the policy and what to do. Pods outside twins are left alone.
 func TestTwinPodRules(t *testing.T) {
 	g := newG(t)
-	serve(t)
 	ctx := context.Background()
-	home := uuid.NewString()
-	ns := twin(t, g, home)
-	waitAdmission(g, ns, home)
+	home, ns := serveTwin(t, g)
 
 	g.Expect(provider.Client.Create(ctx, pod(ns, "plain", home, nil))).To(Succeed())
 
@@ -140,7 +152,7 @@ func TestTwinPodRules(t *testing.T) {
 	unlabelled.Labels = nil
 	expectRefused(g, unlabelled, "lacks the label stretch.dev/origin-cluster-id="+home)
 	foreign := pod(ns, "foreign", home, nil)
-	foreign.Labels[peeringv1alpha1.OriginClusterIDLabel] = uuid.NewString()
+	foreign.Labels[wellknown.OriginClusterIDLabel] = uuid.NewString()
 	expectRefused(g, foreign, "names another home cluster")
 
 	t.Run("an update may not add control-plane tolerations nor change the origin label", func(t *testing.T) {
@@ -153,7 +165,7 @@ func TestTwinPodRules(t *testing.T) {
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
 		g.Expect(err.Error()).To(ContainSubstring("tolerates the control-plane taint"))
 		relabelled := p.DeepCopy()
-		relabelled.Labels[peeringv1alpha1.OriginClusterIDLabel] = "someone-else"
+		relabelled.Labels[wellknown.OriginClusterIDLabel] = "someone-else"
 		err = provider.Client.Update(ctx, relabelled)
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%v", err)
 		g.Expect(err.Error()).To(ContainSubstring("changes the label stretch.dev/origin-cluster-id"))
@@ -169,7 +181,7 @@ func TestTwinPodRules(t *testing.T) {
 		} {
 			g.Expect(provider.Client.Create(ctx, pc)).To(Succeed())
 		}
-		policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(home), Name: peeringv1alpha1.TenantPolicyName},
+		policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(home), Name: wellknown.TenantPolicyName},
 			Spec: peeringv1alpha1.TenantPolicySpec{PriorityClasses: []string{"batch-" + home[:8]}}}
 		g.Expect(provider.Client.Create(ctx, policy)).To(Succeed())
 		g.Eventually(func() error {
@@ -194,16 +206,10 @@ func TestTwinPodRules(t *testing.T) {
 // a limit together; room freed is usable again.
 func TestTwinPodLimits(t *testing.T) {
 	g := newG(t)
-	serve(t)
 	ctx := context.Background()
-	home := uuid.NewString()
-	ns := twin(t, g, home)
-	other := "cart-" + home
-	g.Expect(provider.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other,
-		Labels:      map[string]string{peeringv1alpha1.OriginClusterIDLabel: home, peeringv1alpha1.OriginNamespaceLabel: "cart"},
-		Annotations: map[string]string{peeringv1alpha1.RemoteNamespaceOriginAnnotation: home}}})).To(Succeed())
-	waitAdmission(g, ns, home)
-	policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(home), Name: peeringv1alpha1.TenantPolicyName},
+	home, ns := serveTwin(t, g)
+	other := twin(t, g, home, "cart")
+	policy := &peeringv1alpha1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: peeringv1alpha1.TenantNamespace(home), Name: wellknown.TenantPolicyName},
 		Spec: peeringv1alpha1.TenantPolicySpec{Limits: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("4"), corev1.ResourceCPU: resource.MustParse("1")}}}
 	g.Expect(provider.Client.Create(ctx, policy)).To(Succeed())
 	g.Eventually(func(g Gomega) {

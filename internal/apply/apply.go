@@ -1,9 +1,9 @@
-// Package objects writes, deletes and lists the Kubernetes objects that
-// Stretch manages outside reconcilers (stretchctl's verbs, the webhook
-// configurations), the same way everywhere: server-side apply under one
-// field manager, deletes that tolerate absence, lists that tolerate a
-// cluster without Stretch's CRDs.
-package objects
+// Package apply is how Stretch writes the objects it manages outside
+// reconcilers (stretchctl's verbs, the webhook configurations), the same
+// way everywhere: server-side apply under a named field manager; with it,
+// the delete that tolerates absence and the list that tolerates a cluster
+// without Stretch's CRDs, which the same callers need.
+package apply
 
 import (
 	"context"
@@ -25,16 +25,16 @@ const (
 	PartOf = "stretch"
 )
 
-// Apply server-side applies the desired fields of obj (not its status). obj
+// Object server-side applies the desired fields of obj (not its status). obj
 // must carry its apiVersion and kind. Fields that are empty in obj (and
 // omitted when encoded) are left to their other managers.
-func Apply(ctx context.Context, c client.Client, obj client.Object) error {
-	return ApplyAs(ctx, c, FieldManager, obj)
+func Object(ctx context.Context, c client.Client, obj client.Object) error {
+	return As(ctx, c, FieldManager, obj)
 }
 
-// ApplyAs is Apply under another field manager, for what a controller
+// As is Object under another field manager, for what a controller
 // rather than stretchctl owns.
-func ApplyAs(ctx context.Context, c client.Client, fieldManager string, obj client.Object) error {
+func As(ctx context.Context, c client.Client, fieldManager string, obj client.Object) error {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", Describe(obj), err)

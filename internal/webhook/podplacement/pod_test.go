@@ -1,4 +1,4 @@
-package webhook_test
+package podplacement_test
 
 import (
 	"context"
@@ -14,10 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/webhook/certs"
-	podwebhook "stretch.dev/stretch/internal/webhook/pod"
+	"stretch.dev/stretch/internal/webhook/podplacement"
+	"stretch.dev/stretch/internal/webhook/webhooktest"
 )
 
 func req(key string, op corev1.NodeSelectorOperator, values ...string) corev1.NodeSelectorRequirement {
@@ -25,8 +26,8 @@ func req(key string, op corev1.NodeSelectorOperator, values ...string) corev1.No
 }
 
 var (
-	onVirtual  = req(peeringv1alpha1.VirtualNodeTypeLabel, corev1.NodeSelectorOpIn, peeringv1alpha1.VirtualNodeTypeValue)
-	offVirtual = req(peeringv1alpha1.VirtualNodeTypeLabel, corev1.NodeSelectorOpNotIn, peeringv1alpha1.VirtualNodeTypeValue)
+	onVirtual  = req(wellknown.VirtualNodeTypeLabel, corev1.NodeSelectorOpIn, wellknown.VirtualNodeTypeValue)
+	offVirtual = req(wellknown.VirtualNodeTypeLabel, corev1.NodeSelectorOpNotIn, wellknown.VirtualNodeTypeValue)
 	regionEU   = req("region", corev1.NodeSelectorOpIn, "eu")
 	zoneA      = req("zone", corev1.NodeSelectorOpIn, "a")
 	notN1      = req("metadata.name", corev1.NodeSelectorOpNotIn, "n1")
@@ -48,10 +49,10 @@ func requiredTerms(p *corev1.Pod) []corev1.NodeSelectorTerm {
 func list(rs ...corev1.NodeSelectorRequirement) []corev1.NodeSelectorRequirement { return rs }
 
 func TestPodPlacement(t *testing.T) {
-	serve(t, certs.Options{})
+	webhooktest.Serve(t, home, certs.Options{})
 	ctx := context.Background()
-	namespace(t, "placed", true)
-	off := offloadingIn(t, "placed", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
+	webhooktest.Namespace(t, home, "placed", true)
+	off := webhooktest.OffloadingIn(t, home, "placed", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
 
 	euSelector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}
 	byName := req("metadata.name", corev1.NodeSelectorOpIn, "stretch-provider-eu")
@@ -95,11 +96,11 @@ func TestPodPlacement(t *testing.T) {
 		name := fmt.Sprintf("%s/selector=%s/own=%t", tt.strategy, selectorNames[tt.selector], tt.affinity != nil)
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
-			edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+			webhooktest.Edit(t, home, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
 				o.Spec.PodOffloadingStrategy, o.Spec.ClusterSelector = tt.strategy, tt.selector
 			})
 			g.Eventually(func(g Gomega) {
-				got := create(g, pod("placed", tt.affinity), true)
+				got := webhooktest.Create(g, home, webhooktest.Pod("placed", tt.affinity), true)
 				if tt.wantTerms == nil {
 					g.Expect(got.Spec.Affinity).To(BeNil())
 				} else {
@@ -108,7 +109,7 @@ func TestPodPlacement(t *testing.T) {
 				if tt.tolerate {
 					g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 				} else {
-					g.Expect(got.Spec.Tolerations).NotTo(ContainElement(HaveField("Key", peeringv1alpha1.VirtualNodeTaintKey)))
+					g.Expect(got.Spec.Tolerations).NotTo(ContainElement(HaveField("Key", wellknown.VirtualNodeTaintKey)))
 				}
 			}).WithTimeout(10 * time.Second).Should(Succeed()) // the webhook reads the offloading from a cache
 		})
@@ -137,17 +138,17 @@ func TestPodPlacement(t *testing.T) {
 			affinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(onVirtual, req("region", corev1.NodeSelectorOpIn, "us")))}},
 			want: []string{"podOffloadingStrategy LocalAndRemote", "region In (us) contradicts region In (eu)",
 				"stretch.dev/type In (virtual-node) contradicts stretch.dev/type NotIn (virtual-node)"},
-			regardingKind: "NamespaceOffloading", regardingName: offloadingv1alpha1.NamespaceOffloadingName, note: "pod app-*: "},
+			regardingKind: "NamespaceOffloading", regardingName: wellknown.NamespaceOffloadingName, note: "pod app-*: "},
 	}
 	for _, tt := range contradictions {
 		t.Run("contradicting terms: admitted, with a warning and an event/"+tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+			webhooktest.Edit(t, home, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
 				o.Spec.PodOffloadingStrategy, o.Spec.ClusterSelector = tt.strategy, tt.selector
 			})
 			warned := ContainElement(containsAll(append([]string{"no node can match the node affinity of this pod"}, tt.want...)...))
-			wc := newWarningClient(t)
-			p := pod("placed", tt.affinity)
+			wc := webhooktest.NewWarningClient(t, home)
+			p := webhooktest.Pod("placed", tt.affinity)
 			if tt.podName != "" {
 				p.GenerateName, p.Name = "", tt.podName
 			}
@@ -155,17 +156,17 @@ func TestPodPlacement(t *testing.T) {
 			// records no event.
 			g.Eventually(func(g Gomega) {
 				g.Expect(wc.Create(ctx, p.DeepCopy(), client.DryRunAll)).To(Succeed())
-				g.Expect(wc.take()).To(warned)
+				g.Expect(wc.Take()).To(warned)
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 			created := p.DeepCopy()
 			g.Expect(wc.Create(ctx, created)).To(Succeed())
 			g.Expect(created.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
-			g.Expect(wc.take()).To(warned)
+			g.Expect(wc.Take()).To(warned)
 			g.Eventually(func(g Gomega) {
 				events := &eventsv1.EventList{}
 				g.Expect(home.Client.List(ctx, events, client.InNamespace("placed"))).To(Succeed())
 				g.Expect(events.Items).To(ContainElement(And(
-					HaveField("Reason", podwebhook.ContradictionReason),
+					HaveField("Reason", podplacement.ContradictionReason),
 					HaveField("Regarding.Kind", tt.regardingKind),
 					HaveField("Regarding.Name", tt.regardingName),
 					HaveField("Note", And(HavePrefix(tt.note), ContainSubstring(tt.want[1]))))))
@@ -184,27 +185,27 @@ func containsAll(subs ...string) types.GomegaMatcher {
 }
 
 func TestPodsCreatedTooEarlyAreRejected(t *testing.T) {
-	serve(t, certs.Options{})
+	webhooktest.Serve(t, home, certs.Options{})
 	ctx := context.Background()
 
 	// Labelled beforehand, not offloaded yet.
-	namespace(t, "early", true)
+	webhooktest.Namespace(t, home, "early", true)
 	g := NewWithT(t)
-	err := home.Client.Create(ctx, pod("early", nil))
+	err := home.Client.Create(ctx, webhooktest.Pod("early", nil))
 	g.Expect(err).To(MatchError(And(ContainSubstring("no NamespaceOffloading named \"offloading\""), ContainSubstring("retry"))))
 
 	for _, phase := range []offloadingv1alpha1.OffloadingPhase{"", offloadingv1alpha1.InProgressPhase} {
-		off := offloadingIn(t, "early", offloadingv1alpha1.NamespaceOffloadingSpec{}, phase)
-		g.Eventually(func() error { return home.Client.Create(ctx, pod("early", nil), client.DryRunAll) }).
+		off := webhooktest.OffloadingIn(t, home, "early", offloadingv1alpha1.NamespaceOffloadingSpec{}, phase)
+		g.Eventually(func() error { return home.Client.Create(ctx, webhooktest.Pod("early", nil), client.DryRunAll) }).
 			WithTimeout(10*time.Second).Should(MatchError(And(ContainSubstring("is being offloaded"), ContainSubstring("retry in a few seconds"))), "phase %q", phase)
 		g.Expect(home.Client.Delete(ctx, off)).To(Succeed())
 		g.Eventually(func() bool { return apierrors.IsNotFound(home.Client.Get(ctx, client.ObjectKeyFromObject(off), off)) }).Should(BeTrue())
 	}
 
 	// Being unoffloaded: admitted, left alone.
-	off := offloadingIn(t, "early", offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.TerminatingPhase)
+	off := webhooktest.OffloadingIn(t, home, "early", offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.TerminatingPhase)
 	g.Eventually(func(g Gomega) {
-		got := create(g, pod("early", nil), true)
+		got := webhooktest.Create(g, home, webhooktest.Pod("early", nil), true)
 		g.Expect(got.Spec.Tolerations).NotTo(ContainElement(placement.VirtualNodeToleration))
 		g.Expect(got.Spec.Affinity).To(BeNil())
 	}).WithTimeout(10 * time.Second).Should(Succeed())
@@ -213,33 +214,20 @@ func TestPodsCreatedTooEarlyAreRejected(t *testing.T) {
 	off.Status.OffloadingPhase = offloadingv1alpha1.ReadyPhase
 	g.Expect(home.Client.Status().Update(ctx, off)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(create(g, pod("early", nil), true).Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
+		g.Expect(webhooktest.Create(g, home, webhooktest.Pod("early", nil), true).Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 
 	// A namespace without the label, or with it set to anything but true,
 	// never calls the webhook: its pods are admitted as they are, even
 	// while the offloading is InProgress (when the webhook would refuse them).
 	for ns, value := range map[string]string{"unlabelled": "", "labelled-false": "false"} {
-		namespaceLabelled(t, ns, value)
-		offloadingIn(t, ns, offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.InProgressPhase)
-		calls := podWebhookCalls(g)
-		p := pod(ns, nil)
-		got := create(g, p, false)
+		webhooktest.NamespaceLabelled(t, home, ns, value)
+		webhooktest.OffloadingIn(t, home, ns, offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy}, offloadingv1alpha1.InProgressPhase)
+		calls := webhooktest.PodWebhookCalls(g)
+		p := webhooktest.Pod(ns, nil)
+		got := webhooktest.Create(g, home, p, false)
 		g.Expect(got.Spec.Tolerations).NotTo(ContainElement(placement.VirtualNodeToleration), ns)
 		g.Expect(got.Spec.Affinity).To(BeNil(), ns)
-		g.Expect(podWebhookCalls(g)).To(Equal(calls), "namespace %s called the pod webhook", ns)
+		g.Expect(webhooktest.PodWebhookCalls(g)).To(Equal(calls), "namespace %s called the pod webhook", ns)
 	}
-}
-
-// edit changes the NamespaceOffloading, retrying on conflicts.
-func edit(t *testing.T, off *offloadingv1alpha1.NamespaceOffloading, change func(*offloadingv1alpha1.NamespaceOffloading)) {
-	t.Helper()
-	NewWithT(t).Eventually(func() error {
-		cur := &offloadingv1alpha1.NamespaceOffloading{}
-		if err := home.Client.Get(context.Background(), client.ObjectKeyFromObject(off), cur); err != nil {
-			return err
-		}
-		change(cur)
-		return home.Client.Update(context.Background(), cur)
-	}).Should(Succeed())
 }

@@ -1,4 +1,4 @@
-package offloading_test
+package offloadingvalidation_test
 
 import (
 	"context"
@@ -16,17 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/testenv"
-	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
+	"stretch.dev/stretch/internal/webhook/offloadingvalidation"
 )
-
-var home *testenv.APIServer
-
-func TestMain(m *testing.M) {
-	testenv.FuzzMain(m, func(s []*testenv.APIServer) { home = s[0] }, "home")
-}
 
 // ns holds a pod on a virtual node and one on a home node, so that every
 // strategy has a pod to warn about.
@@ -38,7 +32,7 @@ func setUp(f *testing.F) {
 	ctx := context.Background()
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-eu", Labels: map[string]string{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-eu", Labels: map[string]string{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}}},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "home-1"}},
 	}
 	for _, node := range []string{"stretch-provider-eu", "home-1"} {
@@ -95,7 +89,7 @@ func FuzzHandle(f *testing.F) {
 	// gives the same answers without a round trip per input, so that
 	// minimizing a failing input takes seconds.
 	reader := home.StartCache(f, &corev1.Node{}, &corev1.Pod{})
-	h := &offloadingwebhook.Handler{Client: reader, APIReader: reader, Decoder: admission.NewDecoder(home.Scheme), Home: &identity.IDCache{Reader: home.Client}}
+	h := &offloadingvalidation.Handler{Client: reader, APIReader: reader, Decoder: admission.NewDecoder(home.Scheme), Home: &identity.IDCache{Reader: home.Client}}
 	wh := &admission.Webhook{Handler: h}
 
 	sel := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: corev1.NodeSelectorOpIn, Values: []string{"eu"}}}}}}
@@ -109,8 +103,8 @@ func FuzzHandle(f *testing.F) {
 		{NamespaceMappingStrategy: offloadingv1alpha1.EnforceSameNameMapping, PodOffloadingStrategy: "Sideways"},
 	}
 	for i, spec := range specs {
-		obj := offloadingJSON(offloadingv1alpha1.NamespaceOffloadingName, spec)
-		old := offloadingJSON(offloadingv1alpha1.NamespaceOffloadingName, specs[(i+1)%len(specs)])
+		obj := offloadingJSON(wellknown.NamespaceOffloadingName, spec)
+		old := offloadingJSON(wellknown.NamespaceOffloadingName, specs[(i+1)%len(specs)])
 		f.Add(review(admissionv1.Create, obj, nil), obj, []byte(nil), false)
 		f.Add(review(admissionv1.Update, obj, old), obj, old, true)
 	}
@@ -144,7 +138,7 @@ func FuzzHandle(f *testing.F) {
 			return
 		}
 		switch {
-		case cur.Name != offloadingv1alpha1.NamespaceOffloadingName:
+		case cur.Name != wellknown.NamespaceOffloadingName:
 			if resp.Allowed || !strings.Contains(resp.Result.Message, `the name must be "offloading"`) {
 				t.Fatalf("NamespaceOffloading %q is not denied for its name: %+v", cur.Name, resp.Result)
 			}

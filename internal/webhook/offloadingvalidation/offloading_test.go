@@ -1,4 +1,4 @@
-package webhook_test
+package offloadingvalidation_test
 
 import (
 	"context"
@@ -16,20 +16,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/webhook/certs"
-	offloadingwebhook "stretch.dev/stretch/internal/webhook/offloading"
+	"stretch.dev/stretch/internal/webhook/offloadingvalidation"
+	"stretch.dev/stretch/internal/webhook/webhooktest"
 )
 
+// selector is a cluster selector of one term: one requirement on a label.
+func selector(key string, op corev1.NodeSelectorOperator, values ...string) *corev1.NodeSelector {
+	return &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+		MatchExpressions: []corev1.NodeSelectorRequirement{{Key: key, Operator: op, Values: values}}}}}
+}
+
 func TestNamespaceOffloadingValidation(t *testing.T) {
-	serve(t, certs.Options{})
+	webhooktest.Serve(t, home, certs.Options{})
 	ctx := context.Background()
-	wc := newWarningClient(t)
+	homeID := webhooktest.Identity(t, home).ID
+	wc := webhooktest.NewWarningClient(t, home)
 
 	t.Run("only the name offloading", func(t *testing.T) {
 		g := NewWithT(t)
-		namespace(t, "misnamed", false)
+		webhooktest.Namespace(t, home, "misnamed", false)
 		err := wc.Create(ctx, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "misnamed", Name: "my-offloading"}})
 		g.Expect(err).To(MatchError(And(ContainSubstring(`NamespaceOffloading misnamed/my-offloading: the name must be "offloading"`), ContainSubstring("metadata.name: offloading"))))
 	})
@@ -40,8 +48,8 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 	// reached this way, and would only answer if the rules were gone.
 	t.Run("mapping strategy and remote name are immutable", func(t *testing.T) {
 		g := NewWithT(t)
-		namespace(t, "mapped", false)
-		off := offloadingIn(t, "mapped", offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "chosen"}, "")
+		webhooktest.Namespace(t, home, "mapped", false)
+		off := webhooktest.OffloadingIn(t, home, "mapped", offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "chosen"}, "")
 		for _, tt := range []struct {
 			change func(*offloadingv1alpha1.NamespaceOffloading)
 			want   string
@@ -63,40 +71,39 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 
 	t.Run("an invalid selector is admitted with a warning", func(t *testing.T) {
 		g := NewWithT(t)
-		namespace(t, "badselector", false)
-		wc.take()
+		webhooktest.Namespace(t, home, "badselector", false)
+		wc.Take()
 		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: "badselector", Name: "offloading"},
-			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
-				term(list(req("region", "Near", "eu")))}}}}
+			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: selector("region", "Near", "eu")}}
 		g.Expect(wc.Create(ctx, off)).To(Succeed())
-		g.Expect(wc.take()).To(ContainElement(And(ContainSubstring("spec.clusterSelector cannot be parsed"), ContainSubstring("NoClusterSelected"), ContainSubstring(`"Near"`))))
+		g.Expect(wc.Take()).To(ContainElement(And(ContainSubstring("spec.clusterSelector cannot be parsed"), ContainSubstring("NoClusterSelected"), ContainSubstring(`"Near"`))))
 	})
 
 	t.Run("a DefaultName twin over 63 characters is admitted with a warning", func(t *testing.T) {
 		g := NewWithT(t)
 		long := "abcdefghijklmnopqrstuvwxyz0" // 27 characters
-		namespace(t, long, false)
-		wc.take()
+		webhooktest.Namespace(t, home, long, false)
+		wc.Take()
 		g.Expect(wc.Create(ctx, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: long, Name: "offloading"}})).To(Succeed())
-		g.Expect(wc.take()).To(ContainElement(And(ContainSubstring("NameTooLong"), ContainSubstring("at most 26 characters"), ContainSubstring(long+"-"+homeID))))
+		g.Expect(wc.Take()).To(ContainElement(And(ContainSubstring("NameTooLong"), ContainSubstring("at most 26 characters"), ContainSubstring(long+"-"+homeID))))
 
 		// 26 characters fit: no warning.
-		namespace(t, long[:26], false)
+		webhooktest.Namespace(t, home, long[:26], false)
 		g.Expect(wc.Create(ctx, &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: long[:26], Name: "offloading"}})).To(Succeed())
-		g.Expect(wc.take()).To(BeEmpty())
+		g.Expect(wc.Take()).To(BeEmpty())
 	})
 
 	t.Run("a stricter strategy warns about the pods it leaves in place", func(t *testing.T) {
 		g := NewWithT(t)
-		namespace(t, "tighten", false)
+		webhooktest.Namespace(t, home, "tighten", false)
 		virtual := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "stretch-provider-x", Labels: map[string]string{
-			peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}}}
+			wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}}}
 		g.Expect(home.Client.Create(ctx, virtual)).To(Succeed())
 		// Offloaded first: the pod webhook refuses pods of runtime class
 		// stretch in a namespace that is not.
-		off := offloadingIn(t, "tighten", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
+		off := webhooktest.OffloadingIn(t, home, "tighten", offloadingv1alpha1.NamespaceOffloadingSpec{}, offloadingv1alpha1.ReadyPhase)
 		running := func(name, node string, runtimeClass *string) {
-			p := pod("tighten", nil)
+			p := webhooktest.Pod("tighten", nil)
 			p.GenerateName, p.Name, p.Spec.NodeName, p.Spec.RuntimeClassName = "", name, node, runtimeClass
 			g.Eventually(func() error { return home.Client.Create(ctx, p) }).WithTimeout(10 * time.Second).Should(Succeed())
 			p.Status.Phase = corev1.PodRunning
@@ -106,8 +113,8 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 		running("away", virtual.Name, nil)
 		// Where runtime class stretch belongs under any strategy: never
 		// named.
-		running("forced-away", virtual.Name, ptr.To(peeringv1alpha1.RuntimeClassName))
-		wc.take()
+		running("forced-away", virtual.Name, ptr.To(wellknown.RuntimeClassName))
+		wc.Take()
 
 		for _, tt := range []struct {
 			strategy offloadingv1alpha1.PodOffloadingStrategy
@@ -122,19 +129,19 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 				cur.Spec.PodOffloadingStrategy = tt.strategy
 				g.Expect(wc.Update(ctx, cur)).To(Succeed())
 				// The virtual node is read from the manager's cache.
-				g.Expect(wc.take()).To(ContainElement(ContainSubstring(tt.want)))
+				g.Expect(wc.Take()).To(ContainElement(ContainSubstring(tt.want)))
 			}).WithTimeout(10 * time.Second).Should(Succeed())
 		}
 		// Loosening to LocalAndRemote leaves nothing in violation.
-		edit(t, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
+		webhooktest.Edit(t, home, off, func(o *offloadingv1alpha1.NamespaceOffloading) {
 			o.Spec.PodOffloadingStrategy = offloadingv1alpha1.LocalAndRemoteStrategy
 		})
 		cur := &offloadingv1alpha1.NamespaceOffloading{}
 		g.Expect(home.Client.Get(ctx, client.ObjectKeyFromObject(off), cur)).To(Succeed())
-		cur.Spec.ClusterSelector = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}
-		wc.take()
+		cur.Spec.ClusterSelector = selector("region", corev1.NodeSelectorOpIn, "eu")
+		wc.Take()
 		g.Expect(wc.Update(ctx, cur)).To(Succeed())
-		g.Expect(wc.take()).To(BeEmpty())
+		g.Expect(wc.Take()).To(BeEmpty())
 	})
 }
 
@@ -144,8 +151,8 @@ func TestNamespaceOffloadingValidation(t *testing.T) {
 // here is the webhook's own wording checked.
 func TestNamespaceOffloadingImmutableFields(t *testing.T) {
 	ctx := context.Background()
-	NewWithT(t).Expect(home.InstallIdentity(ctx, identity.Identity{ID: homeID, Name: "home"})).To(Succeed())
-	h := &offloadingwebhook.Handler{Client: home.Client, APIReader: home.Client, Decoder: admission.NewDecoder(home.Scheme),
+	webhooktest.Identity(t, home)
+	h := &offloadingvalidation.Handler{Client: home.Client, APIReader: home.Client, Decoder: admission.NewDecoder(home.Scheme),
 		Home: &identity.IDCache{Reader: home.Client}}
 	selected := func(name string) offloadingv1alpha1.NamespaceOffloadingSpec {
 		return offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: name}
@@ -165,11 +172,11 @@ func TestNamespaceOffloadingImmutableFields(t *testing.T) {
 			cur: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.DefaultNameMapping}},
 		{name: "strategy and selector may change", old: selected("chosen"),
 			cur: offloadingv1alpha1.NamespaceOffloadingSpec{NamespaceMappingStrategy: offloadingv1alpha1.SelectedNameMapping, RemoteNamespaceName: "chosen",
-				PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy, ClusterSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}}},
+				PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy, ClusterSelector: selector("region", corev1.NodeSelectorOpIn, "eu")}},
 	}
 	raw := func(g Gomega, spec offloadingv1alpha1.NamespaceOffloadingSpec) runtime.RawExtension {
 		data, err := json.Marshal(&offloadingv1alpha1.NamespaceOffloading{TypeMeta: metav1.TypeMeta{APIVersion: offloadingv1alpha1.GroupVersion.String(), Kind: "NamespaceOffloading"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: "mapped", Name: offloadingv1alpha1.NamespaceOffloadingName}, Spec: spec})
+			ObjectMeta: metav1.ObjectMeta{Namespace: "mapped", Name: wellknown.NamespaceOffloadingName}, Spec: spec})
 		g.Expect(err).NotTo(HaveOccurred())
 		return runtime.RawExtension{Raw: data}
 	}
@@ -177,7 +184,7 @@ func TestNamespaceOffloadingImmutableFields(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			resp := h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: "update", Operation: admissionv1.Update,
-				Namespace: "mapped", Name: offloadingv1alpha1.NamespaceOffloadingName, Object: raw(g, tt.cur), OldObject: raw(g, tt.old)}})
+				Namespace: "mapped", Name: wellknown.NamespaceOffloadingName, Object: raw(g, tt.cur), OldObject: raw(g, tt.old)}})
 			if tt.wantDeny == "" {
 				g.Expect(resp.Allowed).To(BeTrue(), "%+v", resp.Result)
 				return

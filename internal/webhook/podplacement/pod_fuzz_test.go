@@ -1,4 +1,4 @@
-package pod_test
+package podplacement_test
 
 import (
 	"context"
@@ -19,17 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/testenv"
-	podwebhook "stretch.dev/stretch/internal/webhook/pod"
+	"stretch.dev/stretch/internal/webhook/podplacement"
 )
-
-var home *testenv.APIServer
-
-func TestMain(m *testing.M) {
-	testenv.FuzzMain(m, func(s []*testenv.APIServer) { home = s[0] }, "home")
-}
 
 // Namespaces of the fuzzed requests, one per answer the handler can give.
 const (
@@ -49,14 +43,14 @@ func setUp(f *testing.F) {
 	for ns, phase := range map[string]offloadingv1alpha1.OffloadingPhase{
 		readyNS: offloadingv1alpha1.ReadyPhase, inProgressNS: offloadingv1alpha1.InProgressPhase, terminatingNS: offloadingv1alpha1.TerminatingPhase, missingNS: "",
 	} {
-		err := home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{offloadingv1alpha1.SchedulingEnabledLabel: "true"}}})
+		err := home.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{wellknown.SchedulingEnabledLabel: "true"}}})
 		if client.IgnoreAlreadyExists(err) != nil {
 			f.Fatal(err)
 		}
 		if err != nil || phase == "" {
 			continue // made by the coordinator, or meant to be missing
 		}
-		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName},
+		off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName},
 			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy, ClusterSelector: readySelector}}
 		if err := home.Client.Create(ctx, off); err != nil {
 			f.Fatal(err)
@@ -79,7 +73,7 @@ func (r *recorder) Eventf(regarding, _ runtime.Object, eventtype, reason, action
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	obj, ok := regarding.(client.Object)
-	if !ok || obj.GetNamespace() == "" || obj.GetName() == "" || eventtype != corev1.EventTypeWarning || reason != podwebhook.ContradictionReason || action == "" || note == "" {
+	if !ok || obj.GetNamespace() == "" || obj.GetName() == "" || eventtype != corev1.EventTypeWarning || reason != podplacement.ContradictionReason || action == "" || note == "" {
 		r.events = append(r.events, "malformed")
 		return
 	}
@@ -124,7 +118,7 @@ func FuzzHandle(f *testing.F) {
 	events := &recorder{}
 	// The manager's client reads NamespaceOffloadings from its cache.
 	reader := home.StartCache(f, &offloadingv1alpha1.NamespaceOffloading{})
-	h := &podwebhook.Handler{Client: reader, Decoder: admission.NewDecoder(home.Scheme), Recorder: events}
+	h := &podplacement.Handler{Client: reader, Decoder: admission.NewDecoder(home.Scheme), Recorder: events}
 	wh := &admission.Webhook{Handler: h}
 
 	plain := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{GenerateName: "app-"},
@@ -138,7 +132,7 @@ func FuzzHandle(f *testing.F) {
 		}}}}
 	own.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	runtimeClass := plain.DeepCopy()
-	runtimeClass.Spec.RuntimeClassName = new(peeringv1alpha1.RuntimeClassName)
+	runtimeClass.Spec.RuntimeClassName = new(wellknown.RuntimeClassName)
 	for _, p := range []*corev1.Pod{plain, own, runtimeClass} {
 		for _, ns := range []string{readyNS, inProgressNS, terminatingNS, missingNS} {
 			f.Add(review(ns, podJSON(p)), podJSON(p))
@@ -182,7 +176,7 @@ func FuzzHandle(f *testing.F) {
 		if err := json.Unmarshal(patched, pod); err != nil {
 			t.Fatalf("the admitted pod does not decode: %v\n%s", err, patched)
 		}
-		taint := corev1.Taint{Key: peeringv1alpha1.VirtualNodeTaintKey, Value: peeringv1alpha1.VirtualNodeTaintValue, Effect: corev1.TaintEffectNoExecute}
+		taint := corev1.Taint{Key: wellknown.VirtualNodeTaintKey, Value: wellknown.VirtualNodeTaintValue, Effect: corev1.TaintEffectNoExecute}
 		if !slices.ContainsFunc(pod.Spec.Tolerations, func(tl corev1.Toleration) bool { return tl.ToleratesTaint(klog.Background(), &taint, false) }) {
 			t.Fatalf("a pod admitted in a namespace offloaded Remote does not tolerate virtual nodes: %v", pod.Spec.Tolerations)
 		}

@@ -1,7 +1,7 @@
 // Package offloading is the validating webhook of NamespaceOffloadings: it
 // refuses what the controllers would ignore or cannot honour, and warns,
 // still admitting, about what will not work as the user may expect.
-package offloading
+package offloadingvalidation
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/naming"
 	"stretch.dev/stretch/internal/placement"
@@ -46,9 +46,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if off.Namespace == "" {
 		off.Namespace = req.Namespace
 	}
-	if off.Name != offloadingv1alpha1.NamespaceOffloadingName {
+	if off.Name != wellknown.NamespaceOffloadingName {
 		return admission.Denied(fmt.Sprintf("NamespaceOffloading %s/%s: the name must be %q, the only one Stretch reconciles (one per namespace): create it with metadata.name: %s",
-			off.Namespace, off.Name, offloadingv1alpha1.NamespaceOffloadingName, offloadingv1alpha1.NamespaceOffloadingName))
+			off.Namespace, off.Name, wellknown.NamespaceOffloadingName, wellknown.NamespaceOffloadingName))
 	}
 	var old *offloadingv1alpha1.NamespaceOffloading
 	if req.Operation == admissionv1.Update {
@@ -131,7 +131,7 @@ func (h *Handler) violations(ctx context.Context, off *offloadingv1alpha1.Namesp
 		return "", nil
 	}
 	nodes := &corev1.NodeList{}
-	if err := h.Client.List(ctx, nodes, client.MatchingLabels{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}); err != nil {
+	if err := h.Client.List(ctx, nodes, client.MatchingLabels{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}); err != nil {
 		return "", fmt.Errorf("listing virtual nodes: %w", err)
 	}
 	virtual := map[string]bool{}

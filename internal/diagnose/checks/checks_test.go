@@ -1,4 +1,4 @@
-package diagnose
+package checks
 
 import (
 	"strings"
@@ -13,6 +13,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 )
 
@@ -27,7 +28,7 @@ func createdAt(p corev1.Pod, t time.Time) corev1.Pod {
 }
 
 func virtualNode(name string, labels map[string]string) corev1.Node {
-	l := map[string]string{peeringv1alpha1.VirtualNodeTypeLabel: peeringv1alpha1.VirtualNodeTypeValue}
+	l := map[string]string{wellknown.VirtualNodeTypeLabel: wellknown.VirtualNodeTypeValue}
 	for k, v := range labels {
 		l[k] = v
 	}
@@ -54,7 +55,7 @@ func healthy() Observed {
 	return Observed{
 		Namespace:       "foo",
 		HomeClusterID:   homeID,
-		NamespaceLabels: map[string]string{offloadingv1alpha1.SchedulingEnabledLabel: "true"},
+		NamespaceLabels: map[string]string{wellknown.SchedulingEnabledLabel: "true"},
 		Offloadings: []offloadingv1alpha1.NamespaceOffloading{{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "foo", Name: "offloading"},
 			Spec:       offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: offloadingv1alpha1.RemoteStrategy, ClusterSelector: regionIn("eu")},
@@ -93,7 +94,7 @@ func TestFAQCases(t *testing.T) {
 			wantCheck: "NamespaceOffloading named offloading", wantResult: Failed, wantDetail: "it has no NamespaceOffloading", wantFix: "stretchctl offload namespace foo"},
 		{name: "selector syntax error", change: func(o *Observed) {
 			o.Offloadings[0].Spec.ClusterSelector = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: "Near"}}}}}
-			o.Offloadings[0].Annotations = map[string]string{offloadingv1alpha1.ClusterSelectorErrorAnnotation: `"Near" is not a valid selector operator`}
+			o.Offloadings[0].Annotations = map[string]string{wellknown.ClusterSelectorErrorAnnotation: `"Near" is not a valid selector operator`}
 			o.Offloadings[0].Status = offloadingv1alpha1.NamespaceOffloadingStatus{OffloadingPhase: offloadingv1alpha1.NoClusterSelectedPhase}
 		}, wantCheck: "cluster selector syntax", wantResult: Failed, wantDetail: `"Near" is not a valid selector operator`, wantFix: "fix spec.clusterSelector"},
 		{name: "labels do not match", change: func(o *Observed) {

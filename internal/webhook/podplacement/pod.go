@@ -3,7 +3,7 @@
 // affinity their NamespaceOffloading asks for (internal/placement), and
 // turns away pods that could not start as placed: created before any
 // provider is ready, or bound to providers none of which will take them.
-package pod
+package podplacement
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 )
 
@@ -50,16 +50,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	ns := req.Namespace
 	forced := placement.ForcesRemote(&pod.Spec)
 	off := &offloadingv1alpha1.NamespaceOffloading{}
-	err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: offloadingv1alpha1.NamespaceOffloadingName}, off)
+	err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}, off)
 	switch {
 	case apierrors.IsNotFound(err) && forced:
 		return admission.Denied(fmt.Sprintf("pod %s in namespace %s has runtimeClassName %s, which runs pods on providers only, but namespace %s is not offloaded (no NamespaceOffloading named %q), so the pod could never start: offload the namespace first (kubectl stretch offload namespace %s), or remove runtimeClassName %s to run the pod at home",
-			displayName(pod), ns, peeringv1alpha1.RuntimeClassName, ns, offloadingv1alpha1.NamespaceOffloadingName, ns, peeringv1alpha1.RuntimeClassName))
+			displayName(pod), ns, wellknown.RuntimeClassName, ns, wellknown.NamespaceOffloadingName, ns, wellknown.RuntimeClassName))
 	case apierrors.IsNotFound(err):
 		return admission.Denied(fmt.Sprintf("namespace %s has label %s=true but no NamespaceOffloading named %q, so its pods cannot be placed yet: retry once it is offloaded (kubectl get namespaceoffloadings %s -n %s shows phase Ready), or remove the label to run pods at home only",
-			ns, offloadingv1alpha1.SchedulingEnabledLabel, offloadingv1alpha1.NamespaceOffloadingName, offloadingv1alpha1.NamespaceOffloadingName, ns))
+			ns, wellknown.SchedulingEnabledLabel, wellknown.NamespaceOffloadingName, wellknown.NamespaceOffloadingName, ns))
 	case err != nil:
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading NamespaceOffloading %s/%s: %w", ns, offloadingv1alpha1.NamespaceOffloadingName, err))
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading NamespaceOffloading %s/%s: %w", ns, wellknown.NamespaceOffloadingName, err))
 	}
 	d := decide(off, forced)
 	if d.deny != "" {
@@ -128,7 +128,7 @@ func decide(off *offloadingv1alpha1.NamespaceOffloading, forced bool) decision {
 	switch {
 	case phase == offloadingv1alpha1.TerminatingPhase && forced:
 		return decision{deny: fmt.Sprintf("namespace %s is being unoffloaded (phase %s): a pod with runtimeClassName %s runs on providers only, and the namespace's twins there are being deleted, so the pod could never start: remove runtimeClassName %s to run it at home, or offload the namespace again once the unoffload is over (kubectl stretch offload namespace %s)",
-			ns, phase, peeringv1alpha1.RuntimeClassName, peeringv1alpha1.RuntimeClassName, ns)}
+			ns, phase, wellknown.RuntimeClassName, wellknown.RuntimeClassName, ns)}
 	case phase == offloadingv1alpha1.TerminatingPhase, strategy == offloadingv1alpha1.LocalStrategy && !forced:
 		return decision{}
 	case phase == offloadingv1alpha1.ReadyPhase:
@@ -146,7 +146,7 @@ func decide(off *offloadingv1alpha1.NamespaceOffloading, forced bool) decision {
 		shown = "not reconciled yet"
 	}
 	return decision{deny: fmt.Sprintf("namespace %s is being offloaded (phase %s) and no provider has its twin namespace yet: a pod created now could not be placed on its providers; retry in a few seconds, once kubectl get namespaceoffloadings %s -n %s shows phase Ready or -o yaml a provider whose Ready condition is True (controllers such as Deployments retry by themselves)",
-		ns, shown, offloadingv1alpha1.NamespaceOffloadingName, ns)}
+		ns, shown, wellknown.NamespaceOffloadingName, ns)}
 }
 
 // stuck says why no provider will take the pods of a namespace in phase
@@ -156,19 +156,19 @@ func stuck(off *offloadingv1alpha1.NamespaceOffloading, forced bool) string {
 	var cause, fix string
 	if phase == offloadingv1alpha1.NoClusterSelectedPhase {
 		cause = "its clusterSelector selects no provider"
-		if msg := off.Annotations[offloadingv1alpha1.ClusterSelectorErrorAnnotation]; msg != "" {
+		if msg := off.Annotations[wellknown.ClusterSelectorErrorAnnotation]; msg != "" {
 			cause += " (it cannot be parsed: " + msg + ")"
 		}
 		fix = fmt.Sprintf("fix spec.clusterSelector of NamespaceOffloading %s/%s (stretchctl diagnose namespace %s says which requirement each virtual node fails)",
-			ns, offloadingv1alpha1.NamespaceOffloadingName, ns)
+			ns, wellknown.NamespaceOffloadingName, ns)
 	} else {
 		cause = "every selected provider failed to create the twin namespace (" + strings.Join(failures(off), "; ") + ")"
 		fix = fmt.Sprintf("fix what the providers report (kubectl get namespaceoffloadings %s -n %s -o yaml; stretchctl diagnose namespace %s)",
-			offloadingv1alpha1.NamespaceOffloadingName, ns, ns)
+			wellknown.NamespaceOffloadingName, ns, ns)
 	}
 	why, or := "podOffloadingStrategy Remote", "set podOffloadingStrategy LocalAndRemote to run pods at home meanwhile"
 	if forced {
-		why, or = "runtimeClassName "+peeringv1alpha1.RuntimeClassName, "remove runtimeClassName "+peeringv1alpha1.RuntimeClassName+" to run the pod at home"
+		why, or = "runtimeClassName "+wellknown.RuntimeClassName, "remove runtimeClassName "+wellknown.RuntimeClassName+" to run the pod at home"
 	}
 	return fmt.Sprintf("namespace %s is offloaded to no provider (phase %s): %s, so this pod, which runs on providers only (%s), could never start; %s, then create the pod again, or %s",
 		ns, phase, cause, why, fix, or)
@@ -228,7 +228,7 @@ func strategyName(p placement.Policy) string {
 		s = string(offloadingv1alpha1.LocalAndRemoteStrategy)
 	}
 	if p.ForceRemote {
-		s += ", forced Remote by runtimeClassName " + peeringv1alpha1.RuntimeClassName
+		s += ", forced Remote by runtimeClassName " + wellknown.RuntimeClassName
 	}
 	return s
 }

@@ -1,4 +1,4 @@
-package webhook_test
+package podplacement_test
 
 import (
 	"context"
@@ -14,14 +14,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
-	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/placement"
 	"stretch.dev/stretch/internal/webhook/certs"
+	"stretch.dev/stretch/internal/webhook/webhooktest"
 )
 
 func stretchPod(ns string) *corev1.Pod {
-	p := pod(ns, nil)
-	p.Spec.RuntimeClassName = ptr.To(peeringv1alpha1.RuntimeClassName)
+	p := webhooktest.Pod(ns, nil)
+	p.Spec.RuntimeClassName = ptr.To(wellknown.RuntimeClassName)
 	return p
 }
 
@@ -31,11 +32,11 @@ func stretchPod(ns string) *corev1.Pod {
 // offloading from a cache.
 func offloadedToEU(t *testing.T, ns string, labelled bool, strategy offloadingv1alpha1.PodOffloadingStrategy) {
 	t.Helper()
-	namespace(t, ns, labelled)
-	offloadingIn(t, ns, offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: strategy,
+	webhooktest.Namespace(t, home, ns, labelled)
+	webhooktest.OffloadingIn(t, home, ns, offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: strategy,
 		ClusterSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}}, offloadingv1alpha1.ReadyPhase)
 	NewWithT(t).Eventually(func(g Gomega) {
-		got := create(g, stretchPod(ns), true)
+		got := webhooktest.Create(g, home, stretchPod(ns), true)
 		g.Expect(requiredTerms(got)).To(Equal([]corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}))
 		g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
@@ -45,24 +46,24 @@ func offloadedToEU(t *testing.T, ns string, labelled bool, strategy offloadingv1
 // virtual nodes whatever the strategy, from namespaces without the
 // scheduling label too, and that every pod calls the webhook at most once.
 func TestRuntimeClassStretch(t *testing.T) {
-	serve(t, certs.Options{})
+	webhooktest.Serve(t, home, certs.Options{})
 	ctx := context.Background()
 
 	t.Run("strategy Local, namespace not labelled (as the controller leaves it): forced onto virtual nodes", func(t *testing.T) {
 		g := NewWithT(t)
 		offloadedToEU(t, "local-only", false, offloadingv1alpha1.LocalStrategy)
 
-		calls := podWebhookCalls(g)
-		create(g, stretchPod("local-only"), true)
-		g.Expect(podWebhookCalls(g)).To(Equal(calls + 1))
-		got := create(g, pod("local-only", nil), true)
-		g.Expect(podWebhookCalls(g)).To(Equal(calls+1), "a pod of another class in a namespace without the label does not call the webhook")
+		calls := webhooktest.PodWebhookCalls(g)
+		webhooktest.Create(g, home, stretchPod("local-only"), true)
+		g.Expect(webhooktest.PodWebhookCalls(g)).To(Equal(calls + 1))
+		got := webhooktest.Create(g, home, webhooktest.Pod("local-only", nil), true)
+		g.Expect(webhooktest.PodWebhookCalls(g)).To(Equal(calls+1), "a pod of another class in a namespace without the label does not call the webhook")
 		g.Expect(got.Spec.Affinity).To(BeNil())
 	})
 
 	t.Run("namespace not offloaded: refused, as the pod could never start", func(t *testing.T) {
 		g := NewWithT(t)
-		namespace(t, "not-offloaded", false)
+		webhooktest.Namespace(t, home, "not-offloaded", false)
 		err := home.Client.Create(ctx, stretchPod("not-offloaded"))
 		g.Expect(err).To(MatchError(containsAll(
 			"pod app-* in namespace not-offloaded has runtimeClassName stretch, which runs pods on providers only",
@@ -70,26 +71,26 @@ func TestRuntimeClassStretch(t *testing.T) {
 			"offload the namespace first (kubectl stretch offload namespace not-offloaded)",
 			"or remove runtimeClassName stretch to run the pod at home")))
 		// Other pods there never call the webhook.
-		create(g, pod("not-offloaded", nil), true)
+		webhooktest.Create(g, home, webhooktest.Pod("not-offloaded", nil), true)
 	})
 
 	t.Run("namespace with the label: one webhook call per pod, of either class", func(t *testing.T) {
 		g := NewWithT(t)
 		offloadedToEU(t, "labelled", true, offloadingv1alpha1.LocalAndRemoteStrategy)
 
-		for _, p := range []*corev1.Pod{stretchPod("labelled"), pod("labelled", nil)} {
-			calls := podWebhookCalls(g)
-			got := create(g, p, false)
+		for _, p := range []*corev1.Pod{stretchPod("labelled"), webhooktest.Pod("labelled", nil)} {
+			calls := webhooktest.PodWebhookCalls(g)
+			got := webhooktest.Create(g, home, p, false)
 			g.Expect(got.Spec.Tolerations).To(ContainElement(placement.VirtualNodeToleration))
-			g.Expect(podWebhookCalls(g)).To(Equal(calls+1), "runtime class %v", p.Spec.RuntimeClassName)
+			g.Expect(webhooktest.PodWebhookCalls(g)).To(Equal(calls+1), "runtime class %v", p.Spec.RuntimeClassName)
 		}
 	})
 
 	t.Run("system namespaces never call it", func(t *testing.T) {
 		g := NewWithT(t)
-		calls := podWebhookCalls(g)
-		got := create(g, stretchPod(metav1.NamespacePublic), true)
-		g.Expect(podWebhookCalls(g)).To(Equal(calls))
+		calls := webhooktest.PodWebhookCalls(g)
+		got := webhooktest.Create(g, home, stretchPod(metav1.NamespacePublic), true)
+		g.Expect(webhooktest.PodWebhookCalls(g)).To(Equal(calls))
 		g.Expect(got.Spec.Affinity).To(BeNil())
 	})
 }
@@ -101,13 +102,13 @@ func TestRuntimeClassStretch(t *testing.T) {
 // it. Each namespace is labelled as the offloading controller leaves it,
 // unless the row says otherwise.
 func TestPodAdmissionByPhase(t *testing.T) {
-	serve(t, certs.Options{})
+	webhooktest.Serve(t, home, certs.Options{})
 	ctx := context.Background()
 	euSelector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(regionEU))}}
 	unparsable := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term(list(req("region", "Near", "eu")))}}
-	readyEU := providerConditions(metav1.ConditionTrue, offloadingv1alpha1.NamespaceCreatedReason, "")
-	creatingUS := providerConditions(metav1.ConditionFalse, offloadingv1alpha1.CreatingReason, "the provider is creating the twin namespace")
-	failedUS := providerConditions(metav1.ConditionFalse, offloadingv1alpha1.CreationFailedReason, "AlreadyExists: namespace exists and was not created by Stretch")
+	readyEU := webhooktest.ProviderConditions(metav1.ConditionTrue, offloadingv1alpha1.NamespaceCreatedReason, "")
+	creatingUS := webhooktest.ProviderConditions(metav1.ConditionFalse, offloadingv1alpha1.CreatingReason, "the provider is creating the twin namespace")
+	failedUS := webhooktest.ProviderConditions(metav1.ConditionFalse, offloadingv1alpha1.CreationFailedReason, "AlreadyExists: namespace exists and was not created by Stretch")
 
 	type outcome int
 	const (
@@ -180,7 +181,7 @@ func TestPodAdmissionByPhase(t *testing.T) {
 			g := NewWithT(t)
 			ns := fmt.Sprintf("phase-%d", i)
 			// As the offloading controller labels it.
-			namespace(t, ns, tt.byHand || tt.strategy != offloadingv1alpha1.LocalStrategy && tt.phase != offloadingv1alpha1.TerminatingPhase)
+			webhooktest.Namespace(t, home, ns, tt.byHand || tt.strategy != offloadingv1alpha1.LocalStrategy && tt.phase != offloadingv1alpha1.TerminatingPhase)
 			selector := euSelector
 			if tt.selector != nil {
 				selector = tt.selector
@@ -189,10 +190,10 @@ func TestPodAdmissionByPhase(t *testing.T) {
 				Spec:   offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: tt.strategy, ClusterSelector: selector},
 				Status: offloadingv1alpha1.NamespaceOffloadingStatus{OffloadingPhase: tt.phase, RemoteNamespacesConditions: tt.providers}}
 			if tt.selector == unparsable {
-				off.Annotations = map[string]string{offloadingv1alpha1.ClusterSelectorErrorAnnotation: `spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: "Near"`}
+				off.Annotations = map[string]string{wellknown.ClusterSelectorErrorAnnotation: `spec.clusterSelector.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: "Near"`}
 			}
-			offloadingWithStatus(t, off)
-			p := pod(ns, nil)
+			webhooktest.OffloadingWithStatus(t, home, off)
+			p := webhooktest.Pod(ns, nil)
 			if tt.forced {
 				p = stretchPod(ns)
 			}
@@ -209,7 +210,7 @@ func TestPodAdmissionByPhase(t *testing.T) {
 				return
 			}
 			g.Eventually(func(g Gomega) {
-				got := create(g, p, true)
+				got := webhooktest.Create(g, home, p, true)
 				switch tt.want {
 				case placedRemote:
 					g.Expect(requiredTerms(got)).To(Equal([]corev1.NodeSelectorTerm{term(list(regionEU, onVirtual))}))
