@@ -5,10 +5,10 @@ import (
 	"maps"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/api/meta"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"stretch.dev/stretch/api/wellknown"
 )
@@ -46,9 +46,9 @@ func (k *Kubelet) hasHomeWork(ns string) bool {
 	if pods, err := k.homePods.Pods(ns).List(everything); err == nil && len(pods) > 0 {
 		return true
 	}
-	for _, kind := range reflectedKinds {
-		for _, o := range k.homeObjects.list(kind, ns) {
-			if Reflected(o) {
+	for _, r := range reflectors {
+		for _, o := range k.homeObjects.list(r.kind(), ns) {
+			if reflects(r, o) {
 				return true
 			}
 		}
@@ -66,8 +66,8 @@ func (t *twin) holdsOurs(homeClusterID string) bool {
 			}
 		}
 	}
-	for _, kind := range reflectedKinds {
-		for _, o := range t.objects.list(kind, t.name) {
+	for _, r := range reflectors {
+		for _, o := range t.objects.list(r.kind(), t.name) {
 			if reflected(o, homeClusterID) {
 				return true
 			}
@@ -81,28 +81,39 @@ func (t *twin) holdsOurs(homeClusterID string) bool {
 // not running (their home counterparts gone meanwhile): those twins are
 // watched until they are cleaned up.
 func (k *Kubelet) sweep(ctx context.Context, ready map[string]string) {
-	selector := labels.SelectorFromSet(labels.Set{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: k.HomeClusterID}).String()
-	opts := metav1.ListOptions{LabelSelector: selector, Limit: 1}
-	core := k.provider.CoreV1()
+	ours := client.MatchingLabels{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: k.HomeClusterID}
+	kinds := []client.Object{&corev1.Pod{}}
+	for _, r := range reflectors {
+		kinds = append(kinds, r.object())
+	}
 	for home, name := range ready {
 		if k.hasHomeWork(home) {
 			continue
 		}
-		lists := []func() (runtime.Object, error){
-			func() (runtime.Object, error) { return core.Pods(name).List(ctx, opts) },
-			func() (runtime.Object, error) { return core.ConfigMaps(name).List(ctx, opts) },
-			func() (runtime.Object, error) { return core.Secrets(name).List(ctx, opts) },
-			func() (runtime.Object, error) { return core.Services(name).List(ctx, opts) },
-		}
-		for _, list := range lists {
+		for _, obj := range kinds {
 			// An error (the twin going away, the provider not answering)
 			// counts as something left: watching finds out.
-			if l, err := list(); err != nil || meta.LenList(l) > 0 {
+			if found, err := k.providerHolds(ctx, obj, name, ours); err != nil || found {
 				k.leftovers.add(home)
 				break
 			}
 		}
 	}
+}
+
+// providerHolds reports whether the provider has, in namespace ns, an
+// object of obj's kind that matches labels; only metadata is read.
+func (k *Kubelet) providerHolds(ctx context.Context, obj client.Object, ns string, labels client.MatchingLabels) (bool, error) {
+	gvk, err := apiutil.GVKForObject(obj, eventScheme)
+	if err != nil {
+		return false, err
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := k.Peer.Client.List(ctx, list, client.InNamespace(ns), labels, client.Limit(1)); err != nil {
+		return false, err
+	}
+	return len(list.Items) > 0, nil
 }
 
 // nsSet is a set of namespaces safe for concurrent use.

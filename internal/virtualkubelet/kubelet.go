@@ -46,8 +46,9 @@ const twinResync = 30 * time.Second
 // metricsRefresh is how often the reflected objects are counted.
 const metricsRefresh = 5 * time.Second
 
-// HomeObjects are the informers of the home cluster's ConfigMaps, Secrets and
-// Services, shared by the virtual kubelets of every peering.
+// HomeObjects are the informers of the home cluster's reflected kinds
+// (ConfigMaps, Secrets, Services), shared by the virtual kubelets of every
+// peering.
 type HomeObjects struct {
 	factory informers.SharedInformerFactory
 }
@@ -55,10 +56,10 @@ type HomeObjects struct {
 // NewHomeObjects returns the informers; Start them before any kubelet runs.
 func NewHomeObjects(home kubernetes.Interface) *HomeObjects {
 	f := informers.NewSharedInformerFactory(home, 0)
-	core := f.Core().V1()
-	core.ConfigMaps().Informer()
-	core.Secrets().Informer()
-	core.Services().Informer()
+	for _, r := range reflectors {
+		r.informer(f)
+	}
+	f.Core().V1().ConfigMaps().Informer() // the home CA of token Secrets
 	return &HomeObjects{factory: f}
 }
 
@@ -115,10 +116,12 @@ type Kubelet struct {
 	podFactory  informers.SharedInformerFactory
 	podInformer corev1informers.PodInformer
 	homePods    corev1listers.PodLister
-	homeObjects objectListers
-	twins       *twinSet
-	recorder    record.EventRecorder
-	started     time.Time
+	homeObjects objectCaches
+	// homeConfigMaps reads the home CA (see tokens.go).
+	homeConfigMaps corev1listers.ConfigMapLister
+	twins          *twinSet
+	recorder       record.EventRecorder
+	started        time.Time
 
 	// pods are home pod keys ("namespace/name") whose remote pod is synced;
 	// statuses are home pod keys whose status is sent home; objects are
@@ -178,15 +181,16 @@ func New(cfg Config) (*Kubelet, error) {
 		return nil, fmt.Errorf("client of provider %s: %w", cfg.ProviderName, err)
 	}
 	k := &Kubelet{
-		Config:       cfg,
-		provider:     provider,
-		homeObjects:  newObjectListers(cfg.Objects.factory.Core().V1()),
-		twins:        newTwinSet(),
-		pods:         workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods-" + cfg.ProviderName}),
-		statuses:     workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),
-		objects:      workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[objectKey](), workqueue.TypedRateLimitingQueueConfig[objectKey]{Name: "objects-" + cfg.ProviderName}),
-		twinsChanged: make(chan struct{}, 1),
-		said:         newOnceSet(),
+		Config:         cfg,
+		provider:       provider,
+		homeObjects:    newObjectCaches(cfg.Objects.factory),
+		homeConfigMaps: cfg.Objects.factory.Core().V1().ConfigMaps().Lister(),
+		twins:          newTwinSet(),
+		pods:           workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods-" + cfg.ProviderName}),
+		statuses:       workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),
+		objects:        workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[objectKey](), workqueue.TypedRateLimitingQueueConfig[objectKey]{Name: "objects-" + cfg.ProviderName}),
+		twinsChanged:   make(chan struct{}, 1),
+		said:           newOnceSet(),
 	}
 	// The pods bound to the virtual node, and nothing else.
 	k.podFactory = informers.NewSharedInformerFactoryWithOptions(cfg.Home, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {

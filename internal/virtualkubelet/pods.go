@@ -372,7 +372,7 @@ func finished(p *corev1.Pod) bool {
 
 // twinHandlers are the handlers of every twin's informers.
 func (k *Kubelet) twinHandlers() twinHandlers {
-	return twinHandlers{pods: k.remotePodHandler(), objects: k.remoteObjectHandler(), events: k.remoteEventHandler()}
+	return twinHandlers{pods: k.remotePodHandler(), objects: k.remoteObjectHandler, events: k.remoteEventHandler()}
 }
 
 // onceSet remembers, per object key, the conditions already reported, so

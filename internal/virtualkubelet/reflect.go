@@ -2,17 +2,16 @@ package virtualkubelet
 
 import (
 	"context"
-	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	corev1informers "k8s.io/client-go/informers/core/v1"
-	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,6 +29,54 @@ const (
 // create exists in a twin; it is left alone.
 const ReflectionConflictReason = "ReflectionConflict"
 
+// reflector is what reflecting one kind of home object into the twins
+// needs to know of that kind; the loop in this file does the rest (queues,
+// who owns the copy, creation, deletion, updates). A kind is added with one
+// reflector, in its own reflect_<kind>.go, listed in reflectors; the
+// rights follow it: reading the kind at home (the rbac marker in set.go)
+// and writing it in twins (ClusterRole stretch-remote-workloads in
+// charts/stretch/templates/rbac.yaml).
+type reflector interface {
+	// kind is the kind's name ("ConfigMap"), as in metrics and events.
+	kind() string
+	// object returns an empty object of the kind.
+	object() client.Object
+	// informer returns the kind's informer of f, home's or a twin's; it is
+	// started with f.
+	informer(f informers.SharedInformerFactory) cache.SharedIndexInformer
+	// reflected reports whether home object obj is reflected.
+	reflected(obj client.Object) bool
+	// toRemote returns the copy of home object obj in a twin, with the
+	// metadata meta.
+	toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object
+	// keepAllocated copies into want, about to be written over cur, what
+	// the provider allocated in cur (a Service's cluster IP, node ports).
+	keepAllocated(want, cur client.Object)
+	// equal reports whether cur holds what want holds, metadata aside.
+	equal(cur, want client.Object) bool
+	// immutable reports whether cur cannot be made want in place, and is
+	// replaced (deleted, then created again).
+	immutable(cur, want client.Object) bool
+}
+
+// reflectors are the reflected kinds.
+var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}}
+
+var (
+	reflectorByKind = map[string]reflector{}
+	reflectorByType = map[reflect.Type]reflector{}
+)
+
+func init() {
+	for _, r := range reflectors {
+		reflectorByKind[r.kind()] = r
+		reflectorByType[reflect.TypeOf(r.object())] = r
+	}
+}
+
+// reflectorOf returns the reflector of obj's kind, nil for other kinds.
+func reflectorOf(obj client.Object) reflector { return reflectorByType[reflect.TypeOf(obj)] }
+
 // objectKey names a home object to reflect.
 type objectKey struct {
 	Kind, Namespace, Name string
@@ -37,198 +84,89 @@ type objectKey struct {
 
 func (o objectKey) String() string { return o.Kind + " " + o.Namespace + "/" + o.Name }
 
-// kindOf returns the reflected kind of obj, "" for others.
-func kindOf(obj any) string {
-	switch obj.(type) {
-	case *corev1.ConfigMap:
-		return KindConfigMap
-	case *corev1.Secret:
-		return KindSecret
-	case *corev1.Service:
-		return KindService
-	}
-	return ""
-}
+// reflects reports whether r reflects home object obj.
+func reflects(r reflector, obj client.Object) bool { return r.reflected(obj) }
 
 // Reflected reports whether a home object is reflected into twins: every
-// ConfigMap, Secret and Service but the namespace's own CA, service account
-// token Secrets (a reflected token would be a long-lived credential of the
-// home cluster; the tokens pods mount are reflected on their own), and names
-// reserved for those tokens.
+// ConfigMap, Secret and Service but those each kind's reflector leaves out
+// (the namespace's own CA, service account tokens).
 func Reflected(obj client.Object) bool {
-	switch o := obj.(type) {
-	case *corev1.ConfigMap:
-		return o.Name != rootCAConfigMap
-	case *corev1.Secret:
-		return o.Type != corev1.SecretTypeServiceAccountToken && !strings.HasPrefix(o.Name, wellknown.TokenSecretPrefix)
-	case *corev1.Service:
-		return true
-	}
-	return false
+	r := reflectorOf(obj)
+	return r != nil && reflects(r, obj)
 }
 
-// ReflectedObject returns the twin of a home object in namespace twin.
-// Services lose what the provider allocates (cluster IPs, node ports, load
-// balancer state); their selector stays, so that they select the remote pods.
+// ReflectedObject returns the copy of a home object that Stretch creates in
+// namespace twin: its data, its labels and annotations with the origin
+// labels. Services lose what the provider allocates (cluster IPs, node
+// ports, load balancer state); their selector stays, so that they select
+// the remote pods. It returns nil for a kind that is not reflected.
 func ReflectedObject(home client.Object, twin, homeClusterID string) client.Object {
-	meta := remoteMeta(home, twin, homeClusterID)
-	switch o := home.(type) {
-	case *corev1.ConfigMap:
-		return &corev1.ConfigMap{ObjectMeta: meta, Data: o.Data, BinaryData: o.BinaryData, Immutable: o.Immutable}
-	case *corev1.Secret:
-		return &corev1.Secret{ObjectMeta: meta, Type: o.Type, Data: o.Data, Immutable: o.Immutable}
-	case *corev1.Service:
-		s := &corev1.Service{ObjectMeta: meta, Spec: *o.Spec.DeepCopy()}
-		if s.Spec.ClusterIP != corev1.ClusterIPNone {
-			s.Spec.ClusterIP = ""
-			s.Spec.ClusterIPs = nil
-		} else {
-			s.Spec.ClusterIPs = nil
-		}
-		s.Spec.HealthCheckNodePort = 0
-		s.Spec.LoadBalancerIP = "" //nolint:staticcheck // deprecated, still honoured by some providers
-		for i := range s.Spec.Ports {
-			s.Spec.Ports[i].NodePort = 0
-		}
-		return s
+	r := reflectorOf(home)
+	if r == nil {
+		return nil
 	}
-	panic(fmt.Sprintf("not a reflected kind: %T", home))
+	return r.toRemote(home, remoteMeta(home, twin, homeClusterID))
 }
 
-// inSync reports whether the remote object cur already is want, ignoring
+// updateOf returns want as written over cur, its copy in a twin: with what
+// the provider allocated in it.
+func updateOf(r reflector, cur, want client.Object) client.Object {
+	upd := want.DeepCopyObject().(client.Object)
+	upd.SetResourceVersion(cur.GetResourceVersion())
+	r.keepAllocated(upd, cur)
+	return upd
+}
+
+// unchanged reports whether writing upd (see updateOf) over cur would
+// change nothing.
+func unchanged(r reflector, cur, upd client.Object) bool {
+	return maps.Equal(cur.GetLabels(), upd.GetLabels()) && maps.Equal(cur.GetAnnotations(), upd.GetAnnotations()) && r.equal(cur, upd)
+}
+
+// inSync reports whether the copy cur in a twin already is want, but for
 // what the provider allocated.
 func inSync(cur, want client.Object) bool {
-	if !maps.Equal(cur.GetLabels(), want.GetLabels()) || !maps.Equal(cur.GetAnnotations(), want.GetAnnotations()) {
-		return false
-	}
-	switch c := cur.(type) {
-	case *corev1.ConfigMap:
-		w := want.(*corev1.ConfigMap)
-		return equality.Semantic.DeepEqual(c.Data, w.Data) && equality.Semantic.DeepEqual(c.BinaryData, w.BinaryData) && equality.Semantic.DeepEqual(c.Immutable, w.Immutable)
-	case *corev1.Secret:
-		w := want.(*corev1.Secret)
-		return c.Type == w.Type && equality.Semantic.DeepEqual(c.Data, w.Data) && equality.Semantic.DeepEqual(c.Immutable, w.Immutable)
-	case *corev1.Service:
-		w := want.(*corev1.Service).DeepCopy()
-		keepAllocated(w, c)
-		return equality.Semantic.DeepEqual(c.Spec, w.Spec)
-	}
-	return false
+	r := reflectorOf(cur)
+	return unchanged(r, cur, updateOf(r, cur, want))
 }
 
-// keepAllocated copies into want what the provider allocated in cur, which
-// an update must not change.
-func keepAllocated(want, cur *corev1.Service) {
-	want.Spec.ClusterIP, want.Spec.ClusterIPs = cur.Spec.ClusterIP, cur.Spec.ClusterIPs
-	want.Spec.IPFamilies, want.Spec.IPFamilyPolicy = cur.Spec.IPFamilies, cur.Spec.IPFamilyPolicy
-	want.Spec.HealthCheckNodePort = cur.Spec.HealthCheckNodePort
-	if want.Spec.InternalTrafficPolicy == nil {
-		want.Spec.InternalTrafficPolicy = cur.Spec.InternalTrafficPolicy
-	}
-	if want.Spec.ExternalTrafficPolicy == "" {
-		want.Spec.ExternalTrafficPolicy = cur.Spec.ExternalTrafficPolicy
-	}
-	if want.Spec.SessionAffinity == "" {
-		want.Spec.SessionAffinity = cur.Spec.SessionAffinity
-	}
-	for i := range want.Spec.Ports {
-		for _, p := range cur.Spec.Ports {
-			if p.Name == want.Spec.Ports[i].Name {
-				want.Spec.Ports[i].NodePort = p.NodePort
-				if want.Spec.Ports[i].Protocol == "" {
-					want.Spec.Ports[i].Protocol = p.Protocol
-				}
-				if want.Spec.Ports[i].TargetPort.IntVal == 0 && want.Spec.Ports[i].TargetPort.StrVal == "" {
-					want.Spec.Ports[i].TargetPort = p.TargetPort
-				}
-			}
-		}
-	}
-}
+// objectCaches read the reflected kinds of one cluster, home or a twin,
+// from its informers' caches, by kind.
+type objectCaches map[string]cache.Indexer
 
-// immutable reports whether cur cannot be updated in place: immutable data,
-// or a Secret type change.
-func immutable(cur, want client.Object) bool {
-	switch c := cur.(type) {
-	case *corev1.ConfigMap:
-		return c.Immutable != nil && *c.Immutable
-	case *corev1.Secret:
-		return (c.Immutable != nil && *c.Immutable) || c.Type != want.(*corev1.Secret).Type
+func newObjectCaches(f informers.SharedInformerFactory) objectCaches {
+	c := objectCaches{}
+	for _, r := range reflectors {
+		c[r.kind()] = r.informer(f).GetIndexer()
 	}
-	return false
+	return c
 }
-
-// objectListers read the reflected kinds of one cluster from caches.
-type objectListers struct {
-	configMaps corev1listers.ConfigMapLister
-	secrets    corev1listers.SecretLister
-	services   corev1listers.ServiceLister
-}
-
-func newObjectListers(core corev1informers.Interface) objectListers {
-	return objectListers{configMaps: core.ConfigMaps().Lister(), secrets: core.Secrets().Lister(), services: core.Services().Lister()}
-}
-
-// reflectedKinds are the kinds objectListers read.
-var reflectedKinds = []string{KindConfigMap, KindSecret, KindService}
 
 // get returns the object of kind ns/name, nil when there is none.
-func (l objectListers) get(kind, ns, name string) (client.Object, error) {
-	var obj client.Object
-	var err error
-	switch kind {
-	case KindConfigMap:
-		obj, err = l.configMaps.ConfigMaps(ns).Get(name)
-	case KindSecret:
-		obj, err = l.secrets.Secrets(ns).Get(name)
-	case KindService:
-		obj, err = l.services.Services(ns).Get(name)
+func (c objectCaches) get(kind, ns, name string) (client.Object, error) {
+	o, ok, err := c[kind].GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil, err
 	}
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	return obj, err
+	return o.(client.Object), nil
 }
 
 // list returns the objects of kind in ns.
-func (l objectListers) list(kind, ns string) []client.Object {
-	var out []client.Object
-	switch kind {
-	case KindConfigMap:
-		l, _ := l.configMaps.ConfigMaps(ns).List(everything)
-		out = objects(l)
-	case KindSecret:
-		l, _ := l.secrets.Secrets(ns).List(everything)
-		out = objects(l)
-	case KindService:
-		l, _ := l.services.Services(ns).List(everything)
-		out = objects(l)
+func (c objectCaches) list(kind, ns string) []client.Object {
+	l, _ := c[kind].ByIndex(cache.NamespaceIndex, ns)
+	out := make([]client.Object, 0, len(l))
+	for _, o := range l {
+		out = append(out, o.(client.Object))
 	}
 	return out
 }
 
-func objects[T client.Object](l []T) []client.Object {
-	out := make([]client.Object, len(l))
-	for i := range l {
-		out[i] = l[i]
-	}
-	return out
-}
-
-// homeObject returns the home object key names, nil when it does not exist
-// or is not reflected.
-func (k *Kubelet) homeObject(key objectKey) (client.Object, error) {
-	obj, err := k.homeObjects.get(key.Kind, key.Namespace, key.Name)
-	if err != nil || obj == nil || !Reflected(obj) {
-		return nil, err
-	}
-	return obj, nil
-}
-
-// syncObject makes the twin of a home object equal to it: created, updated
-// (replaced when immutable), or deleted when the home object is gone. An
-// object of the twin that Stretch did not create is never changed.
+// syncObject makes the copy of a home object in its twin equal to it:
+// created, updated (replaced when that cannot be done in place), or deleted
+// when the home object is gone. An object of the twin that Stretch did not
+// create is never changed.
 func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration, error) {
+	r := reflectorByKind[key.Kind]
 	t := k.twins.get(key.Namespace)
 	if t == nil {
 		return 0, nil
@@ -236,9 +174,12 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if !t.hasSynced() {
 		return time.Second, nil
 	}
-	home, err := k.homeObject(key)
+	home, err := k.homeObjects.get(key.Kind, key.Namespace, key.Name)
 	if err != nil {
 		return 0, err
+	}
+	if home != nil && !reflects(r, home) {
+		home = nil
 	}
 	cur, err := t.objects.get(key.Kind, t.name, key.Name)
 	if err != nil {
@@ -264,9 +205,8 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		k.countError("reflect-"+strings.ToLower(key.Kind), err)
 		return 0, err
 	}
-	want := ReflectedObject(home, t.name, k.HomeClusterID)
-	switch {
-	case cur == nil:
+	want := r.toRemote(home, remoteMeta(home, t.name, k.HomeClusterID))
+	if cur == nil {
 		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
 			// The cache is behind. An object that is not ours brings no
@@ -274,19 +214,19 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 			// has it: it is then judged as ours, or left alone and said.
 			return time.Second, nil
 		}
-	case inSync(cur, want):
-		return 0, nil
-	case immutable(cur, want):
-		err = c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})
-		if err == nil || apierrors.IsNotFound(err) {
-			return time.Second, nil // created again once the deletion is seen
+	} else {
+		upd := updateOf(r, cur, want)
+		switch {
+		case unchanged(r, cur, upd):
+			return 0, nil
+		case r.immutable(cur, want):
+			err = c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})
+			if err == nil || apierrors.IsNotFound(err) {
+				return time.Second, nil // created again once the deletion is seen
+			}
+		default:
+			err = c.Update(ctx, upd, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		}
-	default:
-		if s, ok := want.(*corev1.Service); ok {
-			keepAllocated(s, cur.(*corev1.Service))
-		}
-		want.SetResourceVersion(cur.GetResourceVersion())
-		err = c.Update(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 	}
 	if apierrors.IsConflict(err) {
 		return time.Second, nil
@@ -301,12 +241,12 @@ func ptrUID(o client.Object) *types.UID { u := o.GetUID(); return &u }
 // of the peering.
 func (k *Kubelet) reflectedCounts() map[string]int {
 	n := map[string]int{}
-	for _, kind := range reflectedKinds {
-		n[kind] = 0
+	for _, r := range reflectors {
+		n[r.kind()] = 0
 		for _, t := range k.twins.all() {
-			for _, o := range t.objects.list(kind, t.name) {
+			for _, o := range t.objects.list(r.kind(), t.name) {
 				if reflected(o, k.HomeClusterID) {
-					n[kind]++
+					n[r.kind()]++
 				}
 			}
 		}
@@ -317,15 +257,16 @@ func (k *Kubelet) reflectedCounts() map[string]int {
 // homeObjectHandlers registers, on the shared home informers, handlers that
 // enqueue the objects of namespaces this peering has twins of.
 func (k *Kubelet) homeObjectHandlers() registrations {
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { k.enqueueHomeObject(o) },
-		UpdateFunc: func(_, o any) { k.enqueueHomeObject(o) },
-		DeleteFunc: func(o any) { k.enqueueHomeObject(o) },
-	}
-	core := k.Objects.factory.Core().V1()
 	var regs registrations
-	for _, inf := range []cache.SharedIndexInformer{core.ConfigMaps().Informer(), core.Secrets().Informer(), core.Services().Informer()} {
-		if reg, err := inf.AddEventHandler(h); err == nil {
+	for _, r := range reflectors {
+		enqueue := func(o any) { k.enqueueHomeObject(r, o) }
+		inf := r.informer(k.Objects.factory)
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    enqueue,
+			UpdateFunc: func(_, o any) { enqueue(o) },
+			DeleteFunc: enqueue,
+		})
+		if err == nil {
 			regs = append(regs, registration{inf, reg})
 		}
 	}
@@ -345,52 +286,50 @@ func (r registrations) remove() {
 	}
 }
 
-func (k *Kubelet) enqueueHomeObject(o any) {
+func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
 	}
 	obj, ok := o.(client.Object)
-	kind := kindOf(o)
-	if !ok || kind == "" {
+	if !ok {
 		return
 	}
 	if k.twins.get(obj.GetNamespace()) == nil {
-		if Reflected(obj) && k.twinReady(obj.GetNamespace()) {
+		if reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
 			k.TwinsChanged() // an idle twin, not watched yet, has work now
 		}
 		return
 	}
-	k.objects.Add(objectKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()})
+	k.objects.Add(objectKey{Kind: r.kind(), Namespace: obj.GetNamespace(), Name: obj.GetName()})
 }
 
 // enqueueNamespaceObjects enqueues every reflected kind's objects of a home
 // namespace, and the reflected objects of its twin (which may be left over).
 func (k *Kubelet) enqueueNamespaceObjects(ns string) {
 	t := k.twins.get(ns)
-	for _, kind := range reflectedKinds {
-		objs := k.homeObjects.list(kind, ns)
+	for _, r := range reflectors {
+		objs := k.homeObjects.list(r.kind(), ns)
 		if t != nil {
-			objs = append(objs, t.objects.list(kind, t.name)...)
+			objs = append(objs, t.objects.list(r.kind(), t.name)...)
 		}
 		for _, o := range objs {
-			k.objects.Add(objectKey{Kind: kind, Namespace: ns, Name: o.GetName()})
+			k.objects.Add(objectKey{Kind: r.kind(), Namespace: ns, Name: o.GetName()})
 		}
 	}
 }
 
-// remoteObjectHandler maps changes of reflected objects in twins to their
-// home objects: an edit or deletion made on the provider is undone.
-func (k *Kubelet) remoteObjectHandler() cache.ResourceEventHandler {
+// remoteObjectHandler maps changes of the copies of r's kind in twins to
+// their home objects: an edit or deletion made on the provider is undone.
+func (k *Kubelet) remoteObjectHandler(r reflector) cache.ResourceEventHandler {
 	enqueue := func(o any) {
 		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 			o = d.Obj
 		}
 		obj, ok := o.(client.Object)
-		kind := kindOf(o)
-		if !ok || kind == "" || !reflected(obj, k.HomeClusterID) || obj.GetLabels()[wellknown.ReflectedLabel] != "true" {
+		if !ok || !reflected(obj, k.HomeClusterID) || obj.GetLabels()[wellknown.ReflectedLabel] != "true" {
 			return
 		}
-		k.objects.Add(objectKey{Kind: kind, Namespace: obj.GetLabels()[wellknown.OriginNamespaceLabel], Name: obj.GetName()})
+		k.objects.Add(objectKey{Kind: r.kind(), Namespace: obj.GetLabels()[wellknown.OriginNamespaceLabel], Name: obj.GetName()})
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,

@@ -36,7 +36,7 @@ func isToken(obj metav1.Object, homeClusterID string) bool {
 // home CA and the home namespace; renew forces a new token.
 func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew bool) error {
 	name := ref.secretName()
-	cur, err := t.objects.secrets.Secrets(t.name).Get(name)
+	cur, err := t.secrets.Secrets(t.name).Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
@@ -55,7 +55,7 @@ func (k *Kubelet) ensureToken(ctx context.Context, t *twin, ref tokenRef, renew 
 		return fmt.Errorf("requesting a token of service account %s/%s: %w", t.homeNamespace, ref.ServiceAccount, err)
 	}
 	ca := ""
-	if cm, err := k.homeObjects.configMaps.ConfigMaps(t.homeNamespace).Get(rootCAConfigMap); err == nil {
+	if cm, err := k.homeConfigMaps.ConfigMaps(t.homeNamespace).Get(rootCAConfigMap); err == nil {
 		ca = cm.Data[CACertKey]
 	}
 	issued := time.Now()
@@ -136,7 +136,7 @@ func (k *Kubelet) refreshTwinTokens(ctx context.Context, t *twin, now time.Time)
 			used[ref.secretName()] = ref
 		}
 	}
-	secrets, _ := t.objects.secrets.Secrets(t.name).List(everything)
+	secrets, _ := t.secrets.Secrets(t.name).List(everything)
 	held := map[string]bool{}
 	for _, s := range secrets {
 		if !isToken(s, k.HomeClusterID) {

@@ -27,8 +27,10 @@ import (
 type twin struct {
 	homeNamespace, name string
 
-	pods    corev1listers.PodLister
-	objects objectListers
+	pods corev1listers.PodLister
+	// secrets reads the token Secrets (see tokens.go).
+	secrets corev1listers.SecretLister
+	objects objectCaches
 	synced  []cache.InformerSynced
 
 	cancel context.CancelFunc
@@ -46,7 +48,8 @@ func (t *twin) hasSynced() bool {
 
 // twinHandlers are told of changes in the twins.
 type twinHandlers struct {
-	pods, objects, events cache.ResourceEventHandler
+	pods, events cache.ResourceEventHandler
+	objects      func(reflector) cache.ResourceEventHandler
 }
 
 // startTwin starts watching the twin name of homeNamespace on the provider.
@@ -55,20 +58,20 @@ func startTwin(ctx context.Context, provider kubernetes.Interface, homeNamespace
 	f := informers.NewSharedInformerFactoryWithOptions(provider, 0, informers.WithNamespace(name))
 	core := f.Core().V1()
 	t := &twin{homeNamespace: homeNamespace, name: name, cancel: cancel,
-		pods: core.Pods().Lister(), objects: newObjectListers(core)}
-	for _, inf := range []struct {
+		pods: core.Pods().Lister(), secrets: core.Secrets().Lister(), objects: newObjectCaches(f)}
+	type watched struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandler
-	}{
-		{core.Pods().Informer(), h.pods},
-		{core.ConfigMaps().Informer(), h.objects},
-		{core.Secrets().Informer(), h.objects},
-		{core.Services().Informer(), h.objects},
-		{core.Events().Informer(), h.events},
-	} {
+	}
+	all := []watched{{core.Pods().Informer(), h.pods}, {core.Events().Informer(), h.events}}
+	for _, r := range reflectors {
+		all = append(all, watched{r.informer(f), h.objects(r)})
+	}
+	for _, inf := range all {
 		_, _ = inf.informer.AddEventHandler(inf.handler) // fails only once the informer stopped
 		t.synced = append(t.synced, inf.informer.HasSynced)
 	}
+	t.synced = append(t.synced, core.Secrets().Informer().HasSynced) // tokens', whatever is reflected
 	f.Start(ctx.Done())
 	go func() { <-ctx.Done(); f.Shutdown() }()
 	return t

@@ -1,0 +1,47 @@
+package virtualkubelet
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// configMapReflector reflects ConfigMaps.
+type configMapReflector struct{}
+
+func (configMapReflector) kind() string { return KindConfigMap }
+
+func (configMapReflector) object() client.Object { return &corev1.ConfigMap{} }
+
+func (configMapReflector) informer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Core().V1().ConfigMaps().Informer()
+}
+
+// reflected leaves out the namespace's own CA: the provider's namespaces
+// have theirs, and the pods that mount the home one get it with their
+// token (see tokens.go).
+func (configMapReflector) reflected(obj client.Object) bool {
+	return obj.GetName() != rootCAConfigMap
+}
+
+func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
+	o := obj.(*corev1.ConfigMap)
+	return &corev1.ConfigMap{ObjectMeta: meta, Data: o.Data, BinaryData: o.BinaryData, Immutable: o.Immutable}
+}
+
+func (configMapReflector) keepAllocated(_, _ client.Object) {}
+
+func (configMapReflector) equal(cur, want client.Object) bool {
+	c, w := cur.(*corev1.ConfigMap), want.(*corev1.ConfigMap)
+	return equality.Semantic.DeepEqual(c.Data, w.Data) && equality.Semantic.DeepEqual(c.BinaryData, w.BinaryData) && equality.Semantic.DeepEqual(c.Immutable, w.Immutable)
+}
+
+// immutable: the data of an immutable ConfigMap cannot change (its
+// metadata can).
+func (r configMapReflector) immutable(cur, want client.Object) bool {
+	return ptr.Deref(cur.(*corev1.ConfigMap).Immutable, false) && !r.equal(cur, want)
+}
