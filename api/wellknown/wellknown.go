@@ -118,8 +118,8 @@ const (
 	OriginNameAnnotation = "stretch.dev/origin-name"
 	// RemotePodManagedLabelsAnnotation and ManagedAnnotationsAnnotation list,
 	// comma-separated and sorted, the label and annotation keys that Stretch
-	// set on a remote pod: a key that leaves the home pod is removed from
-	// the remote pod, and keys the provider adds are kept.
+	// set on a remote pod or a reflected object: a key that leaves the home
+	// object is removed from its copy, and keys the provider adds are kept.
 	RemotePodManagedLabelsAnnotation      = "stretch.dev/managed-labels"
 	RemotePodManagedAnnotationsAnnotation = "stretch.dev/managed-annotations"
 	// TokenSecretPrefix prefixes the Secrets that carry a home service

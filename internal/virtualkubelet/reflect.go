@@ -31,7 +31,8 @@ const ReflectionConflictReason = "ReflectionConflict"
 
 // reflector is what reflecting one kind of home object into the twins
 // needs to know of that kind; the loop in this file does the rest (queues,
-// who owns the copy, creation, deletion, updates). A kind is added with one
+// who owns the copy, creation, deletion, and updates that keep what the
+// provider added). A kind is added with one
 // reflector, in its own reflect_<kind>.go, listed in reflectors; the
 // rights follow it: reading the kind at home (the rbac marker in set.go)
 // and writing it in twins (ClusterRole stretch-remote-workloads in
@@ -97,21 +98,39 @@ func Reflected(obj client.Object) bool {
 
 // ReflectedObject returns the copy of a home object that Stretch creates in
 // namespace twin: its data, its labels and annotations with the origin
-// labels. Services lose what the provider allocates (cluster IPs, node
-// ports, load balancer state); their selector stays, so that they select
-// the remote pods. It returns nil for a kind that is not reflected.
+// labels, and the lists of the keys Stretch set (see
+// wellknown.RemotePodManagedLabelsAnnotation). Services lose what the
+// provider allocates (cluster IPs, node ports, load balancer state); their
+// selector stays, so that they select the remote pods. It returns nil for
+// a kind that is not reflected.
 func ReflectedObject(home client.Object, twin, homeClusterID string) client.Object {
 	r := reflectorOf(home)
 	if r == nil {
 		return nil
 	}
-	return r.toRemote(home, remoteMeta(home, twin, homeClusterID))
+	return r.toRemote(home, reflectedMeta(home, twin, homeClusterID))
 }
 
-// updateOf returns want as written over cur, its copy in a twin: with what
-// the provider allocated in it.
+// reflectedMeta is the metadata of the copy of home in twin.
+func reflectedMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMeta {
+	m := remoteMeta(home, twin, homeClusterID)
+	setManagedKeys(&m)
+	return m
+}
+
+// updateOf returns want as written over cur, its copy in a twin: with the
+// label and annotation keys the provider added to cur (Stretch's own that
+// the home object no longer has go, see updateRemoteMeta), cur's
+// finalizers (a load balancer controller's), and what the provider
+// allocated in it. A copy made by an older release, without the lists of
+// the keys Stretch set, counts the keys the home object has now as those.
 func updateOf(r reflector, cur, want client.Object) client.Object {
 	upd := want.DeepCopyObject().(client.Object)
+	meta := metav1.ObjectMeta{Labels: maps.Clone(cur.GetLabels()), Annotations: maps.Clone(cur.GetAnnotations())}
+	updateRemoteMeta(&meta, metav1.ObjectMeta{Labels: want.GetLabels(), Annotations: want.GetAnnotations()})
+	upd.SetLabels(meta.Labels)
+	upd.SetAnnotations(meta.Annotations)
+	upd.SetFinalizers(cur.GetFinalizers())
 	upd.SetResourceVersion(cur.GetResourceVersion())
 	r.keepAllocated(upd, cur)
 	return upd
@@ -124,7 +143,7 @@ func unchanged(r reflector, cur, upd client.Object) bool {
 }
 
 // inSync reports whether the copy cur in a twin already is want, but for
-// what the provider allocated.
+// what the provider allocated or added.
 func inSync(cur, want client.Object) bool {
 	r := reflectorOf(cur)
 	return unchanged(r, cur, updateOf(r, cur, want))
@@ -163,8 +182,9 @@ func (c objectCaches) list(kind, ns string) []client.Object {
 
 // syncObject makes the copy of a home object in its twin equal to it:
 // created, updated (replaced when that cannot be done in place), or deleted
-// when the home object is gone. An object of the twin that Stretch did not
-// create is never changed.
+// when the home object is gone. An object of the twin that
+// Stretch did not create is never changed; in one it did, the provider's
+// own label and annotation keys and finalizers stay.
 func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration, error) {
 	r := reflectorByKind[key.Kind]
 	t := k.twins.get(key.Namespace)
@@ -193,6 +213,9 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 				"%s %s/%s on provider %s was not created by Stretch: it is left alone, and pods there see it instead of this one", key.Kind, t.name, key.Name, k.ProviderName)
 		}
 		return 0, nil
+	case cur != nil && cur.GetDeletionTimestamp() != nil:
+		// Held by a finalizer of the provider's: its deletion syncs it again.
+		return 0, nil
 	case home == nil:
 		k.said.forgetAll(key.String())
 		if cur == nil {
@@ -205,7 +228,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		k.countError("reflect-"+strings.ToLower(key.Kind), err)
 		return 0, err
 	}
-	want := r.toRemote(home, remoteMeta(home, t.name, k.HomeClusterID))
+	want := r.toRemote(home, reflectedMeta(home, t.name, k.HomeClusterID))
 	if cur == nil {
 		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
@@ -320,6 +343,8 @@ func (k *Kubelet) enqueueNamespaceObjects(ns string) {
 
 // remoteObjectHandler maps changes of the copies of r's kind in twins to
 // their home objects: an edit or deletion made on the provider is undone.
+// An update counts for the home object of the old copy too, should the
+// edit have changed its origin label.
 func (k *Kubelet) remoteObjectHandler(r reflector) cache.ResourceEventHandler {
 	enqueue := func(o any) {
 		if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
@@ -333,7 +358,7 @@ func (k *Kubelet) remoteObjectHandler(r reflector) cache.ResourceEventHandler {
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
-		UpdateFunc: func(_, o any) { enqueue(o) },
+		UpdateFunc: func(old, o any) { enqueue(old); enqueue(o) },
 		DeleteFunc: enqueue,
 	}
 }

@@ -8,7 +8,58 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"stretch.dev/stretch/api/wellknown"
 )
+
+// What an update of a reflected object keeps of the copy in the twin.
+func TestUpdateOf(t *testing.T) {
+	home := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"app": "web", "tier": "front"}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "10.0.0.1", Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080}}}}
+	created := func() *corev1.Service {
+		cur := ReflectedObject(home, "twin", homeID).(*corev1.Service)
+		cur.ResourceVersion = "7"
+		cur.Spec.ClusterIP, cur.Spec.ClusterIPs, cur.Spec.Ports[0].NodePort = "10.9.0.1", []string{"10.9.0.1"}, 31000
+		// A load balancer controller's annotation and finalizer.
+		cur.Annotations["lb.example/pool"] = "blue"
+		cur.Finalizers = []string{"service.kubernetes.io/load-balancer-cleanup"}
+		return cur
+	}
+	r := serviceReflector{}
+
+	t.Run("the provider's keys, finalizers and allocations stay", func(t *testing.T) {
+		g := NewWithT(t)
+		cur := created()
+		edited := home.DeepCopy()
+		delete(edited.Labels, "tier")
+		edited.Spec.Ports[0].Port = 8080
+		upd := updateOf(r, cur, ReflectedObject(edited, "twin", homeID)).(*corev1.Service)
+		g.Expect(upd.Labels).NotTo(HaveKey("tier"), "removed at home")
+		g.Expect(upd.Annotations).To(HaveKeyWithValue("lb.example/pool", "blue"))
+		g.Expect(upd.Finalizers).To(Equal(cur.Finalizers))
+		g.Expect(upd.ResourceVersion).To(Equal("7"))
+		g.Expect(upd.Spec.ClusterIP).To(Equal("10.9.0.1"))
+		g.Expect(upd.Spec.Ports[0].NodePort).To(BeEquivalentTo(31000))
+		g.Expect(upd.Spec.Ports[0].Port).To(BeEquivalentTo(8080))
+		g.Expect(unchanged(r, cur, upd)).To(BeFalse())
+		g.Expect(inSync(cur, ReflectedObject(home, "twin", homeID))).To(BeTrue(), "what the provider added makes no change")
+	})
+
+	t.Run("a copy an older release made, without the lists, gets them and keeps its keys", func(t *testing.T) {
+		g := NewWithT(t)
+		cur := created()
+		delete(cur.Annotations, wellknown.RemotePodManagedLabelsAnnotation)
+		delete(cur.Annotations, wellknown.RemotePodManagedAnnotationsAnnotation)
+		cur.Labels["provider.example/zone"] = "a"
+		want := ReflectedObject(home, "twin", homeID)
+		upd := updateOf(r, cur, want)
+		g.Expect(upd.GetLabels()).To(HaveKeyWithValue("provider.example/zone", "a"))
+		g.Expect(upd.GetAnnotations()).To(HaveKeyWithValue(wellknown.RemotePodManagedLabelsAnnotation, want.GetAnnotations()[wellknown.RemotePodManagedLabelsAnnotation]))
+		g.Expect(upd.GetAnnotations()).To(HaveKeyWithValue("lb.example/pool", "blue"))
+		g.Expect(unchanged(r, cur, upd)).To(BeFalse(), "written once, with the lists")
+	})
+}
 
 func TestImmutable(t *testing.T) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"k": "v"}, Immutable: ptr.To(true)}

@@ -64,8 +64,9 @@ func reflected(obj metav1.Object, homeClusterID string) bool {
 	return l[wellknown.ReflectedLabel] == "true" && l[wellknown.OriginClusterIDLabel] == homeClusterID
 }
 
-// remoteMeta is the metadata of the twin of a home object: same name, the
-// home labels and annotations plus the origin labels; no owner, no finalizer.
+// remoteMeta is the metadata of the copy of a home object in a twin: same
+// name, the home labels and annotations plus the origin labels; no owner,
+// no finalizer.
 func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMeta {
 	labels := maps.Clone(home.GetLabels())
 	if labels == nil {
@@ -99,9 +100,7 @@ func remoteMeta(home metav1.Object, twin, homeClusterID string) metav1.ObjectMet
 func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: remoteMeta(home, twin, homeClusterID), Spec: *home.Spec.DeepCopy()}
 	metav1.SetMetaDataAnnotation(&p.ObjectMeta, wellknown.OriginPodUIDAnnotation, string(home.UID))
-	labels, annotations := keyList(p.Labels), keyList(p.Annotations)
-	p.Annotations[wellknown.RemotePodManagedLabelsAnnotation] = labels
-	p.Annotations[wellknown.RemotePodManagedAnnotationsAnnotation] = annotations
+	setManagedKeys(&p.ObjectMeta)
 
 	s := &p.Spec
 	s.NodeName = ""
@@ -142,6 +141,14 @@ func RemotePod(home *corev1.Pod, twin, homeClusterID string, api HomeAPIServer) 
 	return p
 }
 
+// setManagedKeys lists in m's annotations the label and annotation keys m
+// has, as the keys Stretch set (see updateRemoteMeta).
+func setManagedKeys(m *metav1.ObjectMeta) {
+	labels, annotations := keyList(m.Labels), keyList(m.Annotations)
+	metav1.SetMetaDataAnnotation(m, wellknown.RemotePodManagedLabelsAnnotation, labels)
+	metav1.SetMetaDataAnnotation(m, wellknown.RemotePodManagedAnnotationsAnnotation, annotations)
+}
+
 // keyList is the sorted keys of m, comma-separated (label and annotation
 // keys have no comma).
 func keyList(m map[string]string) string {
@@ -178,12 +185,13 @@ func syncKeys(cur, want map[string]string, managed []string) map[string]string {
 	return cur
 }
 
-// updateRemoteMeta makes the labels and annotations of remote pod cur
-// those of want, the remote pod its home pod gives now, as far as Stretch
-// set them: keys of want are set, keys Stretch set before and want no
-// longer has (a label removed at home, to take the pod out of a Service)
-// are removed, and keys the provider added (a CNI's, an admission
-// webhook's) stay. The lists of keys Stretch set are updated with them.
+// updateRemoteMeta makes the labels and annotations of remote pod (or
+// reflected object) cur those of want, what its home object gives now, as
+// far as Stretch set them: keys of want are set, keys Stretch set before
+// and want no longer has (a label removed at home, to take the pod out of
+// a Service) are removed, and keys the provider added (a CNI's, an
+// admission webhook's, a load balancer controller's) stay. The lists of
+// keys Stretch set are updated with them.
 func updateRemoteMeta(cur *metav1.ObjectMeta, want metav1.ObjectMeta) {
 	labels := managedKeys(cur.Annotations, wellknown.RemotePodManagedLabelsAnnotation, want.Labels)
 	annotations := managedKeys(cur.Annotations, wellknown.RemotePodManagedAnnotationsAnnotation, want.Annotations)
