@@ -80,6 +80,12 @@ const (
 	// NamespaceOffloadingFinalizer holds a NamespaceOffloading until every
 	// provider has confirmed the deletion of its twin namespace.
 	NamespaceOffloadingFinalizer = "offloading.stretch.dev/twins"
+	// SkipReflectionAnnotation, set to "true" on a home ConfigMap, Secret or
+	// Service of an offloaded namespace, keeps that object at home: it is not
+	// reflected into the twins, and a copy reflected before is deleted. An
+	// offloaded pod that needs it cannot start on the provider (its home pod
+	// gets a Warning event saying so).
+	SkipReflectionAnnotation = "stretch.dev/skip-reflection"
 	// SystemNamespace holds Stretch's own objects on every cluster.
 	SystemNamespace = "stretch-system"
 	// IdentityConfigMapName is the ConfigMap in SystemNamespace that holds the identity.

@@ -123,6 +123,9 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	if err != nil && !apierrors.IsNotFound(err) {
 		return 0, err
 	}
+	if live(home) {
+		k.warnKeptAtHome(home)
+	}
 	if r != nil && !reflected(r, k.HomeClusterID) {
 		if live(home) && k.said.add(key, "conflict/"+string(home.UID)) {
 			k.recorder.Eventf(home, corev1.EventTypeWarning, NameConflictReason,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,14 +26,21 @@ const (
 	KindService   = "Service"
 )
 
-// ReflectionConflictReason: an object of the same name that Stretch did not
-// create exists in a twin; it is left alone.
-const ReflectionConflictReason = "ReflectionConflict"
+// Reasons of the events reflection records.
+const (
+	// ReflectionConflictReason, on a home object: an object of the same
+	// name that Stretch did not create exists in a twin; it is left alone.
+	ReflectionConflictReason = "ReflectionConflict"
+	// KeptAtHomeReason, on a home pod: the pod needs an object that
+	// wellknown.SkipReflectionAnnotation keeps at home, so that its remote
+	// pod cannot start.
+	KeptAtHomeReason = "ObjectKeptAtHome"
+)
 
 // reflector is what reflecting one kind of home object into the twins
 // needs to know of that kind; the loop in this file does the rest (queues,
-// who owns the copy, creation, deletion, and updates that keep what the
-// provider added). A kind is added with one
+// the skip-reflection annotation, who owns the copy, creation, deletion,
+// and updates that keep what the provider added). A kind is added with one
 // reflector, in its own reflect_<kind>.go, listed in reflectors; the
 // rights follow it: reading the kind at home (the rbac marker in set.go)
 // and writing it in twins (ClusterRole stretch-remote-workloads in
@@ -45,8 +53,12 @@ type reflector interface {
 	// informer returns the kind's informer of f, home's or a twin's; it is
 	// started with f.
 	informer(f informers.SharedInformerFactory) cache.SharedIndexInformer
-	// reflected reports whether home object obj is reflected.
+	// reflected reports whether home object obj is reflected, the
+	// skip-reflection annotation aside.
 	reflected(obj client.Object) bool
+	// neededBy returns the names of the objects of the kind without which
+	// pod cannot start.
+	neededBy(pod *corev1.Pod) []string
 	// toRemote returns the copy of home object obj in a twin, with the
 	// metadata meta.
 	toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object
@@ -85,12 +97,19 @@ type objectKey struct {
 
 func (o objectKey) String() string { return o.Kind + " " + o.Namespace + "/" + o.Name }
 
+// keptAtHome reports whether home object obj carries the annotation that
+// keeps it at home.
+func keptAtHome(obj metav1.Object) bool {
+	return obj.GetAnnotations()[wellknown.SkipReflectionAnnotation] == "true"
+}
+
 // reflects reports whether r reflects home object obj.
-func reflects(r reflector, obj client.Object) bool { return r.reflected(obj) }
+func reflects(r reflector, obj client.Object) bool { return !keptAtHome(obj) && r.reflected(obj) }
 
 // Reflected reports whether a home object is reflected into twins: every
-// ConfigMap, Secret and Service but those each kind's reflector leaves out
-// (the namespace's own CA, service account tokens).
+// ConfigMap, Secret and Service but those that the annotation
+// wellknown.SkipReflectionAnnotation keeps at home and those each kind's
+// reflector leaves out (the namespace's own CA, service account tokens).
 func Reflected(obj client.Object) bool {
 	r := reflectorOf(obj)
 	return r != nil && reflects(r, obj)
@@ -182,7 +201,7 @@ func (c objectCaches) list(kind, ns string) []client.Object {
 
 // syncObject makes the copy of a home object in its twin equal to it:
 // created, updated (replaced when that cannot be done in place), or deleted
-// when the home object is gone. An object of the twin that
+// when the home object is gone or kept at home. An object of the twin that
 // Stretch did not create is never changed; in one it did, the provider's
 // own label and annotation keys and finalizers stay.
 func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration, error) {
@@ -199,6 +218,9 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		return 0, err
 	}
 	if home != nil && !reflects(r, home) {
+		if keptAtHome(home) {
+			k.enqueuePodsNeeding(r, home)
+		}
 		home = nil
 	}
 	cur, err := t.objects.get(key.Kind, t.name, key.Name)
@@ -259,6 +281,41 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 }
 
 func ptrUID(o client.Object) *types.UID { u := o.GetUID(); return &u }
+
+// enqueuePodsNeeding enqueues the pods bound to the virtual node that need
+// home object obj, of r's kind: their sync says it is kept at home.
+func (k *Kubelet) enqueuePodsNeeding(r reflector, obj client.Object) {
+	pods, _ := k.homePods.Pods(obj.GetNamespace()).List(everything)
+	for _, p := range pods {
+		if live(p) && slices.Contains(r.neededBy(p), obj.GetName()) {
+			k.pods.Add(p.Namespace + "/" + p.Name)
+		}
+	}
+}
+
+// warnKeptAtHome records on home pod p, once per pod and object, a Warning
+// event for each object p needs that the skip-reflection annotation keeps
+// at home.
+func (k *Kubelet) warnKeptAtHome(p *corev1.Pod) {
+	for _, r := range reflectors {
+		for _, name := range r.neededBy(p) {
+			obj, err := k.homeObjects.get(r.kind(), p.Namespace, name)
+			if err != nil || obj == nil || !keptAtHome(obj) || !r.reflected(obj) {
+				continue
+			}
+			if k.said.add(p.Namespace+"/"+p.Name, "kept-at-home/"+string(p.UID)+"/"+r.kind()+"/"+name) {
+				k.recorder.Eventf(p, corev1.EventTypeWarning, KeptAtHomeReason,
+					"%s %s/%s is kept at home by its annotation %s=true and is not reflected to provider %s: the remote pod cannot start until it is reflected (remove the annotation) or the pod stops using it",
+					r.kind(), p.Namespace, name, wellknown.SkipReflectionAnnotation, k.ProviderName)
+			}
+		}
+	}
+}
+
+// podContainers returns the init containers and containers of pod.
+func podContainers(pod *corev1.Pod) []corev1.Container {
+	return slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
+}
 
 // reflectedCounts returns, by kind, the objects reflected into the twins
 // of the peering.

@@ -28,6 +28,41 @@ func (configMapReflector) reflected(obj client.Object) bool {
 	return obj.GetName() != rootCAConfigMap
 }
 
+// neededBy: ConfigMaps mounted, projected or read into env, unless optional.
+func (configMapReflector) neededBy(pod *corev1.Pod) []string {
+	var names []string
+	need := func(name string, optional *bool) {
+		if !ptr.Deref(optional, false) {
+			names = append(names, name)
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if s := v.ConfigMap; s != nil {
+			need(s.Name, s.Optional)
+		}
+		if v.Projected != nil {
+			for _, p := range v.Projected.Sources {
+				if s := p.ConfigMap; s != nil {
+					need(s.Name, s.Optional)
+				}
+			}
+		}
+	}
+	for _, c := range podContainers(pod) {
+		for _, e := range c.EnvFrom {
+			if s := e.ConfigMapRef; s != nil {
+				need(s.Name, s.Optional)
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+				need(e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Optional)
+			}
+		}
+	}
+	return names
+}
+
 func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
 	o := obj.(*corev1.ConfigMap)
 	return &corev1.ConfigMap{ObjectMeta: meta, Data: o.Data, BinaryData: o.BinaryData, Immutable: o.Immutable}

@@ -33,6 +33,43 @@ func (secretReflector) reflected(obj client.Object) bool {
 	return obj.(*corev1.Secret).Type != corev1.SecretTypeServiceAccountToken && !strings.HasPrefix(obj.GetName(), wellknown.TokenSecretPrefix)
 }
 
+// neededBy: Secrets mounted, projected or read into env, unless optional.
+// Image pull Secrets are not: a pod whose images need none starts without
+// them.
+func (secretReflector) neededBy(pod *corev1.Pod) []string {
+	var names []string
+	need := func(name string, optional *bool) {
+		if !ptr.Deref(optional, false) {
+			names = append(names, name)
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if s := v.Secret; s != nil {
+			need(s.SecretName, s.Optional)
+		}
+		if v.Projected != nil {
+			for _, p := range v.Projected.Sources {
+				if s := p.Secret; s != nil {
+					need(s.Name, s.Optional)
+				}
+			}
+		}
+	}
+	for _, c := range podContainers(pod) {
+		for _, e := range c.EnvFrom {
+			if s := e.SecretRef; s != nil {
+				need(s.Name, s.Optional)
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				need(e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Optional)
+			}
+		}
+	}
+	return names
+}
+
 func (secretReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
 	o := obj.(*corev1.Secret)
 	return &corev1.Secret{ObjectMeta: meta, Type: o.Type, Data: o.Data, Immutable: o.Immutable}

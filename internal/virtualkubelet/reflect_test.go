@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,7 +16,22 @@ import (
 	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
+	"stretch.dev/stretch/internal/virtualkubelet"
 )
+
+// notes returns the messages of the events of that reason about object
+// name in ns.
+func notes(g Gomega, ns, name, reason string) []string {
+	list := &eventsv1.EventList{}
+	g.Expect(home.Client.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			out = append(out, e.Note)
+		}
+	}
+	return out
+}
 
 // inTwin reports whether the twin holds an object like obj of that name.
 func inTwin(g Gomega, twin, name string, obj client.Object) bool {
@@ -25,6 +41,97 @@ func inTwin(g Gomega, twin, name string, obj client.Object) bool {
 	}
 	g.Expect(err).NotTo(HaveOccurred())
 	return true
+}
+
+// The annotation stretch.dev/skip-reflection: "true" keeps a home object at
+// home: not reflected, its copy deleted when it is added, reflected again
+// when it goes; a pod that needs such an object says so, once per object.
+func TestSkipReflection(t *testing.T) {
+	g := newG(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "private"
+	twin := offload(t, g, ns)
+	atHome := metav1.ObjectMeta{Namespace: ns, Annotations: map[string]string{wellknown.SkipReflectionAnnotation: "true"}}
+	named := func(m metav1.ObjectMeta, name string) metav1.ObjectMeta { m.Name = name; return m }
+
+	t.Run("objects with the annotation stay at home", func(t *testing.T) {
+		g := newG(t)
+		g.Expect(home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: named(atHome, "local-cfg"), Data: map[string]string{"k": "v"}})).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.Secret{ObjectMeta: named(atHome, "local-secret"), StringData: map[string]string{"k": "v"}})).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.Service{ObjectMeta: named(atHome, "local-svc"),
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})).To(Succeed())
+		g.Expect(home.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, Data: map[string]string{"k": "v"}})).To(Succeed())
+		// Reflection runs: the object without the annotation is there.
+		g.Eventually(func(g Gomega) bool { return inTwin(g, twin, "shared", &corev1.ConfigMap{}) }).Should(BeTrue())
+		g.Consistently(func(g Gomega) {
+			g.Expect(inTwin(g, twin, "local-cfg", &corev1.ConfigMap{})).To(BeFalse())
+			g.Expect(inTwin(g, twin, "local-secret", &corev1.Secret{})).To(BeFalse())
+			g.Expect(inTwin(g, twin, "local-svc", &corev1.Service{})).To(BeFalse())
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+	})
+
+	t.Run("a pod that needs one gets a Warning event, once per object", func(t *testing.T) {
+		g := newG(t)
+		pod := boundPod(ns, "reader")
+		pod.Spec.ServiceAccountName, pod.Spec.Volumes = "", []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "local-cfg"}}}}}
+		pod.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "local-secret"}}}}
+		g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
+		g.Eventually(func(g Gomega) []string { return notes(g, ns, "reader", virtualkubelet.KeptAtHomeReason) }).Should(ConsistOf(
+			"ConfigMap private/local-cfg is kept at home by its annotation stretch.dev/skip-reflection=true and is not reflected to provider eu: the remote pod cannot start until it is reflected (remove the annotation) or the pod stops using it",
+			"Secret private/local-secret is kept at home by its annotation stretch.dev/skip-reflection=true and is not reflected to provider eu: the remote pod cannot start until it is reflected (remove the annotation) or the pod stops using it",
+		))
+		// The pod is synced again at each change: not said again.
+		for _, v := range []string{"1", "2"} {
+			edit(t, home.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reader"}}, func(p *corev1.Pod) { p.Labels["release"] = v })
+			g.Eventually(func(g Gomega) map[string]string { return remotePod(g, twin, "reader").Labels }).Should(HaveKeyWithValue("release", v))
+		}
+		g.Consistently(func(g Gomega) []int32 { return counts(g, ns, "reader", virtualkubelet.KeptAtHomeReason) }).
+			WithTimeout(2 * time.Second).Should(Equal([]int32{1, 1}))
+	})
+
+	t.Run("the annotation added later deletes the copy; the pods that need it say so", func(t *testing.T) {
+		g := newG(t)
+		later := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"}, Data: map[string]string{"k": "v"}}
+		g.Expect(home.Client.Create(ctx, later)).To(Succeed())
+		g.Eventually(func(g Gomega) bool { return inTwin(g, twin, "later", &corev1.ConfigMap{}) }).Should(BeTrue())
+		pod := boundPod(ns, "late-reader")
+		pod.Spec.ServiceAccountName, pod.Spec.Volumes = "", nil
+		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{
+			ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "later"}, Key: "k"}}}}
+		g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
+		g.Eventually(func(g Gomega) { remotePod(g, twin, "late-reader") }).Should(Succeed())
+		g.Expect(notes(g, ns, "late-reader", virtualkubelet.KeptAtHomeReason)).To(BeEmpty())
+
+		edit(t, home.Client, later, func(c *corev1.ConfigMap) {
+			metav1.SetMetaDataAnnotation(&c.ObjectMeta, wellknown.SkipReflectionAnnotation, "true")
+		})
+		g.Eventually(func(g Gomega) bool { return inTwin(g, twin, "later", &corev1.ConfigMap{}) }).Should(BeFalse())
+		g.Eventually(func(g Gomega) []string { return notes(g, ns, "late-reader", virtualkubelet.KeptAtHomeReason) }).Should(ConsistOf(
+			HavePrefix("ConfigMap private/later is kept at home")))
+	})
+
+	t.Run("the annotation removed reflects the object again", func(t *testing.T) {
+		g := newG(t)
+		for _, obj := range []client.Object{
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local-svc"}},
+		} {
+			edit(t, home.Client, obj, func(o client.Object) {
+				a := o.GetAnnotations()
+				delete(a, wellknown.SkipReflectionAnnotation)
+				o.SetAnnotations(a)
+			})
+		}
+		g.Eventually(func(g Gomega) {
+			cm := &corev1.ConfigMap{}
+			g.Expect(inTwin(g, twin, "later", cm)).To(BeTrue())
+			g.Expect(cm.Data).To(Equal(map[string]string{"k": "v"}))
+			svc := &corev1.Service{}
+			g.Expect(inTwin(g, twin, "local-svc", svc)).To(BeTrue())
+			g.Expect(svc.Spec.Selector).To(Equal(map[string]string{"app": "x"}))
+		}).Should(Succeed())
+	})
 }
 
 // A provider's controllers add their own keys and finalizers to a

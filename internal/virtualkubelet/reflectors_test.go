@@ -12,6 +12,61 @@ import (
 	"stretch.dev/stretch/api/wellknown"
 )
 
+func TestReflectedKeptAtHome(t *testing.T) {
+	skip := func(v string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: "x", Annotations: map[string]string{wellknown.SkipReflectionAnnotation: v}}
+	}
+	tests := []struct {
+		name      string
+		home      client.Object
+		reflected bool
+	}{
+		{"configmap kept at home", &corev1.ConfigMap{ObjectMeta: skip("true")}, false},
+		{"secret kept at home", &corev1.Secret{ObjectMeta: skip("true")}, false},
+		{"service kept at home", &corev1.Service{ObjectMeta: skip("true")}, false},
+		{"another value reflects", &corev1.ConfigMap{ObjectMeta: skip("false")}, true},
+		{"not a reflected kind", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			g.Expect(Reflected(tt.home)).To(Equal(tt.reflected))
+		})
+	}
+}
+
+func TestNeededBy(t *testing.T) {
+	optional := ptr.To(true)
+	ref := func(name string) corev1.LocalObjectReference { return corev1.LocalObjectReference{Name: name} }
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		ImagePullSecrets: []corev1.LocalObjectReference{ref("pull")},
+		Volumes: []corev1.Volume{
+			{Name: "a", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: ref("cm-volume")}}},
+			{Name: "b", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: ref("cm-optional"), Optional: optional}}},
+			{Name: "c", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s-volume"}}},
+			{Name: "d", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: ref("cm-projected")}},
+				{Secret: &corev1.SecretProjection{LocalObjectReference: ref("s-projected")}},
+				{Secret: &corev1.SecretProjection{LocalObjectReference: ref("s-optional"), Optional: optional}},
+			}}}},
+		},
+		InitContainers: []corev1.Container{{Name: "init", EnvFrom: []corev1.EnvFromSource{
+			{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: ref("cm-init")}},
+			{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: ref("s-init")}},
+		}}},
+		Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{
+			{Name: "A", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: ref("cm-env"), Key: "k"}}},
+			{Name: "B", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: ref("s-env"), Key: "k"}}},
+			{Name: "C", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: ref("s-env-optional"), Key: "k", Optional: optional}}},
+			{Name: "D", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		}}},
+	}}
+	g := NewWithT(t)
+	g.Expect(configMapReflector{}.neededBy(pod)).To(ConsistOf("cm-volume", "cm-projected", "cm-init", "cm-env"))
+	g.Expect(secretReflector{}.neededBy(pod)).To(ConsistOf("s-volume", "s-projected", "s-init", "s-env"), "optional ones and image pull Secrets are not needed to start")
+	g.Expect(serviceReflector{}.neededBy(pod)).To(BeEmpty())
+}
+
 // What an update of a reflected object keeps of the copy in the twin.
 func TestUpdateOf(t *testing.T) {
 	home := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{"app": "web", "tier": "front"}},
