@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/api/wellknown"
@@ -313,6 +314,46 @@ func (k *Kubelet) warnKeptAtHome(p *corev1.Pod) {
 }
 
 // podContainers returns the init containers and containers of pod.
+// podReferences finds in a pod the objects of one kind it refers to: each
+// accessor returns the name and optionality of a reference, and whether it
+// holds one of that kind.
+type podReferences struct {
+	volume    func(corev1.Volume) (string, *bool, bool)
+	projected func(corev1.VolumeProjection) (string, *bool, bool)
+	envFrom   func(corev1.EnvFromSource) (string, *bool, bool)
+	env       func(corev1.EnvVarSource) (string, *bool, bool)
+}
+
+// needed are the names pod refers to without marking them optional: those
+// it cannot start without.
+func (r podReferences) needed(pod *corev1.Pod) []string {
+	var names []string
+	need := func(name string, optional *bool, ok bool) {
+		if ok && !ptr.Deref(optional, false) {
+			names = append(names, name)
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		need(r.volume(v))
+		if v.Projected != nil {
+			for _, p := range v.Projected.Sources {
+				need(r.projected(p))
+			}
+		}
+	}
+	for _, c := range podContainers(pod) {
+		for _, e := range c.EnvFrom {
+			need(r.envFrom(e))
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil {
+				need(r.env(*e.ValueFrom))
+			}
+		}
+	}
+	return names
+}
+
 func podContainers(pod *corev1.Pod) []corev1.Container {
 	return slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
 }

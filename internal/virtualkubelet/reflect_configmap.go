@@ -30,37 +30,32 @@ func (configMapReflector) reflected(obj client.Object) bool {
 
 // neededBy: ConfigMaps mounted, projected or read into env, unless optional.
 func (configMapReflector) neededBy(pod *corev1.Pod) []string {
-	var names []string
-	need := func(name string, optional *bool) {
-		if !ptr.Deref(optional, false) {
-			names = append(names, name)
-		}
-	}
-	for _, v := range pod.Spec.Volumes {
-		if s := v.ConfigMap; s != nil {
-			need(s.Name, s.Optional)
-		}
-		if v.Projected != nil {
-			for _, p := range v.Projected.Sources {
-				if s := p.ConfigMap; s != nil {
-					need(s.Name, s.Optional)
-				}
+	return podReferences{
+		volume: func(v corev1.Volume) (string, *bool, bool) {
+			if v.ConfigMap == nil {
+				return "", nil, false
 			}
-		}
-	}
-	for _, c := range podContainers(pod) {
-		for _, e := range c.EnvFrom {
-			if s := e.ConfigMapRef; s != nil {
-				need(s.Name, s.Optional)
+			return v.ConfigMap.Name, v.ConfigMap.Optional, true
+		},
+		projected: func(p corev1.VolumeProjection) (string, *bool, bool) {
+			if p.ConfigMap == nil {
+				return "", nil, false
 			}
-		}
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-				need(e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Optional)
+			return p.ConfigMap.Name, p.ConfigMap.Optional, true
+		},
+		envFrom: func(e corev1.EnvFromSource) (string, *bool, bool) {
+			if e.ConfigMapRef == nil {
+				return "", nil, false
 			}
-		}
-	}
-	return names
+			return e.ConfigMapRef.Name, e.ConfigMapRef.Optional, true
+		},
+		env: func(e corev1.EnvVarSource) (string, *bool, bool) {
+			if e.ConfigMapKeyRef == nil {
+				return "", nil, false
+			}
+			return e.ConfigMapKeyRef.Name, e.ConfigMapKeyRef.Optional, true
+		},
+	}.needed(pod)
 }
 
 func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {

@@ -37,37 +37,32 @@ func (secretReflector) reflected(obj client.Object) bool {
 // Image pull Secrets are not: a pod whose images need none starts without
 // them.
 func (secretReflector) neededBy(pod *corev1.Pod) []string {
-	var names []string
-	need := func(name string, optional *bool) {
-		if !ptr.Deref(optional, false) {
-			names = append(names, name)
-		}
-	}
-	for _, v := range pod.Spec.Volumes {
-		if s := v.Secret; s != nil {
-			need(s.SecretName, s.Optional)
-		}
-		if v.Projected != nil {
-			for _, p := range v.Projected.Sources {
-				if s := p.Secret; s != nil {
-					need(s.Name, s.Optional)
-				}
+	return podReferences{
+		volume: func(v corev1.Volume) (string, *bool, bool) {
+			if v.Secret == nil {
+				return "", nil, false
 			}
-		}
-	}
-	for _, c := range podContainers(pod) {
-		for _, e := range c.EnvFrom {
-			if s := e.SecretRef; s != nil {
-				need(s.Name, s.Optional)
+			return v.Secret.SecretName, v.Secret.Optional, true
+		},
+		projected: func(p corev1.VolumeProjection) (string, *bool, bool) {
+			if p.Secret == nil {
+				return "", nil, false
 			}
-		}
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				need(e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Optional)
+			return p.Secret.Name, p.Secret.Optional, true
+		},
+		envFrom: func(e corev1.EnvFromSource) (string, *bool, bool) {
+			if e.SecretRef == nil {
+				return "", nil, false
 			}
-		}
-	}
-	return names
+			return e.SecretRef.Name, e.SecretRef.Optional, true
+		},
+		env: func(e corev1.EnvVarSource) (string, *bool, bool) {
+			if e.SecretKeyRef == nil {
+				return "", nil, false
+			}
+			return e.SecretKeyRef.Name, e.SecretKeyRef.Optional, true
+		},
+	}.needed(pod)
 }
 
 func (secretReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
