@@ -481,7 +481,9 @@ func TestLegacyPeeringKeepsWorking(t *testing.T) {
 		g.Expect(provider.Client.Create(ctx, obj)).To(Succeed())
 	}
 	running := podIn(twin, "running")
-	g.Expect(home.Create(ctx, running)).To(Succeed())
+	// The API server's authorizer learns of a new RoleBinding from its own
+	// watch, a moment after the write.
+	g.Eventually(func() error { return home.Create(ctx, running) }).Should(Succeed())
 
 	// The upgrade: install, then the new manager.
 	var out strings.Builder
