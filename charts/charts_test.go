@@ -313,6 +313,7 @@ func TestRBAC(t *testing.T) {
 	all := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 	g.Expect(workloads.Rules).To(Equal([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets", "services", "serviceaccounts"}, Verbs: all},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: all},
 		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}},

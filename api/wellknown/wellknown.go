@@ -86,6 +86,11 @@ const (
 	// offloaded pod that needs it cannot start on the provider (its home pod
 	// gets a Warning event saying so).
 	SkipReflectionAnnotation = "stretch.dev/skip-reflection"
+	// ReflectAnnotation, set to "true" on a home Ingress of an offloaded
+	// namespace, reflects it into the twins; Ingresses are reflected only
+	// on request (this annotation, or spec.reflectIngresses of the
+	// namespace's NamespaceOffloading). SkipReflectionAnnotation wins.
+	ReflectAnnotation = "stretch.dev/reflect"
 	// SystemNamespace holds Stretch's own objects on every cluster.
 	SystemNamespace = "stretch-system"
 	// IdentityConfigMapName is the ConfigMap in SystemNamespace that holds the identity.

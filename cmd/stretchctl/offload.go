@@ -118,6 +118,7 @@ flags are ORed. Without it, every provider is selected.`,
 	f.StringVar(&spec.PodOffloadingStrategy, "pod-offloading-strategy", "LocalAndRemote", "where pods run: LocalAndRemote, Local or Remote")
 	f.StringVar(&spec.NamespaceMappingStrategy, "namespace-mapping-strategy", "DefaultName", "how twins are named: DefaultName (<namespace>-<home cluster ID>), EnforceSameName or SelectedName")
 	f.StringVar(&spec.RemoteNamespaceName, "remote-namespace-name", "", "the twins' name, with --namespace-mapping-strategy SelectedName")
+	f.BoolVar(&spec.ReflectIngresses, "reflect-ingresses", false, "reflect every Ingress of the namespaces into their twins, where the providers' ingress controllers serve them (one Ingress opts in alone with the annotation stretch.dev/reflect=true)")
 	f.StringArrayVar(&spec.Selectors, "selector", nil, "providers to select, as a label selector on virtual nodes, e.g. 'region in (eu,us), !staging' (repeat to OR)")
 	f.StringVarP(&format, "output", "o", "", "print the NamespaceOffloadings as yaml or json instead of applying them (not with --wait)")
 	f.BoolVar(&wait, "wait", false, "wait until every namespace is offloaded, showing each provider's progress; fail with the reasons if one fails")

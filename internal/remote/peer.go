@@ -275,7 +275,8 @@ func (p *Peer) Health() error {
 
 // slimNode keeps of a provider Node only what the capacity and platform of a
 // virtual node are computed from (node info included: OS image, kernel and
-// runtime versions): images and volumes can be large.
+// runtime versions), and its pod CIDRs (the PodCIDRsDistinct condition):
+// images and volumes can be large.
 func slimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
@@ -283,7 +284,7 @@ func slimNode(obj any) (any, error) {
 	}
 	slim := &corev1.Node{
 		ObjectMeta: *n.ObjectMeta.DeepCopy(),
-		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable},
+		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
 		Status:     corev1.NodeStatus{Capacity: n.Status.Capacity, Allocatable: n.Status.Allocatable, Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
 	}
 	slim.ManagedFields = nil

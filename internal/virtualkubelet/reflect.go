@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
 )
 
@@ -25,6 +26,7 @@ const (
 	KindConfigMap = "ConfigMap"
 	KindSecret    = "Secret"
 	KindService   = "Service"
+	KindIngress   = "Ingress"
 )
 
 // Reasons of the events reflection records.
@@ -36,6 +38,9 @@ const (
 	// wellknown.SkipReflectionAnnotation keeps at home, so that its remote
 	// pod cannot start.
 	KeptAtHomeReason = "ObjectKeptAtHome"
+	// ReflectionFailedReason, on a home object: the provider refused its
+	// copy in a twin (admission, quota, validation).
+	ReflectionFailedReason = "ReflectionFailed"
 )
 
 // reflector is what reflecting one kind of home object into the twins
@@ -74,7 +79,14 @@ type reflector interface {
 }
 
 // reflectors are the reflected kinds.
-var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}}
+var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, ingressReflector{}}
+
+// namespaceOptIn is a reflector of a kind reflected only on request (an
+// Ingress): an object its reflected leaves out is reflected still when its
+// namespace's NamespaceOffloading asks for the kind.
+type namespaceOptIn interface {
+	optedInBy(spec offloadingv1alpha1.NamespaceOffloadingSpec) bool
+}
 
 var (
 	reflectorByKind = map[string]reflector{}
@@ -104,13 +116,35 @@ func keptAtHome(obj metav1.Object) bool {
 	return obj.GetAnnotations()[wellknown.SkipReflectionAnnotation] == "true"
 }
 
-// reflects reports whether r reflects home object obj.
+// reflects reports whether r reflects home object obj, judged on the object
+// alone (not on its namespace's opt-in: see Kubelet.reflects).
 func reflects(r reflector, obj client.Object) bool { return !keptAtHome(obj) && r.reflected(obj) }
 
-// Reflected reports whether a home object is reflected into twins: every
-// ConfigMap, Secret and Service but those that the annotation
-// wellknown.SkipReflectionAnnotation keeps at home and those each kind's
-// reflector leaves out (the namespace's own CA, service account tokens).
+// reflects reports whether r reflects home object obj: reflects, or, for a
+// kind reflected on request, requested by obj's namespace.
+func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
+	if reflects(r, obj) {
+		return true
+	}
+	o, ok := r.(namespaceOptIn)
+	if !ok || keptAtHome(obj) {
+		return false
+	}
+	off := &offloadingv1alpha1.NamespaceOffloading{}
+	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: wellknown.NamespaceOffloadingName}
+	if err := k.Offloadings.Get(context.Background(), key, off); err != nil {
+		return false // not offloaded, or unoffloaded: the twin goes
+	}
+	return o.optedInBy(off.Spec)
+}
+
+// Reflected reports whether a home object is reflected into twins, judged
+// on the object alone: every ConfigMap, Secret and Service but those that
+// the annotation wellknown.SkipReflectionAnnotation keeps at home and those
+// each kind's reflector leaves out (the namespace's own CA, service account
+// tokens), and the Ingresses annotated wellknown.ReflectAnnotation (those
+// of a namespace whose NamespaceOffloading sets spec.reflectIngresses are
+// reflected too).
 func Reflected(obj client.Object) bool {
 	r := reflectorOf(obj)
 	return r != nil && reflects(r, obj)
@@ -218,7 +252,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	if home != nil && !reflects(r, home) {
+	if home != nil && !k.reflects(r, home) {
 		if keptAtHome(home) {
 			k.enqueuePodsNeeding(r, home)
 		}
@@ -278,7 +312,29 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		return time.Second, nil
 	}
 	k.countError("reflect-"+strings.ToLower(key.Kind), err)
+	k.reflectionResult(home, key, err)
 	return 0, err
+}
+
+// reflectionResult says on home object home, with one Warning event per
+// distinct cause, that the provider refused its copy (its admission, a
+// quota, validation: see refusalReason), so that its owner learns why the
+// pods that use it do not start there; a transient failure is only
+// retried. A copy written again lets the next refusal be said again.
+func (k *Kubelet) reflectionResult(home client.Object, key objectKey, err error) {
+	if err == nil {
+		k.said.forgetAll("reflect/" + key.String())
+		return
+	}
+	if refusalReason(err) == "" {
+		return
+	}
+	said := providerWords(err)
+	if k.said.add("reflect/"+key.String(), "refused/"+string(home.GetUID())+"/"+said) {
+		k.recorder.Eventf(home, corev1.EventTypeWarning, ReflectionFailedReason,
+			"provider %s refused the copy of %s in twin %s: %s; change the %s to meet the provider's rules, ask the provider's admin to allow it, or keep it at home with the annotation %s=true (it is tried again with backoff)",
+			k.ProviderName, key, k.twins.get(key.Namespace).name, said, strings.ToLower(key.Kind), wellknown.SkipReflectionAnnotation)
+	}
 }
 
 func ptrUID(o client.Object) *types.UID { u := o.GetUID(); return &u }
@@ -416,12 +472,23 @@ func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 		return
 	}
 	if k.twins.get(obj.GetNamespace()) == nil {
-		if reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
+		if k.reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
 			k.TwinsChanged() // an idle twin, not watched yet, has work now
 		}
 		return
 	}
 	k.objects.Add(objectKey{Kind: r.kind(), Namespace: obj.GetNamespace(), Name: obj.GetName()})
+}
+
+// optInChanged syncs the objects of home namespace ns again: its
+// NamespaceOffloading asks for other kinds (see namespaceOptIn). An idle
+// twin, not watched yet, may have work now.
+func (k *Kubelet) optInChanged(ns string) {
+	if k.twins.get(ns) == nil {
+		k.TwinsChanged()
+		return
+	}
+	k.enqueueNamespaceObjects(ns)
 }
 
 // enqueueNamespaceObjects enqueues every reflected kind's objects of a home

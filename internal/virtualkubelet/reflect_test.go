@@ -7,12 +7,16 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
@@ -251,4 +255,122 @@ func TestReflectionKeepsWhatTheProviderAdds(t *testing.T) {
 		// kubelet takes into its twins when it starts finds the copy.
 		g.Eventually(func(g Gomega) bool { return inTwin(g, twin, "web", &corev1.Service{}) }).Should(BeFalse())
 	})
+}
+
+// A copy the provider refuses (here a ValidatingAdmissionPolicy of the
+// provider's admin) is said on the home object, once per cause, in the
+// provider's words; a copy written again lets the next refusal be said.
+func TestRefusedReflectionIsSaidAtHome(t *testing.T) {
+	g := newG(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "refused-copies"
+	twin := offload(t, g, ns)
+
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-forbidden-keys"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: `!has(object.data) || !("forbidden" in object.data)`,
+				Message:    "configmaps may not hold the key forbidden here",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-forbidden-keys"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{wellknown.OriginClusterIDLabel: homeID}}},
+		},
+	}
+	g.Expect(eu.Client.Create(ctx, policy)).To(Succeed())
+	g.Expect(eu.Client.Create(ctx, binding)).To(Succeed())
+	t.Cleanup(func() {
+		_ = eu.Client.Delete(ctx, binding)
+		_ = eu.Client.Delete(ctx, policy)
+	})
+	// The policy is in force once the provider refuses a probe.
+	g.Eventually(func() error {
+		return eu.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: twin, Name: "probe"},
+			Data: map[string]string{"forbidden": "x"}}, client.DryRunAll)
+	}).Should(MatchError(ContainSubstring("configmaps may not hold the key forbidden here")))
+
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{"forbidden": "x"}}
+	g.Expect(home.Client.Create(ctx, cm)).To(Succeed())
+	g.Eventually(func(g Gomega) []string { return notes(g, ns, "settings", virtualkubelet.ReflectionFailedReason) }).Should(ConsistOf(
+		And(HavePrefix("provider eu refused the copy of ConfigMap refused-copies/settings in twin "+twin+": "),
+			ContainSubstring("configmaps may not hold the key forbidden here"),
+			ContainSubstring("keep it at home with the annotation stretch.dev/skip-reflection=true"))))
+	// Retried with backoff, not said again.
+	g.Consistently(func(g Gomega) []int32 { return counts(g, ns, "settings", virtualkubelet.ReflectionFailedReason) }).
+		WithTimeout(3 * time.Second).Should(Equal([]int32{1}))
+	g.Expect(inTwin(g, twin, "settings", &corev1.ConfigMap{})).To(BeFalse())
+
+	// Fixed at home: reflected. Broken again: said again.
+	edit(t, home.Client, cm, func(c *corev1.ConfigMap) { c.Data = map[string]string{"allowed": "x"} })
+	g.Eventually(func(g Gomega) bool { return inTwin(g, twin, "settings", &corev1.ConfigMap{}) }).Should(BeTrue())
+	edit(t, home.Client, cm, func(c *corev1.ConfigMap) { c.Data["forbidden"] = "y" })
+	g.Eventually(func(g Gomega) []int32 { return counts(g, ns, "settings", virtualkubelet.ReflectionFailedReason) }).Should(Equal([]int32{2}))
+}
+
+// Ingresses are reflected on request only: one that carries the annotation
+// stretch.dev/reflect=true, or every one of a namespace whose
+// NamespaceOffloading sets spec.reflectIngresses; skip-reflection wins.
+func TestIngressReflection(t *testing.T) {
+	g := newG(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ns := "ingresses"
+	twin := offload(t, g, ns)
+	ingress := func(name string, annotations map[string]string) *networkingv1.Ingress {
+		return &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
+			Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{
+				Host: name + ".example.com",
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
+					Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix),
+					Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}},
+				}}}},
+			}}},
+		}
+	}
+	for _, ing := range []*networkingv1.Ingress{
+		ingress("plain", nil),
+		ingress("opted", map[string]string{wellknown.ReflectAnnotation: "true"}),
+		ingress("kept", map[string]string{wellknown.ReflectAnnotation: "true", wellknown.SkipReflectionAnnotation: "true"}),
+	} {
+		g.Expect(home.Client.Create(ctx, ing)).To(Succeed())
+	}
+	reflectedNow := func(g Gomega) []string {
+		var names []string
+		for _, name := range []string{"plain", "opted", "kept"} {
+			if inTwin(g, twin, name, &networkingv1.Ingress{}) {
+				names = append(names, name)
+			}
+		}
+		return names
+	}
+
+	g.Eventually(func(g Gomega) {
+		copied := &networkingv1.Ingress{}
+		g.Expect(inTwin(g, twin, "opted", copied)).To(BeTrue())
+		g.Expect(copied.Spec.Rules).To(Equal(ingress("opted", nil).Spec.Rules))
+		g.Expect(copied.Labels).To(HaveKeyWithValue(wellknown.OriginClusterIDLabel, homeID))
+	}).Should(Succeed())
+	g.Consistently(reflectedNow).WithTimeout(2 * time.Second).Should(Equal([]string{"opted"}))
+
+	off := &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wellknown.NamespaceOffloadingName}}
+	edit(t, home.Client, off, func(o *offloadingv1alpha1.NamespaceOffloading) { o.Spec.ReflectIngresses = true })
+	g.Eventually(reflectedNow).Should(Equal([]string{"plain", "opted"}))
+	g.Consistently(reflectedNow).WithTimeout(2 * time.Second).Should(Equal([]string{"plain", "opted"}))
+
+	edit(t, home.Client, off, func(o *offloadingv1alpha1.NamespaceOffloading) { o.Spec.ReflectIngresses = false })
+	g.Eventually(reflectedNow).Should(Equal([]string{"opted"}))
 }

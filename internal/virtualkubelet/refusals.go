@@ -205,12 +205,18 @@ func (k *Kubelet) refusedBy(ctx context.Context, t *twin, home, want *corev1.Pod
 // refusalMessage is what the home pod says of a refusal: the provider's own
 // words, and what lifts it.
 func refusalMessage(provider string, err error) string {
+	said := providerWords(err)
+	return fmt.Sprintf("provider %s refused the pod: %s; change the pod to meet the provider's policy (a changed pod is tried at once), or ask the admin of provider %s to allow it (the pod stays Pending and is tried again every %s, up to every %s)",
+		provider, said, provider, shortDuration(refusalRetries.first), shortDuration(refusalRetries.max))
+}
+
+// providerWords is the provider's error err, cut at maxProviderMessage.
+func providerWords(err error) string {
 	said := err.Error()
 	if len(said) > maxProviderMessage {
 		said = strings.ToValidUTF8(said[:maxProviderMessage], "") + "..."
 	}
-	return fmt.Sprintf("provider %s refused the pod: %s; change the pod to meet the provider's policy (a changed pod is tried at once), or ask the admin of provider %s to allow it (the pod stays Pending and is tried again every %s, up to every %s)",
-		provider, said, provider, shortDuration(refusalRetries.first), shortDuration(refusalRetries.max))
+	return said
 }
 
 // shortDuration writes d without its trailing zero units: 5m, not 5m0s.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/identity"
 	"stretch.dev/stretch/internal/remote"
@@ -65,6 +66,7 @@ type running struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -91,6 +93,22 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 		DeleteFunc: func(any) { s.twinsChanged("") },
 	})
 	s.Registry.OnReady(s.twinsChanged)
+	// Kinds reflected on a namespace's request follow its NamespaceOffloading.
+	offloadings, err := mgr.GetCache().GetInformer(context.Background(), &offloadingv1alpha1.NamespaceOffloading{})
+	if err != nil {
+		return fmt.Errorf("watching NamespaceOffloadings for the virtual kubelets: %w", err)
+	}
+	if _, err := offloadings.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*offloadingv1alpha1.NamespaceOffloading)
+			c, ok2 := cur.(*offloadingv1alpha1.NamespaceOffloading)
+			if ok1 && ok2 && o.Spec.ReflectIngresses != c.Spec.ReflectIngresses {
+				s.optInChanged(c.Namespace)
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("watching NamespaceOffloadings for the virtual kubelets: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("virtualkubelet").
 		// Status writes too: the first one follows the peer's creation.
@@ -223,6 +241,16 @@ func (s *Set) twinsChanged(clusterID string) {
 		if clusterID == "" || r.peer.ClusterID == clusterID {
 			r.kubelet.TwinsChanged()
 		}
+	}
+}
+
+// optInChanged tells every kubelet that home namespace ns asks for other
+// kinds to be reflected.
+func (s *Set) optInChanged(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.kubelets {
+		r.kubelet.optInChanged(ns)
 	}
 }
 

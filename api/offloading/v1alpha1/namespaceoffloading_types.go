@@ -108,6 +108,14 @@ type NamespaceOffloadingSpec struct {
 	// offloading.stretch.dev/cluster-selector-error annotation.
 	// +optional
 	ClusterSelector *corev1.NodeSelector `json:"clusterSelector,omitempty"`
+
+	// ReflectIngresses reflects every Ingress of this namespace into its
+	// twins, where the providers' ingress controllers serve them. Off by
+	// default: an Ingress exposes the namespace at the providers' addresses.
+	// One Ingress opts in alone with the annotation stretch.dev/reflect:
+	// "true"; stretch.dev/skip-reflection: "true" keeps one at home.
+	// +optional
+	ReflectIngresses bool `json:"reflectIngresses,omitempty"`
 }
 
 // RemoteNamespaceConditions are the conditions of one provider's twin namespace.

@@ -16,6 +16,11 @@ const (
 	AuthenticatedCondition = "Authenticated"
 	// VirtualNodeReadyCondition is True while the virtual node is Ready.
 	VirtualNodeReadyCondition = "VirtualNodeReady"
+	// PodCIDRsDistinctCondition is True while the provider's pod CIDRs
+	// overlap neither this cluster's nor another provider's: the pod IPs
+	// Stretch publishes in endpoints then name one pod each. False names
+	// the overlap; Unknown when a side's nodes do not say their pod CIDRs.
+	PodCIDRsDistinctCondition = "PodCIDRsDistinct"
 )
 
 // SecretKeyReference names a key of a Secret in a given namespace.
@@ -58,7 +63,8 @@ type RemoteClusterSpec struct {
 
 // RemoteClusterStatus is what the home cluster observed of the provider.
 type RemoteClusterStatus struct {
-	// Conditions: APIReachable, Authenticated and VirtualNodeReady.
+	// Conditions: APIReachable, Authenticated, VirtualNodeReady and
+	// PodCIDRsDistinct.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -75,6 +81,13 @@ type RemoteClusterStatus struct {
 	// Capacity is what the provider's nodes offer, before the spec's caps.
 	// +optional
 	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+
+	// PodCIDRs are the pod CIDRs of the provider's nodes (spec.podCIDRs),
+	// adjacent ranges merged; empty when its nodes do not say them (a
+	// network plugin that allocates pod IPs itself).
+	// +listType=atomic
+	// +optional
+	PodCIDRs []string `json:"podCIDRs,omitempty"`
 
 	// Policy is the TenantPolicy the provider holds for this cluster, as
 	// last read: the virtual node advertises no more than its limits. Unset

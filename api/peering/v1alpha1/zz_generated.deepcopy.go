@@ -157,6 +157,11 @@ func (in *RemoteClusterStatus) DeepCopyInto(out *RemoteClusterStatus) {
 			(*out)[key] = val.DeepCopy()
 		}
 	}
+	if in.PodCIDRs != nil {
+		in, out := &in.PodCIDRs, &out.PodCIDRs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Policy != nil {
 		in, out := &in.Policy, &out.Policy
 		*out = new(ProviderPolicy)

@@ -99,6 +99,9 @@ func collectProvider(ctx context.Context, c client.Reader, name, homeID, namespa
 		p.AskError = fmt.Sprintf("reading RemoteCluster %s: %v", name, err)
 		return p
 	}
+	if cond := meta.FindStatusCondition(rc.Status.Conditions, peeringv1alpha1.PodCIDRsDistinctCondition); cond != nil && cond.Status == metav1.ConditionFalse {
+		p.PodCIDROverlap = cond.Message
+	}
 	for _, t := range []string{peeringv1alpha1.APIReachableCondition, peeringv1alpha1.AuthenticatedCondition} {
 		if cond := meta.FindStatusCondition(rc.Status.Conditions, t); cond != nil && cond.Status == metav1.ConditionFalse {
 			// Asking would only wait for the timeout.

@@ -51,6 +51,8 @@ type SpecOptions struct {
 	// Selectors are label-selector expressions, e.g. "region in (eu,us),
 	// !staging"; each is one term, and terms are ORed.
 	Selectors []string
+	// ReflectIngresses reflects every Ingress of the namespaces.
+	ReflectIngresses bool
 }
 
 // Spec validates the options and builds the spec, without a cluster.
@@ -59,6 +61,7 @@ func (o SpecOptions) Spec() (offloadingv1alpha1.NamespaceOffloadingSpec, error) 
 		PodOffloadingStrategy:    offloadingv1alpha1.PodOffloadingStrategy(o.PodOffloadingStrategy),
 		NamespaceMappingStrategy: offloadingv1alpha1.NamespaceMappingStrategy(o.NamespaceMappingStrategy),
 		RemoteNamespaceName:      o.RemoteNamespaceName,
+		ReflectIngresses:         o.ReflectIngresses,
 	}
 	if spec.PodOffloadingStrategy == "" {
 		spec.PodOffloadingStrategy = offloadingv1alpha1.LocalAndRemoteStrategy

@@ -62,6 +62,8 @@ func TestSpec(t *testing.T) {
 					{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: corev1.NodeSelectorOpIn, Values: []string{"eu"}}}},
 					{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "region", Operator: corev1.NodeSelectorOpIn, Values: []string{"us"}}}},
 				}}}},
+		{name: "Ingresses reflected", opts: SpecOptions{ReflectIngresses: true},
+			want: offloadingv1alpha1.NamespaceOffloadingSpec{PodOffloadingStrategy: "LocalAndRemote", NamespaceMappingStrategy: "DefaultName", ReflectIngresses: true}},
 		{name: "bad strategy", opts: SpecOptions{PodOffloadingStrategy: "remote"}, wantErr: "must be one of LocalAndRemote, Local, Remote"},
 		{name: "bad mapping", opts: SpecOptions{NamespaceMappingStrategy: "Same"}, wantErr: "must be one of DefaultName, EnforceSameName, SelectedName"},
 		{name: "SelectedName without name", opts: SpecOptions{NamespaceMappingStrategy: "SelectedName"}, wantErr: "needs --remote-namespace-name"},

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -172,6 +173,10 @@ type scope struct {
 	probed bool
 	obs    observation
 	ready  readiness
+	// podCIDRs are the provider's pod CIDRs, and podCIDRsDistinct their
+	// judgement, when the probe listed its nodes.
+	podCIDRs         []netip.Prefix
+	podCIDRsDistinct *metav1.Condition
 }
 
 // Reconcile probes one provider and brings its virtual node in line.
@@ -227,6 +232,17 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) error {
 		// The owner's virtual node already stands for this provider.
 		s.ready = readiness{metav1.ConditionFalse, ReasonDuplicateClusterID, obs.failure.message}
 		return nil
+	}
+	if obs.failure == nil {
+		// Judged on what the provider's nodes say now; kept as last judged
+		// while it cannot be reached.
+		home, others, err := r.cidrPeers(ctx, rc)
+		if err != nil {
+			return err
+		}
+		s.podCIDRs = podCIDRsOf(obs.nodes)
+		c := podCIDRsCondition(rc, s.podCIDRs, home, others)
+		s.podCIDRsDistinct = &c
 	}
 	wasReady := meta.IsStatusConditionTrue(rc.Status.Conditions, peeringv1alpha1.VirtualNodeReadyCondition)
 	s.ready = nodeReadiness(rc, obs.failure, wasReady, rc.Status.LastHeartbeatTime, r.Clock.Now(), heartbeatGrace(r.ProbeInterval))
@@ -468,6 +484,10 @@ func (r *Reconciler) computeStatus(s *scope) {
 	if obs.policyRead {
 		rc.Status.Policy = obs.policy
 	}
+	if s.podCIDRsDistinct != nil {
+		rc.Status.PodCIDRs = prefixStrings(s.podCIDRs)
+		setCondition(rc, *s.podCIDRsDistinct)
+	}
 	if obs.failure == nil {
 		rc.Status.Capacity = capacityOf(obs.nodes)
 		now := metav1.NewTime(r.Clock.Now())
@@ -481,9 +501,9 @@ func (r *Reconciler) computeStatus(s *scope) {
 // updates the metrics.
 func (r *Reconciler) recordTransitions(before *peeringv1alpha1.RemoteCluster, s *scope) {
 	rc := s.rc
-	for _, t := range []string{peeringv1alpha1.APIReachableCondition, peeringv1alpha1.AuthenticatedCondition} {
+	for _, t := range []string{peeringv1alpha1.APIReachableCondition, peeringv1alpha1.AuthenticatedCondition, peeringv1alpha1.PodCIDRsDistinctCondition} {
 		c, old := meta.FindStatusCondition(rc.Status.Conditions, t), meta.FindStatusCondition(before.Status.Conditions, t)
-		if c.Status == metav1.ConditionFalse && (old == nil || old.Status != c.Status || old.Reason != c.Reason) {
+		if c != nil && c.Status == metav1.ConditionFalse && (old == nil || old.Status != c.Status || old.Reason != c.Reason) {
 			r.Recorder.Eventf(rc, nil, corev1.EventTypeWarning, c.Reason, "Probe", "%s", c.Message)
 		}
 	}

@@ -67,6 +67,9 @@ type Provider struct {
 	Request *peeringv1alpha1.RemoteNamespaceStatus
 	// AskError is why the provider could not be asked.
 	AskError string
+	// PodCIDROverlap is the message of its RemoteCluster's PodCIDRsDistinct
+	// condition when that is False; empty otherwise.
+	PodCIDROverlap string
 }
 
 // Run runs every check that applies, in the FAQ's order.
@@ -77,7 +80,8 @@ func Run(o Observed) []Check {
 	}
 	checks = append(checks, phase(off), selectorSyntax(off), selection(o, off), twinName(o, off), providers(o, off), strategy(o, off))
 	checks = append(checks, pendingPods(o, off)...)
-	return append(checks, refusedPods(o)...)
+	checks = append(checks, refusedPods(o)...)
+	return append(checks, podCIDROverlaps(o, off)...)
 }
 
 // AllPassed reports whether every check passed.

@@ -503,3 +503,39 @@ func TestRefusedPods(t *testing.T) {
 		})
 	}
 }
+
+// TestPodCIDROverlaps: a selected provider whose pod CIDRs overlap makes a
+// Warning that quotes its RemoteCluster's condition; a provider that is not
+// selected, or no overlap, makes no check.
+func TestPodCIDROverlaps(t *testing.T) {
+	const overlap = "pod CIDR 10.244.0.0/16 of provider provider-eu overlaps 10.244.3.0/24 of this cluster: ..."
+	tests := []struct {
+		name      string
+		providers map[string]Provider
+		want      string // the detail; empty: no check
+	}{
+		{name: "no overlap", providers: map[string]Provider{"provider-eu": {Peered: true, Asked: true}}},
+		{name: "selected provider overlaps", providers: map[string]Provider{"provider-eu": {Peered: true, PodCIDROverlap: overlap}},
+			want: "provider-eu: " + overlap},
+		{name: "a provider not selected overlaps", providers: map[string]Provider{"provider-us": {Peered: true, PodCIDROverlap: overlap}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := healthy()
+			o.Providers = tt.providers
+			var found []Check
+			for _, c := range Run(o) {
+				if c.Name == podCIDRsCheck {
+					found = append(found, c)
+				}
+			}
+			if tt.want == "" {
+				g.Expect(found).To(BeEmpty())
+				return
+			}
+			g.Expect(found).To(ConsistOf(And(HaveField("Result", Warning), HaveField("Detail", tt.want),
+				HaveField("Fix", ContainSubstring("give the clusters distinct pod CIDRs")))))
+		})
+	}
+}
