@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 const suite = "bench"
@@ -41,6 +43,7 @@ func TestBenchmarks(t *testing.T) {
 	r := &report{}
 	burstOK := t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
 	offloadOK := t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
+	writersOK := t.Run("who sends each write", func(t *testing.T) { writers(t, r) })
 	plot, err := r.png()
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +53,7 @@ func TestBenchmarks(t *testing.T) {
 		t.Log("\n" + md)
 		return
 	}
-	if !burstOK || !offloadOK || t.Failed() {
+	if !burstOK || !offloadOK || !writersOK || t.Failed() {
 		t.Logf("not writing %s: a scenario failed, and a partial report would replace the last complete one; it is left as it was", *out)
 		return
 	}
@@ -138,6 +141,22 @@ func podBurst(t *testing.T, report *report) {
 	}
 	report.BurstCPU, report.BurstPeakRSS = after.CPU-before.CPU, peak
 
+	if runtime.NumCPU() < 2 {
+		t.Fatalf("the bursts on CPUs of their own need 2 CPUs; this machine has %d", runtime.NumCPU())
+	}
+	report.PinnedCPUs = [2]int{0, 1}
+	b.pin(t, report.PinnedCPUs[0], report.PinnedCPUs[1])
+	for _, n := range ns {
+		for rep := range rs {
+			name := fmt.Sprintf("pinned-n%d-r%d", n, rep)
+			t.Logf("burst of %d pods on pinned CPUs, repetition %d", n, rep+1)
+			vanilla := b.burst(t, name, n, b.provider)
+			stretch := b.burst(t, name, n, b.home, b.provider)
+			report.addPinned(n, vanilla, stretch)
+		}
+	}
+	b.unpin(t)
+
 	pods := 3
 	if *full {
 		pods = 500
@@ -181,8 +200,13 @@ type bench struct {
 // setUp starts home and one provider with nodes kwok nodes each and no QPS
 // limits, installs and peers them, and offloads namespace bench.
 func setUp(t *testing.T, nodes int) *bench {
+	return setUpWith(t, kwok.Options{FakeNodes: nodes, DisableQPSLimits: true})
+}
+
+// setUpWith is setUp with the clusters' options opts.
+func setUpWith(t *testing.T, opts kwok.Options) *bench {
 	g := NewWithT(t)
-	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: nodes, DisableQPSLimits: true}, "home", "provider")
+	clusters := testenv.StartKwokClustersForTest(t, suite, opts, "home", "provider")
 	b := &bench{home: clusters[0], provider: clusters[1], managers: map[string]*testenv.ManagerProcess{}}
 	stretchctl := testenv.Command(t, "stretchctl")
 	for role, c := range map[string]*kwok.Cluster{"home": b.home, "provider": b.provider} {
@@ -196,6 +220,32 @@ func setUp(t *testing.T, nodes int) *bench {
 		g.Expect(c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vanilla}})).To(Succeed())
 	}
 	return b
+}
+
+// pin runs every process of the home cluster and its manager on CPU home,
+// and those of the provider and its manager on CPU provider.
+func (b *bench) pin(t *testing.T, home, provider int) {
+	for role, cpu := range map[string]int{"home": home, "provider": provider} {
+		c := map[string]*kwok.Cluster{"home": b.home, "provider": b.provider}[role]
+		if err := c.Pin(cpu); err != nil {
+			t.Fatal(err)
+		}
+		if err := machine.Pin(b.managers[role].PID, cpu); err != nil {
+			t.Fatalf("%s manager: %v", role, err)
+		}
+	}
+}
+
+// unpin lets every process of both clusters run on every CPU again.
+func (b *bench) unpin(t *testing.T) {
+	for role, c := range map[string]*kwok.Cluster{"home": b.home, "provider": b.provider} {
+		if err := c.Pin(); err != nil {
+			t.Fatal(err)
+		}
+		if err := machine.Pin(b.managers[role].PID); err != nil {
+			t.Fatalf("%s manager: %v", role, err)
+		}
+	}
 }
 
 // vanilla is the namespace of the baselines, on both clusters.

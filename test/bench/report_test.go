@@ -233,3 +233,33 @@ func TestRSSMeter(t *testing.T) {
 		})
 	}
 }
+
+// The pinned bursts make a table of their own, with the CPUs named and the
+// ratios per repetition.
+func TestPinnedTable(t *testing.T) {
+	g := NewWithT(t)
+	r := &report{Counts: []int{100}, PinnedCPUs: [2]int{0, 1}}
+	g.Expect(r.pinnedTable()).To(BeEmpty())
+	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 8 * time.Second}, measurement{Ready: 11 * time.Second, Deleted: 12 * time.Second})
+	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 10 * time.Second}, measurement{Ready: 13 * time.Second, Deleted: 10 * time.Second})
+	table := r.pinnedTable()
+	g.Expect(table).To(ContainSubstring("pinned to CPU 0 and every process of the provider to CPU 1"))
+	g.Expect(table).To(ContainSubstring("| 100 | 10.00 / 10.00 / 10.00 | 11.00 / 13.00 / 13.00 | 1.10 / 1.30 / 1.30 | 8.00 / 10.00 / 10.00 | 10.00 / 12.00 / 12.00 | 1.00 / 1.50 / 1.50 |"))
+	g.Expect(r.markdown()).To(ContainSubstring("### Each cluster on a CPU of its own"))
+}
+
+// The senders table lists each request's senders per pod, busiest first,
+// leaves out the rare ones and says why a known one stays.
+func TestWritersTable(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(writersTable(nil)).To(BeEmpty())
+	writeReasons["DELETE pods (404)|kwok"] = "kwok deletes twice"
+	t.Cleanup(func() { delete(writeReasons, "DELETE pods (404)|kwok") })
+	table := writersTable([]writersRow{{Scenario: "vanilla", Phase: "creation until Ready", Cluster: "provider", Pods: 100, Writes: map[string]map[string]int64{
+		"POST pods":         {"kube-controller-manager as system:serviceaccount:kube-system:replicaset-controller": 100},
+		"DELETE pods (404)": {"kwok as system:admin": 48, "kubectl as system:admin": 30, "rare as x": 0},
+	}}})
+	g.Expect(table).To(ContainSubstring("One burst of 100 pods"))
+	g.Expect(table).To(ContainSubstring("| vanilla | creation until Ready | provider | DELETE pods (404) | kwok as system:admin | 0.48 | kwok deletes twice |\n| vanilla | creation until Ready | provider | DELETE pods (404) | kubectl as system:admin | 0.30 |  |\n| vanilla | creation until Ready | provider | POST pods |"))
+	g.Expect(table).NotTo(ContainSubstring("rare as x"))
+}

@@ -96,6 +96,10 @@ type Options struct {
 	// stand for different clusters of a story want ranges of their own, or
 	// their pods show the same IPs.
 	PodCIDR string
+	// AuditWrites makes the API server log every write request (who sent
+	// it, and the answer's code) for AuditedWrites; it costs the API server
+	// a line per write, so benchmarks that compare timings leave it off.
+	AuditWrites bool
 	// ServiceCIDR is the range of Service cluster IPs (the API server's
 	// --service-cluster-ip-range), e.g. "10.120.0.0/16"; empty: the API
 	// server's default, 10.0.0.0/24, which overlaps kwok's default PodCIDR.
@@ -265,7 +269,15 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 		return err
 	}
 	configPath := filepath.Join(c.root, "kwokctl.yaml")
-	config, err := yaml.Marshal(kwokctlConfiguration(c.ports, bins["kubectl"], filepath.Join(c.clusterDir, "pki"), c.opts))
+	conf := kwokctlConfiguration(c.ports, bins["kubectl"], filepath.Join(c.clusterDir, "pki"), c.opts)
+	if c.opts.AuditWrites {
+		policy, err := c.writeAuditPolicy()
+		if err != nil {
+			return err
+		}
+		conf["options"].(map[string]any)["kubeAuditPolicy"] = policy
+	}
+	config, err := yaml.Marshal(conf)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,17 @@ func (c *Cluster) PIDs() map[string]int {
 	return pids
 }
 
+// Pin restricts every component process to the CPUs cpus (all CPUs when
+// empty): see machine.Pin.
+func (c *Cluster) Pin(cpus ...int) error {
+	for name, p := range c.procs {
+		if err := machine.Pin(p.pid, cpus...); err != nil {
+			return fmt.Errorf("cluster %s, %s: %w", c.Name, name, err)
+		}
+	}
+	return nil
+}
+
 // Running returns the components whose process still runs.
 func (c *Cluster) Running() []string {
 	var names []string

@@ -3,6 +3,9 @@ package machine
 import (
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -47,5 +50,34 @@ func TestBinaryMissing(t *testing.T) {
 	_, err := Binary("kube-apiserver")
 	if err == nil || !strings.Contains(err.Error(), "run 'make tools'") {
 		t.Errorf("Binary of a missing tool: %v, want an error that says to run 'make tools'", err)
+	}
+}
+
+// TestPin pins a child process to CPU 0, then back to every CPU.
+func TestPin(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	if err := Pin(pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Affinity(pid); err != nil || !slices.Equal(got, []int{0}) {
+		t.Fatalf("after Pin(%d, 0): CPUs %v, %v; want [0]", pid, got, err)
+	}
+	if err := Pin(pid); err != nil {
+		t.Fatal(err)
+	}
+	all := make([]int, runtime.NumCPU())
+	for i := range all {
+		all[i] = i
+	}
+	if got, err := Affinity(pid); err != nil || !slices.Equal(got, all) {
+		t.Fatalf("after Pin(%d): CPUs %v, %v; want %v", pid, got, err, all)
+	}
+	if err := Pin(pid, runtime.NumCPU()); err == nil || !strings.Contains(err.Error(), "this machine has CPUs 0 to") {
+		t.Fatalf("Pin to a CPU the machine lacks: %v", err)
 	}
 }
