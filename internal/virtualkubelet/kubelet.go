@@ -6,7 +6,7 @@
 //
 // Its queues watch the pods bound to the node and the twins' pods, and keep
 // each remote pod, and the status home, in line; the virtual-kubelet library
-// serves logs and exec. The node itself (labels, capacity, Ready, Lease) is
+// serves logs, exec, attach, port-forward and stats (server.go). The node itself (labels, capacity, Ready, Lease) is
 // kept by the remotecluster controller, which knows the provider's health.
 package virtualkubelet
 
