@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +77,7 @@ func TestOffloadOnRealNodes(t *testing.T) {
 	step(t, "the managers run as pods and their webhooks answer through their Service", w.managersAsPods)
 	step(t, "a Deployment offloaded with Remote runs in real containers", w.deploymentOffloaded)
 	step(t, "logs and exec reach the remote containers", w.logsAndExec)
+	step(t, "port-forward and attach reach the remote containers", w.portForwardAndAttach)
 	step(t, "the home ServiceAccount token reaches the home API server with its rights only", w.homeToken)
 	step(t, "restarts, exit codes and OOMKilled show at home", w.restartsAndExitCodes)
 	step(t, "deleting a pod at home delivers SIGTERM and honours the grace period", w.gracefulDeletion)
@@ -305,6 +308,75 @@ func (w *offloadWorld) logsAndExec(t *testing.T) {
 	// terminals, and the terminal turns \n into \r\n.
 	stdout := w.execTTY(t, appNamespace, pod, "/testapp", "tty")
 	g.Expect(stdout).To(Equal("stdin terminal: true, stdout terminal: true\r\n"))
+}
+
+// portForwardAndAttach runs kubectl port-forward to the test app's HTTP
+// server in an offloaded pod, and kubectl attach to a pod whose main
+// process logs its stdin (docs/design.md §4.24).
+func (w *offloadWorld) portForwardAndAttach(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	pod := w.homePods(g, appNamespace, "app=testapp")[0]
+	remote := w.remotePodOf(g, pod)
+
+	forward := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", appNamespace,
+		"port-forward", "--address", "127.0.0.1", "pod/"+pod.Name, ":8080")
+	var forwarded testenv.SyncBuffer
+	forward.Stdout, forward.Stderr = &forwarded, &forwarded
+	g.Expect(forward.Start()).To(Succeed())
+	defer func() {
+		_ = forward.Process.Kill()
+		_ = forward.Wait()
+	}()
+	var local string
+	g.Eventually(func(g Gomega) {
+		m := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) -> 8080`).FindStringSubmatch(forwarded.String())
+		g.Expect(m).To(HaveLen(2), forwarded.String())
+		local = m[1]
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	client := &http.Client{Timeout: 10 * time.Second}
+	// Several connections, each its own stream to the remote pod, which
+	// answers with its hostname: the remote pod's name.
+	for range 3 {
+		resp, err := client.Get("http://" + local + "/")
+		g.Expect(err).NotTo(HaveOccurred(), forwarded.String())
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(body)).To(Equal("testapp on " + remote.Name + "\n"))
+	}
+	g.Eventually(func() string {
+		out, _ := w.kubectl(t, w.home, "-n", appNamespace, "logs", pod.Name)
+		return out
+	}).WithTimeout(30*time.Second).Should(ContainSubstring("request GET / from 127.0.0.1:"), "the request reached the container through its loopback, as port-forward does")
+
+	attached := testappPod(appNamespace, "attached", w.testapp.Ref)
+	c := &attached.Spec.Containers[0]
+	c.Stdin = true
+	c.Env = append(c.Env, corev1.EnvVar{Name: "TESTAPP_STDIN", Value: "echo"})
+	_, err := w.homeCS.CoreV1().Pods(appNamespace).Create(ctx, attached, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() {
+		_ = w.homeCS.CoreV1().Pods(appNamespace).Delete(context.Background(), attached.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	}()
+	waitRunningReady(ctx, g, w.homeCS, appNamespace, attached.Name)
+	attach := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", appNamespace, "attach", "-i", attached.Name)
+	stdin, err := attach.StdinPipe()
+	g.Expect(err).NotTo(HaveOccurred())
+	var out testenv.SyncBuffer
+	attach.Stdout, attach.Stderr = &out, &out
+	g.Expect(attach.Start()).To(Succeed())
+	defer func() {
+		_ = attach.Process.Kill()
+		_ = attach.Wait()
+	}()
+	_, err = io.WriteString(stdin, "hello from home\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(out.String).WithTimeout(30*time.Second).Should(ContainSubstring("testapp: stdin: hello from home"),
+		"the line went to the remote container's stdin, and its output came back")
+	_, err = io.WriteString(stdin, "and another\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(out.String).WithTimeout(30 * time.Second).Should(ContainSubstring("testapp: stdin: and another"))
 }
 
 // execTTY runs a command in a home pod with a TTY, as kubectl exec -it does,

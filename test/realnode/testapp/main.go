@@ -12,6 +12,7 @@
 //	TESTAPP_TERM_GRACE  how long to keep serving after SIGTERM before exiting 0 (default 0)
 //	TESTAPP_API_PATH    an API path to GET once at start, e.g. /api/v1/namespaces/default/pods
 //	TESTAPP_ALLOC_MIB   allocate and touch this many MiB at start (to be OOMKilled under a limit)
+//	TESTAPP_STDIN       "echo": log each line of stdin as "testapp: stdin: LINE" (for kubectl attach)
 //
 // Endpoints: /healthz, /readyz (503 once terminating), /exit?code=N,
 // /crash (panics: exit code 2), /api?path=P (GET P from the API server).
@@ -25,6 +26,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -189,6 +191,19 @@ func serve() error {
 		}
 	}()
 
+	switch v := os.Getenv("TESTAPP_STDIN"); v {
+	case "":
+	case "echo":
+		go func() {
+			lines := bufio.NewScanner(os.Stdin)
+			for lines.Scan() {
+				logf("stdin: %s", lines.Text())
+			}
+			logf("stdin closed")
+		}()
+	default:
+		return fmt.Errorf("TESTAPP_STDIN=%q: the only mode is echo", v)
+	}
 	if path := os.Getenv("TESTAPP_API_PATH"); path != "" {
 		go func() {
 			out, _ := callAPI(path, logBodyLimit)
