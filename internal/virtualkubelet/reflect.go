@@ -227,9 +227,9 @@ func (c objectCaches) list(kind, ns string) []client.Object {
 // syncObject makes the copy of a home object in its twin equal to it:
 // created, updated (replaced when that cannot be done in place), or deleted
 // when the home object is gone or kept at home, when the object it follows
-// is (an EndpointSlice's Service), or when this peering needs no copy. An object of the twin that
-// Stretch did not create is never changed; in one it did, the provider's
-// own label and annotation keys and finalizers stay.
+// is (an EndpointSlice's Service), or when this peering needs no copy. An
+// object of the twin that Stretch did not create is never changed; in one
+// it did, the provider's own label and annotation keys and finalizers stay.
 func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration, error) {
 	r := reflectorByKind[key.Kind]
 	t := k.twins.get(key.Namespace)
