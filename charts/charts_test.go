@@ -320,6 +320,7 @@ func TestRBAC(t *testing.T) {
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"metrics.k8s.io"}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 	}), "what a home cluster may do in its twins (templates/rbac.yaml): every rule a right given to another cluster")
 
 	binding := convert(t, objs, "ClusterRoleBinding", wellknown.ManagerName, &rbacv1.ClusterRoleBinding{})

@@ -1,8 +1,9 @@
 // Package virtualkubelet runs, for each peering, the kubelet of the virtual
 // node that stands for the provider: home pods bound to that node run in the
 // provider's twin namespaces, their status comes back, and the ConfigMaps,
-// Secrets, Services and service account tokens they need are reflected into
-// every twin of the peering.
+// Secrets, Services (with the EndpointSlices of what runs elsewhere) and
+// service account tokens they need are reflected into every twin of the
+// peering.
 //
 // Its queues watch the pods bound to the node and the twins' pods, and keep
 // each remote pod, and the status home, in line; the virtual-kubelet library
@@ -48,7 +49,7 @@ const twinResync = 30 * time.Second
 const metricsRefresh = 5 * time.Second
 
 // HomeObjects are the informers of the home cluster's reflected kinds
-// (ConfigMaps, Secrets, Services), shared by the virtual kubelets of every
+// (ConfigMaps, Secrets, Services, EndpointSlices), shared by the virtual kubelets of every
 // peering.
 type HomeObjects struct {
 	factory informers.SharedInformerFactory

@@ -62,6 +62,8 @@ type offloadWorld struct {
 	testapp            *rn.Image
 	stretchctl         string
 	homeID             string
+	// spreadOffloaded tells that spreadNamespace exists and is offloaded.
+	spreadOffloaded bool
 }
 
 // TestOffloadOnRealNodes is the seed's story with real containers: the
@@ -69,8 +71,10 @@ type offloadWorld struct {
 // offloaded (Remote) and its pods run in containerd on the provider, with
 // logs, exec, volumes, the home ServiceAccount token, signals, restarts and
 // exit codes all seen from home; the leader manager pod dies and the other
-// takes over; the link between the clusters is cut for longer than the node
-// grace period and healed.
+// takes over; a Service over replicas at home and on the provider answers
+// from every replica on both sides once the clusters' pod ranges are routed
+// to each other; the link between the clusters is cut for longer than the
+// node grace period and healed.
 func TestOffloadOnRealNodes(t *testing.T) {
 	w := setUpOffload(t)
 
@@ -82,6 +86,7 @@ func TestOffloadOnRealNodes(t *testing.T) {
 	step(t, "restarts, exit codes and OOMKilled show at home", w.restartsAndExitCodes)
 	step(t, "deleting a pod at home delivers SIGTERM and honours the grace period", w.gracefulDeletion)
 	step(t, "killing the leader manager pod moves the leadership and the kubelet endpoint", w.leaderFailover)
+	step(t, "Services answer across the clusters once their pod ranges are routed", w.servicesAcrossClusters)
 	step(t, "a partition longer than the node grace period, then a heal", w.partition)
 }
 
@@ -625,10 +630,20 @@ func leaseHolderPod(lease *coordinationv1.Lease) string {
 	return name
 }
 
+// offloadSpread creates spreadNamespace and offloads it with LocalAndRemote,
+// once.
+func (w *offloadWorld) offloadSpread(t *testing.T, g *WithT) {
+	t.Helper()
+	if !w.spreadOffloaded {
+		w.offloadNamespace(t, g, spreadNamespace, "LocalAndRemote")
+		w.spreadOffloaded = true
+	}
+}
+
 func (w *offloadWorld) partition(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	w.offloadNamespace(t, g, spreadNamespace, "LocalAndRemote")
+	w.offloadSpread(t, g)
 	// Two pods that prefer the virtual node, and leave a node that stops
 	// answering after evictAfter seconds.
 	d := testappDeployment(spreadNamespace, w.testapp.Ref, 2)

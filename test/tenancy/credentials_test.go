@@ -77,6 +77,9 @@ var allowedToHome = []string{
 	"twin-a: pods/status pods/log get",
 	"twin-a: pods/exec pods/attach pods/portforward get create",
 	"twin-a: events events.k8s.io/events get list watch",
+	// docs/design.md §4.22: the EndpointSlices of reflected Services that
+	// list what runs elsewhere (same ClusterRole).
+	"twin-a: discovery.k8s.io/endpointslices get list watch create update delete",
 	// docs/design.md §4.2: the virtual node's capacity comes from the provider's
 	// nodes (ClusterRole stretch-peer-node-reader).
 	"cluster: nodes get list watch",
