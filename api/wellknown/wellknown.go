@@ -159,5 +159,6 @@ const (
 	PodPlacementWebhookName      = "stretch-pod-placement"
 	OffloadingWebhookName        = "stretch-namespaceoffloading-validation"
 	TwinPodsWebhookName          = "stretch-twin-pod-admission"
+	TwinEndpointsWebhookName     = "stretch-twin-endpointslice-admission"
 	WebhookCertificateSecretName = "stretch-webhook-certs"
 )
