@@ -84,13 +84,19 @@ const (
 	// Service of an offloaded namespace, keeps that object at home: it is not
 	// reflected into the twins, and a copy reflected before is deleted. An
 	// offloaded pod that needs it cannot start on the provider (its home pod
-	// gets a Warning event saying so).
+	// gets a Warning event saying so). On a Service, it keeps its
+	// EndpointSlices at home too.
 	SkipReflectionAnnotation = "stretch.dev/skip-reflection"
 	// ReflectAnnotation, set to "true" on a home Ingress of an offloaded
 	// namespace, reflects it into the twins; Ingresses are reflected only
 	// on request (this annotation, or spec.reflectIngresses of the
 	// namespace's NamespaceOffloading). SkipReflectionAnnotation wins.
 	ReflectAnnotation = "stretch.dev/reflect"
+	// EndpointSliceManager is the value of the label
+	// endpointslice.kubernetes.io/managed-by on the EndpointSlices Stretch
+	// writes into twins: the provider's EndpointSlice controller leaves
+	// them alone, and kube-proxy reads them with the provider's own.
+	EndpointSliceManager = "virtual-kubelet.stretch.dev"
 	// SystemNamespace holds Stretch's own objects on every cluster.
 	SystemNamespace = "stretch-system"
 	// IdentityConfigMapName is the ConfigMap in SystemNamespace that holds the identity.
@@ -153,5 +159,6 @@ const (
 	PodPlacementWebhookName      = "stretch-pod-placement"
 	OffloadingWebhookName        = "stretch-namespaceoffloading-validation"
 	TwinPodsWebhookName          = "stretch-twin-pod-admission"
+	TwinEndpointsWebhookName     = "stretch-twin-endpointslice-admission"
 	WebhookCertificateSecretName = "stretch-webhook-certs"
 )

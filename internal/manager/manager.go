@@ -121,8 +121,8 @@ type Options struct {
 	WebhookService string
 
 	// KubeletBindAddress is where the kubelet API of virtual nodes (logs,
-	// exec) is served; "0" disables it (kubectl logs and exec on offloaded
-	// pods then fail).
+	// exec, attach, port-forward, stats) is served; "0" disables it (they
+	// then fail on offloaded pods).
 	KubeletBindAddress string
 	// KubeletAddress is the IP virtual nodes advertise for it; empty means
 	// the host of KubeletBindAddress.
@@ -208,7 +208,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookURL, "webhook-url", d.WebhookURL,
 		"Base URL the API server calls the webhooks at, for a manager outside the cluster; empty means https://<webhook-bind-address>.")
 	fs.StringVar(&o.KubeletBindAddress, "kubelet-bind-address", d.KubeletBindAddress,
-		"Address the kubelet API of virtual nodes (kubectl logs, exec) is served on; \"0\" disables it.")
+		"Address the kubelet API of virtual nodes (kubectl logs, exec, attach, port-forward, top) is served on; \"0\" disables it.")
 	fs.StringVar(&o.KubeletAddress, "kubelet-address", d.KubeletAddress,
 		"IP the API server reaches that kubelet API at (e.g. the pod IP of an in-cluster manager); empty means the host of --kubelet-bind-address.")
 	fs.StringVar(&o.WebhookService, "webhook-service", d.WebhookService,

@@ -1,12 +1,13 @@
 // Package virtualkubelet runs, for each peering, the kubelet of the virtual
 // node that stands for the provider: home pods bound to that node run in the
 // provider's twin namespaces, their status comes back, and the ConfigMaps,
-// Secrets, Services and service account tokens they need are reflected into
-// every twin of the peering.
+// Secrets, Services (with the EndpointSlices of what runs elsewhere) and
+// service account tokens they need are reflected into every twin of the
+// peering.
 //
 // Its queues watch the pods bound to the node and the twins' pods, and keep
 // each remote pod, and the status home, in line; the virtual-kubelet library
-// serves logs and exec. The node itself (labels, capacity, Ready, Lease) is
+// serves logs, exec, attach, port-forward and stats (server.go). The node itself (labels, capacity, Ready, Lease) is
 // kept by the remotecluster controller, which knows the provider's health.
 package virtualkubelet
 
@@ -31,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+	metricsv1beta1client "k8s.io/metrics/pkg/client/clientset/versioned/typed/metrics/v1beta1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -47,7 +49,7 @@ const twinResync = 30 * time.Second
 const metricsRefresh = 5 * time.Second
 
 // HomeObjects are the informers of the home cluster's reflected kinds
-// (ConfigMaps, Secrets, Services), shared by the virtual kubelets of every
+// (ConfigMaps, Secrets, Services, EndpointSlices), shared by the virtual kubelets of every
 // peering.
 type HomeObjects struct {
 	factory informers.SharedInformerFactory
@@ -149,6 +151,10 @@ type Kubelet struct {
 	// refused are the home pods whose remote pod the provider refused, tried
 	// again slowly (see refusedBy).
 	refused refusals
+	// podMetrics reads the provider's metrics API; metricsFailing tells
+	// that it could not, which is logged once (see stats.go).
+	podMetrics     metricsv1beta1client.MetricsV1beta1Interface
+	metricsFailing atomic.Bool
 }
 
 // Clientset returns a client of the built-in kinds that speaks protobuf, as
@@ -180,9 +186,14 @@ func New(cfg Config) (*Kubelet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client of provider %s: %w", cfg.ProviderName, err)
 	}
+	podMetrics, err := metricsv1beta1client.NewForConfig(cfg.Peer.Config())
+	if err != nil {
+		return nil, fmt.Errorf("metrics client of provider %s: %w", cfg.ProviderName, err)
+	}
 	k := &Kubelet{
 		Config:         cfg,
 		provider:       provider,
+		podMetrics:     podMetrics,
 		homeObjects:    newObjectCaches(cfg.Objects.factory),
 		homeConfigMaps: cfg.Objects.factory.Core().V1().ConfigMaps().Lister(),
 		twins:          newTwinSet(),

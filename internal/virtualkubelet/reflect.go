@@ -27,6 +27,8 @@ const (
 	KindSecret    = "Secret"
 	KindService   = "Service"
 	KindIngress   = "Ingress"
+	// KindEndpointSlice is discovery.k8s.io/v1 EndpointSlice.
+	KindEndpointSlice = "EndpointSlice"
 )
 
 // Reasons of the events reflection records.
@@ -50,7 +52,11 @@ const (
 // reflector, in its own reflect_<kind>.go, listed in reflectors; the
 // rights follow it: reading the kind at home (the rbac marker in set.go)
 // and writing it in twins (ClusterRole stretch-remote-workloads in
-// charts/stretch/templates/rbac.yaml).
+// charts/stretch/templates/rbac.yaml, whose rules charts/charts_test.go
+// and test/tenancy/credentials_test.go pin; docs/security.md lists them).
+// The copy may differ by peering (toRemote sees which one), and a kind's
+// objects may follow a home object of another kind (parentKind): they are
+// reflected only while it is, and synced again when it changes.
 type reflector interface {
 	// kind is the kind's name ("ConfigMap"), as in metrics and events.
 	kind() string
@@ -65,9 +71,15 @@ type reflector interface {
 	// neededBy returns the names of the objects of the kind without which
 	// pod cannot start.
 	neededBy(pod *corev1.Pod) []string
-	// toRemote returns the copy of home object obj in a twin, with the
-	// metadata meta.
-	toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object
+	// toRemote returns the copy of home object obj in a twin of peering p,
+	// with the metadata meta; nil when that peering's twins have no use
+	// for one (a copy there is then deleted).
+	toRemote(obj client.Object, meta metav1.ObjectMeta, p peeringView) client.Object
+	// parentKind is the kind whose home objects this kind's objects
+	// follow, "" when they stand alone; parentName names the one obj
+	// follows ("" for none: obj is not reflected).
+	parentKind() string
+	parentName(obj client.Object) string
 	// keepAllocated copies into want, about to be written over cur, what
 	// the provider allocated in cur (a Service's cluster IP, node ports).
 	keepAllocated(want, cur client.Object)
@@ -79,7 +91,15 @@ type reflector interface {
 }
 
 // reflectors are the reflected kinds.
-var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, ingressReflector{}}
+var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, endpointSliceReflector{}, ingressReflector{}}
+
+// peeringView is what a reflector sees of the peering it writes a copy for.
+// The zero value stands for a peering that runs no pod of the namespace.
+type peeringView struct {
+	// nodeName is the peering's virtual node: the provider knows the pods
+	// bound to it as its own.
+	nodeName string
+}
 
 // namespaceOptIn is a reflector of a kind reflected only on request (an
 // Ingress): an object its reflected leaves out is reflected still when its
@@ -139,12 +159,14 @@ func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
 }
 
 // Reflected reports whether a home object is reflected into twins, judged
-// on the object alone: every ConfigMap, Secret and Service but those that
-// the annotation wellknown.SkipReflectionAnnotation keeps at home and those
-// each kind's reflector leaves out (the namespace's own CA, service account
-// tokens), and the Ingresses annotated wellknown.ReflectAnnotation (those
-// of a namespace whose NamespaceOffloading sets spec.reflectIngresses are
-// reflected too).
+// on the object alone: every ConfigMap, Secret, Service and EndpointSlice
+// but those that the annotation wellknown.SkipReflectionAnnotation keeps at
+// home and those each kind's reflector leaves out (the namespace's own CA,
+// service account tokens, slices of no Service), and the Ingresses
+// annotated wellknown.ReflectAnnotation. An EndpointSlice is reflected only
+// while its Service is, and the Ingresses of a namespace whose
+// NamespaceOffloading sets spec.reflectIngresses are reflected too: this
+// looks up neither.
 func Reflected(obj client.Object) bool {
 	r := reflectorOf(obj)
 	return r != nil && reflects(r, obj)
@@ -155,14 +177,16 @@ func Reflected(obj client.Object) bool {
 // labels, and the lists of the keys Stretch set (see
 // wellknown.RemotePodManagedLabelsAnnotation). Services lose what the
 // provider allocates (cluster IPs, node ports, load balancer state); their
-// selector stays, so that they select the remote pods. It returns nil for
-// a kind that is not reflected.
+// selector stays, so that they select the remote pods. EndpointSlices are
+// copied as for a peering that runs none of their pods (see
+// endpointSliceReflector). It returns nil for a kind that is not reflected,
+// and for an object that has no copy (an EndpointSlice with no endpoint).
 func ReflectedObject(home client.Object, twin, homeClusterID string) client.Object {
 	r := reflectorOf(home)
 	if r == nil {
 		return nil
 	}
-	return r.toRemote(home, reflectedMeta(home, twin, homeClusterID))
+	return r.toRemote(home, reflectedMeta(home, twin, homeClusterID), peeringView{})
 }
 
 // reflectedMeta is the metadata of the copy of home in twin.
@@ -236,9 +260,10 @@ func (c objectCaches) list(kind, ns string) []client.Object {
 
 // syncObject makes the copy of a home object in its twin equal to it:
 // created, updated (replaced when that cannot be done in place), or deleted
-// when the home object is gone or kept at home. An object of the twin that
-// Stretch did not create is never changed; in one it did, the provider's
-// own label and annotation keys and finalizers stay.
+// when the home object is gone or kept at home, when the object it follows
+// is (an EndpointSlice's Service), or when this peering needs no copy. An
+// object of the twin that Stretch did not create is never changed; in one
+// it did, the provider's own label and annotation keys and finalizers stay.
 func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration, error) {
 	r := reflectorByKind[key.Kind]
 	t := k.twins.get(key.Namespace)
@@ -252,11 +277,12 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	if home != nil && !k.reflects(r, home) {
-		if keptAtHome(home) {
-			k.enqueuePodsNeeding(r, home)
-		}
-		home = nil
+	if home != nil && keptAtHome(home) {
+		k.enqueuePodsNeeding(r, home)
+	}
+	var want client.Object
+	if home != nil && k.reflectsHome(r, home) {
+		want = r.toRemote(home, reflectedMeta(home, t.name, k.HomeClusterID), peeringView{nodeName: k.NodeName})
 	}
 	cur, err := t.objects.get(key.Kind, t.name, key.Name)
 	if err != nil {
@@ -265,7 +291,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	c := k.Peer.Client
 	switch {
 	case cur != nil && !reflected(cur, k.HomeClusterID):
-		if home != nil && k.said.add(key.String(), "conflict/"+string(cur.GetUID())) {
+		if want != nil && k.said.add(key.String(), "conflict/"+string(cur.GetUID())) {
 			k.recorder.Eventf(home, corev1.EventTypeWarning, ReflectionConflictReason,
 				"%s %s/%s on provider %s was not created by Stretch: it is left alone, and pods there see it instead of this one", key.Kind, t.name, key.Name, k.ProviderName)
 		}
@@ -273,7 +299,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	case cur != nil && cur.GetDeletionTimestamp() != nil:
 		// Held by a finalizer of the provider's: its deletion syncs it again.
 		return 0, nil
-	case home == nil:
+	case want == nil:
 		k.said.forgetAll(key.String())
 		if cur == nil {
 			return 0, nil
@@ -285,7 +311,6 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		k.countError("reflect-"+strings.ToLower(key.Kind), err)
 		return 0, err
 	}
-	want := r.toRemote(home, reflectedMeta(home, t.name, k.HomeClusterID))
 	if cur == nil {
 		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
@@ -338,6 +363,26 @@ func (k *Kubelet) reflectionResult(home client.Object, key objectKey, err error)
 }
 
 func ptrUID(o client.Object) *types.UID { u := o.GetUID(); return &u }
+
+// reflectsHome reports whether home object obj of r's kind is reflected:
+// r reflects it (or obj's namespace asks for it, see Kubelet.reflects)
+// and, for a kind that follows another, the home object it follows exists
+// and is reflected.
+func (k *Kubelet) reflectsHome(r reflector, obj client.Object) bool {
+	if !k.reflects(r, obj) {
+		return false
+	}
+	kind := r.parentKind()
+	if kind == "" {
+		return true
+	}
+	name := r.parentName(obj)
+	if name == "" {
+		return false
+	}
+	parent, err := k.homeObjects.get(kind, obj.GetNamespace(), name)
+	return err == nil && parent != nil && k.reflectsHome(reflectorByKind[kind], parent)
+}
 
 // enqueuePodsNeeding enqueues the pods bound to the virtual node that need
 // home object obj, of r's kind: their sync says it is kept at home.
@@ -478,6 +523,17 @@ func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 		return
 	}
 	k.objects.Add(objectKey{Kind: r.kind(), Namespace: obj.GetNamespace(), Name: obj.GetName()})
+	// The objects that follow it are reflected or not with it.
+	for _, c := range reflectors {
+		if c.parentKind() != r.kind() {
+			continue
+		}
+		for _, o := range k.homeObjects.list(c.kind(), obj.GetNamespace()) {
+			if c.parentName(o) == obj.GetName() {
+				k.objects.Add(objectKey{Kind: c.kind(), Namespace: o.GetNamespace(), Name: o.GetName()})
+			}
+		}
+	}
 }
 
 // optInChanged syncs the objects of home namespace ns again: its

@@ -58,7 +58,11 @@ func (configMapReflector) neededBy(pod *corev1.Pod) []string {
 	}.needed(pod)
 }
 
-func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
+func (configMapReflector) parentKind() string { return "" }
+
+func (configMapReflector) parentName(client.Object) string { return "" }
+
+func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	o := obj.(*corev1.ConfigMap)
 	return &corev1.ConfigMap{ObjectMeta: meta, Data: o.Data, BinaryData: o.BinaryData, Immutable: o.Immutable}
 }

@@ -45,7 +45,11 @@ func (ingressReflector) optedInBy(spec offloadingv1alpha1.NamespaceOffloadingSpe
 // neededBy: none; a pod starts without the Ingresses that route to it.
 func (ingressReflector) neededBy(*corev1.Pod) []string { return nil }
 
-func (ingressReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
+func (ingressReflector) parentKind() string { return "" }
+
+func (ingressReflector) parentName(client.Object) string { return "" }
+
+func (ingressReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	return &networkingv1.Ingress{ObjectMeta: meta, Spec: *obj.(*networkingv1.Ingress).Spec.DeepCopy()}
 }
 

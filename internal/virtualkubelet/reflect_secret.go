@@ -65,7 +65,11 @@ func (secretReflector) neededBy(pod *corev1.Pod) []string {
 	}.needed(pod)
 }
 
-func (secretReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
+func (secretReflector) parentKind() string { return "" }
+
+func (secretReflector) parentName(client.Object) string { return "" }
+
+func (secretReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	o := obj.(*corev1.Secret)
 	return &corev1.Secret{ObjectMeta: meta, Type: o.Type, Data: o.Data, Immutable: o.Immutable}
 }

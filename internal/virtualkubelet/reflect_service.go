@@ -28,7 +28,11 @@ func (serviceReflector) reflected(client.Object) bool { return true }
 // neededBy: none; a pod starts without the Services it calls.
 func (serviceReflector) neededBy(*corev1.Pod) []string { return nil }
 
-func (serviceReflector) toRemote(obj client.Object, meta metav1.ObjectMeta) client.Object {
+func (serviceReflector) parentKind() string { return "" }
+
+func (serviceReflector) parentName(client.Object) string { return "" }
+
+func (serviceReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	s := &corev1.Service{ObjectMeta: meta, Spec: *obj.(*corev1.Service).Spec.DeepCopy()}
 	if s.Spec.ClusterIP != corev1.ClusterIPNone {
 		s.Spec.ClusterIP = ""

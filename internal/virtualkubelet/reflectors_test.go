@@ -1,10 +1,12 @@
 package virtualkubelet
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -155,4 +157,85 @@ func TestImmutable(t *testing.T) {
 			g.Expect(reflectorOf(tt.cur).immutable(tt.cur, tt.want)).To(Equal(tt.immutable))
 		})
 	}
+}
+
+func TestEndpointSliceCopy(t *testing.T) {
+	const node = "stretch-eu"
+	ep := func(addr, nodeName string, ready bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{
+			Addresses:  []string{addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready), Serving: ptr.To(ready), Terminating: ptr.To(false)},
+			Hostname:   ptr.To("h-" + addr),
+			Zone:       ptr.To("z1"),
+			NodeName:   ptr.To(nodeName),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "p-" + addr},
+			Hints:      &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "z1"}}},
+		}
+	}
+	slice := func(managedBy string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-x1", Labels: map[string]string{
+				discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: managedBy}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+			Endpoints:   eps,
+		}
+	}
+	tests := []struct {
+		name string
+		home *discoveryv1.EndpointSlice
+		// want is the addresses of the copy; nil: no copy.
+		want []string
+	}{
+		{"pods on this virtual node are the provider's own", slice("endpointslice-controller.k8s.io",
+			ep("10.0.0.1", "node-a", true), ep("10.20.0.1", node, true), ep("10.30.0.1", "stretch-us", false)), []string{"10.0.0.1", "10.30.0.1"}},
+		{"a slice of pods all on this virtual node has no copy", slice("endpointslice-controller.k8s.io", ep("10.20.0.1", node, true)), nil},
+		{"a slice written by hand is copied whole", slice("", ep("10.20.0.1", node, true), ep("10.0.0.1", "", true)), []string{"10.20.0.1", "10.0.0.1"}},
+		{"a mirrored slice is copied whole", slice("endpointslicemirroring-controller.k8s.io", ep("10.20.0.1", node, true)), []string{"10.20.0.1"}},
+		{"an empty slice has no copy", slice(""), nil},
+	}
+	r := endpointSliceReflector{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got := r.toRemote(tt.home, reflectedMeta(tt.home, "twin", homeID), peeringView{nodeName: node})
+			if tt.want == nil {
+				g.Expect(got).To(BeNil())
+				return
+			}
+			s := got.(*discoveryv1.EndpointSlice)
+			var addrs []string
+			for _, e := range s.Endpoints {
+				addrs = append(addrs, e.Addresses...)
+				g.Expect(e.NodeName).To(BeNil(), "a home node means nothing on the provider")
+				g.Expect(e.TargetRef).To(BeNil(), "a home pod means nothing on the provider")
+				g.Expect(e.Hints).To(BeNil(), "computed for the home cluster's zones")
+				g.Expect(e.Hostname).To(HaveValue(Equal("h-" + e.Addresses[0])))
+				g.Expect(e.Zone).To(HaveValue(Equal("z1")))
+				g.Expect(e.Conditions).To(Equal(ep(e.Addresses[0], "", e.Conditions.Ready != nil && *e.Conditions.Ready).Conditions))
+			}
+			g.Expect(addrs).To(Equal(tt.want))
+			g.Expect(s.Namespace).To(Equal("twin"))
+			g.Expect(s.Ports).To(Equal(tt.home.Ports))
+			g.Expect(s.AddressType).To(Equal(discoveryv1.AddressTypeIPv4))
+			g.Expect(s.Labels).To(HaveKeyWithValue(discoveryv1.LabelManagedBy, wellknown.EndpointSliceManager))
+			g.Expect(s.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "web"))
+			g.Expect(s.Labels).To(HaveKeyWithValue(wellknown.ReflectedLabel, "true"))
+			g.Expect(strings.Split(s.Annotations[wellknown.RemotePodManagedLabelsAnnotation], ",")).To(ContainElement(discoveryv1.LabelManagedBy))
+			g.Expect(tt.home.Endpoints).NotTo(BeEmpty())
+			g.Expect(tt.home.Endpoints[0].NodeName).NotTo(BeNil(), "the home slice is left as it is")
+		})
+	}
+
+	g := NewWithT(t)
+	g.Expect(Reflected(slice(""))).To(BeTrue())
+	noService := slice("")
+	delete(noService.Labels, discoveryv1.LabelServiceName)
+	g.Expect(Reflected(noService)).To(BeFalse(), "a slice of no Service")
+	g.Expect(r.neededBy(&corev1.Pod{})).To(BeEmpty())
+	ipv6 := slice("", ep("fd00::1", "", true))
+	ipv6.AddressType = discoveryv1.AddressTypeIPv6
+	cur := slice("", ep("10.0.0.1", "", true))
+	g.Expect(r.immutable(cur, ipv6)).To(BeTrue(), "the address type does not change in place")
+	g.Expect(r.immutable(cur, slice("", ep("10.0.0.2", "", true)))).To(BeFalse())
 }

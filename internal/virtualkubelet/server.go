@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/gorilla/mux"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/streaming/pkg/httpstream"
@@ -65,13 +68,23 @@ func (e KubeletEndpoint) Advertised() (string, int32, error) {
 	return addr, int32(p), nil
 }
 
-// serve runs the kubelet API (container logs, exec) of every virtual node on
-// e until ctx is done. Only clients with a certificate of the home cluster's
-// client CA are served (the API server presents one), and only what they may
-// do on the node (nodes/proxy, as the kubelet authorizes). A certificate is
-// asked for, not required, so that a client without one gets a 401 as from a
-// kubelet without anonymous access rather than a failed handshake; one that
-// is given is verified, and an untrusted one still fails the handshake.
+// How long a stream (exec, attach, port-forward) may stay idle, and how
+// long its client has to open its streams, as the kubelet's defaults.
+const (
+	streamIdleTimeout     = 4 * time.Hour
+	streamCreationTimeout = 30 * time.Second
+)
+
+// serve runs the kubelet API (container logs, exec, attach, port-forward,
+// stats and resource metrics) of every virtual node on e until ctx is done
+// (docs/design.md §4.24). Only clients with a certificate of the home
+// cluster's client CA (the API server presents one) or a token the home API
+// server authenticates (metrics-server presents its ServiceAccount's) are
+// served, and only what they may do on the node, as the kubelet authorizes.
+// A certificate is asked for, not required, so that a client without one
+// gets a 401 as from a kubelet without anonymous access rather than a failed
+// handshake; one that is given is verified, and an untrusted one still
+// fails the handshake.
 func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) error {
 	addr, _, err := e.Advertised()
 	if err != nil {
@@ -89,15 +102,27 @@ func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) err
 	if err != nil {
 		return err
 	}
-	handler := vkapi.PodHandler(vkapi.PodHandlerConfig{
+	pods := vkapi.PodHandler(vkapi.PodHandlerConfig{
 		GetContainerLogs:      s.containerLogs,
 		RunInContainer:        s.execInContainer,
-		StreamIdleTimeout:     4 * time.Hour,
-		StreamCreationTimeout: 30 * time.Second,
+		AttachToContainer:     s.attachToContainer,
+		GetStatsSummary:       s.statsSummary,
+		GetMetricsResource:    s.metricsResource,
+		StreamIdleTimeout:     streamIdleTimeout,
+		StreamCreationTimeout: streamCreationTimeout,
 	}, false)
+	// The library's own port-forward route swaps the idle and creation
+	// timeouts (an idle forward would close after 30 s): this one comes
+	// first, with them in their places.
+	router := mux.NewRouter()
+	router.Handle("/portForward/{namespace}/{pod}", vkapi.HandlePortForward(s.portForward,
+		vkapi.WithPortForwardStreamIdleTimeout(streamIdleTimeout),
+		vkapi.WithPortForwardCreationTimeout(streamCreationTimeout),
+	)).Methods(http.MethodPost, http.MethodGet)
+	router.NotFoundHandler = pods
 	srv := &http.Server{
 		Addr:              e.BindAddress,
-		Handler:           s.authorize(handler, log),
+		Handler:           s.authorize(router, log),
 		ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
@@ -124,52 +149,116 @@ func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) err
 	return nil
 }
 
-// authorize lets a request through when its client may reach the node of
-// the pod it is about: nodes/proxy, get for reads, create for streams.
+// authorize lets a request through when its client may do what it asks on
+// the node it is about, with the resource and verb the kubelet checks:
+// nodes/stats and nodes/metrics (get) for /stats and /metrics, nodes/proxy
+// for the rest (get for logs and the pod list, create for exec, attach and
+// port-forward, which the kubelet would let a WebSocket client do with get).
 func (s *Set) authorize(next http.Handler, log logr.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			http.Error(w, fmt.Sprintf("the kubelet API of virtual nodes serves only clients with a certificate of the cluster's client CA (%s in ConfigMap %s/%s), and this request has none: "+
-				"reach it through the API server (kubectl logs, kubectl exec), which presents one",
-				clientCAKey, authenticationConfigMapNamespace, authenticationConfigMapName), http.StatusUnauthorized)
+		user, groups, ok := s.authenticate(w, r, log)
+		if !ok {
 			return
 		}
 		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-		if len(parts) < 3 {
-			http.NotFound(w, r)
-			return
+		verb, subresource := "create", "proxy"
+		var nodes []string
+		switch parts[0] {
+		case "stats", "metrics":
+			// One endpoint serves every virtual node of this manager, and
+			// a request does not say which node it is for: its answer
+			// covers them all, so the client needs the right on each.
+			verb, subresource, nodes = "get", parts[0], s.nodeNames()
+		case "pods":
+			verb, nodes = "get", s.nodeNames()
+		default:
+			if len(parts) < 3 {
+				http.NotFound(w, r)
+				return
+			}
+			k := s.kubeletOf(parts[1], parts[2])
+			if k == nil {
+				http.Error(w, fmt.Sprintf("pod %s/%s does not run on a virtual node of this manager", parts[1], parts[2]), http.StatusNotFound)
+				return
+			}
+			nodes = []string{k.NodeName}
+			if r.Method == http.MethodGet && parts[0] == "containerLogs" {
+				verb = "get"
+			}
 		}
-		k := s.kubeletOf(parts[1], parts[2])
-		if k == nil {
-			http.Error(w, fmt.Sprintf("pod %s/%s does not run on a virtual node of this manager", parts[1], parts[2]), http.StatusNotFound)
-			return
+		if len(nodes) == 0 {
+			// No virtual node runs here: ask about nodes in general.
+			nodes = []string{""}
 		}
-		cert := r.TLS.PeerCertificates[0]
-		verb := "create"
-		if r.Method == http.MethodGet && parts[0] == "containerLogs" {
-			verb = "get"
-		}
-		// As the kubelet's authenticator does, a verified certificate's user
-		// is also in system:authenticated.
-		groups := append(slices.Clone(cert.Subject.Organization), "system:authenticated")
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: cert.Subject.CommonName, Groups: groups,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: "proxy", Name: k.NodeName},
-		}}
-		res, err := s.Home.AuthorizationV1().SubjectAccessReviews().Create(r.Context(), sar, metav1.CreateOptions{})
-		if err != nil {
-			log.Error(err, "authorizing a kubelet API request", "user", cert.Subject.CommonName)
-			http.Error(w, fmt.Sprintf("authorizing user %q to %s nodes/proxy of node %s: the SubjectAccessReview failed: %v; retry once the API server answers",
-				cert.Subject.CommonName, verb, k.NodeName, err), http.StatusInternalServerError)
-			return
-		}
-		if !res.Status.Allowed {
-			http.Error(w, fmt.Sprintf("user %q may not %s nodes/proxy of node %s (%s): grant it that verb on nodes/proxy with a ClusterRole and ClusterRoleBinding, as system:kubelet-api-admin grants the API server's kubelet client",
-				cert.Subject.CommonName, verb, k.NodeName, reason(res.Status)), http.StatusForbidden)
-			return
+		for _, node := range nodes {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: user, Groups: groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: subresource, Name: node},
+			}}
+			res, err := s.Home.AuthorizationV1().SubjectAccessReviews().Create(r.Context(), sar, metav1.CreateOptions{})
+			if err != nil {
+				log.Error(err, "authorizing a kubelet API request", "user", user)
+				http.Error(w, fmt.Sprintf("authorizing user %q to %s nodes/%s of node %s: the SubjectAccessReview failed: %v; retry once the API server answers",
+					user, verb, subresource, node, err), http.StatusInternalServerError)
+				return
+			}
+			if !res.Status.Allowed {
+				http.Error(w, fmt.Sprintf("user %q may not %s nodes/%s of node %s (%s): grant it that verb on nodes/%s with a ClusterRole and ClusterRoleBinding, as system:kubelet-api-admin grants the API server's kubelet client",
+					user, verb, subresource, node, reason(res.Status), subresource), http.StatusForbidden)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// authenticate returns the user of a request, as the kubelet's
+// authenticator finds it: the verified client certificate's subject, or
+// the user the home API server reviews a bearer token as. It answers 401
+// itself, and then returns false.
+func (s *Set) authenticate(w http.ResponseWriter, r *http.Request, log logr.Logger) (string, []string, bool) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		cert := r.TLS.PeerCertificates[0]
+		// As the kubelet's authenticator does, a verified certificate's
+		// user is also in system:authenticated.
+		return cert.Subject.CommonName, append(slices.Clone(cert.Subject.Organization), "system:authenticated"), true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(token) == "" {
+		http.Error(w, fmt.Sprintf("the kubelet API of virtual nodes serves only clients with a certificate of the cluster's client CA (%s in ConfigMap %s/%s) or a token the API server authenticates, and this request has neither: "+
+			"reach it through the API server (kubectl logs, kubectl exec), which presents one",
+			clientCAKey, authenticationConfigMapNamespace, authenticationConfigMapName), http.StatusUnauthorized)
+		return "", nil, false
+	}
+	review, err := s.Home.AuthenticationV1().TokenReviews().Create(r.Context(), &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: strings.TrimSpace(token)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		log.Error(err, "authenticating a kubelet API request")
+		http.Error(w, fmt.Sprintf("authenticating the request's bearer token: the TokenReview failed: %v; retry once the API server answers", err), http.StatusInternalServerError)
+		return "", nil, false
+	}
+	if !review.Status.Authenticated {
+		msg := review.Status.Error
+		if msg == "" {
+			msg = "the API server does not know it"
+		}
+		http.Error(w, fmt.Sprintf("the request's bearer token is not valid (%s): present a current token of the home cluster, e.g. a ServiceAccount's", msg), http.StatusUnauthorized)
+		return "", nil, false
+	}
+	return review.Status.User.Username, review.Status.User.Groups, true
+}
+
+// nodeNames returns the virtual nodes of this manager, sorted.
+func (s *Set) nodeNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, r := range s.kubelets {
+		out = append(out, r.kubelet.NodeName)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // reason is why a SubjectAccessReview was not allowed, as the API server says
@@ -239,15 +328,30 @@ func (s *Set) containerLogs(ctx context.Context, ns, pod, container string, o vk
 
 // execInContainer runs cmd in the remote container, streaming its I/O.
 func (s *Set) execInContainer(ctx context.Context, ns, pod, container string, cmd []string, attach vkapi.AttachIO) error {
+	return s.stream(ctx, ns, pod, "exec", &corev1.PodExecOptions{
+		Container: container, Command: cmd, TTY: attach.TTY(),
+		Stdin: attach.Stdin() != nil, Stdout: attach.Stdout() != nil, Stderr: attach.Stderr() != nil,
+	}, attach)
+}
+
+// attachToContainer attaches to the remote container's main process,
+// streaming its I/O (docs/design.md §4.24).
+func (s *Set) attachToContainer(ctx context.Context, ns, pod, container string, attach vkapi.AttachIO) error {
+	return s.stream(ctx, ns, pod, "attach", &corev1.PodAttachOptions{
+		Container: container, TTY: attach.TTY(),
+		Stdin: attach.Stdin() != nil, Stdout: attach.Stdout() != nil, Stderr: attach.Stderr() != nil,
+	}, attach)
+}
+
+// stream runs subresource exec or attach of the remote pod with opts,
+// streaming attach's I/O to it.
+func (s *Set) stream(ctx context.Context, ns, pod, subresource string, opts runtime.Object, attach vkapi.AttachIO) error {
 	k, twin, err := s.remoteOf(ns, pod)
 	if err != nil {
 		return err
 	}
-	req := k.provider.CoreV1().RESTClient().Post().Resource("pods").Namespace(twin).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{
-			Container: container, Command: cmd, TTY: attach.TTY(),
-			Stdin: attach.Stdin() != nil, Stdout: attach.Stdout() != nil, Stderr: attach.Stderr() != nil,
-		}, scheme.ParameterCodec)
+	req := k.provider.CoreV1().RESTClient().Post().Resource("pods").Namespace(twin).Name(pod).SubResource(subresource).
+		VersionedParams(opts, scheme.ParameterCodec)
 	cfg := k.Peer.Config()
 	spdy, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, req.URL())
 	if err != nil {
@@ -266,21 +370,21 @@ func (s *Set) execInContainer(ctx context.Context, ns, pod, container string, cm
 	if err != nil {
 		return err
 	}
-	opts := remotecommand.StreamOptions{Tty: attach.TTY()}
+	o := remotecommand.StreamOptions{Tty: attach.TTY()}
 	if in := attach.Stdin(); in != nil {
-		opts.Stdin = in
+		o.Stdin = in
 	}
 	if out := attach.Stdout(); out != nil {
-		opts.Stdout = out
+		o.Stdout = out
 	}
 	if e := attach.Stderr(); e != nil && !attach.TTY() {
-		opts.Stderr = e
+		o.Stderr = e
 	}
 	if attach.TTY() {
-		opts.TerminalSizeQueue = sizeQueue(attach.Resize())
+		o.TerminalSizeQueue = sizeQueue(attach.Resize())
 	}
-	err = exec.StreamWithContext(ctx, opts)
-	k.countError("exec", err)
+	err = exec.StreamWithContext(ctx, o)
+	k.countError(subresource, err)
 	return err
 }
 

@@ -37,7 +37,8 @@ type Set struct {
 	// TokenCheck is how often token Secrets are renewed when due; zero
 	// means DefaultTokenCheck.
 	TokenCheck time.Duration
-	// API is where the kubelet API of virtual nodes (logs, exec) is served;
+	// API is where the kubelet API of virtual nodes (logs, exec, attach,
+	// port-forward, stats) is served;
 	// an empty BindAddress: nowhere.
 	API KubeletEndpoint
 	// APIServerURL is the URL, https://HOST[:PORT], at which offloaded pods
@@ -54,6 +55,9 @@ type Set struct {
 
 	mu       sync.Mutex
 	kubelets map[string]*running // by RemoteCluster name
+
+	// usage are the CPU counters the kubelet API serves (see stats.go).
+	usage usageCounters
 }
 
 type running struct {
@@ -67,9 +71,11 @@ type running struct {
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings,verbs=get;list;watch
 
 // SetupWithManager registers the set: the home informers (a runnable that

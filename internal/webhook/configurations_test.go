@@ -124,4 +124,21 @@ func TestConfigurations(t *testing.T) {
 		Key: "stretch.dev/origin-cluster-id", Operator: metav1.LabelSelectorOpExists}}}))
 	g.Expect(*twh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 	g.Expect(*twh.TimeoutSeconds).To(BeNumerically("<=", 5))
+
+	// Twin EndpointSlices: written by home clusters' credentials only (the
+	// provider's EndpointSlice controller never waits), failing closed.
+	g.Expect(set.TwinEndpoints.Name).To(Equal("stretch-twin-endpointslice-admission"))
+	g.Expect(set.TwinEndpoints.Webhooks).To(HaveLen(1))
+	ewh := set.TwinEndpoints.Webhooks[0]
+	g.Expect(ewh.ClientConfig.URL).To(HaveValue(Equal("https://127.0.0.1:9443/validate-twin-endpointslice")))
+	g.Expect(ewh.Rules).To(Equal([]admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{"discovery.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"endpointslices"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+	}}))
+	g.Expect(ewh.NamespaceSelector).To(Equal(twh.NamespaceSelector))
+	g.Expect(ewh.MatchConditions).To(Equal([]admissionregistrationv1.MatchCondition{{Name: "home-cluster-credentials",
+		Expression: "request.userInfo.username.startsWith('system:serviceaccount:stretch-tenant-')"}}))
+	g.Expect(*ewh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+	g.Expect(set.Objects()).To(ContainElement(set.TwinEndpoints))
 }

@@ -1,6 +1,6 @@
 // Package webhook registers Stretch's admission webhooks: at home, the pod
 // placement webhook and the NamespaceOffloading validation; on a provider,
-// the admission of pods in twin namespaces. It builds their
+// the admission of pods and EndpointSlices in twin namespaces. It builds their
 // configurations for one of two endpoints (a Service in the cluster, or a URL
 // for a manager that runs outside it), keeps them applied with the CA bundle
 // of internal/webhook/certs, and mounts the handlers on the manager's
@@ -36,6 +36,7 @@ import (
 	"stretch.dev/stretch/internal/webhook/certs"
 	"stretch.dev/stretch/internal/webhook/offloadingvalidation"
 	"stretch.dev/stretch/internal/webhook/podplacement"
+	"stretch.dev/stretch/internal/webhook/twinendpoints"
 	"stretch.dev/stretch/internal/webhook/twinpod"
 )
 
@@ -45,7 +46,10 @@ const (
 	podPath        = "/mutate-pod"
 	offloadingPath = "/validate-namespaceoffloading"
 	twinPodPath    = "/validate-twin-pod"
-	fieldOwner     = "stretch-webhook"
+	// twinEndpointsPath admits the EndpointSlices home clusters write into
+	// twins.
+	twinEndpointsPath = "/validate-twin-endpointslice"
+	fieldOwner        = "stretch-webhook"
 	// timeoutSeconds is tight: the pod webhook sits on every pod creation
 	// of an offloaded namespace, and answers from caches.
 	timeoutSeconds = 5
@@ -110,11 +114,14 @@ type Set struct {
 	Offloading *admissionregistrationv1.ValidatingWebhookConfiguration
 	// TwinPods admits the pods of twin namespaces (provider).
 	TwinPods *admissionregistrationv1.ValidatingWebhookConfiguration
+	// TwinEndpoints admits the EndpointSlices home clusters write into
+	// twin namespaces (provider).
+	TwinEndpoints *admissionregistrationv1.ValidatingWebhookConfiguration
 }
 
 // Objects are the configurations of the set.
 func (s Set) Objects() []client.Object {
-	return []client.Object{s.PodPlacement, s.Offloading, s.TwinPods}
+	return []client.Object{s.PodPlacement, s.Offloading, s.TwinPods, s.TwinEndpoints}
 }
 
 // Configurations returns the webhook configurations for the endpoint.
@@ -165,7 +172,27 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 		Rules: createOrUpdate(admissionregistrationv1.Rule{APIGroups: []string{offloadingv1alpha1.GroupVersion.Group}, APIVersions: []string{offloadingv1alpha1.GroupVersion.Version},
 			Resources: []string{"namespaceoffloadings"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)}),
 	})
-	return Set{PodPlacement: mutating, Offloading: validating, TwinPods: twinPods(e, caBundle)}
+	return Set{PodPlacement: mutating, Offloading: validating, TwinPods: twinPods(e, caBundle), TwinEndpoints: twinEndpoints(e, caBundle)}
+}
+
+// homeIdentityCondition matches the requests of home clusters: their
+// issued credentials are a ServiceAccount of their tenant namespace.
+const homeIdentityCondition = "request.userInfo.username.startsWith('system:serviceaccount:" + wellknown.TenantNamespacePrefix + "')"
+
+// twinEndpoints is the configuration of the provider's admission of the
+// EndpointSlices that home clusters write into twins (docs/security.md):
+// only theirs, so that the provider's own EndpointSlice controller, which
+// lists the twin's pods, never waits for it. It fails closed like twinPods.
+func twinEndpoints(e Endpoint, caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return validatingConfiguration(wellknown.TwinEndpointsWebhookName, admissionregistrationv1.ValidatingWebhook{
+		Name:         "twinendpointslices.peering.stretch.dev",
+		ClientConfig: e.clientConfig(twinEndpointsPath, caBundle),
+		Rules: createOrUpdate(admissionregistrationv1.Rule{APIGroups: []string{"discovery.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"endpointslices"},
+			Scope: ptr.To(admissionregistrationv1.NamespacedScope)}),
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: wellknown.OriginClusterIDLabel, Operator: metav1.LabelSelectorOpExists}}},
+		MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "home-cluster-credentials", Expression: homeIdentityCondition}},
+	})
 }
 
 // twinPods is the configuration of the provider's admission of pods in
@@ -282,6 +309,8 @@ func (s *Serving) Setup(mgr ctrl.Manager) error {
 		Home: &identity.IDCache{Reader: mgr.GetAPIReader()}}})
 	srv.Register(twinPodPath, &admission.Webhook{Handler: &twinpod.Handler{
 		Client: mgr.GetClient(), Pods: s.HomePods, Decoder: admission.NewDecoder(mgr.GetScheme())}})
+	srv.Register(twinEndpointsPath, &admission.Webhook{Handler: &twinendpoints.Handler{
+		Client: mgr.GetClient(), Decoder: admission.NewDecoder(mgr.GetScheme())}})
 	return mgr.AddReadyzCheck("webhook-certificate", func(*http.Request) error {
 		select {
 		case <-s.Rotator.Ready():

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +62,8 @@ type offloadWorld struct {
 	testapp            *rn.Image
 	stretchctl         string
 	homeID             string
+	// spreadOffloaded tells that spreadNamespace exists and is offloaded.
+	spreadOffloaded bool
 }
 
 // TestOffloadOnRealNodes is the seed's story with real containers: the
@@ -67,18 +71,22 @@ type offloadWorld struct {
 // offloaded (Remote) and its pods run in containerd on the provider, with
 // logs, exec, volumes, the home ServiceAccount token, signals, restarts and
 // exit codes all seen from home; the leader manager pod dies and the other
-// takes over; the link between the clusters is cut for longer than the node
-// grace period and healed.
+// takes over; a Service over replicas at home and on the provider answers
+// from every replica on both sides once the clusters' pod ranges are routed
+// to each other; the link between the clusters is cut for longer than the
+// node grace period and healed.
 func TestOffloadOnRealNodes(t *testing.T) {
 	w := setUpOffload(t)
 
 	step(t, "the managers run as pods and their webhooks answer through their Service", w.managersAsPods)
 	step(t, "a Deployment offloaded with Remote runs in real containers", w.deploymentOffloaded)
 	step(t, "logs and exec reach the remote containers", w.logsAndExec)
+	step(t, "port-forward and attach reach the remote containers", w.portForwardAndAttach)
 	step(t, "the home ServiceAccount token reaches the home API server with its rights only", w.homeToken)
 	step(t, "restarts, exit codes and OOMKilled show at home", w.restartsAndExitCodes)
 	step(t, "deleting a pod at home delivers SIGTERM and honours the grace period", w.gracefulDeletion)
 	step(t, "killing the leader manager pod moves the leadership and the kubelet endpoint", w.leaderFailover)
+	step(t, "Services answer across the clusters once their pod ranges are routed", w.servicesAcrossClusters)
 	step(t, "a partition longer than the node grace period, then a heal", w.partition)
 }
 
@@ -305,6 +313,75 @@ func (w *offloadWorld) logsAndExec(t *testing.T) {
 	// terminals, and the terminal turns \n into \r\n.
 	stdout := w.execTTY(t, appNamespace, pod, "/testapp", "tty")
 	g.Expect(stdout).To(Equal("stdin terminal: true, stdout terminal: true\r\n"))
+}
+
+// portForwardAndAttach runs kubectl port-forward to the test app's HTTP
+// server in an offloaded pod, and kubectl attach to a pod whose main
+// process logs its stdin (docs/design.md §4.24).
+func (w *offloadWorld) portForwardAndAttach(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	pod := w.homePods(g, appNamespace, "app=testapp")[0]
+	remote := w.remotePodOf(g, pod)
+
+	forward := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", appNamespace,
+		"port-forward", "--address", "127.0.0.1", "pod/"+pod.Name, ":8080")
+	var forwarded testenv.SyncBuffer
+	forward.Stdout, forward.Stderr = &forwarded, &forwarded
+	g.Expect(forward.Start()).To(Succeed())
+	defer func() {
+		_ = forward.Process.Kill()
+		_ = forward.Wait()
+	}()
+	var local string
+	g.Eventually(func(g Gomega) {
+		m := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) -> 8080`).FindStringSubmatch(forwarded.String())
+		g.Expect(m).To(HaveLen(2), forwarded.String())
+		local = m[1]
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	client := &http.Client{Timeout: 10 * time.Second}
+	// Several connections, each its own stream to the remote pod, which
+	// answers with its hostname: the remote pod's name.
+	for range 3 {
+		resp, err := client.Get("http://" + local + "/")
+		g.Expect(err).NotTo(HaveOccurred(), forwarded.String())
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(body)).To(Equal("testapp on " + remote.Name + "\n"))
+	}
+	g.Eventually(func() string {
+		out, _ := w.kubectl(t, w.home, "-n", appNamespace, "logs", pod.Name)
+		return out
+	}).WithTimeout(30*time.Second).Should(ContainSubstring("request GET / from 127.0.0.1:"), "the request reached the container through its loopback, as port-forward does")
+
+	attached := testappPod(appNamespace, "attached", w.testapp.Ref)
+	c := &attached.Spec.Containers[0]
+	c.Stdin = true
+	c.Env = append(c.Env, corev1.EnvVar{Name: "TESTAPP_STDIN", Value: "echo"})
+	_, err := w.homeCS.CoreV1().Pods(appNamespace).Create(ctx, attached, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() {
+		_ = w.homeCS.CoreV1().Pods(appNamespace).Delete(context.Background(), attached.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	}()
+	waitRunningReady(ctx, g, w.homeCS, appNamespace, attached.Name)
+	attach := exec.CommandContext(ctx, mustBinary(t, "kubectl"), "--kubeconfig", w.home.Kubeconfig, "-n", appNamespace, "attach", "-i", attached.Name)
+	stdin, err := attach.StdinPipe()
+	g.Expect(err).NotTo(HaveOccurred())
+	var out testenv.SyncBuffer
+	attach.Stdout, attach.Stderr = &out, &out
+	g.Expect(attach.Start()).To(Succeed())
+	defer func() {
+		_ = attach.Process.Kill()
+		_ = attach.Wait()
+	}()
+	_, err = io.WriteString(stdin, "hello from home\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(out.String).WithTimeout(30*time.Second).Should(ContainSubstring("testapp: stdin: hello from home"),
+		"the line went to the remote container's stdin, and its output came back")
+	_, err = io.WriteString(stdin, "and another\n")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(out.String).WithTimeout(30 * time.Second).Should(ContainSubstring("testapp: stdin: and another"))
 }
 
 // execTTY runs a command in a home pod with a TTY, as kubectl exec -it does,
@@ -553,10 +630,20 @@ func leaseHolderPod(lease *coordinationv1.Lease) string {
 	return name
 }
 
+// offloadSpread creates spreadNamespace and offloads it with LocalAndRemote,
+// once.
+func (w *offloadWorld) offloadSpread(t *testing.T, g *WithT) {
+	t.Helper()
+	if !w.spreadOffloaded {
+		w.offloadNamespace(t, g, spreadNamespace, "LocalAndRemote")
+		w.spreadOffloaded = true
+	}
+}
+
 func (w *offloadWorld) partition(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
-	w.offloadNamespace(t, g, spreadNamespace, "LocalAndRemote")
+	w.offloadSpread(t, g)
 	// Two pods that prefer the virtual node, and leave a node that stops
 	// answering after evictAfter seconds.
 	d := testappDeployment(spreadNamespace, w.testapp.Ref, 2)

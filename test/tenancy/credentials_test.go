@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -65,17 +66,20 @@ var allowedToHome = []string{
 	// docs/design.md §2 and §4.15-16: in each twin, the virtual kubelet runs the
 	// pods and reflects the ConfigMaps, Secrets, Services and service
 	// account tokens they need (as Secrets: the tokens are requested at
-	// home), reads their status, logs and events, and serves exec; attach
-	// and port-forward come once the virtual kubelet serves them
-	// (ClusterRole stretch-remote-workloads, bound by the tenant controller
-	// in the twin only, RoleBinding stretch-home-workloads).
+	// home), reads their status, logs and events, and serves exec, attach
+	// and port-forward (docs/design.md §4.24; ClusterRole
+	// stretch-remote-workloads, bound by the tenant controller in the twin
+	// only, RoleBinding stretch-home-workloads).
 	"twin-a: pods configmaps secrets services serviceaccounts get list watch create update patch delete deletecollection",
 	// docs/design.md §4.16: Ingresses a home namespace or an Ingress opts
 	// in to reflect.
 	"twin-a: networking.k8s.io/ingresses get list watch create update patch delete deletecollection",
 	"twin-a: pods/status pods/log get",
-	"twin-a: pods/exec get create",
+	"twin-a: pods/exec pods/attach pods/portforward get create",
 	"twin-a: events events.k8s.io/events get list watch",
+	// docs/design.md §4.22: the EndpointSlices of reflected Services that
+	// list what runs elsewhere (same ClusterRole).
+	"twin-a: discovery.k8s.io/endpointslices get list watch create update delete",
 	// docs/design.md §4.2: the virtual node's capacity comes from the provider's
 	// nodes (ClusterRole stretch-peer-node-reader).
 	"cluster: nodes get list watch",
@@ -327,6 +331,27 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 		}
 	})
 
+	// The provider serves no metrics API here, so the matrix, built from
+	// its discovery, cannot try it: its authorizer answers for it
+	// (docs/design.md §4.24, the pods' usage read from the twins).
+	t.Run("the pods' metrics are A's to read in its twin, and nowhere else", func(t *testing.T) {
+		g := newG(t)
+		cs, err := kubernetes.NewForConfig(ts.aConfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		for scope, ns := range scopes {
+			for _, verb := range []string{"get", "list", "watch", "create", "update", "patch", "delete"} {
+				review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+					Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+						Group: "metrics.k8s.io", Resource: "pods", Namespace: ns, Verb: verb,
+					}},
+				}, metav1.CreateOptions{})
+				g.Expect(err).NotTo(HaveOccurred())
+				want := scope == "twin-a" && (verb == "get" || verb == "list")
+				g.Expect(review.Status.Allowed).To(Equal(want), "%s metrics.k8s.io/pods in %s (%q)", verb, scope, ns)
+			}
+		}
+	})
+
 	// The ServiceAccount stretch-home keeps the name its tokens carry; each
 	// grant has a name of its own, so that none is mistaken for another.
 	t.Run("each grant has a name of its own", func(t *testing.T) {
@@ -401,9 +426,9 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 	})
 
 	// What the kubelet API of virtual nodes serves, on a real pod of the
-	// twin: its logs and exec pass authorization (envtest has no kubelet to
-	// go further), attach and port-forward do not.
-	t.Run("on a pod of the twin: logs and exec, not attach nor port-forward", func(t *testing.T) {
+	// twin: its logs, exec, attach and port-forward pass authorization
+	// (envtest has no kubelet to go further); ephemeral containers do not.
+	t.Run("on a pod of the twin: logs, exec, attach and port-forward", func(t *testing.T) {
 		g := newG(t)
 		pod := podIn(ts.twinA, "shell")
 		g.Expect(client.IgnoreAlreadyExists(ts.a.Create(ctx, pod))).To(Succeed())
@@ -417,16 +442,17 @@ func TestIssuedCredentialsReachOnlyTheirTenant(t *testing.T) {
 			{"log", http.MethodGet, true},
 			{"exec", http.MethodPost, true},
 			{"exec", http.MethodGet, true}, // WebSocket
-			{"attach", http.MethodPost, false},
-			{"attach", http.MethodGet, false},
-			{"portforward", http.MethodPost, false},
-			{"portforward", http.MethodGet, false},
+			{"attach", http.MethodPost, true},
+			{"attach", http.MethodGet, true}, // WebSocket
+			{"portforward", http.MethodPost, true},
+			{"portforward", http.MethodGet, true}, // WebSocket
+			{"ephemeralcontainers", http.MethodPatch, false},
 		} {
 			err := cs.CoreV1().RESTClient().Verb(r.method).Namespace(pod.Namespace).Resource("pods").Name(pod.Name).SubResource(r.sub).
 				Param("command", "true").Param("stdout", "true").Do(ctx).Error()
 			if r.allowed {
 				// Past authorization, the API server finds no node to
-				// reach (exec), or an empty log.
+				// reach (exec, attach, port-forward), or an empty log.
 				g.Expect(err).To(Or(Not(HaveOccurred()), MatchError(ContainSubstring("does not have a host assigned"))), "%s pods/%s", r.method, r.sub)
 			} else {
 				g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "%s pods/%s: want Forbidden, got %v", r.method, r.sub, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -55,6 +56,23 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	c := &Cluster{ControlPlane: cp, Nodes: nodes, StartedIn: time.Since(start)}
 	opts.Logf.orDiscard()("realnode: cluster %s (%d nodes, API server %s) started in %s", c.Name, len(nodes), c.Server, c.StartedIn.Round(time.Millisecond))
 	return c, nil
+}
+
+// PodCIDRs returns the pod ranges of the cluster's nodes.
+func (c *Cluster) PodCIDRs() []netip.Prefix {
+	out := make([]netip.Prefix, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.PodCIDR
+	}
+	return out
+}
+
+// RoutePodsOf routes, in c's host, the pod ranges of peer's nodes to peer's
+// host: c's pods reach peer's pods by their addresses. Called on both
+// clusters, it stands in for the network between clusters that Stretch
+// leaves to a mesh (docs/design.md §4.22).
+func (c *Cluster) RoutePodsOf(peer *Cluster) error {
+	return c.Host.Route(peer.Host, peer.PodCIDRs()...)
 }
 
 // ImportImage imports an image into every node.

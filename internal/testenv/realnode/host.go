@@ -222,6 +222,25 @@ func (h *Host) Heal(peers ...*Host) error {
 	return nil
 }
 
+// Route routes, in this host, each prefix to the host peer over the LAN, as
+// a multi-cluster network (a mesh, or routes an operator adds) would: this
+// host's processes and pods then reach the addresses of peer's pods, and
+// their answers come back (the pods' own CNI masquerades what leaves them,
+// so peer needs no route back for that). The routes are recorded in this
+// host's lease and removed with it.
+func (h *Host) Route(peer *Host, prefixes ...netip.Prefix) error {
+	for _, p := range prefixes {
+		r := recordedRoute{Netns: h.Name, Dst: p.Masked().String(), Via: peer.Addr.String()}
+		if err := h.lease.record(func(res *resources) { res.Routes = append(res.Routes, r) }); err != nil {
+			return err
+		}
+		if err := ipCommand(r.args("add")...); err != nil {
+			return fmt.Errorf("routing %s to host %s in host %s: %w", p, peer.Name, h.Name, err)
+		}
+	}
+	return nil
+}
+
 // CutFrom lists the hosts' addresses this host is cut from.
 func (h *Host) CutFrom() []netip.Addr {
 	h.mu.Lock()

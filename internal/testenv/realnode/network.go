@@ -63,6 +63,9 @@ type resources struct {
 	// Links are deleted: a name in the initial network namespace, or
 	// <namespace>/<name> for a link inside a host.
 	Links []string `json:"links,omitempty"`
+	// Routes are routes added inside a host, deleted before its namespace
+	// (which would take them along, but a host may outlive them).
+	Routes []recordedRoute `json:"routes,omitempty"`
 	// Netns are network namespaces (hosts) to delete, after their links.
 	Netns []string `json:"netns,omitempty"`
 	// Dirs are unmounted below and removed.
@@ -72,6 +75,19 @@ type resources struct {
 	// and files holding their path (libcni's result cache, which names the
 	// network namespace).
 	Mentions []string `json:"mentions,omitempty"`
+}
+
+// recordedRoute is a route to Dst via Via in the network namespace Netns.
+type recordedRoute struct {
+	Netns string `json:"netns"`
+	Dst   string `json:"dst"`
+	Via   string `json:"via"`
+}
+
+// args are the arguments of 'ip' that select the route, after the verb
+// ("route add", "route del", "route show").
+func (r recordedRoute) args(verb string) []string {
+	return []string{"-n", r.Netns, "route", verb, r.Dst, "via", r.Via}
 }
 
 // recordedProcess identifies a process; the start time tells a recycled pid
@@ -223,6 +239,11 @@ func (r resources) clean() error {
 			errs = append(errs, err)
 		}
 	}
+	for _, route := range r.Routes {
+		if err := deleteRoute(route); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, ns := range r.Netns {
 		if err := deleteNetns(ns); err != nil {
 			errs = append(errs, err)
@@ -271,6 +292,11 @@ func (r resources) present() []string {
 	for _, link := range r.Links {
 		if linkExists(link) {
 			out = append(out, "link "+link)
+		}
+	}
+	for _, route := range r.Routes {
+		if routeExists(route) {
+			out = append(out, fmt.Sprintf("route to %s via %s in %s", route.Dst, route.Via, route.Netns))
 		}
 	}
 	for _, ns := range r.Netns {
@@ -387,6 +413,22 @@ func deleteLink(link string) error {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// deleteRoute deletes a recorded route; a missing route, or a missing
+// namespace (which took its routes with it), is not an error.
+func deleteRoute(r recordedRoute) error {
+	out, err := exec.Command("ip", r.args("del")...).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such process") && !strings.Contains(string(out), "Cannot open network namespace") {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(r.args("del"), " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// routeExists reports whether a recorded route is still there.
+func routeExists(r recordedRoute) bool {
+	out, err := exec.Command("ip", "-n", r.Netns, "route", "show", r.Dst, "via", r.Via).Output()
+	return err == nil && strings.TrimSpace(string(out)) != ""
 }
 
 // linkExists reports whether a recorded link is still there.

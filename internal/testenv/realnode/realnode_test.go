@@ -261,6 +261,20 @@ func TestLinkArgs(t *testing.T) {
 	}
 }
 
+func TestRouteRecord(t *testing.T) {
+	g := NewWithT(t)
+	r := recordedRoute{Netns: "srn3", Dst: "198.18.5.0/25", Via: "198.18.255.6"}
+	g.Expect(r.args("del")).To(Equal([]string{"-n", "srn3", "route", "del", "198.18.5.0/25", "via", "198.18.255.6"}))
+	// A lease's record keeps it for whoever cleans up after a crash.
+	data, err := json.Marshal(resources{Routes: []recordedRoute{r}})
+	g.Expect(err).NotTo(HaveOccurred())
+	var back resources
+	g.Expect(json.Unmarshal(data, &back)).To(Succeed())
+	g.Expect(back.Routes).To(Equal([]recordedRoute{r}))
+	// A route whose namespace is gone went with it.
+	g.Expect(deleteRoute(recordedRoute{Netns: "srn-absent-namespace", Dst: "198.18.5.0/25", Via: "198.18.255.6"})).To(Succeed())
+}
+
 func TestCutRules(t *testing.T) {
 	g := NewWithT(t)
 	rules := cutRules(netip.MustParseAddr("198.18.255.7"))

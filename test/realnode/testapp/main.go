@@ -12,19 +12,25 @@
 //	TESTAPP_TERM_GRACE  how long to keep serving after SIGTERM before exiting 0 (default 0)
 //	TESTAPP_API_PATH    an API path to GET once at start, e.g. /api/v1/namespaces/default/pods
 //	TESTAPP_ALLOC_MIB   allocate and touch this many MiB at start (to be OOMKilled under a limit)
+//	TESTAPP_STDIN       "echo": log each line of stdin as "testapp: stdin: LINE" (for kubectl attach)
 //
 // Endpoints: /healthz, /readyz (503 once terminating), /exit?code=N,
-// /crash (panics: exit code 2), /api?path=P (GET P from the API server).
+// /crash (panics: exit code 2), /api?path=P (GET P from the API server);
+// any other path answers "testapp on HOSTNAME" (the pod's name).
 //
 // The image has no shell, so the binary is also its own exec helper:
 // 'testapp exit N' exits with N, 'testapp api PATH' GETs PATH from the API
 // server (exit 1 unless the answer is 2xx), 'testapp dial HOST:PORT' opens
-// a TCP connection (exit 1 if it cannot), 'testapp echo ARGS' prints ARGS,
+// a TCP connection (exit 1 if it cannot), 'testapp get URL COUNT' GETs URL
+// COUNT times, each on a new connection (so that a Service picks an
+// endpoint each time), and prints each answer's body or error (exit 1 if
+// one failed), 'testapp echo ARGS' prints ARGS,
 // 'testapp cat FILES' prints files, 'testapp env NAMES' prints NAME=value
 // lines and 'testapp tty' says whether stdin and stdout are terminals.
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -99,6 +105,16 @@ func helper(name string, args []string) int {
 		conn.Close()
 		fmt.Println("dial: connected to", args[0])
 		return 0
+	case "get":
+		count := 0
+		if len(args) == 2 {
+			count, _ = strconv.Atoi(args[1])
+		}
+		if count < 1 {
+			fmt.Fprintln(os.Stderr, "usage: testapp get URL COUNT (COUNT ≥ 1)")
+			return 64
+		}
+		return get(args[0], count)
 	case "echo":
 		fmt.Println(strings.Join(args, " "))
 		return 0
@@ -123,9 +139,34 @@ func helper(name string, args []string) int {
 		}
 		return code
 	default:
-		fmt.Fprintf(os.Stderr, "testapp: unknown helper %q: use exit, api, dial, echo, cat, env or tty (or no argument to serve)\n", name)
+		fmt.Fprintf(os.Stderr, "testapp: unknown helper %q: use exit, api, dial, get, echo, cat, env or tty (or no argument to serve)\n", name)
 		return 64
 	}
+}
+
+// get GETs url count times, each on a new connection, and prints one line
+// per answer: its body, or "get: error: ..."; it returns 1 if one failed.
+func get(url string, count int) int {
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	code := 0
+	for range count {
+		resp, err := c.Get(url)
+		if err == nil {
+			var body []byte
+			body, err = io.ReadAll(io.LimitReader(resp.Body, logBodyLimit))
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+			}
+			if err == nil {
+				fmt.Println(strings.TrimSpace(string(body)))
+				continue
+			}
+		}
+		fmt.Println("get: error:", err)
+		code = 1
+	}
+	return code
 }
 
 func logf(format string, args ...any) {
@@ -189,6 +230,19 @@ func serve() error {
 		}
 	}()
 
+	switch v := os.Getenv("TESTAPP_STDIN"); v {
+	case "":
+	case "echo":
+		go func() {
+			lines := bufio.NewScanner(os.Stdin)
+			for lines.Scan() {
+				logf("stdin: %s", lines.Text())
+			}
+			logf("stdin closed")
+		}()
+	default:
+		return fmt.Errorf("TESTAPP_STDIN=%q: the only mode is echo", v)
+	}
 	if path := os.Getenv("TESTAPP_API_PATH"); path != "" {
 		go func() {
 			out, _ := callAPI(path, logBodyLimit)
