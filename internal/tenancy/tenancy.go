@@ -2,14 +2,20 @@
 // functions that the provider's controllers and its pod admission share: the
 // defaults of a TenantPolicy, the Pod Security labels of twins, how a twin
 // name is classified and checked against the policy, and what the home
-// cluster's pods use.
+// cluster's pods use; and TwinHome, the one read they all start with.
 package tenancy
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
@@ -184,6 +190,20 @@ func HomeOfTwin(labels, annotations map[string]string) string {
 		return ""
 	}
 	return id
+}
+
+// TwinHome is the home cluster ID of namespace ns when Stretch made it a
+// twin, "" when it is not one or does not exist: what the provider's
+// admission of objects in twins starts with.
+func TwinHome(ctx context.Context, c client.Reader, ns string) (string, error) {
+	n := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: ns}, n); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("reading namespace %s: %w", ns, err)
+	}
+	return HomeOfTwin(n.Labels, n.Annotations), nil
 }
 
 // HomeOfTenant is the home cluster ID whose tenant namespace namespace is, or

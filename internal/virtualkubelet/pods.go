@@ -185,11 +185,20 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 
 // forceDeleteHome deletes a Terminating home pod at once: its remote pod is
 // gone, or past its grace period.
+// A pod deleted once is not deleted again while the cache still shows it
+// (the next sync, brought by the remote pod's deletion or its own, would
+// otherwise send a second DELETE, answered 404: one per pod in a burst);
+// its key is forgotten once the cache shows it gone.
 func (k *Kubelet) forceDeleteHome(ctx context.Context, home *corev1.Pod) error {
-	err := k.Home.CoreV1().Pods(home.Namespace).Delete(ctx, home.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: metav1.NewUIDPreconditions(string(home.UID))})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+	key, deleted := home.Namespace+"/"+home.Name, "force-deleted/"+string(home.UID)
+	if !k.said.add(key, deleted) {
 		return nil
 	}
+	err := k.Home.CoreV1().Pods(home.Namespace).Delete(ctx, home.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: metav1.NewUIDPreconditions(string(home.UID))})
+	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	k.said.forget(key, deleted)
 	k.countError("delete-home-pod", err)
 	return err
 }

@@ -16,9 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -44,14 +42,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err := h.Decoder.Decode(req, slice); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	ns := &corev1.Namespace{}
-	if err := h.Client.Get(ctx, types.NamespacedName{Name: req.Namespace}, ns); err != nil {
-		if apierrors.IsNotFound(err) {
-			return admission.Allowed("not a twin namespace")
-		}
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err))
+	home, err := tenancy.TwinHome(ctx, h.Client, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	home := tenancy.HomeOfTwin(ns.Labels, ns.Annotations)
 	if home == "" {
 		return admission.Allowed("not a twin namespace")
 	}

@@ -73,14 +73,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	pod.Namespace = req.Namespace
-	ns := &corev1.Namespace{}
-	if err := h.Client.Get(ctx, types.NamespacedName{Name: req.Namespace}, ns); err != nil {
-		if apierrors.IsNotFound(err) {
-			return admission.Allowed("not a twin namespace")
-		}
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %s: %w", req.Namespace, err))
+	home, err := tenancy.TwinHome(ctx, h.Client, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	home := tenancy.HomeOfTwin(ns.Labels, ns.Annotations)
 	if home == "" {
 		return admission.Allowed("not a twin namespace")
 	}
