@@ -12,6 +12,7 @@ STATICCHECK_VERSION    := v0.8.2
 HELM_VERSION           := v4.3.2
 CONTAINERD_VERSION     := v2.4.2
 CNI_PLUGINS_VERSION    := v1.10.0
+METRICS_SERVER_VERSION := v0.8.0
 
 BIN := $(CURDIR)/bin
 BUILD_TOOL := hack/build-tool.sh
@@ -30,11 +31,12 @@ CNI_PLUGINS := main/bridge ipam/host-local main/loopback meta/portmap
 # From Debian, as package:binary: runc (1.1.5 in bookworm; crun refuses this
 # hybrid cgroup layout) and iptables (the nodes fence their pods in with it).
 DEBIAN_PACKAGES := runc:/usr/bin/runc iptables:/usr/sbin/iptables
-TOOLS := $(K8S_TOOLS) etcd kwok kwokctl controller-gen staticcheck helm $(CONTAINERD_TOOLS) \
+TOOLS := $(K8S_TOOLS) etcd kwok kwokctl metrics-server controller-gen staticcheck helm $(CONTAINERD_TOOLS) \
 	$(foreach p,$(CNI_PLUGINS),cni-$(notdir $(p))) runc iptables
 TOOL_FILES := $(foreach t,$(K8S_TOOLS),$(BIN)/tools/$(t)-$(KUBERNETES_VERSION)) \
 	$(BIN)/tools/etcd-$(ETCD_VERSION) \
 	$(BIN)/tools/kwok-$(KWOK_VERSION) $(BIN)/tools/kwokctl-$(KWOK_VERSION) \
+	$(BIN)/tools/metrics-server-$(METRICS_SERVER_VERSION) \
 	$(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION) \
 	$(BIN)/tools/staticcheck-$(STATICCHECK_VERSION) \
 	$(BIN)/tools/helm-$(HELM_VERSION) \
@@ -69,6 +71,12 @@ $(BIN)/tools/kwok-$(KWOK_VERSION):
 
 $(BIN)/tools/kwokctl-$(KWOK_VERSION):
 	@$(BUILD_TOOL) kwokctl $(KWOK_VERSION) kwok sigs.k8s.io/kwok/cmd/kwokctl
+
+# kwokctl runs it in the e2e clusters (--enable metrics-server); it reports
+# its version as client-go's, so that is what the ldflags stamp.
+$(BIN)/tools/metrics-server-$(METRICS_SERVER_VERSION):
+	@$(BUILD_TOOL) metrics-server $(METRICS_SERVER_VERSION) metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server \
+		"-X k8s.io/client-go/pkg/version.gitVersion=$(METRICS_SERVER_VERSION)"
 
 $(BIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION):
 	@$(BUILD_TOOL) controller-gen $(CONTROLLER_GEN_VERSION) controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen

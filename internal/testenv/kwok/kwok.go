@@ -25,8 +25,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
@@ -72,6 +74,37 @@ const StopTimeout = time.Minute
 // names their pid and log files.
 var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"}
 
+// metricsServer is the component Options.MetricsServer adds.
+const metricsServer = "metrics-server"
+
+// components returns the component processes of c.
+func (c *Cluster) components() []string {
+	if c.opts.MetricsServer {
+		return append(slices.Clone(components), metricsServer)
+	}
+	return components
+}
+
+// The annotations of a pod that say what each of its containers uses when
+// Options.MetricsServer is set: kwok's emulated usage (kwokctl's default
+// ClusterResourceUsage) reads them.
+const (
+	// UsageCPUAnnotation is the CPU each container of the pod uses, a
+	// quantity such as "300m"; default 1m.
+	UsageCPUAnnotation = "kwok.x-k8s.io/usage-cpu"
+	// UsageMemoryAnnotation is the memory working set of each container
+	// of the pod, a quantity such as "64Mi"; default 1Mi.
+	UsageMemoryAnnotation = "kwok.x-k8s.io/usage-memory"
+)
+
+// MetricsServerUser is the user metrics-server authenticates as
+// (Options.MetricsServer), with a static token of the API server.
+const MetricsServerUser = "metrics-server"
+
+// MetricResolution is how often the metrics-server of Options.MetricsServer
+// scrapes the nodes: its --metric-resolution, the shortest it accepts.
+const MetricResolution = 10 * time.Second
+
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$`)
 
 // Options configure Start.
@@ -104,6 +137,19 @@ type Options struct {
 	// --service-cluster-ip-range), e.g. "10.120.0.0/16"; empty: the API
 	// server's default, 10.0.0.0/24, which overlaps kwok's default PodCIDR.
 	ServiceCIDR string
+	// MetricsServer runs metrics-server (bin/metrics-server, 'make tools')
+	// as a component of the cluster, registered as the metrics.k8s.io API,
+	// so that 'kubectl top' and HPAs work. It scrapes every node at its
+	// InternalIP and status port (--kubelet-use-node-status-port, with
+	// --kubelet-insecure-tls), every MetricResolution. As in a real
+	// cluster, it reaches the API server and the kubelets with a bearer
+	// token (of user MetricsServerUser, with the rights of metrics-server's
+	// own manifest) and not the admin's certificate. kwok then emulates the
+	// resource usage of the pods on its nodes: every container uses what its
+	// pod's UsageCPUAnnotation and UsageMemoryAnnotation say. (kwokctl adds
+	// that emulation to kwok's configuration, unless EnableCRDs names Metric
+	// or ClusterResourceUsage.)
+	MetricsServer bool
 }
 
 // validate checks the options that kwokctl would only refuse late, or
@@ -173,7 +219,11 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 		opts.Timeout = defaultTimeout
 	}
 	bins := map[string]string{}
-	for _, tool := range []string{"kwokctl", "kwok", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubectl"} {
+	tools := []string{"kwokctl", "kwok", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kubectl"}
+	if opts.MetricsServer {
+		tools = append(tools, metricsServer)
+	}
+	for _, tool := range tools {
 		path, err := machine.Binary(tool)
 		if err != nil {
 			return nil, err
@@ -265,11 +315,17 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 	c.setEnv()
 
 	var err error
-	if c.ports, c.portLocks, err = reservePorts(); err != nil {
+	if c.ports, c.portLocks, err = reservePorts(c.opts.MetricsServer); err != nil {
 		return err
 	}
+	var ms *metricsServerFiles
+	if c.opts.MetricsServer {
+		if ms, err = writeMetricsServerFiles(filepath.Join(c.root, metricsServer), filepath.Join(c.clusterDir, "pki", "ca.crt"), c.ports.apiserver); err != nil {
+			return err
+		}
+	}
 	configPath := filepath.Join(c.root, "kwokctl.yaml")
-	conf := kwokctlConfiguration(c.ports, bins["kubectl"], filepath.Join(c.clusterDir, "pki"), c.opts)
+	conf := kwokctlConfiguration(c.ports, bins, filepath.Join(c.clusterDir, "pki"), ms, c.opts)
 	if c.opts.AuditWrites {
 		policy, err := c.writeAuditPolicy()
 		if err != nil {
@@ -314,7 +370,8 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 // options give every port and bindAddress; componentsPatches then bind every
 // listener to 127.0.0.1 explicitly (so a kwokctl default cannot open one on
 // all interfaces) and keep kwok off every Node without NodeAnnotation.
-func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[string]any {
+// ms, for Options.MetricsServer, are the files of writeMetricsServerFiles.
+func kwokctlConfiguration(p portSet, bins map[string]string, pki string, ms *metricsServerFiles, opts Options) map[string]any {
 	override := func(key, value string) map[string]any {
 		return map[string]any{"key": key, "value": value, "override": true}
 	}
@@ -326,7 +383,7 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 	options := map[string]any{
 		"runtime":                   "binary",
 		"bindAddress":               loopback,
-		"kubectlBinary":             kubectl,
+		"kubectlBinary":             bins["kubectl"],
 		"etcdPort":                  p.etcd,
 		"etcdPeerPort":              p.etcdPeer,
 		"kubeApiserverPort":         p.apiserver,
@@ -350,6 +407,9 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 	if opts.ServiceCIDR != "" {
 		apiserverArgs = append(apiserverArgs, map[string]any{"key": "service-cluster-ip-range", "value": opts.ServiceCIDR})
 	}
+	if ms != nil {
+		apiserverArgs = append(apiserverArgs, map[string]any{"key": "token-auth-file", "value": ms.tokens})
+	}
 	kwokArgs := []map[string]any{
 		override("server-address", loopback+":"+strconv.Itoa(p.kwok)),
 		// the API server reaches kwok (logs, exec) at the node IP.
@@ -360,29 +420,137 @@ func kwokctlConfiguration(p portSet, kubectl, pki string, opts Options) map[stri
 	if opts.PodCIDR != "" {
 		kwokArgs = append(kwokArgs, map[string]any{"key": "cidr", "value": opts.PodCIDR})
 	}
+	patches := []map[string]any{
+		{"name": "etcd", "extraArgs": []map[string]any{
+			override("listen-client-urls", url(p.etcd)),
+			override("advertise-client-urls", url(p.etcd)),
+			override("listen-peer-urls", url(p.etcdPeer)),
+			override("initial-advertise-peer-urls", url(p.etcdPeer)),
+			override("initial-cluster", "node0="+url(p.etcdPeer)),
+		}},
+		{"name": "kube-apiserver", "extraArgs": apiserverArgs},
+		// One instance each: a lease renewal that misses its deadline
+		// (a busy machine, an API server killed by a test) makes the
+		// component exit for good, since nothing restarts it. Hence a
+		// lease that outlives any test. (kwokctl sets no leader-elect
+		// flag, and drops overrides of flags it does not set.)
+		{"name": "kube-controller-manager", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
+		{"name": "kube-scheduler", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
+		{"name": "kwok-controller", "extraArgs": kwokArgs},
+	}
+	if ms != nil {
+		options["enable"] = []string{metricsServer}
+		options["metricsServerBinary"] = bins[metricsServer]
+		options["metricsServerPort"] = p.metricsServer
+		// kwokctl would download the release's manifest: this one is
+		// local (a folder, which kwokctl builds with kubectl kustomize).
+		options["metricsServerManifests"] = []string{ms.manifest}
+		patches = append(patches, map[string]any{"name": metricsServer, "extraArgs": []map[string]any{
+			override("bind-address", loopback),
+			// Its own identity for the API server and the kubelets; it
+			// still authenticates and authorizes its own clients (the
+			// aggregator) as the admin, since kwokctl's manifest drops
+			// RBAC objects.
+			override("kubeconfig", ms.kubeconfig),
+			override("metric-resolution", MetricResolution.String()),
+			// Its default, 10 s, is refused: it must be below the resolution.
+			{"key": "kubelet-request-timeout", "value": (MetricResolution / 2).String()},
+		}})
+	}
 	return map[string]any{
-		"apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-		"kind":       "KwokctlConfiguration",
-		"options":    options,
-		"componentsPatches": []map[string]any{
-			{"name": "etcd", "extraArgs": []map[string]any{
-				override("listen-client-urls", url(p.etcd)),
-				override("advertise-client-urls", url(p.etcd)),
-				override("listen-peer-urls", url(p.etcdPeer)),
-				override("initial-advertise-peer-urls", url(p.etcdPeer)),
-				override("initial-cluster", "node0="+url(p.etcdPeer)),
-			}},
-			{"name": "kube-apiserver", "extraArgs": apiserverArgs},
-			// One instance each: a lease renewal that misses its deadline
-			// (a busy machine, an API server killed by a test) makes the
-			// component exit for good, since nothing restarts it. Hence a
-			// lease that outlives any test. (kwokctl sets no leader-elect
-			// flag, and drops overrides of flags it does not set.)
-			{"name": "kube-controller-manager", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
-			{"name": "kube-scheduler", "extraArgs": append([]map[string]any{override("bind-address", loopback)}, longLease...)},
-			{"name": "kwok-controller", "extraArgs": kwokArgs},
+		"apiVersion":        "config.kwok.x-k8s.io/v1alpha1",
+		"kind":              "KwokctlConfiguration",
+		"options":           options,
+		"componentsPatches": patches,
+	}
+}
+
+// metricsServerFiles are what Options.MetricsServer needs before the
+// cluster starts.
+type metricsServerFiles struct {
+	// manifest is a kustomize folder of the objects that make the API
+	// server serve metrics.k8s.io from metrics-server.
+	manifest string
+	// tokens is the API server's --token-auth-file, with the token of
+	// MetricsServerUser.
+	tokens string
+	// kubeconfig is metrics-server's, with that token.
+	kubeconfig string
+}
+
+// writeMetricsServerFiles writes the files of metricsServerFiles into dir;
+// ca is the cluster CA's certificate (kwokctl writes it later) and
+// apiserver the API server's port. In the manifest, kwokctl turns the
+// Service into an ExternalName one at 127.0.0.1 and points the APIService
+// at metrics-server's port; metrics-server serves with the admin's
+// certificate (kwokctl's), hence insecureSkipTLSVerify.
+func writeMetricsServerFiles(dir, ca string, apiserver int) (*metricsServerFiles, error) {
+	const objects = `apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+spec:
+  ports:
+  - port: 443
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service:
+    name: metrics-server
+    namespace: kube-system
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+`
+	const kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- metrics-server.yaml\n"
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret)
+	token := hex.EncodeToString(secret)
+	kubeconfig := clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"kwok": {Server: fmt.Sprintf("https://%s:%d", loopback, apiserver), CertificateAuthority: ca}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{MetricsServerUser: {Token: token}},
+		Contexts:       map[string]*clientcmdapi.Context{"kwok": {Cluster: "kwok", AuthInfo: MetricsServerUser}},
+		CurrentContext: "kwok",
+	}
+	f := &metricsServerFiles{manifest: dir, tokens: filepath.Join(dir, "tokens.csv"), kubeconfig: filepath.Join(dir, "kubeconfig")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for name, data := range map[string]string{
+		"metrics-server.yaml": objects,
+		"kustomization.yaml":  kustomization,
+		"tokens.csv":          fmt.Sprintf("%s,%s,%s\n", token, MetricsServerUser, MetricsServerUser),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return f, clientcmd.WriteToFile(kubeconfig, f.kubeconfig)
+}
+
+// metricsServerRBAC are the rights of MetricsServerUser, those of
+// metrics-server's own manifest: it reads pods and nodes, and the kubelets'
+// resource metrics (nodes/metrics, which a kubelet checks).
+func metricsServerRBAC() []client.Object {
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "system:metrics-server"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 		},
 	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "system:metrics-server"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: MetricsServerUser}},
+	}
+	return []client.Object{role, binding}
 }
 
 // runKwokctl runs kwokctl in the cluster's environment; its output goes to
@@ -417,7 +585,7 @@ func (c *Cluster) runKwokctl(ctx context.Context, step string, args ...string) e
 func (c *Cluster) readPIDs() error {
 	c.procs = map[string]process{}
 	var errs []error
-	for _, name := range components {
+	for _, name := range c.components() {
 		data, err := os.ReadFile(filepath.Join(c.clusterDir, "pids", name+".pid"))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("component %s not started: %w", name, err))
@@ -509,6 +677,14 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	if len(c.opts.EnableCRDs) > 0 {
 		if err := poll("kwok CRDs established", c.crdsEstablished); err != nil {
 			return err
+		}
+	}
+	// metrics-server retries until it may read pods and nodes.
+	if c.opts.MetricsServer {
+		for _, o := range metricsServerRBAC() {
+			if err := c.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating the RBAC of metrics-server: %w", err)
+			}
 		}
 	}
 	for i := range c.opts.FakeNodes {
@@ -642,7 +818,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 // logTails returns the last lines of every component log, for errors.
 func (c *Cluster) logTails() string {
 	var b strings.Builder
-	for _, name := range components {
+	for _, name := range c.components() {
 		data, err := os.ReadFile(filepath.Join(c.clusterDir, "logs", name+".log"))
 		if err != nil {
 			continue

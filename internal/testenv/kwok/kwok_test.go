@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned/typed/metrics/v1beta1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/internal/testenv"
@@ -307,4 +308,45 @@ func procNetAddress(t *testing.T, s string) string {
 		t.Fatalf("address %q: %v", s, err)
 	}
 	return net.JoinHostPort(net.IP(raw).String(), strconv.FormatUint(port, 10))
+}
+
+// A cluster with metrics-server serves metrics.k8s.io: kwok's emulated usage
+// of a pod (its annotations) reaches the PodMetrics and the NodeMetrics, and
+// metrics-server listens on 127.0.0.1 only.
+func TestMetricsServer(t *testing.T) {
+	g := NewWithT(t)
+	c := testenv.StartKwokClusterForTest(t, "kwok", "metrics", kwok.Options{FakeNodes: 1, MetricsServer: true})
+	g.Expect(c.Running()).To(ContainElement("metrics-server"))
+	for _, addr := range listenAddresses(t, c)["metrics-server"] {
+		g.Expect(addr).To(HavePrefix("127.0.0.1:"))
+	}
+	// It reaches the API server and the kubelets with its own token, as
+	// in a real cluster, not as the admin.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.PIDs()["metrics-server"]))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Split(string(cmdline), "\x00")).To(ContainElement("--kubeconfig=" + filepath.Join(c.Root(), "metrics-server", "kubeconfig")))
+
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "busy", Annotations: map[string]string{
+			kwok.UsageCPUAnnotation: "250m", kwok.UsageMemoryAnnotation: "64Mi",
+		}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+	}
+	g.Expect(c.Client.Create(t.Context(), pod)).To(Succeed())
+	var metrics *metricsclient.MetricsV1beta1Client
+	metrics, err = metricsclient.NewForConfig(c.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	// Two scrapes make a rate: a few resolutions after the pod runs.
+	g.Eventually(func(g Gomega) {
+		m, err := metrics.PodMetricses("default").Get(t.Context(), "busy", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(m.Containers).To(HaveLen(1))
+		g.Expect(m.Containers[0].Usage.Cpu().MilliValue()).To(BeNumerically("~", 250, 5))
+		g.Expect(m.Containers[0].Usage.Memory().Value()).To(Equal(int64(64 << 20)))
+	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		m, err := metrics.NodeMetricses().Get(t.Context(), "kwok-node-0", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(m.Usage.Cpu().MilliValue()).To(BeNumerically(">=", 245))
+	}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 }

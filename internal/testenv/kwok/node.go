@@ -11,9 +11,16 @@ import (
 // versions: "kwok-<its version>") but leaves the OS image empty.
 const NodeOSImage = "kwok simulated node"
 
+// resourceMetricsPathAnnotation tells metrics-server where a node serves
+// its resource metrics, instead of the kubelet's /metrics/resource: one kwok
+// controller serves every node of a cluster, on one address, under a path
+// that names the node (kwokctl's default Metric).
+const resourceMetricsPathAnnotation = "metrics.k8s.io/resource-metrics-path"
+
 // NewNode returns a Node that the kwok controller of a Cluster
 // manages: annotated NodeAnnotation, labelled like a Linux node, 32 CPUs,
-// 256Gi of memory and 110 pods, no taints, OS image NodeOSImage.
+// 256Gi of memory and 110 pods, no taints, OS image NodeOSImage. Its
+// resource metrics are found where kwok serves them (Options.MetricsServer).
 func NewNode(name string) *corev1.Node {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
@@ -22,8 +29,11 @@ func NewNode(name string) *corev1.Node {
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Annotations: map[string]string{NodeAnnotation: NodeAnnotationValue},
+			Name: name,
+			Annotations: map[string]string{
+				NodeAnnotation:                NodeAnnotationValue,
+				resourceMetricsPathAnnotation: "/metrics/nodes/" + name + "/metrics/resource",
+			},
 			Labels: map[string]string{
 				"type":                   "kwok",
 				"kubernetes.io/hostname": name,
