@@ -48,7 +48,7 @@ func (k *Kubelet) hasHomeWork(ns string) bool {
 	}
 	for _, r := range reflectors {
 		for _, o := range k.homeObjects.list(r.kind(), ns) {
-			if reflects(r, o) {
+			if k.reflects(r, o) {
 				return true
 			}
 		}

@@ -60,6 +60,9 @@ func NewHomeObjects(home kubernetes.Interface) *HomeObjects {
 		r.informer(f)
 	}
 	f.Core().V1().ConfigMaps().Informer() // the home CA of token Secrets
+	// Claims' volumes and their classes' reclaim policies (reflect_claim.go).
+	f.Core().V1().PersistentVolumes().Informer()
+	f.Storage().V1().StorageClasses().Informer()
 	return &HomeObjects{factory: f}
 }
 
@@ -87,8 +90,9 @@ type Config struct {
 	Peer *remote.Peer
 	// Home is a client of the home cluster.
 	Home kubernetes.Interface
-	// Offloadings reads the home cluster's NamespaceOffloadings: only the
-	// twins they ask for are trusted.
+	// Offloadings reads the home cluster's NamespaceOffloadings (only the
+	// twins they ask for are trusted) and RemoteClusters (their storage
+	// class mappings).
 	Offloadings client.Reader
 	// Objects are the home informers of the reflected kinds.
 	Objects *HomeObjects
@@ -234,6 +238,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 
 	objectHandlers := k.homeObjectHandlers()
 	defer objectHandlers.remove()
+	volumes := k.Objects.factory.Core().V1().PersistentVolumes().Informer()
+	if reg, err := volumes.AddEventHandler(k.homeVolumeHandler()); err == nil {
+		defer func() { _ = volumes.RemoveEventHandler(reg) }()
+	}
 
 	k.podFactory.Start(ctx.Done())
 	defer k.podFactory.Shutdown()

@@ -27,6 +27,8 @@ const (
 	KindService   = "Service"
 )
 
+// Note: KindPersistentVolumeClaim is in reflect_claim.go.
+
 // Reasons of the events reflection records.
 const (
 	// ReflectionConflictReason, on a home object: an object of the same
@@ -46,6 +48,13 @@ const (
 // rights follow it: reading the kind at home (the rbac marker in set.go)
 // and writing it in twins (ClusterRole stretch-remote-workloads in
 // charts/stretch/templates/rbac.yaml).
+//
+// A kind whose objects each go to one provider only, and whose copies the
+// provider acts on (claims: it binds them), implements peeringReflector
+// too: the loop then asks it which provider an object goes to, lets it
+// fit the copy to that provider, tell home what the provider did with the
+// copy, and decide whether a copy may be deleted (a claim's copy holds
+// data: only the user's own delete at home deletes it).
 type reflector interface {
 	// kind is the kind's name ("ConfigMap"), as in metrics and events.
 	kind() string
@@ -74,7 +83,30 @@ type reflector interface {
 }
 
 // reflectors are the reflected kinds.
-var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}}
+var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, claimReflector{}}
+
+// peeringReflector is a reflector whose objects go each to the twin of one
+// provider, chosen per object, and whose copies the provider acts on.
+type peeringReflector interface {
+	reflector
+	// reflectedBy reports whether home object obj, reflected, goes to the
+	// provider of kubelet k.
+	reflectedBy(k *Kubelet, obj client.Object) bool
+	// forProvider fits want, the copy toRemote made, to k's provider.
+	forProvider(k *Kubelet, want client.Object) error
+	// reportBack tells home object home what the provider did with its
+	// copy cur (created or in sync).
+	reportBack(ctx context.Context, k *Kubelet, home, cur client.Object) error
+	// copyOf reports whether cur is the copy of home object home, not of
+	// an earlier object of that name.
+	copyOf(home, cur client.Object) bool
+	// release decides whether cur, the copy of key (nil when there is
+	// none), stays although it is not the copy of a home object reflected
+	// to k's provider (home, nil when there is none, is the home object
+	// of that name), and releases at home what stood for a copy gone. An
+	// error keeps the copy.
+	release(ctx context.Context, k *Kubelet, key objectKey, home, cur client.Object) (keep bool, err error)
+}
 
 var (
 	reflectorByKind = map[string]reflector{}
@@ -106,6 +138,15 @@ func keptAtHome(obj metav1.Object) bool {
 
 // reflects reports whether r reflects home object obj.
 func reflects(r reflector, obj client.Object) bool { return !keptAtHome(obj) && r.reflected(obj) }
+
+// reflects reports whether r reflects home object obj into the twins of
+// k's provider.
+func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
+	if p, ok := r.(peeringReflector); ok && !p.reflectedBy(k, obj) {
+		return false
+	}
+	return reflects(r, obj)
+}
 
 // Reflected reports whether a home object is reflected into twins: every
 // ConfigMap, Secret and Service but those that the annotation
@@ -218,7 +259,8 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	if home != nil && !reflects(r, home) {
+	atHome := home
+	if home != nil && !k.reflects(r, home) {
 		if keptAtHome(home) {
 			k.enqueuePodsNeeding(r, home)
 		}
@@ -229,6 +271,23 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		return 0, err
 	}
 	c := k.Peer.Client
+	p, peered := r.(peeringReflector)
+	if peered && (cur == nil || reflected(cur, k.HomeClusterID) && cur.GetDeletionTimestamp() == nil) &&
+		(home == nil || cur != nil && !p.copyOf(home, cur)) {
+		// Gone at home, or not here: the kind says whether its copy goes.
+		keep, err := p.release(ctx, k, key, atHome, cur)
+		if keep || err != nil || cur == nil {
+			return 0, err
+		}
+		if home != nil { // the copy of an earlier object of that name
+			err := c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})
+			if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				return time.Second, nil
+			}
+			k.countError("reflect-"+strings.ToLower(key.Kind), err)
+			return 0, err
+		}
+	}
 	switch {
 	case cur != nil && !reflected(cur, k.HomeClusterID):
 		if home != nil && k.said.add(key.String(), "conflict/"+string(cur.GetUID())) {
@@ -252,6 +311,11 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		return 0, err
 	}
 	want := r.toRemote(home, reflectedMeta(home, t.name, k.HomeClusterID))
+	if peered {
+		if err := p.forProvider(k, want); err != nil {
+			return 0, err
+		}
+	}
 	if cur == nil {
 		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
@@ -260,10 +324,16 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 			// has it: it is then judged as ours, or left alone and said.
 			return time.Second, nil
 		}
+		if err == nil && peered {
+			err = p.reportBack(ctx, k, home, want)
+		}
 	} else {
 		upd := updateOf(r, cur, want)
 		switch {
 		case unchanged(r, cur, upd):
+			if peered {
+				return 0, p.reportBack(ctx, k, home, cur)
+			}
 			return 0, nil
 		case r.immutable(cur, want):
 			err = c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})
@@ -416,7 +486,7 @@ func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 		return
 	}
 	if k.twins.get(obj.GetNamespace()) == nil {
-		if reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
+		if k.reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
 			k.TwinsChanged() // an idle twin, not watched yet, has work now
 		}
 		return

@@ -70,6 +70,9 @@ var allowedToHome = []string{
 	// (ClusterRole stretch-remote-workloads, bound by the tenant controller
 	// in the twin only, RoleBinding stretch-home-workloads).
 	"twin-a: pods configmaps secrets services serviceaccounts get list watch create update patch delete deletecollection",
+	// docs/design.md §4.23: the copies of the home claims of class stretch,
+	// whose status comes home.
+	"twin-a: persistentvolumeclaims get list watch create update patch delete",
 	"twin-a: pods/status pods/log get",
 	"twin-a: pods/exec get create",
 	"twin-a: events events.k8s.io/events get list watch",

@@ -3,10 +3,13 @@ package offloading
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
@@ -76,6 +79,57 @@ func (r *Reconciler) deletePodsOnVirtualNodes(ctx context.Context, s *scope) err
 	}
 	if deleted > 0 {
 		ctrl.LoggerFrom(ctx).Info("deleted pods on virtual nodes", "namespace", namespace, "count", deleted)
+	}
+	return nil
+}
+
+// isRemoteVolume reports whether o is a home PersistentVolume that stands
+// for a claim on a provider (design §4.23).
+func isRemoteVolume(o client.Object) bool {
+	return o.GetAnnotations()[provisionedByAnnotation] == wellknown.VolumeProvisioner
+}
+
+// provisionedByAnnotation names the provisioner of a PersistentVolume.
+const provisionedByAnnotation = "pv.kubernetes.io/provisioned-by"
+
+// offloadingOfClaim maps a home PersistentVolume to the NamespaceOffloading
+// of its claim's namespace.
+func offloadingOfClaim(_ context.Context, o client.Object) []reconcile.Request {
+	pv, ok := o.(*corev1.PersistentVolume)
+	if !ok || pv.Spec.ClaimRef == nil {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: wellknown.NamespaceOffloadingName}}}
+}
+
+// findRemoteVolumes finds, for each provider, the claims of the namespace
+// whose copies it holds: the home PersistentVolumes that stand for them
+// (of Stretch's provisioner, labelled with the provider's cluster ID, not
+// being deleted). Unless the unoffload is forced, their providers keep
+// the twin: deleting it would delete the claims' data without the user's
+// own delete.
+func (r *Reconciler) findRemoteVolumes(ctx context.Context, s *scope) error {
+	if _, force := s.off.Annotations[wellknown.ForceUnoffloadAnnotation]; force {
+		return nil
+	}
+	pvs := &corev1.PersistentVolumeList{}
+	if err := r.Client.List(ctx, pvs); err != nil {
+		return fmt.Errorf("listing PersistentVolumes: %w", err)
+	}
+	byCluster := map[string][]string{}
+	for _, pv := range pvs.Items {
+		ref := pv.Spec.ClaimRef
+		if !isRemoteVolume(&pv) || ref == nil || ref.Namespace != s.off.Namespace || !pv.DeletionTimestamp.IsZero() {
+			continue
+		}
+		id := pv.Labels[wellknown.RemoteClusterIDLabel]
+		byCluster[id] = append(byCluster[id], fmt.Sprintf("%s (PersistentVolume %s, %s)", ref.Name, pv.Name, pv.Status.Phase))
+	}
+	for i := range s.states {
+		st := &s.states[i]
+		st.volumes = byCluster[st.clusterID]
+		slices.Sort(st.volumes)
+		st.keepTwin = len(st.volumes) > 0
 	}
 	return nil
 }
