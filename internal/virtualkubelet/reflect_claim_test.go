@@ -162,7 +162,9 @@ func TestClaimsOnProviders(t *testing.T) {
 		pod.Spec.ServiceAccountName, pod.Spec.Volumes = "", []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "at-home"}}}}
 		g.Expect(home.Client.Create(ctx, pod)).To(Succeed())
-		g.Eventually(func(g Gomega) []string { return notes(g, ns, "uses-home-volume", virtualkubelet.VolumeNotOnProviderReason) }).Should(ConsistOf(
+		g.Eventually(func(g Gomega) []string {
+			return notes(g, ns, "uses-home-volume", virtualkubelet.VolumeNotOnProviderReason)
+		}).Should(ConsistOf(
 			HavePrefix(`Claim volumes/at-home (storage class "standard") has its volume in this cluster, which provider eu cannot reach`)))
 		g.Consistently(func(g Gomega) {
 			g.Expect(inTwin(g, twin, "elsewhere", &corev1.PersistentVolumeClaim{})).To(BeFalse())
