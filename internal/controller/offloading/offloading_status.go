@@ -192,7 +192,7 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 	}
 	switch {
 	case s.keepTwin && s.request != nil && s.request.DeletionTimestamp.IsZero():
-		c.Reason, c.Message = offloadingv1alpha1.RemoteVolumesHeldReason, volumesHeld(s, s.request.Spec.HomeNamespace, s.request.Spec.RemoteNamespaceName)
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, offloadingv1alpha1.RemoteVolumesHeldReason, volumesHeld(s, s.request.Spec.HomeNamespace, s.request.Spec.RemoteNamespaceName)
 	case s.err != nil && stuck != "":
 		c.Reason, c.Message = offloadingv1alpha1.ProviderUnreachableReason, fmt.Sprintf("%s: %v", stuck, s.err)
 	case s.request != nil && stuck != "":
