@@ -128,7 +128,7 @@ volumeBindingMode: WaitForFirstConsumer
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func(g Gomega) []string { return phases(g, provider, "pods", twin) }).WithTimeout(time.Minute).
 			Should(ConsistOf("db-0=Running"), explain)
-		g.Consistently(func(g Gomega) []string { return phases(g, provider, "pvc", twin) }).WithTimeout(5*time.Second).
+		g.Consistently(func(g Gomega) []string { return phases(g, provider, "pvc", twin) }).WithTimeout(5 * time.Second).
 			Should(ConsistOf("data-db-0=Bound", "data-db-1=Bound"))
 		g.Expect(phases(g, home, "pvc", ns)).To(ConsistOf("data-db-0=Bound", "data-db-1=Bound"))
 
@@ -143,7 +143,7 @@ volumeBindingMode: WaitForFirstConsumer
 		g := NewWithT(t)
 		out, err := stretchctl(t, "unoffload", "namespace", ns, "--kubeconfig", home.Kubeconfig)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(out).To(ContainSubstring("provider "+provider.Name+" keeps the twin while it holds the copies of claims data-db-0, data-db-1 (their data)"))
+		g.Expect(out).To(ContainSubstring("provider " + provider.Name + " keeps the twin while it holds the copies of claims data-db-0, data-db-1 (their data)"))
 		g.Eventually(func(g Gomega) string {
 			out, err := kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", ns, "-o=jsonpath={.status.remoteNamespacesConditions."+provider.Name+"[?(@.type==\"Ready\")].reason}")
 			g.Expect(err).NotTo(HaveOccurred())
@@ -152,7 +152,7 @@ volumeBindingMode: WaitForFirstConsumer
 		events, err := kubectl(t, home, "get", "events", "-n", ns, "--field-selector", "reason=UnoffloadBlocked", "-o=jsonpath={.items[*].message}")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(events).To(ContainSubstring("data-db-0 (PersistentVolume pvc-"))
-		g.Consistently(func(g Gomega) []string { return phases(g, provider, "pvc", twin) }).WithTimeout(5*time.Second).
+		g.Consistently(func(g Gomega) []string { return phases(g, provider, "pvc", twin) }).WithTimeout(5 * time.Second).
 			Should(ConsistOf("data-db-0=Bound", "data-db-1=Bound"))
 	})
 
