@@ -2,7 +2,9 @@
 // node that stands for the provider: home pods bound to that node run in the
 // provider's twin namespaces, their status comes back, and the ConfigMaps,
 // Secrets, Services and service account tokens they need are reflected into
-// every twin of the peering.
+// every twin of the peering. It is also the provisioner of the claims of
+// class stretch that the scheduler places on its node: they are created on
+// the provider and bound at home (reflect_claim.go).
 //
 // Its queues watch the pods bound to the node and the twins' pods, and keep
 // each remote pod, and the status home, in line; the virtual-kubelet library
@@ -47,7 +49,8 @@ const twinResync = 30 * time.Second
 const metricsRefresh = 5 * time.Second
 
 // HomeObjects are the informers of the home cluster's reflected kinds
-// (ConfigMaps, Secrets, Services), shared by the virtual kubelets of every
+// (ConfigMaps, Secrets, Services, PersistentVolumeClaims) and of the
+// PersistentVolumes and StorageClasses of claims, shared by the virtual kubelets of every
 // peering.
 type HomeObjects struct {
 	factory informers.SharedInformerFactory

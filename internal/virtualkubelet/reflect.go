@@ -149,9 +149,11 @@ func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
 }
 
 // Reflected reports whether a home object is reflected into twins: every
-// ConfigMap, Secret and Service but those that the annotation
-// wellknown.SkipReflectionAnnotation keeps at home and those each kind's
-// reflector leaves out (the namespace's own CA, service account tokens).
+// ConfigMap, Secret and Service, and every claim of Stretch's provisioner
+// whose node the scheduler chose (into the twin of that node's provider
+// only), but those that the annotation wellknown.SkipReflectionAnnotation
+// keeps at home and those each kind's reflector leaves out (the
+// namespace's own CA, service account tokens).
 func Reflected(obj client.Object) bool {
 	r := reflectorOf(obj)
 	return r != nil && reflects(r, obj)

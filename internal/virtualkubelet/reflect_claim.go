@@ -268,7 +268,11 @@ func (claimReflector) reportBack(ctx context.Context, k *Kubelet, home, cur clie
 		return nil // bound to another volume (by hand): not ours to provision
 	}
 	pvs := k.Home.CoreV1().PersistentVolumes()
-	pv, err := pvs.Get(ctx, name, metav1.GetOptions{})
+	// The cache, at each sync; the API server before a creation.
+	pv, err := k.Objects.factory.Core().V1().PersistentVolumes().Lister().Get(name)
+	if apierrors.IsNotFound(err) {
+		pv, err = pvs.Get(ctx, name, metav1.GetOptions{})
+	}
 	if apierrors.IsNotFound(err) {
 		want, werr := k.homeVolume(claim, remote)
 		if werr != nil {

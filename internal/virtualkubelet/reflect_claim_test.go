@@ -149,6 +149,15 @@ func TestClaimsOnProviders(t *testing.T) {
 			HaveKeyWithValue(wellknown.RemoteVolumeAnnotation, "pv-on-eu")))
 		g.Eventually(func(g Gomega) []string { return notes(g, ns, "data", virtualkubelet.RemoteClaimBoundReason) }).Should(ConsistOf(
 			"Claim " + twin + "/data on provider eu is Bound to volume pv-on-eu (2Gi)"))
+		// The provider's own events on the copy reach the home claim.
+		g.Expect(eu.Client.Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: twin, Name: "data.provisioned"},
+			InvolvedObject: corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: twin, Name: "data", UID: remote.UID},
+			Reason:         "ProvisioningSucceeded", Message: "Successfully provisioned volume pv-on-eu", Type: corev1.EventTypeNormal,
+			FirstTimestamp: metav1.Now(), LastTimestamp: metav1.Now(), Count: 1, Source: corev1.EventSource{Component: "fast-provisioner"},
+		})).To(Succeed())
+		g.Eventually(func(g Gomega) []string { return notes(g, ns, "data", "ProvisioningSucceeded") }).Should(ConsistOf(
+			"Successfully provisioned volume pv-on-eu (on provider eu)"))
 	})
 
 	t.Run("claims of other nodes or provisioners are not reflected; a pod on the virtual node that mounts one says why", func(t *testing.T) {
