@@ -51,6 +51,9 @@ const (
 	// RemoteClaimDeletedReason, on a home PersistentVolume: the claim it
 	// stood for was deleted at home, and its copy on the provider with it.
 	RemoteClaimDeletedReason = "RemoteClaimDeleted"
+	// RemoteClaimReplacedReason, on a home claim: its copy was deleted on
+	// the provider (not by Stretch) and created again, without its volume.
+	RemoteClaimReplacedReason = "RemoteClaimReplaced"
 	// VolumeNotOnProviderReason, on a home pod: it mounts a claim whose
 	// volume is at home, which the provider does not have.
 	VolumeNotOnProviderReason = "VolumeNotOnProvider"
@@ -298,6 +301,14 @@ func (claimReflector) reportBack(ctx context.Context, k *Kubelet, home, cur clie
 	}
 	if phase == "" {
 		phase = string(corev1.ClaimPending)
+	}
+	if old := pv.Annotations[wellknown.RemoteVolumeAnnotation]; old != "" && old != remote.Spec.VolumeName &&
+		k.said.add("pv/"+pv.Name, "replaced/"+old) {
+		// The copy was deleted on the provider, by someone else than
+		// Stretch, and made again: never silently.
+		k.recorder.Eventf(claim, corev1.EventTypeWarning, RemoteClaimReplacedReason,
+			"Claim %s/%s on provider %s was deleted there while this claim exists, and created again: it no longer has volume %s, nor its data",
+			remote.Namespace, remote.Name, k.ProviderName, old)
 	}
 	was := pv.Annotations[wellknown.RemoteClaimPhaseAnnotation]
 	if was == phase && pv.Annotations[wellknown.RemoteClaimCapacityAnnotation] == capacity && pv.Annotations[wellknown.RemoteVolumeAnnotation] == remote.Spec.VolumeName {

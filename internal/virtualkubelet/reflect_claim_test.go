@@ -160,6 +160,19 @@ func TestClaimsOnProviders(t *testing.T) {
 			"Successfully provisioned volume pv-on-eu (on provider eu)"))
 	})
 
+	t.Run("a copy deleted on the provider is made again, and the home claim says its data is gone", func(t *testing.T) {
+		g := newG(t)
+		remote := &corev1.PersistentVolumeClaim{}
+		g.Expect(eu.Client.Get(ctx, client.ObjectKey{Namespace: twin, Name: "data"}, remote)).To(Succeed())
+		deleteFinalized(g, eu.Client, remote)
+		g.Eventually(func(g Gomega) bool {
+			again := &corev1.PersistentVolumeClaim{}
+			return inTwin(g, twin, "data", again) && again.UID != remote.UID
+		}).Should(BeTrue())
+		g.Eventually(func(g Gomega) []string { return notes(g, ns, "data", virtualkubelet.RemoteClaimReplacedReason) }).Should(ConsistOf(
+			"Claim " + twin + "/data on provider eu was deleted there while this claim exists, and created again: it no longer has volume pv-on-eu, nor its data"))
+	})
+
 	t.Run("claims of other nodes or provisioners are not reflected; a pod on the virtual node that mounts one says why", func(t *testing.T) {
 		g := newG(t)
 		elsewhere := claim(ns, "elsewhere", wellknown.StorageClassName, "stretch-other")
