@@ -93,7 +93,7 @@ type peeringReflector interface {
 	// provider of kubelet k.
 	reflectedBy(k *Kubelet, obj client.Object) bool
 	// forProvider fits want, the copy toRemote made, to k's provider.
-	forProvider(k *Kubelet, want client.Object) error
+	forProvider(ctx context.Context, k *Kubelet, want client.Object) error
 	// reportBack tells home object home what the provider did with its
 	// copy cur (created or in sync).
 	reportBack(ctx context.Context, k *Kubelet, home, cur client.Object) error
@@ -314,7 +314,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	}
 	want := r.toRemote(home, reflectedMeta(home, t.name, k.HomeClusterID))
 	if peered {
-		if err := p.forProvider(k, want); err != nil {
+		if err := p.forProvider(ctx, k, want); err != nil {
 			return 0, err
 		}
 	}

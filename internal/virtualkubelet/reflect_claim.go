@@ -159,11 +159,11 @@ func (claimReflector) reflectedBy(k *Kubelet, obj client.Object) bool {
 }
 
 // forProvider gives the copy the provider's class for its home class.
-func (claimReflector) forProvider(k *Kubelet, want client.Object) error {
+func (claimReflector) forProvider(ctx context.Context, k *Kubelet, want client.Object) error {
 	c := want.(*corev1.PersistentVolumeClaim)
 	homeClass := ptr.Deref(c.Spec.StorageClassName, "")
 	rc := &peeringv1alpha1.RemoteCluster{}
-	if err := k.Offloadings.Get(context.Background(), client.ObjectKey{Name: k.ProviderName}, rc); err != nil {
+	if err := k.Offloadings.Get(ctx, client.ObjectKey{Name: k.ProviderName}, rc); err != nil {
 		return fmt.Errorf("reading RemoteCluster %s for its storage class mapping: %w", k.ProviderName, err)
 	}
 	c.Spec.StorageClassName = rc.Spec.ProviderClass(homeClass)
@@ -184,6 +184,11 @@ func (claimReflector) copyOf(home, cur client.Object) bool {
 // Retain keeps the copy as long as the PersistentVolume; Delete deletes
 // the copy, then (cur nil) the PersistentVolume.
 func (r claimReflector) release(ctx context.Context, k *Kubelet, key objectKey, home, cur client.Object) (bool, error) {
+	if home != nil && keptAtHome(home) && r.reflected(home) && r.reflectedBy(k, home) && k.said.add(key.String(), "kept-at-home/"+string(home.GetUID())) {
+		k.recorder.Eventf(home, corev1.EventTypeWarning, KeptAtHomeReason,
+			"Claim %s/%s is to be provisioned on provider %s, but its annotation %s=true keeps it at home: it is not provisioned there (a copy made before is kept), and its pods wait until the annotation goes",
+			key.Namespace, key.Name, k.ProviderName, wellknown.SkipReflectionAnnotation)
+	}
 	if cur == nil {
 		return false, k.releaseHomeVolumes(ctx, key)
 	}

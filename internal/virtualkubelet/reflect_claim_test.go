@@ -201,6 +201,8 @@ func TestClaimsOnProviders(t *testing.T) {
 		})
 		g.Consistently(func(g Gomega) bool { return inTwin(g, twin, "data", &corev1.PersistentVolumeClaim{}) }).
 			WithTimeout(2 * time.Second).Should(BeTrue())
+		g.Expect(notes(g, ns, "data", virtualkubelet.KeptAtHomeReason)).To(ConsistOf(
+			"Claim volumes/data is to be provisioned on provider eu, but its annotation stretch.dev/skip-reflection=true keeps it at home: it is not provisioned there (a copy made before is kept), and its pods wait until the annotation goes"))
 	})
 
 	t.Run("deleting the home claim deletes its copy, then its PersistentVolume (reclaim policy Delete)", func(t *testing.T) {
