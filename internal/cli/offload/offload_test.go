@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -187,4 +188,16 @@ func TestUnoffloadWithClaimsOnAProvider(t *testing.T) {
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Name: "ledger-" + homeID}, &corev1.Namespace{}))
 	}).WithTimeout(30 * time.Second).Should(BeTrue())
+	// The controller says it too, on the NamespaceOffloading (gone now).
+	g.Eventually(func(g Gomega) []string {
+		list := &eventsv1.EventList{}
+		g.Expect(home.Client.List(ctx, list, client.InNamespace("ledger"))).To(Succeed())
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "ForcedUnoffload" {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes
+	}).Should(ContainElement("forced unoffload of namespace ledger: provider provider-eu deletes twin namespace ledger-" + homeID + " with the copies of claims books (PersistentVolume pvc-books, Pending), and their data"))
 }

@@ -329,7 +329,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	// The scheduling label first, so that pods recreated during an
 	// unoffload stay home.
-	if err := run(ctx, s, r.syncSchedulingLabel, r.deletePodsOnVirtualNodes, r.syncSelector, r.selectProviders, r.findRemoteVolumes, r.syncRequests); err != nil {
+	if err := run(ctx, s, r.syncSchedulingLabel, r.deletePodsOnVirtualNodes, r.syncSelector, r.selectProviders, r.findRemoteVolumes, r.syncRequests, r.warnForcedVolumes); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.untilTimeout = time.Until(s.off.DeletionTimestamp.Add(r.UnoffloadTimeout))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -109,9 +110,7 @@ func offloadingOfClaim(_ context.Context, o client.Object) []reconcile.Request {
 // the twin: deleting it would delete the claims' data without the user's
 // own delete.
 func (r *Reconciler) findRemoteVolumes(ctx context.Context, s *scope) error {
-	if _, force := s.off.Annotations[wellknown.ForceUnoffloadAnnotation]; force {
-		return nil
-	}
+	_, force := s.off.Annotations[wellknown.ForceUnoffloadAnnotation]
 	pvs := &corev1.PersistentVolumeList{}
 	if err := r.Client.List(ctx, pvs); err != nil {
 		return fmt.Errorf("listing PersistentVolumes: %w", err)
@@ -123,13 +122,32 @@ func (r *Reconciler) findRemoteVolumes(ctx context.Context, s *scope) error {
 			continue
 		}
 		id := pv.Labels[wellknown.RemoteClusterIDLabel]
-		byCluster[id] = append(byCluster[id], fmt.Sprintf("%s (PersistentVolume %s, %s)", ref.Name, pv.Name, pv.Status.Phase))
+		held := fmt.Sprintf("%s (PersistentVolume %s", ref.Name, pv.Name)
+		if pv.Status.Phase != "" {
+			held += ", " + string(pv.Status.Phase)
+		}
+		byCluster[id] = append(byCluster[id], held+")")
 	}
 	for i := range s.states {
 		st := &s.states[i]
 		st.volumes = byCluster[st.clusterID]
 		slices.Sort(st.volumes)
-		st.keepTwin = len(st.volumes) > 0
+		st.keepTwin = len(st.volumes) > 0 && !force
+	}
+	return nil
+}
+
+// warnForcedVolumes records, for each provider whose twin request a forced
+// unoffload just withdrew while it held copies of the namespace's claims,
+// a Warning event that says their data goes with the twin: never silently.
+func (r *Reconciler) warnForcedVolumes(ctx context.Context, s *scope) error {
+	for _, st := range s.states {
+		if len(st.volumes) == 0 || st.keepTwin || st.err != nil || st.request == nil || !st.request.DeletionTimestamp.IsZero() {
+			continue
+		}
+		r.Recorder.Eventf(s.off, nil, corev1.EventTypeWarning, "ForcedUnoffload", "Unoffload", "%s",
+			note(fmt.Sprintf("forced unoffload of namespace %s: provider %s deletes twin namespace %s with the copies of claims %s, and their data",
+				s.off.Namespace, st.name, s.twin, strings.Join(st.volumes, ", "))))
 	}
 	return nil
 }
