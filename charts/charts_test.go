@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,6 +27,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/jsonpath"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -182,6 +184,7 @@ func TestRenderedObjects(t *testing.T) {
 			"CustomResourceDefinition/tenantpolicies.peering.stretch.dev",
 			"PodDisruptionBudget/stretch-controller-manager",
 			"ServiceAccount/stretch-controller-manager",
+			"StorageClass/stretch",
 			"ClusterRole/stretch-controller-manager",
 			"ClusterRole/stretch-remote-workloads",
 			"ClusterRoleBinding/stretch-controller-manager",
@@ -199,6 +202,7 @@ func TestRenderedObjects(t *testing.T) {
 			"CustomResourceDefinition/remotenamespaces.peering.stretch.dev",
 			"CustomResourceDefinition/tenantpolicies.peering.stretch.dev",
 			"ServiceAccount/stretch-controller-manager",
+			"StorageClass/stretch",
 			"ClusterRole/stretch-controller-manager",
 			"ClusterRole/stretch-remote-workloads",
 			"ClusterRoleBinding/stretch-controller-manager",
@@ -209,6 +213,7 @@ func TestRenderedObjects(t *testing.T) {
 		values: with(base(), "crds", map[string]any{"enabled": false}, "podDisruptionBudget", map[string]any{"enabled": false}, "metrics", map[string]any{"serviceMonitor": map[string]any{"enabled": true}}),
 		want: []string{
 			"ServiceAccount/stretch-controller-manager",
+			"StorageClass/stretch",
 			"ClusterRole/stretch-controller-manager",
 			"ClusterRole/stretch-remote-workloads",
 			"ClusterRoleBinding/stretch-controller-manager",
@@ -314,6 +319,7 @@ func TestRBAC(t *testing.T) {
 	g.Expect(workloads.Rules).To(Equal([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "configmaps", "secrets", "services", "serviceaccounts"}, Verbs: all},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: all},
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"create", "get"}},
@@ -333,6 +339,15 @@ func TestRBAC(t *testing.T) {
 	rc := find(objs, "RuntimeClass", "stretch")
 	g.Expect(rc).NotTo(BeNil())
 	g.Expect(rc.Object["handler"]).To(Equal("stretch"))
+
+	// Design §4.23: claims of class stretch are provisioned on the provider
+	// of the virtual node their first pod is scheduled to.
+	sc := convert(t, objs, "StorageClass", wellknown.StorageClassName, &storagev1.StorageClass{})
+	g.Expect(sc.Provisioner).To(Equal(wellknown.VolumeProvisioner))
+	g.Expect(sc.VolumeBindingMode).To(Equal(ptr.To(storagev1.VolumeBindingWaitForFirstConsumer)))
+	g.Expect(sc.ReclaimPolicy).To(Equal(ptr.To(corev1.PersistentVolumeReclaimDelete)))
+	g.Expect(sc.AllowedTopologies).To(Equal([]corev1.TopologySelectorTerm{{MatchLabelExpressions: []corev1.TopologySelectorLabelRequirement{
+		{Key: wellknown.VirtualNodeTypeLabel, Values: []string{wellknown.VirtualNodeTypeValue}}}}}))
 }
 
 // TestDeployment checks the hardened pod, its probes, ports, flags and

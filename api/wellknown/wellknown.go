@@ -97,6 +97,21 @@ const (
 	// writes into twins: the provider's EndpointSlice controller leaves
 	// them alone, and kube-proxy reads them with the provider's own.
 	EndpointSliceManager = "virtual-kubelet.stretch.dev"
+	// StorageClassName is the StorageClass (installed with Stretch) whose
+	// claims are provisioned on the provider their first pod is scheduled to
+	// (design §4.23).
+	StorageClassName = "stretch"
+	// VolumeProvisioner is the provisioner of StorageClassName, and of any
+	// other home class whose claims live on providers; it is also the CSI
+	// driver named by the home PersistentVolumes that stand for them.
+	VolumeProvisioner = "volumes.stretch.dev"
+	// RemoteClaimPhaseAnnotation, RemoteClaimCapacityAnnotation and
+	// RemoteVolumeAnnotation, on a home PersistentVolume that stands for a
+	// claim on a provider, say what the provider did with that claim: its
+	// phase (Pending, Bound, Lost), its capacity and its volume.
+	RemoteClaimPhaseAnnotation    = "volumes.stretch.dev/remote-phase"
+	RemoteClaimCapacityAnnotation = "volumes.stretch.dev/remote-capacity"
+	RemoteVolumeAnnotation        = "volumes.stretch.dev/remote-volume"
 	// SystemNamespace holds Stretch's own objects on every cluster.
 	SystemNamespace = "stretch-system"
 	// IdentityConfigMapName is the ConfigMap in SystemNamespace that holds the identity.

@@ -8,18 +8,26 @@ import (
 )
 
 // remoteEventHandler records on home pods the events the provider records on
-// their remote pods (scheduling, image pulls, probes, kills), each once:
-// events older than this kubelet, or updates that do not repeat the event,
-// are not forwarded again.
+// their remote pods (scheduling, image pulls, probes, kills), and on home
+// claims those on their copies (provisioning), each once: events older than
+// this kubelet, or updates that do not repeat the event, are not forwarded
+// again.
 func (k *Kubelet) remoteEventHandler() cache.ResourceEventHandler {
 	forward := func(ev *corev1.Event) {
 		// Event times have a precision of a second: one recorded in the
 		// second this kubelet started counts as newer.
-		if ev.InvolvedObject.Kind != "Pod" || lastSeen(ev).Before(k.started.Truncate(time.Second)) {
+		if lastSeen(ev).Before(k.started.Truncate(time.Second)) {
 			return
 		}
 		t := k.twins.byName(ev.Namespace)
 		if t == nil {
+			return
+		}
+		if ev.InvolvedObject.Kind == KindPersistentVolumeClaim {
+			k.forwardClaimEvent(t, ev)
+			return
+		}
+		if ev.InvolvedObject.Kind != "Pod" {
 			return
 		}
 		home, err := k.homePods.Pods(t.homeNamespace).Get(ev.InvolvedObject.Name)
@@ -58,4 +66,18 @@ func lastSeen(ev *corev1.Event) time.Time {
 		return ev.EventTime.Time
 	}
 	return ev.CreationTimestamp.Time
+}
+
+// forwardClaimEvent records on a home claim event ev, which the provider
+// recorded on its copy in twin t.
+func (k *Kubelet) forwardClaimEvent(t *twin, ev *corev1.Event) {
+	cur, err := t.objects.get(KindPersistentVolumeClaim, t.name, ev.InvolvedObject.Name)
+	if err != nil || cur == nil || !reflected(cur, k.HomeClusterID) {
+		return
+	}
+	home, err := k.homeObjects.get(KindPersistentVolumeClaim, t.homeNamespace, ev.InvolvedObject.Name)
+	if err != nil || home == nil || !(claimReflector{}).copyOf(home, cur) {
+		return
+	}
+	k.recorder.Eventf(home, ev.Type, ev.Reason, "%s (on provider %s)", ev.Message, k.ProviderName)
 }

@@ -1,9 +1,11 @@
 // Package virtualkubelet runs, for each peering, the kubelet of the virtual
 // node that stands for the provider: home pods bound to that node run in the
 // provider's twin namespaces, their status comes back, and the ConfigMaps,
-// Secrets, Services (with the EndpointSlices of what runs elsewhere) and
-// service account tokens they need are reflected into every twin of the
-// peering.
+// Secrets, Services (with the EndpointSlices of what runs elsewhere),
+// the Ingresses asked for and service account tokens they need are
+// reflected into every twin of the peering. It is also the provisioner of
+// the claims of class stretch that the scheduler places on its node: they
+// are created on the provider and bound at home (reflect_claim.go).
 //
 // Its queues watch the pods bound to the node and the twins' pods, and keep
 // each remote pod, and the status home, in line; the virtual-kubelet library
@@ -49,7 +51,9 @@ const twinResync = 30 * time.Second
 const metricsRefresh = 5 * time.Second
 
 // HomeObjects are the informers of the home cluster's reflected kinds
-// (ConfigMaps, Secrets, Services, EndpointSlices), shared by the virtual kubelets of every
+// (ConfigMaps, Secrets, Services, EndpointSlices, Ingresses,
+// PersistentVolumeClaims) and of the PersistentVolumes and StorageClasses
+// of claims, shared by the virtual kubelets of every
 // peering.
 type HomeObjects struct {
 	factory informers.SharedInformerFactory
@@ -62,6 +66,9 @@ func NewHomeObjects(home kubernetes.Interface) *HomeObjects {
 		r.informer(f)
 	}
 	f.Core().V1().ConfigMaps().Informer() // the home CA of token Secrets
+	// Claims' volumes and their classes' reclaim policies (reflect_claim.go).
+	f.Core().V1().PersistentVolumes().Informer()
+	f.Storage().V1().StorageClasses().Informer()
 	return &HomeObjects{factory: f}
 }
 
@@ -89,8 +96,9 @@ type Config struct {
 	Peer *remote.Peer
 	// Home is a client of the home cluster.
 	Home kubernetes.Interface
-	// Offloadings reads the home cluster's NamespaceOffloadings: only the
-	// twins they ask for are trusted.
+	// Offloadings reads the home cluster's NamespaceOffloadings (only the
+	// twins they ask for are trusted) and RemoteClusters (their storage
+	// class mappings).
 	Offloadings client.Reader
 	// Objects are the home informers of the reflected kinds.
 	Objects *HomeObjects
@@ -245,6 +253,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 
 	objectHandlers := k.homeObjectHandlers()
 	defer objectHandlers.remove()
+	volumes := k.Objects.factory.Core().V1().PersistentVolumes().Informer()
+	if reg, err := volumes.AddEventHandler(k.homeVolumeHandler()); err == nil {
+		defer func() { _ = volumes.RemoveEventHandler(reg) }()
+	}
 
 	k.podFactory.Start(ctx.Done())
 	defer k.podFactory.Shutdown()

@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"peering"}),
 		reflected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "stretch_virtualkubelet_reflected_objects",
-			Help: "Objects reflected into the twin namespaces of a peering, by kind (ConfigMap, Secret, Service, EndpointSlice).",
+			Help: "Objects reflected into the twin namespaces of a peering, by kind (ConfigMap, Secret, Service, EndpointSlice, Ingress, PersistentVolumeClaim).",
 		}, []string{"peering", "kind"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stretch_virtualkubelet_pod_refusals_total",

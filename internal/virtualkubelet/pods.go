@@ -125,6 +125,7 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	}
 	if live(home) {
 		k.warnKeptAtHome(home)
+		k.warnVolumesAtHome(home, t)
 	}
 	if r != nil && !reflected(r, k.HomeClusterID) {
 		if live(home) && k.said.add(key, "conflict/"+string(home.UID)) {

@@ -31,6 +31,8 @@ const (
 	KindEndpointSlice = "EndpointSlice"
 )
 
+// Note: KindPersistentVolumeClaim is in reflect_claim.go.
+
 // Reasons of the events reflection records.
 const (
 	// ReflectionConflictReason, on a home object: an object of the same
@@ -57,6 +59,13 @@ const (
 // The copy may differ by peering (toRemote sees which one), and a kind's
 // objects may follow a home object of another kind (parentKind): they are
 // reflected only while it is, and synced again when it changes.
+//
+// A kind whose objects each go to one provider only, and whose copies the
+// provider acts on (claims: it binds them), implements peeringReflector
+// too: the loop then asks it which provider an object goes to, lets it
+// fit the copy to that provider, tell home what the provider did with the
+// copy, and decide whether a copy may be deleted (a claim's copy holds
+// data: only the user's own delete at home deletes it).
 type reflector interface {
 	// kind is the kind's name ("ConfigMap"), as in metrics and events.
 	kind() string
@@ -91,7 +100,7 @@ type reflector interface {
 }
 
 // reflectors are the reflected kinds.
-var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, endpointSliceReflector{}, ingressReflector{}}
+var reflectors = []reflector{configMapReflector{}, secretReflector{}, serviceReflector{}, endpointSliceReflector{}, ingressReflector{}, claimReflector{}}
 
 // peeringView is what a reflector sees of the peering it writes a copy for.
 // The zero value stands for a peering that runs no pod of the namespace.
@@ -106,6 +115,29 @@ type peeringView struct {
 // namespace's NamespaceOffloading asks for the kind.
 type namespaceOptIn interface {
 	optedInBy(spec offloadingv1alpha1.NamespaceOffloadingSpec) bool
+}
+
+// peeringReflector is a reflector whose objects go each to the twin of one
+// provider, chosen per object, and whose copies the provider acts on.
+type peeringReflector interface {
+	reflector
+	// reflectedBy reports whether home object obj, reflected, goes to the
+	// provider of kubelet k.
+	reflectedBy(k *Kubelet, obj client.Object) bool
+	// forProvider fits want, the copy toRemote made, to k's provider.
+	forProvider(ctx context.Context, k *Kubelet, want client.Object) error
+	// reportBack tells home object home what the provider did with its
+	// copy cur (created or in sync).
+	reportBack(ctx context.Context, k *Kubelet, home, cur client.Object) error
+	// copyOf reports whether cur is the copy of home object home, not of
+	// an earlier object of that name.
+	copyOf(home, cur client.Object) bool
+	// release decides whether cur, the copy of key (nil when there is
+	// none), stays although it is not the copy of a home object reflected
+	// to k's provider (home, nil when there is none, is the home object
+	// of that name), and releases at home what stood for a copy gone. An
+	// error keeps the copy.
+	release(ctx context.Context, k *Kubelet, key objectKey, home, cur client.Object) (keep bool, err error)
 }
 
 var (
@@ -140,9 +172,14 @@ func keptAtHome(obj metav1.Object) bool {
 // alone (not on its namespace's opt-in: see Kubelet.reflects).
 func reflects(r reflector, obj client.Object) bool { return !keptAtHome(obj) && r.reflected(obj) }
 
-// reflects reports whether r reflects home object obj: reflects, or, for a
-// kind reflected on request, requested by obj's namespace.
+// reflects reports whether r reflects home object obj into the twins of
+// k's provider: reflects, for a kind whose objects go to one provider each
+// only to its own, and for a kind reflected on request when obj's
+// namespace requests it.
 func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
+	if p, ok := r.(peeringReflector); ok && !p.reflectedBy(k, obj) {
+		return false
+	}
 	if reflects(r, obj) {
 		return true
 	}
@@ -159,12 +196,14 @@ func (k *Kubelet) reflects(r reflector, obj client.Object) bool {
 }
 
 // Reflected reports whether a home object is reflected into twins, judged
-// on the object alone: every ConfigMap, Secret, Service and EndpointSlice
-// but those that the annotation wellknown.SkipReflectionAnnotation keeps at
-// home and those each kind's reflector leaves out (the namespace's own CA,
-// service account tokens, slices of no Service), and the Ingresses
-// annotated wellknown.ReflectAnnotation. An EndpointSlice is reflected only
-// while its Service is, and the Ingresses of a namespace whose
+// on the object alone: every ConfigMap, Secret, Service and EndpointSlice,
+// and every claim of Stretch's provisioner whose node the scheduler chose
+// (into the twin of that node's provider only), but those that the
+// annotation wellknown.SkipReflectionAnnotation keeps at home and those
+// each kind's reflector leaves out (the namespace's own CA, service
+// account tokens, slices of no Service), and the Ingresses annotated
+// wellknown.ReflectAnnotation. An EndpointSlice is reflected only while
+// its Service is, and the Ingresses of a namespace whose
 // NamespaceOffloading sets spec.reflectIngresses are reflected too: this
 // looks up neither.
 func Reflected(obj client.Object) bool {
@@ -277,6 +316,7 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
+	atHome := home
 	if home != nil && keptAtHome(home) {
 		k.enqueuePodsNeeding(r, home)
 	}
@@ -289,6 +329,23 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		return 0, err
 	}
 	c := k.Peer.Client
+	p, peered := r.(peeringReflector)
+	if peered && (cur == nil || reflected(cur, k.HomeClusterID) && cur.GetDeletionTimestamp() == nil) &&
+		(want == nil || cur != nil && !p.copyOf(home, cur)) {
+		// Gone at home, or not here: the kind says whether its copy goes.
+		keep, err := p.release(ctx, k, key, atHome, cur)
+		if keep || err != nil || cur == nil {
+			return 0, err
+		}
+		if want != nil { // the copy of an earlier object of that name
+			err := c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})
+			if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				return time.Second, nil
+			}
+			k.countError("reflect-"+strings.ToLower(key.Kind), err)
+			return 0, err
+		}
+	}
 	switch {
 	case cur != nil && !reflected(cur, k.HomeClusterID):
 		if want != nil && k.said.add(key.String(), "conflict/"+string(cur.GetUID())) {
@@ -311,6 +368,11 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 		k.countError("reflect-"+strings.ToLower(key.Kind), err)
 		return 0, err
 	}
+	if peered {
+		if err := p.forProvider(ctx, k, want); err != nil {
+			return 0, err
+		}
+	}
 	if cur == nil {
 		err = c.Create(ctx, want, client.FieldOwner(wellknown.VirtualKubeletComponent))
 		if apierrors.IsAlreadyExists(err) {
@@ -319,10 +381,16 @@ func (k *Kubelet) syncObject(ctx context.Context, key objectKey) (time.Duration,
 			// has it: it is then judged as ours, or left alone and said.
 			return time.Second, nil
 		}
+		if err == nil && peered {
+			err = p.reportBack(ctx, k, home, want)
+		}
 	} else {
 		upd := updateOf(r, cur, want)
 		switch {
 		case unchanged(r, cur, upd):
+			if peered {
+				return 0, p.reportBack(ctx, k, home, cur)
+			}
 			return 0, nil
 		case r.immutable(cur, want):
 			err = c.Delete(ctx, cur, client.Preconditions{UID: ptrUID(cur)})

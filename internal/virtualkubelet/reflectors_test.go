@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -238,4 +239,80 @@ func TestEndpointSliceCopy(t *testing.T) {
 	cur := slice("", ep("10.0.0.1", "", true))
 	g.Expect(r.immutable(cur, ipv6)).To(BeTrue(), "the address type does not change in place")
 	g.Expect(r.immutable(cur, slice("", ep("10.0.0.2", "", true)))).To(BeFalse())
+}
+
+// What of a home claim its copy on a provider gets, and which claims are
+// reflected at all (design §4.23).
+func TestClaimReflector(t *testing.T) {
+	r := claimReflector{}
+	home := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "data", UID: "u-1", Labels: map[string]string{"app": "db"}, Annotations: map[string]string{
+			"team": "a", annSelectedNode: "stretch-eu", annStorageProvisioner: wellknown.VolumeProvisioner, annBetaStorageProvisioner: wellknown.VolumeProvisioner,
+			"pv.kubernetes.io/bind-completed": "yes", corev1.LastAppliedConfigAnnotation: "{}",
+		}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: ptr.To("stretch"), VolumeName: "pvc-u-1",
+			Selector:   &metav1.LabelSelector{MatchLabels: map[string]string{"disk": "ssd"}},
+			DataSource: &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "seed"},
+			Resources:  corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	g := NewWithT(t)
+	c := r.toRemote(home, reflectedMeta(home, "twin", "home-id"), peeringView{}).(*corev1.PersistentVolumeClaim)
+	g.Expect(c.Namespace).To(Equal("twin"))
+	g.Expect(c.Labels).To(HaveKeyWithValue("app", "db"))
+	g.Expect(c.Labels).To(HaveKeyWithValue(wellknown.OriginClusterIDLabel, "home-id"))
+	g.Expect(c.Annotations).To(Equal(map[string]string{
+		"team": "a", originClaimUIDAnnotation: "u-1",
+		wellknown.RemotePodManagedLabelsAnnotation:      "app,stretch.dev/origin-cluster-id,stretch.dev/origin-namespace,stretch.dev/reflected",
+		wellknown.RemotePodManagedAnnotationsAnnotation: "stretch.dev/origin-claim-uid,team",
+	}), "the home scheduler's and volume controllers' annotations mean nothing on the provider")
+	g.Expect(c.Spec).To(Equal(corev1.PersistentVolumeClaimSpec{
+		AccessModes: home.Spec.AccessModes, StorageClassName: ptr.To("stretch"), Resources: home.Spec.Resources,
+	}), "no volume name, selector or data source: they name home objects")
+
+	t.Run("an update keeps the copy's spec, and never replaces it", func(t *testing.T) {
+		g := NewWithT(t)
+		cur := c.DeepCopy()
+		cur.Spec.StorageClassName, cur.Spec.VolumeName = ptr.To("fast"), "pv-on-provider"
+		bigger := home.DeepCopy()
+		bigger.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("5Gi")
+		want := r.toRemote(bigger, reflectedMeta(bigger, "twin", "home-id"), peeringView{})
+		upd := updateOf(r, cur, want)
+		g.Expect(upd.(*corev1.PersistentVolumeClaim).Spec).To(Equal(cur.Spec))
+		g.Expect(unchanged(r, cur, upd)).To(BeTrue())
+		g.Expect(r.immutable(cur, want)).To(BeFalse())
+	})
+
+	t.Run("which claims are reflected", func(t *testing.T) {
+		g := NewWithT(t)
+		k := &Kubelet{Config: Config{NodeName: "stretch-eu"}}
+		g.Expect(r.reflected(home) && r.reflectedBy(k, home)).To(BeTrue())
+		other := home.DeepCopy()
+		other.Annotations[annSelectedNode] = "stretch-us"
+		g.Expect(r.reflectedBy(k, other)).To(BeFalse(), "another provider's")
+		unplaced := home.DeepCopy()
+		delete(unplaced.Annotations, annSelectedNode)
+		g.Expect(r.reflected(unplaced)).To(BeFalse(), "no node chosen yet")
+		foreign := home.DeepCopy()
+		foreign.Annotations[annStorageProvisioner], foreign.Annotations[annBetaStorageProvisioner] = "ebs.csi.aws.com", "ebs.csi.aws.com"
+		g.Expect(r.reflected(foreign)).To(BeFalse(), "another provisioner's")
+		kept := home.DeepCopy()
+		kept.Annotations[wellknown.SkipReflectionAnnotation] = "true"
+		g.Expect(Reflected(kept)).To(BeFalse())
+		g.Expect(r.copyOf(home, c)).To(BeTrue())
+		again := home.DeepCopy()
+		again.UID = "u-2"
+		g.Expect(r.copyOf(again, c)).To(BeFalse(), "the copy of an earlier claim of that name")
+	})
+
+	t.Run("the claims a pod needs, its ephemeral volumes' included", func(t *testing.T) {
+		g := NewWithT(t)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0"}, Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+			{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-web-0"}}},
+			{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}},
+			{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		}}}
+		g.Expect(r.neededBy(pod)).To(ConsistOf("data-web-0", "web-0-scratch"))
+	})
 }

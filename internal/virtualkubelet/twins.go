@@ -178,7 +178,13 @@ func (k *Kubelet) requested(ctx context.Context) func(*peeringv1alpha1.RemoteNam
 			return false
 		}
 		// Absent until the first status write: the request is newer.
-		required := meta.FindStatusCondition(off.Status.RemoteNamespacesConditions[k.ProviderName], offloadingv1alpha1.OffloadingRequiredCondition)
+		conds := off.Status.RemoteNamespacesConditions[k.ProviderName]
+		required := meta.FindStatusCondition(conds, offloadingv1alpha1.OffloadingRequiredCondition)
+		if ready := meta.FindStatusCondition(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition); ready != nil && ready.Reason == offloadingv1alpha1.RemoteVolumesHeldReason {
+			// An unoffload keeps the twin for its claims' copies: they go
+			// with the user's deletes of the home claims (design §4.23).
+			return true
+		}
 		return required == nil || required.Status != metav1.ConditionFalse
 	}
 }

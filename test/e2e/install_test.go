@@ -14,6 +14,7 @@ import (
 	nodev1 "k8s.io/api/node/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,6 +30,7 @@ const (
 	systemNamespace  = "stretch-system"
 	identityName     = "stretch-cluster-identity"
 	runtimeClassName = "stretch"
+	storageClassName = "stretch"
 )
 
 // stretchctl install and uninstall, run as a user would, on a real cluster:
@@ -126,10 +128,10 @@ func TestInstall(t *testing.T) {
 		crds, err := config.CRDs()
 		g.Expect(err).NotTo(HaveOccurred())
 		gone := []client.Object{
-			&corev1.Namespace{}, &corev1.ConfigMap{}, &nodev1.RuntimeClass{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{},
+			&corev1.Namespace{}, &corev1.ConfigMap{}, &nodev1.RuntimeClass{}, &storagev1.StorageClass{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{},
 		}
 		keys := []client.ObjectKey{
-			{Name: systemNamespace}, {Namespace: systemNamespace, Name: identityName}, {Name: runtimeClassName},
+			{Name: systemNamespace}, {Namespace: systemNamespace, Name: identityName}, {Name: runtimeClassName}, {Name: storageClassName},
 			{Name: "stretch-controller-manager"}, {Name: "stretch-remote-workloads"}, {Name: "stretch-controller-manager"},
 		}
 		for _, crd := range crds {

@@ -74,6 +74,9 @@ var allowedToHome = []string{
 	// docs/design.md §4.16: Ingresses a home namespace or an Ingress opts
 	// in to reflect.
 	"twin-a: networking.k8s.io/ingresses get list watch create update patch delete deletecollection",
+	// docs/design.md §4.23: the copies of the home claims of class stretch,
+	// whose status comes home.
+	"twin-a: persistentvolumeclaims get list watch create update patch delete",
 	"twin-a: pods/status pods/log get",
 	"twin-a: pods/exec pods/attach pods/portforward get create",
 	"twin-a: events events.k8s.io/events get list watch",

@@ -73,6 +73,10 @@ const (
 	// a provider that answers but has not deleted the twin: its request is
 	// still there (Stretch not running on it, or the twin stuck Terminating).
 	TwinNotDeletedReason = "TwinNotDeleted"
+	// RemoteVolumesHeldReason: an unoffload keeps the provider's twin
+	// because it holds copies of home claims (their data): they go with
+	// the user's own delete of the home claims, or a forced unoffload.
+	RemoteVolumesHeldReason = "RemoteVolumesHeld"
 )
 
 // The rules below read the strategy through has(): they also judge the spec's

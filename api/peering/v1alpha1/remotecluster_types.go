@@ -59,6 +59,39 @@ type RemoteClusterSpec struct {
 	// Cordoned stops new pods from being placed on the virtual node.
 	// +optional
 	Cordoned bool `json:"cordoned,omitempty"`
+
+	// StorageClasses map the home storage classes of Stretch's provisioner
+	// (volumes.stretch.dev, such as class stretch) to the provider's
+	// classes: a claim of the home class is created on this provider with
+	// the provider's class. A home class not listed gets the provider's
+	// default class.
+	// +listType=map
+	// +listMapKey=homeClass
+	// +optional
+	StorageClasses []StorageClassMapping `json:"storageClasses,omitempty"`
+}
+
+// StorageClassMapping maps a home storage class to a provider's.
+type StorageClassMapping struct {
+	// HomeClass is the home StorageClass.
+	// +kubebuilder:validation:MinLength=1
+	HomeClass string `json:"homeClass"`
+	// ProviderClass is the provider's StorageClass for claims of HomeClass;
+	// empty: the provider's default class.
+	// +optional
+	ProviderClass string `json:"providerClass,omitempty"`
+}
+
+// ProviderClass returns the provider's class for claims of home class
+// homeClass, nil for the provider's default class.
+func (s *RemoteClusterSpec) ProviderClass(homeClass string) *string {
+	for _, m := range s.StorageClasses {
+		if m.HomeClass == homeClass && m.ProviderClass != "" {
+			c := m.ProviderClass
+			return &c
+		}
+	}
+	return nil
 }
 
 // RemoteClusterStatus is what the home cluster observed of the provider.

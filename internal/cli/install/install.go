@@ -77,7 +77,7 @@ func Install(ctx context.Context, c client.Client, opts Options, out io.Writer) 
 			return identity.Identity{}, err
 		}
 	}
-	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s applied\n", wellknown.SystemNamespace, wellknown.ManagerName, wellknown.RemoteWorkloadsClusterRole, wellknown.RuntimeClassName)
+	fmt.Fprintf(out, "✓ namespace %s, RBAC for %s and for remote workloads (%s), RuntimeClass %s, StorageClass %s applied\n", wellknown.SystemNamespace, wellknown.ManagerName, wellknown.RemoteWorkloadsClusterRole, wellknown.RuntimeClassName, wellknown.StorageClassName)
 
 	id, created, err := identity.Ensure(ctx, c, opts.ClusterName, opts.ClusterLabels)
 	if err != nil {
@@ -208,7 +208,7 @@ func Uninstall(ctx context.Context, getter genericclioptions.RESTClientGetter, c
 			return err
 		}
 	}
-	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", wellknown.RuntimeClassName, wellknown.ManagerName, wellknown.SystemNamespace)
+	fmt.Fprintf(out, "✓ webhook configurations, RuntimeClass %s, StorageClass %s, RBAC for %s, namespace %s and the cluster identity deleted\n", wellknown.RuntimeClassName, wellknown.StorageClassName, wellknown.ManagerName, wellknown.SystemNamespace)
 	for _, crd := range crds {
 		if _, err := apply.Delete(ctx, c, crd); err != nil {
 			return err

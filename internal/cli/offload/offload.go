@@ -221,10 +221,22 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		if _, err := apply.Delete(ctx, c, off); err != nil {
 			return err
 		}
-		answering := slices.DeleteFunc(off.Status.Providers(), func(p string) bool { return left[p] != "" })
+		claims, err := claimsOnProviders(ctx, c, ns)
+		if err != nil {
+			return err
+		}
+		answering := slices.DeleteFunc(off.Status.Providers(), func(p string) bool { return left[p] != "" || !force && claims[p] != "" })
 		fmt.Fprintf(out, "✓ namespace %s: unoffload started (twins on %s are deleted with everything in them)\n", ns, orNone(answering))
 		for _, p := range slices.Sorted(maps.Keys(left)) {
 			fmt.Fprintf(out, "! --force: %s\n", left[p])
+		}
+		for _, p := range slices.Sorted(maps.Keys(claims)) {
+			if force {
+				fmt.Fprintf(out, "! --force: provider %s deletes the copies of claims %s with the twin, and their data\n", p, claims[p])
+				continue
+			}
+			fmt.Fprintf(out, "! provider %s keeps the twin while it holds the copies of claims %s (their data): delete them at home (kubectl delete pvc -n %s %s, once no pod uses them) to let the unoffload finish, or run 'stretchctl unoffload namespace %s --force' to delete them with the twin\n",
+				p, claims[p], ns, strings.ReplaceAll(claims[p], ",", ""), ns)
 		}
 		deleting = append(deleting, ns)
 	}
@@ -271,6 +283,30 @@ func Unoffload(ctx context.Context, c client.Client, namespaces []string, force,
 		msgs = append(msgs, msg)
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// claimsOnProviders returns, by provider, the claims of namespace ns
+// whose copies it holds (design §4.23), comma-separated: an unoffload keeps
+// their twins until the claims are deleted at home, and a forced one
+// deletes the copies with their data.
+func claimsOnProviders(ctx context.Context, c client.Reader, ns string) (map[string]string, error) {
+	pvs := &corev1.PersistentVolumeList{}
+	if err := apply.List(ctx, c, pvs); err != nil {
+		return nil, err
+	}
+	byProvider := map[string][]string{}
+	for _, pv := range pvs.Items {
+		if ref := pv.Spec.ClaimRef; ref != nil && ref.Namespace == ns && pv.Annotations["pv.kubernetes.io/provisioned-by"] == wellknown.VolumeProvisioner {
+			p := pv.Labels[wellknown.RemoteClusterNameLabel]
+			byProvider[p] = append(byProvider[p], ref.Name)
+		}
+	}
+	out := map[string]string{}
+	for p, claims := range byProvider {
+		slices.Sort(claims)
+		out[p] = strings.Join(claims, ", ")
+	}
+	return out, nil
 }
 
 // leftBehind says, by provider, what a forced unoffload of off leaves on

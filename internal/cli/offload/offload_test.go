@@ -9,11 +9,15 @@ import (
 	"github.com/google/uuid"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/cli/offload"
 	"stretch.dev/stretch/internal/controller/offloading"
 	"stretch.dev/stretch/internal/testenv"
@@ -140,4 +144,60 @@ func TestForcedUnoffloadOfAProviderThatKeepsItsTwin(t *testing.T) {
 	g.Expect(out.String()).To(ContainSubstring("by hand on the provider, delete namespace kept-" + homeID + " and remove finalizer peering.stretch.dev/twin-namespace from the request"))
 	g.Expect(out.String()).NotTo(ContainSubstring("answers again"), "it answers already")
 	g.Expect(out.String()).NotTo(ContainSubstring("peer revoke"), "it is not gone")
+}
+
+// An unoffload keeps the twin of a provider that holds copies of the
+// namespace's claims, and says so; --force deletes them with the twin, and
+// says so too (design §4.23).
+func TestUnoffloadWithClaimsOnAProvider(t *testing.T) {
+	g := NewWithT(t)
+	fleet.Run(t, home, homeID, []fleet.Provider{{Server: eu}})
+	ctx := context.Background()
+	namespaces(t, "ledger")
+	var out bytes.Buffer
+	g.Expect(offload.Offload(ctx, home.Client, []string{"ledger"}, spec(t, offload.SpecOptions{}), true, time.Minute, &out)).To(Succeed())
+	rc := &peeringv1alpha1.RemoteCluster{}
+	g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: "provider-eu"}, rc)).To(Succeed())
+	// The volume that stands at home for claim ledger/books on provider-eu,
+	// as the virtual kubelet made it (Retain: it stays without its claim).
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pvc-books", Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": wellknown.VolumeProvisioner},
+			Labels: map[string]string{wellknown.RemoteClusterIDLabel: rc.Spec.ClusterID, wellknown.RemoteClusterNameLabel: rc.Name}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: "ledger", Name: "books", UID: "0b2c3d4e"},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: wellknown.VolumeProvisioner, VolumeHandle: "h"}},
+		},
+	}
+	g.Expect(home.Client.Create(ctx, pv)).To(Succeed())
+
+	out.Reset()
+	err := offload.Unoffload(ctx, home.Client, []string{"ledger"}, false, true, 3*time.Second, &out)
+	g.Expect(err).To(MatchError(ContainSubstring("namespace ledger is not unoffloaded after 3s")))
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace ledger: unoffload started (twins on no provider are deleted with everything in them)"))
+	g.Expect(out.String()).To(ContainSubstring("! provider provider-eu keeps the twin while it holds the copies of claims books (their data): delete them at home (kubectl delete pvc -n ledger books, once no pod uses them) to let the unoffload finish, or run 'stretchctl unoffload namespace ledger --force' to delete them with the twin"))
+	g.Expect(out.String()).To(ContainSubstring("namespace ledger, provider provider-eu: RemoteVolumesHeld: provider provider-eu keeps twin namespace ledger-" + homeID + ": it holds the copies of claims books (PersistentVolume pvc-books"))
+	g.Expect(eu.Client.Get(ctx, client.ObjectKey{Name: "ledger-" + homeID}, &corev1.Namespace{})).To(Succeed())
+
+	out.Reset()
+	g.Expect(offload.Unoffload(ctx, home.Client, []string{"ledger"}, true, true, time.Minute, &out)).To(Succeed())
+	g.Expect(out.String()).To(ContainSubstring("! --force: provider provider-eu deletes the copies of claims books with the twin, and their data"))
+	g.Expect(out.String()).To(ContainSubstring("✓ namespace ledger unoffloaded"))
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(eu.Client.Get(ctx, client.ObjectKey{Name: "ledger-" + homeID}, &corev1.Namespace{}))
+	}).WithTimeout(30 * time.Second).Should(BeTrue())
+	// The controller says it too, on the NamespaceOffloading (gone now).
+	g.Eventually(func(g Gomega) []string {
+		list := &eventsv1.EventList{}
+		g.Expect(home.Client.List(ctx, list, client.InNamespace("ledger"))).To(Succeed())
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "ForcedUnoffload" {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes
+	}).Should(ContainElement("forced unoffload of namespace ledger: provider provider-eu deletes twin namespace ledger-" + homeID + " with the copies of claims books (PersistentVolume pvc-books, Pending), and their data"))
 }

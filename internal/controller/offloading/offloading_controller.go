@@ -69,6 +69,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=offloading.stretch.dev,resources=namespaceoffloadings/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
 
 // SetupWithManager registers the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -95,6 +96,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// probe) must not wake every namespace.
 		Watches(&peeringv1alpha1.RemoteCluster{}, all, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, peerHealthChanged()))).
 		Watches(&corev1.Node{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{}, predicate.NewPredicateFuncs(isVirtualNode))).
+		// Claims on providers hold an unoffload (design §4.23): their
+		// volumes going lets it finish.
+		Watches(&corev1.PersistentVolume{}, handler.EnqueueRequestsFromMapFunc(offloadingOfClaim), builder.WithPredicates(predicate.NewPredicateFuncs(isRemoteVolume))).
 		// The scheduling label is ours to keep right.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(offloadingOf), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// What providers answer: their RemoteNamespaces, named after the
@@ -325,7 +329,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
 	// The scheduling label first, so that pods recreated during an
 	// unoffload stay home.
-	if err := run(ctx, s, r.syncSchedulingLabel, r.deletePodsOnVirtualNodes, r.syncSelector, r.selectProviders, r.syncRequests); err != nil {
+	if err := run(ctx, s, r.syncSchedulingLabel, r.deletePodsOnVirtualNodes, r.syncSelector, r.selectProviders, r.findRemoteVolumes, r.syncRequests, r.warnForcedVolumes); err != nil {
 		return ctrl.Result{}, err
 	}
 	s.untilTimeout = time.Until(s.off.DeletionTimestamp.Add(r.UnoffloadTimeout))
@@ -387,7 +391,7 @@ func (r *Reconciler) syncRequests(ctx context.Context, s *scope) error {
 	var wg sync.WaitGroup
 	for i := range s.peers {
 		wg.Go(func() {
-			s.states[i].request, s.states[i].err = r.syncRequest(ctx, &s.peers[i], s.off, s.homeID, s.twin, s.states[i].selected)
+			s.states[i].request, s.states[i].err = r.syncRequest(ctx, &s.peers[i], s.off, s.homeID, s.twin, s.states[i].selected, s.states[i].keepTwin)
 		})
 	}
 	wg.Wait()
@@ -444,6 +448,11 @@ func (r *Reconciler) patchStatus(ctx context.Context, s *scope) error {
 	}
 	if err := r.writes.Write(off, func() error { return r.Client.Status().Patch(ctx, off, client.MergeFrom(before)) }); err != nil {
 		return fmt.Errorf("patching the status of NamespaceOffloading %s: %w", client.ObjectKeyFromObject(off), err)
+	}
+	for _, h := range s.held {
+		if h.keepTwin {
+			r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s", note(volumesHeld(h, off.Namespace, s.twin)))
+		}
 	}
 	if s.overdue && len(s.held) > 0 {
 		r.Recorder.Eventf(off, nil, corev1.EventTypeWarning, "UnoffloadBlocked", "Unoffload", "%s", blockedNote(off.Namespace, r.UnoffloadTimeout, s.held, s.twin))

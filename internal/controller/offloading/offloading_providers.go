@@ -21,7 +21,7 @@ import (
 // returns what the provider reports. Reads come from the peer's cache; a
 // provider whose last probe failed is not written to, so that a dead provider
 // never holds a worker for a request timeout.
-func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, off *offloadingv1alpha1.NamespaceOffloading, homeID, twin string, wanted bool) (*peeringv1alpha1.RemoteNamespace, error) {
+func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.RemoteCluster, off *offloadingv1alpha1.NamespaceOffloading, homeID, twin string, wanted, keep bool) (*peeringv1alpha1.RemoteNamespace, error) {
 	deleting := !off.DeletionTimestamp.IsZero()
 	// A provider that never had a twin for this namespace (not in the status)
 	// is not waited for; if a request was sent there after all, it is deleted
@@ -54,7 +54,7 @@ func (r *Reconciler) syncRequest(ctx context.Context, rc *peeringv1alpha1.Remote
 			return nil, fmt.Errorf("asking provider %s for twin %s: %w", rc.Name, twin, err)
 		}
 		return rn, nil
-	case rn != nil && !wanted && rn.DeletionTimestamp.IsZero():
+	case rn != nil && !wanted && !keep && rn.DeletionTimestamp.IsZero():
 		if err := r.withdraw(ctx, rc.Name, peer, rn); err != nil {
 			return rn, err
 		}

@@ -32,6 +32,12 @@ type providerState struct {
 	request *peeringv1alpha1.RemoteNamespace
 	// err is why the provider could not be read or written, if so.
 	err error
+	// volumes are the home claims whose copies (and data) the provider
+	// holds in the twin, each as "claim (PersistentVolume name)"; while
+	// there are, an unforced unoffload keeps the twin (design §4.23).
+	volumes []string
+	// keepTwin is set when the twin request stays for volumes.
+	keepTwin bool
 	// unseen is set while the provider is unread within its grace (see
 	// unreadGrace): last, what the status last said of its twin, stands.
 	unseen bool
@@ -185,6 +191,8 @@ func setReady(conds *offloadingv1alpha1.RemoteNamespaceConditions, s providerSta
 		c.Reason, c.Message = offloadingv1alpha1.CreatingReason, "the request for a twin namespace is being sent to the provider"
 	}
 	switch {
+	case s.keepTwin && s.request != nil && s.request.DeletionTimestamp.IsZero():
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, offloadingv1alpha1.RemoteVolumesHeldReason, volumesHeld(s, s.request.Spec.HomeNamespace, s.request.Spec.RemoteNamespaceName)
 	case s.err != nil && stuck != "":
 		c.Reason, c.Message = offloadingv1alpha1.ProviderUnreachableReason, fmt.Sprintf("%s: %v", stuck, s.err)
 	case s.request != nil && stuck != "":
@@ -239,6 +247,8 @@ func names(states []providerState) []string {
 // still waits for it and what to do; empty when it does not wait for it.
 func blocked(s providerState, namespace, twin string, timeout time.Duration) string {
 	switch {
+	case s.keepTwin && s.err == nil:
+		return volumesHeld(s, namespace, twin)
 	case s.err != nil:
 		// setReady appends the provider's error.
 		return fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s with everything in it; when it is gone for good, %s",
@@ -250,6 +260,16 @@ func blocked(s providerState, namespace, twin string, timeout time.Duration) str
 			s.name, twin, timeout, s.request.Namespace, s.request.Name, reported(s.request), s.name, twin, s.name, forceHint(namespace), s.name)
 	}
 	return ""
+}
+
+// volumesHeld says, for the provider's Ready condition and the event, that
+// an unoffload keeps its twin for the copies of claims it holds, and how
+// to finish.
+func volumesHeld(s providerState, namespace, twin string) string {
+	return fmt.Sprintf("provider %s keeps twin namespace %s: it holds the copies of claims %s of namespace %s, with their data, which Stretch deletes only with your own delete. "+
+		"Delete those claims at home (first scale their pods' owners to 0; PersistentVolumes left Released by reclaim policy Retain too): their copies go with them and the unoffload finishes; "+
+		"or, to delete the twin with the claims and their data, %s",
+		s.name, twin, strings.Join(s.volumes, ", "), namespace, forceHint(namespace))
 }
 
 // forceHint says how to finish an unoffload without the providers that do
@@ -286,6 +306,10 @@ func blockedSummary(held []providerState, twin string) string {
 		}
 		if s.err != nil {
 			parts[i] = fmt.Sprintf("provider %s does not answer and may still hold twin namespace %s", s.name, twin)
+			continue
+		}
+		if s.keepTwin {
+			parts[i] = fmt.Sprintf("provider %s keeps twin namespace %s for the copies of claims %s", s.name, twin, strings.Join(s.volumes, ", "))
 			continue
 		}
 		parts[i] = fmt.Sprintf("provider %s answers but has not deleted twin namespace %s (its request RemoteNamespace %s/%s is still there: is Stretch running on provider %s?)",

@@ -57,6 +57,8 @@ func TestSetConditions(t *testing.T) {
 	deleting := req(peeringv1alpha1.RemoteNamespaceReady, "", "")
 	now := metav1.Now()
 	deleting.DeletionTimestamp = &now
+	kept := req(peeringv1alpha1.RemoteNamespaceReady, "NamespaceCreated", "twin exists")
+	kept.Spec = peeringv1alpha1.RemoteNamespaceSpec{HomeNamespace: "ns", RemoteNamespaceName: "t"}
 	tests := []struct {
 		name                 string
 		state                providerState
@@ -83,6 +85,13 @@ func TestSetConditions(t *testing.T) {
 			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "TwinNotDeleted", wantMessageSubstring: "provider p answers but has not deleted twin t"},
 		{name: "deleting, not overdue, is Terminating", state: providerState{request: deleting},
 			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "Terminating", wantMessageSubstring: "deleting the twin"},
+		{name: "unoffload keeping the twin for claims names them and the fix", state: providerState{name: "p", request: kept, keepTwin: true, volumes: []string{"a (PersistentVolume pvc-1, Bound)"}},
+			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "RemoteVolumesHeld",
+			wantMessageSubstring: "provider p keeps twin namespace t: it holds the copies of claims a (PersistentVolume pvc-1, Bound) of namespace ns"},
+		{name: "overdue, still keeping the twin for claims", state: providerState{name: "p", request: kept, keepTwin: true, volumes: []string{"a"}}, stuck: "stuck",
+			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "RemoteVolumesHeld", wantMessageSubstring: "claims a of namespace ns"},
+		{name: "claims no longer keep a request already withdrawn", state: providerState{name: "p", request: deleting, keepTwin: true, volumes: []string{"a"}},
+			wantRequired: metav1.ConditionFalse, wantRequiredReason: "ClusterNotSelected", wantReady: metav1.ConditionFalse, wantReadyReason: "Terminating"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
