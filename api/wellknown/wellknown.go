@@ -80,6 +80,11 @@ const (
 	// NamespaceOffloadingFinalizer holds a NamespaceOffloading until every
 	// provider has confirmed the deletion of its twin namespace.
 	NamespaceOffloadingFinalizer = "offloading.stretch.dev/twins"
+	// ResourceMetricsPathAnnotation, on a virtual node, is the path at its
+	// kubelet's address of its own resource metrics, which metrics-server
+	// reads instead of /metrics/resource: every virtual node of a manager
+	// has the same address (docs/design.md §4.24).
+	ResourceMetricsPathAnnotation = "metrics.k8s.io/resource-metrics-path"
 	// SkipReflectionAnnotation, set to "true" on a home ConfigMap, Secret or
 	// Service of an offloaded namespace, keeps that object at home: it is not
 	// reflected into the twins, and a copy reflected before is deleted. An

@@ -27,6 +27,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/utils/ptr"
 
+	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/internal/webhook/certs"
 )
 
@@ -115,6 +116,7 @@ func (s *Set) serve(ctx context.Context, e KubeletEndpoint, log logr.Logger) err
 	// timeouts (an idle forward would close after 30 s): this one comes
 	// first, with them in their places.
 	router := mux.NewRouter()
+	router.HandleFunc(peeringv1alpha1.VirtualNodeMetricsPath("{node}"), s.nodeMetricsResource).Methods(http.MethodGet)
 	router.Handle("/portForward/{namespace}/{pod}", vkapi.HandlePortForward(s.portForward,
 		vkapi.WithPortForwardStreamIdleTimeout(streamIdleTimeout),
 		vkapi.WithPortForwardCreationTimeout(streamCreationTimeout),
@@ -163,13 +165,20 @@ func (s *Set) authorize(next http.Handler, log logr.Logger) http.Handler {
 		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 		verb, subresource := "create", "proxy"
 		var nodes []string
-		switch parts[0] {
-		case "stats", "metrics":
+		switch {
+		case len(parts) == 5 && r.URL.Path == peeringv1alpha1.VirtualNodeMetricsPath(parts[2]):
+			// One node's metrics: the right on that node.
+			if !slices.Contains(s.nodeNames(), parts[2]) {
+				http.Error(w, fmt.Sprintf("node %s is not a virtual node of this manager", parts[2]), http.StatusNotFound)
+				return
+			}
+			verb, subresource, nodes = "get", "metrics", []string{parts[2]}
+		case parts[0] == "stats" || parts[0] == "metrics":
 			// One endpoint serves every virtual node of this manager, and
 			// a request does not say which node it is for: its answer
 			// covers them all, so the client needs the right on each.
 			verb, subresource, nodes = "get", parts[0], s.nodeNames()
-		case "pods":
+		case parts[0] == "pods":
 			verb, nodes = "get", s.nodeNames()
 		default:
 			if len(parts) < 3 {

@@ -4,11 +4,14 @@ import (
 	"cmp"
 	"context"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/gorilla/mux"
 	dto "github.com/prometheus/client_model/go"
+	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -144,18 +147,20 @@ type nodeUsage struct {
 // usage is what the stats and metrics endpoints serve.
 type usage struct {
 	pods []podUsage
-	// node is nil unless this manager runs exactly one virtual node: the
-	// API server and metrics-server reach every virtual node at the one
-	// endpoint, and a request does not say which node it is for.
+	// node is nil unless the usage is of one virtual node: its own path
+	// (NodeMetricsPath), or the shared endpoints of a manager that runs
+	// one virtual node only (a request there does not say which node it is
+	// for).
 	node *nodeUsage
 	// failed tells that a provider's metrics could not be read.
 	failed bool
 }
 
-// collectUsage reads the usage of every offloaded pod of every virtual node
-// of this manager from the providers' metrics APIs, and advances the
-// counters.
-func (s *Set) collectUsage(ctx context.Context) usage {
+// collectUsage reads the usage of every offloaded pod of the virtual node
+// only (every virtual node of this manager when only is "") from the
+// providers' metrics APIs, and advances the counters. The counters of the
+// pods of the nodes not read are kept.
+func (s *Set) collectUsage(ctx context.Context, only string) usage {
 	s.mu.Lock()
 	kubelets := make([]*Kubelet, 0, len(s.kubelets))
 	for _, r := range s.kubelets {
@@ -168,12 +173,22 @@ func (s *Set) collectUsage(ctx context.Context) usage {
 	keep := map[types.UID]bool{}
 	var nodes []string
 	now := time.Now()
+	read := 0
+	for _, k := range kubelets {
+		if only == "" || k.NodeName == only {
+			read++
+		}
+	}
 	for _, k := range kubelets {
 		nodes = append(nodes, k.NodeName)
+		if only != "" && k.NodeName != only {
+			k.keepPods(keep)
+			continue
+		}
 		pods, failed := k.podUsage(ctx, &s.usage, keep)
 		out.pods = append(out.pods, pods...)
 		out.failed = out.failed || failed
-		if len(kubelets) != 1 {
+		if read != 1 {
 			continue
 		}
 		n := &nodeUsage{name: k.NodeName, start: k.started, at: now}
@@ -190,6 +205,16 @@ func (s *Set) collectUsage(ctx context.Context) usage {
 	}
 	s.usage.forget(keep, nodes)
 	return out
+}
+
+// keepPods adds to keep the UIDs of the pods of k's node.
+func (k *Kubelet) keepPods(keep map[types.UID]bool) {
+	pods, _ := k.homePods.List(labels.Everything())
+	for _, p := range pods {
+		if p.Spec.NodeName == k.NodeName {
+			keep[p.UID] = true
+		}
+	}
 }
 
 // podUsage returns the usage of the pods of k's node that the provider has
@@ -268,7 +293,7 @@ func podUsageOf(p *corev1.Pod, m *metricsv1beta1.PodMetrics, counters *usageCoun
 
 // statsSummary serves /stats/summary from the providers' pod metrics.
 func (s *Set) statsSummary(ctx context.Context) (*statsv1alpha1.Summary, error) {
-	return summaryOf(s.collectUsage(ctx)), nil
+	return summaryOf(s.collectUsage(ctx, "")), nil
 }
 
 // summaryOf is u as the kubelet's /stats/summary.
@@ -315,7 +340,19 @@ func summaryOf(u usage) *statsv1alpha1.Summary {
 // metricsResource serves /metrics/resource from the providers' pod
 // metrics.
 func (s *Set) metricsResource(ctx context.Context) ([]*dto.MetricFamily, error) {
-	return familiesOf(s.collectUsage(ctx)), nil
+	return familiesOf(s.collectUsage(ctx, "")), nil
+}
+
+// nodeMetricsResource serves the resource metrics of one virtual node, at
+// peeringv1alpha1.VirtualNodeMetricsPath: its annotation
+// wellknown.ResourceMetricsPathAnnotation names that path, so that
+// metrics-server, which reaches every virtual node of a manager at the same
+// address, reads each node's pods once, and gets node figures.
+func (s *Set) nodeMetricsResource(w http.ResponseWriter, r *http.Request) {
+	node := mux.Vars(r)["node"]
+	vkapi.HandlePodMetricsResource(func(ctx context.Context) ([]*dto.MetricFamily, error) {
+		return familiesOf(s.collectUsage(ctx, node)), nil
+	})(w, r)
 }
 
 // familiesOf is u as the kubelet's /metrics/resource, the families and

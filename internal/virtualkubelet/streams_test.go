@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
+	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/fleet"
 	"stretch.dev/stretch/internal/webhook/certs"
@@ -294,6 +295,29 @@ func TestKubeletAPIStreamsAndStats(t *testing.T) {
 		g.Expect(*c.CPU.UsageCoreNanoSeconds).To(BeEquivalentTo(uint64(0.25*30e9 + 0.5*15e9)))
 		g.Expect(*c.Memory.WorkingSetBytes).To(BeEquivalentTo(12 << 20))
 		g.Expect(c.CPU.Time.Time).To(BeTemporally("==", t0.Add(15*time.Second)))
+	})
+
+	t.Run("each virtual node's own metrics path, which its annotation names: its pods once, with node figures", func(t *testing.T) {
+		g := newG(t)
+		node := peeringv1alpha1.VirtualNodeName(eu.Name)
+		path := peeringv1alpha1.VirtualNodeMetricsPath(node)
+		g.Expect(path).To(Equal("/metrics/nodes/" + node + "/metrics/resource"))
+		g.Eventually(func(g Gomega) map[string]string {
+			n := &corev1.Node{}
+			g.Expect(home.Client.Get(ctx, client.ObjectKey{Name: node}, n)).To(Succeed())
+			return n.Annotations
+		}).Should(HaveKeyWithValue(wellknown.ResourceMetricsPathAnnotation, path))
+		a, err := kubelet(http.MethodGet, path)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(a.code).To(Equal(http.StatusOK), a.body)
+		fam := parseMetrics(g, a.body)
+		g.Expect(fam["container_cpu_usage_seconds_total"].GetMetric()).To(HaveLen(1))
+		g.Expect(fam["container_memory_working_set_bytes"].GetMetric()[0].GetGauge().GetValue()).To(BeEquivalentTo(12 << 20))
+		g.Expect(fam["node_memory_working_set_bytes"].GetMetric()[0].GetGauge().GetValue()).To(BeEquivalentTo(12 << 20))
+		other, err := kubelet(http.MethodGet, peeringv1alpha1.VirtualNodeMetricsPath("stretch-elsewhere"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(other.code).To(Equal(http.StatusNotFound), other.body)
+		g.Expect(other.body).To(ContainSubstring("node stretch-elsewhere is not a virtual node of this manager"))
 	})
 
 	t.Run("a ServiceAccount token, as metrics-server presents it: reviewed by the home API server", func(t *testing.T) {

@@ -9,3 +9,10 @@ func VirtualNodeName(providerName string) string { return wellknown.VirtualNodeP
 func TenantNamespace(homeClusterID string) string {
 	return wellknown.TenantNamespacePrefix + homeClusterID
 }
+
+// VirtualNodeMetricsPath is where a virtual node's kubelet API serves the
+// resource metrics of that node alone; the node's annotation
+// wellknown.ResourceMetricsPathAnnotation names it to metrics-server.
+func VirtualNodeMetricsPath(nodeName string) string {
+	return "/metrics/nodes/" + nodeName + "/metrics/resource"
+}

@@ -291,6 +291,7 @@ func (r *Reconciler) reconcileNode(ctx context.Context, s *scope) (*corev1.Node,
 	orig := node.DeepCopy()
 	applyLabels(node, labels)
 	applyTaint(node)
+	applyMetricsPath(node, r.KubeletPort != 0)
 	node.Spec.Unschedulable = rc.Spec.Cordoned
 	if err := r.adopt(node, rc); err != nil {
 		return nil, err

@@ -197,6 +197,18 @@ func applyTaint(node *corev1.Node) {
 	node.Spec.Taints = taints
 }
 
+// applyMetricsPath names, on node, the path of its own resource metrics on
+// the kubelet API, when that is served: every virtual node of a manager
+// shares its address, and metrics-server would otherwise read all their
+// pods from each (docs/design.md §4.24).
+func applyMetricsPath(node *corev1.Node, served bool) {
+	if !served {
+		delete(node.Annotations, wellknown.ResourceMetricsPathAnnotation)
+		return
+	}
+	metav1.SetMetaDataAnnotation(&node.ObjectMeta, wellknown.ResourceMetricsPathAnnotation, peeringv1alpha1.VirtualNodeMetricsPath(node.Name))
+}
+
 // kubeletEndpoint is where the API server reaches the kubelet API of the
 // virtual node (logs, exec); a zero port means it is not served.
 type kubeletEndpoint struct {

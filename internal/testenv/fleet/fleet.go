@@ -197,7 +197,16 @@ func (s *Stretch) StartHome() {
 		if err := mgr.Add(reg); err != nil {
 			return err
 		}
-		if err := (&remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}).SetupWithManager(mgr); err != nil {
+		rc := &remotecluster.Reconciler{Client: mgr.GetClient(), Registry: reg, Recorder: mgr.GetEventRecorder("remotecluster"), ProbeInterval: time.Second}
+		if s.opts.KubeletBindAddress != "" {
+			// Virtual nodes advertise it, as the manager's do.
+			addr, port, err := virtualkubelet.KubeletEndpoint{BindAddress: s.opts.KubeletBindAddress}.Advertised()
+			if err != nil {
+				return err
+			}
+			rc.KubeletAddress, rc.KubeletPort = addr, port
+		}
+		if err := rc.SetupWithManager(mgr); err != nil {
 			return err
 		}
 		off := &offloading.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Registry: reg, Recorder: mgr.GetEventRecorder("offloading")}
