@@ -43,17 +43,7 @@ func TestMetricsOfOffloadedPods(t *testing.T) {
 	})
 
 	const ns = "shop"
-	var twin string
-	step(t, "offload the namespace with strategy Remote", func(t *testing.T) {
-		g := NewWithT(t)
-		_, err := kubectl(t, home, "create", "namespace", ns)
-		g.Expect(err).NotTo(HaveOccurred())
-		_, err = stretchctl(t, "offload", "namespace", ns, "--kubeconfig", home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")
-		g.Expect(err).NotTo(HaveOccurred())
-		twin, err = kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", ns, "-o=jsonpath={.status.remoteNamespaceName}")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(twin).NotTo(BeEmpty())
-	})
+	twin := offloadRemote(t, home, ns)
 
 	// Each pod requests 100m of CPU and, as kwok emulates it on the
 	// provider, uses 300m (and 64Mi): 300% of its request.

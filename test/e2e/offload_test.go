@@ -162,3 +162,21 @@ spec:
 		g.Expect(out).To(ContainSubstring("✓ namespace bar unoffloaded"))
 	})
 }
+
+// offloadRemote creates namespace ns at home, offloads it with strategy
+// Remote (stretchctl, waiting until Ready) and returns its twins' name.
+func offloadRemote(t *testing.T, home *kwok.Cluster, ns string) string {
+	t.Helper()
+	var twin string
+	step(t, "offload the namespace with strategy Remote", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := kubectl(t, home, "create", "namespace", ns)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = stretchctl(t, "offload", "namespace", ns, "--kubeconfig", home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")
+		g.Expect(err).NotTo(HaveOccurred())
+		twin, err = kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", ns, "-o=jsonpath={.status.remoteNamespaceName}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(twin).NotTo(BeEmpty())
+	})
+	return twin
+}

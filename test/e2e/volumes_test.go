@@ -33,7 +33,6 @@ func TestStatefulSetWithVolumesRunsOnProvider(t *testing.T) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: 1}, "home", "provider")
 	home, provider := clusters[0], clusters[1]
 	const ns = "db"
-	var twin string
 
 	step(t, "install", func(t *testing.T) {
 		g := NewWithT(t)
@@ -64,15 +63,7 @@ volumeBindingMode: WaitForFirstConsumer
 		g.Expect(err).NotTo(HaveOccurred())
 	})
 
-	step(t, "offload with strategy Remote", func(t *testing.T) {
-		g := NewWithT(t)
-		_, err := kubectl(t, home, "create", "namespace", ns)
-		g.Expect(err).NotTo(HaveOccurred())
-		_, err = stretchctl(t, "offload", "namespace", ns, "--kubeconfig", home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")
-		g.Expect(err).NotTo(HaveOccurred())
-		twin, err = kubectl(t, home, "get", "namespaceoffloadings", "offloading", "-n", ns, "-o=jsonpath={.status.remoteNamespaceName}")
-		g.Expect(err).NotTo(HaveOccurred())
-	})
+	twin := offloadRemote(t, home, ns)
 
 	// Said when a wait fails: both sides' pods, claims and volumes.
 	explain := func() string {
