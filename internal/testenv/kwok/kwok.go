@@ -57,9 +57,7 @@ const (
 
 	// kwokctl picks ports by probing downwards from 32767 in every process, so
 	// two concurrent 'kwokctl create' pick the same ones; we reserve them
-	// ourselves below the kernel's ephemeral range (32768-60999 by default).
-	portMin = 20000
-	portMax = 32000
+	// ourselves (machine.ReservePorts).
 
 	defaultTimeout = 3 * time.Minute
 	pollInterval   = 200 * time.Millisecond
