@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
@@ -167,16 +168,20 @@ func podCIDRsCondition(rc *peeringv1alpha1.RemoteCluster, provider []netip.Prefi
 // cidrPeers returns this cluster's pod CIDRs (its nodes but the virtual
 // ones) and the other providers', as their RemoteClusters last recorded.
 func (r *Reconciler) cidrPeers(ctx context.Context, rc *peeringv1alpha1.RemoteCluster) (cidrPeer, []cidrPeer, error) {
+	// Read only: no copy of every node at every probe of every provider.
 	nodes := &corev1.NodeList{}
-	if err := r.Client.List(ctx, nodes); err != nil {
+	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return cidrPeer{}, nil, fmt.Errorf("listing this cluster's nodes for their pod CIDRs: %w", err)
 	}
-	nodes.Items = slices.DeleteFunc(nodes.Items, func(n corev1.Node) bool {
-		return n.Labels[wellknown.VirtualNodeTypeLabel] == wellknown.VirtualNodeTypeValue
-	})
-	home := cidrPeer{name: "this cluster", cidrs: podCIDRsOf(nodes.Items)}
+	var real []corev1.Node
+	for _, n := range nodes.Items {
+		if n.Labels[wellknown.VirtualNodeTypeLabel] != wellknown.VirtualNodeTypeValue {
+			real = append(real, n)
+		}
+	}
+	home := cidrPeer{name: "this cluster", cidrs: podCIDRsOf(real)}
 	rcs := &peeringv1alpha1.RemoteClusterList{}
-	if err := r.Client.List(ctx, rcs); err != nil {
+	if err := r.Client.List(ctx, rcs, client.UnsafeDisableDeepCopy); err != nil {
 		return cidrPeer{}, nil, fmt.Errorf("listing RemoteClusters for their pod CIDRs: %w", err)
 	}
 	var others []cidrPeer
