@@ -110,6 +110,14 @@ type peeringView struct {
 	nodeName string
 }
 
+// standalone, embedded in a reflector, says that its kind's objects follow
+// no other kind's.
+type standalone struct{}
+
+func (standalone) parentKind() string { return "" }
+
+func (standalone) parentName(client.Object) string { return "" }
+
 // namespaceOptIn is a reflector of a kind reflected only on request (an
 // Ingress): an object its reflected leaves out is reflected still when its
 // namespace's NamespaceOffloading asks for the kind.

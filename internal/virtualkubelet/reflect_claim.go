@@ -75,7 +75,7 @@ const KindPersistentVolumeClaim = "PersistentVolumeClaim"
 // What the provider does with the copy (Pending, Bound, Lost, capacity)
 // comes home on the PersistentVolume (annotations) and the claim (events).
 // See docs/design.md §4.23.
-type claimReflector struct{}
+type claimReflector struct{ standalone }
 
 func (claimReflector) kind() string { return KindPersistentVolumeClaim }
 
@@ -111,10 +111,6 @@ func (claimReflector) neededBy(pod *corev1.Pod) []string {
 // mode). Its class is the home class until forProvider maps it; the
 // selector and data source name home objects and go; so do the annotations
 // of the home scheduler and volume controllers.
-func (claimReflector) parentKind() string { return "" }
-
-func (claimReflector) parentName(client.Object) string { return "" }
-
 func (claimReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	c := obj.(*corev1.PersistentVolumeClaim)
 	meta.Annotations = maps.Clone(meta.Annotations)

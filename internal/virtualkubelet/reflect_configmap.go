@@ -11,7 +11,7 @@ import (
 )
 
 // configMapReflector reflects ConfigMaps.
-type configMapReflector struct{}
+type configMapReflector struct{ standalone }
 
 func (configMapReflector) kind() string { return KindConfigMap }
 
@@ -57,10 +57,6 @@ func (configMapReflector) neededBy(pod *corev1.Pod) []string {
 		},
 	}.needed(pod)
 }
-
-func (configMapReflector) parentKind() string { return "" }
-
-func (configMapReflector) parentName(client.Object) string { return "" }
 
 func (configMapReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	o := obj.(*corev1.ConfigMap)

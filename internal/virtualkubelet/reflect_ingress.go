@@ -20,7 +20,7 @@ import (
 // reflected like any), default backend and class name; the provider's
 // controller writes the copy's status, which stays there (one home Ingress
 // may be served by several providers and by home's own controller).
-type ingressReflector struct{}
+type ingressReflector struct{ standalone }
 
 func (ingressReflector) kind() string { return KindIngress }
 
@@ -44,10 +44,6 @@ func (ingressReflector) optedInBy(spec offloadingv1alpha1.NamespaceOffloadingSpe
 
 // neededBy: none; a pod starts without the Ingresses that route to it.
 func (ingressReflector) neededBy(*corev1.Pod) []string { return nil }
-
-func (ingressReflector) parentKind() string { return "" }
-
-func (ingressReflector) parentName(client.Object) string { return "" }
 
 func (ingressReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	return &networkingv1.Ingress{ObjectMeta: meta, Spec: *obj.(*networkingv1.Ingress).Spec.DeepCopy()}

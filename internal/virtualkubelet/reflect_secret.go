@@ -15,7 +15,7 @@ import (
 )
 
 // secretReflector reflects Secrets.
-type secretReflector struct{}
+type secretReflector struct{ standalone }
 
 func (secretReflector) kind() string { return KindSecret }
 
@@ -64,10 +64,6 @@ func (secretReflector) neededBy(pod *corev1.Pod) []string {
 		},
 	}.needed(pod)
 }
-
-func (secretReflector) parentKind() string { return "" }
-
-func (secretReflector) parentName(client.Object) string { return "" }
 
 func (secretReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	o := obj.(*corev1.Secret)

@@ -13,7 +13,7 @@ import (
 // ports of its home Service, and gets what the provider allocates there
 // (cluster IPs, node ports, load balancer state); its selector selects
 // the remote pods.
-type serviceReflector struct{}
+type serviceReflector struct{ standalone }
 
 func (serviceReflector) kind() string { return KindService }
 
@@ -27,10 +27,6 @@ func (serviceReflector) reflected(client.Object) bool { return true }
 
 // neededBy: none; a pod starts without the Services it calls.
 func (serviceReflector) neededBy(*corev1.Pod) []string { return nil }
-
-func (serviceReflector) parentKind() string { return "" }
-
-func (serviceReflector) parentName(client.Object) string { return "" }
 
 func (serviceReflector) toRemote(obj client.Object, meta metav1.ObjectMeta, _ peeringView) client.Object {
 	s := &corev1.Service{ObjectMeta: meta, Spec: *obj.(*corev1.Service).Spec.DeepCopy()}
