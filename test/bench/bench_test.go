@@ -34,6 +34,9 @@ var (
 	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
 	bulk   = flag.String("bulk", "250,500,1000", "Namespace counts of the full run's bulk offloads.")
+	// providerCounts and latencyNamespaces are the offload latency's steps.
+	providerCounts    = flag.String("providers", "1,2,5,10,20", "Provider counts of the full run's offload latency (peered one after the other).")
+	latencyNamespaces = flag.Int("latency-namespaces", 200, "Namespaces offloaded one at a time at each provider count of the full run.")
 )
 
 // TestBenchmarks runs every benchmark, each on clusters of its own, and

@@ -263,3 +263,25 @@ func TestWritersTable(t *testing.T) {
 	g.Expect(table).To(ContainSubstring("| vanilla | creation until Ready | provider | DELETE pods (404) | kwok as system:admin | 0.48 | kwok deletes twice |\n| vanilla | creation until Ready | provider | DELETE pods (404) | kubectl as system:admin | 0.30 |  |\n| vanilla | creation until Ready | provider | POST pods |"))
 	g.Expect(table).NotTo(ContainSubstring("rare as x"))
 }
+
+// The providers table divides the growth from the first count by the
+// providers added, and compares each p50 with the one at 2 providers.
+func TestProvidersTable(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(providersTable(nil)).To(BeEmpty())
+	ms := func(ds ...int) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = time.Duration(d) * time.Millisecond
+		}
+		return out
+	}
+	table := providersTable([]latencyRow{
+		{Providers: 1, Stretch: ms(100), Peering: ms(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
+		{Providers: 2, Stretch: ms(150), Peering: ms(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
+		{Providers: 5, Stretch: ms(240, 250, 260), Peering: ms(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
+	})
+	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 |"))
+	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 |"))
+	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 |"))
+}
