@@ -135,6 +135,9 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	rss := startRSS(homeManager.PID, false)
 	failedBefore := failedReconciles(g, managers)
 	writesBefore := apiWrites(g, clusters)
+	rssBefore, err := procStatus(homeManager.PID, "VmRSS")
+	g.Expect(err).NotTo(HaveOccurred())
+	cpuBefore := cpuByProcess(t, home, providers, managers)
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
@@ -142,6 +145,13 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	})
 	waitReady(t, home, nss, len(providers))
 	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
+	row.CPUByProcess = map[string]time.Duration{}
+	for name, cpu := range cpuByProcess(t, home, providers, managers) {
+		row.CPUByProcess[name] = cpu - cpuBefore[name]
+	}
+	rssAfter, err := procStatus(homeManager.PID, "VmRSS")
+	g.Expect(err).NotTo(HaveOccurred())
+	row.RSSGrowth = rssAfter - rssBefore
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	row.CPU = after.CPU - before.CPU
@@ -155,6 +165,35 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	row.Direct = time.Since(start)
 	row.DirectWrites = writesSince(apiWrites(g, clusters), writesBefore)
 	return row
+}
+
+// cpuByProcess returns the CPU time used so far by the processes that do
+// the work of an offload: the API servers and etcds of home and of the
+// providers (summed), the home manager and the providers' managers
+// (summed), by name.
+func cpuByProcess(t *testing.T, home *kwok.Cluster, providers []*kwok.Cluster, managers []*testenv.ManagerProcess) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	add := func(name string, pid int) {
+		u, err := testenv.UsageOf(pid)
+		if err != nil {
+			t.Fatalf("CPU of %s (pid %d): %v", name, pid, err)
+		}
+		out[name] += u.CPU
+	}
+	for _, c := range append([]*kwok.Cluster{home}, providers...) {
+		side := "providers'"
+		if c == home {
+			side = "home"
+		}
+		for component, pid := range c.PIDs() {
+			add(side+" "+component, pid)
+		}
+	}
+	add("home manager", managers[0].PID)
+	for _, m := range managers[1:] {
+		add("providers' managers", m.PID)
+	}
+	return out
 }
 
 // apiWrites returns the writes each API server of clusters served so far.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -84,6 +85,10 @@ type bulkRow struct {
 	// Writes and DirectWrites are the writes each API server (home, then
 	// the providers) served during the offload and the direct creation.
 	Writes, DirectWrites []testenv.Writes
+	// RSSGrowth is how much the home manager's resident memory grew over
+	// the offload; CPUByProcess is the CPU each process used during it.
+	RSSGrowth    int64
+	CPUByProcess map[string]time.Duration
 	// Design and DesignWrites are the same offloads written by a client
 	// that writes exactly the objects the design needs (designBaseline).
 	Design       time.Duration
@@ -281,6 +286,7 @@ func (r *report) markdown() string {
 				row.Stretch.Seconds()/max(row.Design.Seconds(), 1e-9), row.Direct.Seconds(), row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9),
 				float64(total(row.Writes))/n, float64(total(row.DesignWrites))/n, float64(total(row.DirectWrites))/n, row.CPU.Seconds(), row.PeakRSS, row.FailedReconciles)
 		}
+		b.WriteString(bulkCostTable(r.Bulk))
 		if len(r.byCount) == 0 {
 			b.WriteString("\n" + rssNote)
 		}
@@ -428,6 +434,29 @@ func providersTable(rows []latencyRow) string {
 			vs2 = fmt.Sprintf("%.2f", p50/at2)
 		}
 		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2)
+	}
+	return b.String()
+}
+
+// bulkCostTable is, per bulk offload, the home manager's memory growth per
+// namespace and where the CPU went, per process.
+func bulkCostTable(rows []bulkRow) string {
+	if len(rows) == 0 || rows[0].CPUByProcess == nil {
+		return ""
+	}
+	names := slices.Sorted(maps.Keys(rows[0].CPUByProcess))
+	var b strings.Builder
+	b.WriteString("\nThe home manager's resident memory growth per offloaded namespace (VmRSS after minus before, divided by N; the Go heap's collections make it noisy; target at most 20 KiB), and the CPU seconds each process used during the offload:\n\n| N | RSS growth per namespace (KiB) |")
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s |", n)
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(names)) + "\n")
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %d | %.1f |", row.Namespaces, float64(row.RSSGrowth)/float64(row.Namespaces)/1024)
+		for _, n := range names {
+			fmt.Fprintf(&b, " %.1f |", row.CPUByProcess[n].Seconds())
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

@@ -285,3 +285,14 @@ func TestProvidersTable(t *testing.T) {
 	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 |"))
 	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 |"))
 }
+
+// The bulk cost table gives memory growth per namespace and each
+// process's CPU, one column per process.
+func TestBulkCostTable(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(bulkCostTable(nil)).To(BeEmpty())
+	table := bulkCostTable([]bulkRow{{Namespaces: 100, RSSGrowth: 1000 << 10, CPUByProcess: map[string]time.Duration{
+		"home kube-apiserver": 3 * time.Second, "home manager": 1500 * time.Millisecond}}})
+	g.Expect(table).To(ContainSubstring("| N | RSS growth per namespace (KiB) | home kube-apiserver | home manager |"))
+	g.Expect(table).To(ContainSubstring("| 100 | 10.0 | 3.0 | 1.5 |"))
+}
