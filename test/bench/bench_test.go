@@ -47,6 +47,7 @@ func TestBenchmarks(t *testing.T) {
 	burstOK := t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
 	offloadOK := t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
 	writersOK := t.Run("who sends each write", func(t *testing.T) { writers(t, r) })
+	wideOK := t.Run("pods over many providers", func(t *testing.T) { wideBurst(t, r) })
 	plot, err := r.png()
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestBenchmarks(t *testing.T) {
 		t.Log("\n" + md)
 		return
 	}
-	if !burstOK || !offloadOK || !writersOK || t.Failed() {
+	if !burstOK || !offloadOK || !writersOK || !wideOK || t.Failed() {
 		t.Logf("not writing %s: a scenario failed, and a partial report would replace the last complete one; it is left as it was", *out)
 		return
 	}

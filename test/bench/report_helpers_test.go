@@ -44,6 +44,8 @@ type report struct {
 	Bulk []bulkRow
 	// Writers name the senders of every write of a burst.
 	Writers []writersRow
+	// Wide are the bursts over many providers.
+	Wide []wideRow
 }
 
 // latencyRow is one provider count of the offload latency.
@@ -262,6 +264,7 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| real | %.1f | %s | %.1f | %s |\n", percentile(a.Without, 50), tail(a.Without), percentile(a.With, 50), tail(a.With))
 		b.WriteString("\n" + tailNote)
 	}
+	b.WriteString(wideTable(r.Wide))
 	if len(r.Latency) > 0 {
 		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready with a twin on every peered provider, one namespace at a time (the empty selector selects every provider). Baseline: a client creating the same twin namespaces on those providers directly (in parallel). Before each provider count, the new providers were peered, and the namespaces offloaded at the previous counts got their twins there (the last two columns, measured from the end of the peering): the measured namespaces start on a quiet system.\n\n")
 		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch tail (ms) | direct p50 (ms) | direct tail (ms) | p50 ratio | namespaces extended to the new providers | in (s) |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -457,6 +460,23 @@ func bulkCostTable(rows []bulkRow) string {
 			fmt.Fprintf(&b, " %.1f |", row.CPUByProcess[n].Seconds())
 		}
 		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// wideTable is the bursts over many providers against dual vanilla.
+func wideTable(rows []wideRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Pods over many providers\n\nA Deployment of N pause pods created at home in a namespace offloaded with strategy Remote to every provider, until all Ready at home, then deleted until no pod is left anywhere. **dual vanilla**: the same N on the home cluster's own nodes and, at once, each provider's share (N / providers) on its own nodes, without Stretch: the API work offloading cannot avoid. Target: Stretch ≤ 1.2× dual vanilla. Home manager CPU and peak RSS during the Stretch burst.\n\n")
+	b.WriteString("| N | providers | Stretch ready (s) | dual vanilla ready (s) | ratio | Stretch deletion (s) | dual vanilla deletion (s) | ratio | home manager CPU (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, w := range rows {
+		fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %s |\n", w.Pods, w.Providers,
+			w.Stretch.Seconds(), w.Dual.Seconds(), w.Stretch.Seconds()/max(w.Dual.Seconds(), 1e-9),
+			w.StretchDeleted.Seconds(), w.DualDeleted.Seconds(), w.StretchDeleted.Seconds()/max(w.DualDeleted.Seconds(), 1e-9),
+			w.CPU.Seconds(), w.PeakRSS)
 	}
 	return b.String()
 }
