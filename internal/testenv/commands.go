@@ -109,8 +109,8 @@ func APIWrites(ctx context.Context, cfg *rest.Config) (Writes, error) {
 	return w, nil
 }
 
-// sumCounter sums the series of counter name that keep accepts in the
-// Prometheus text exposition in.
+// sumCounter sums the series of counter or gauge name that keep accepts
+// in the Prometheus text exposition in.
 func sumCounter(in io.Reader, name string, keep func(*dto.Metric) bool) (int64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(in)
@@ -120,14 +120,35 @@ func sumCounter(in io.Reader, name string, keep func(*dto.Metric) bool) (int64, 
 	var n float64
 	for _, m := range families[name].GetMetric() {
 		if keep(m) {
-			n += m.GetCounter().GetValue()
+			n += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return int64(n), nil
 }
 
-// CounterSum returns the sum of every series of counter name at the
-// Prometheus endpoint url.
+// APIWatches returns the watches the API server of cfg serves now, from
+// its apiserver_longrunning_requests gauge.
+func APIWatches(ctx context.Context, cfg *rest.Config) (int64, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
+	}
+	return sumCounter(bytes.NewReader(data), "apiserver_longrunning_requests", func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "verb" {
+				return l.GetValue() == "WATCH"
+			}
+		}
+		return false
+	})
+}
+
+// CounterSum returns the sum of every series of counter (or gauge) name at
+// the Prometheus endpoint url.
 func CounterSum(ctx context.Context, url, name string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

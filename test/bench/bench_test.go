@@ -34,6 +34,9 @@ var (
 	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
 	bulk   = flag.String("bulk", "250,500,1000", "Namespace counts of the full run's bulk offloads.")
+	// providerCounts and latencyNamespaces are the offload latency's steps.
+	providerCounts    = flag.String("providers", "1,2,5,10,20", "Provider counts of the full run's offload latency (peered one after the other).")
+	latencyNamespaces = flag.Int("latency-namespaces", 200, "Namespaces offloaded one at a time at each provider count of the full run.")
 )
 
 // TestBenchmarks runs every benchmark, each on clusters of its own, and
@@ -44,6 +47,7 @@ func TestBenchmarks(t *testing.T) {
 	burstOK := t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
 	offloadOK := t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
 	writersOK := t.Run("who sends each write", func(t *testing.T) { writers(t, r) })
+	wideOK := t.Run("pods over many providers", func(t *testing.T) { wideBurst(t, r) })
 	plot, err := r.png()
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +57,7 @@ func TestBenchmarks(t *testing.T) {
 		t.Log("\n" + md)
 		return
 	}
-	if !burstOK || !offloadOK || !writersOK || t.Failed() {
+	if !burstOK || !offloadOK || !writersOK || !wideOK || t.Failed() {
 		t.Logf("not writing %s: a scenario failed, and a partial report would replace the last complete one; it is left as it was", *out)
 		return
 	}
@@ -162,6 +166,8 @@ func podBurst(t *testing.T, report *report) {
 		pods = 500
 	}
 	report.Admission = b.admissionLatency(t, pods)
+	report.Admission.BurstPods = ns[len(ns)-1]
+	report.Admission.BurstWith, report.Admission.BurstWithout = b.admissionDuringBurst(t, report.Admission.BurstPods, pods)
 	t.Run("a home manager restart during deletion leaves no pod", func(t *testing.T) {
 		g := NewWithT(t)
 		n := ns[0]
@@ -461,6 +467,44 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 		t.Fatalf("%d pods left after the admission run", left)
 	}
 	return a
+}
+
+// admissionDuringBurst makes n dry-run pod creations at home, alternately
+// in the offloaded namespace (through the webhook) and in one the webhook
+// ignores, bulkWorkers at a time, while a Deployment of burst pods is
+// offloaded: both under the same load. It returns the durations with and
+// without the webhook.
+func (b *bench) admissionDuringBurst(t *testing.T, burst, n int) (with, without []time.Duration) {
+	var mu sync.Mutex
+	creations := make([]int, 2*n)
+	for i := range creations {
+		creations[i] = i
+	}
+	b.deploy(t, b.home, offloaded, "admission-burst", burst)
+	inParallel(t, creations, func(i int) error {
+		ns := []string{offloaded, vanilla}[i%2]
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("admit-burst-%d", i)},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
+		start := time.Now()
+		err := b.home.Client.Create(context.Background(), p, client.DryRunAll)
+		d := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if ns == offloaded {
+			with = append(with, d)
+		} else {
+			without = append(without, d)
+		}
+		return err
+	})
+	b.waitReady(t, b.home, offloaded, "admission-burst", burst)
+	if err := b.home.Client.Delete(context.Background(), deployment(offloaded, "admission-burst", burst)); err != nil {
+		t.Fatal(err)
+	}
+	if left := b.waitGone(t, 10*time.Minute, b.home, b.provider); left > 0 {
+		t.Fatalf("%d pods left after the admission burst", left)
+	}
+	return with, without
 }
 
 // writes returns the API writes each API server (home, provider) served so far.

@@ -33,13 +33,15 @@ func offloadLatency(t *testing.T, r *report) {
 	g := NewWithT(t)
 	steps, perStep, bulks := []int{1, 2}, 3, []int{2, 4}
 	if *full {
-		steps, perStep, bulks = []int{1, 2, 4}, 50, parseCounts(t, *bulk)
+		steps, perStep, bulks = parseCounts(t, *providerCounts), *latencyNamespaces, parseCounts(t, *bulk)
 	}
 	names := []string{"home"}
 	for i := range steps[len(steps)-1] {
 		names = append(names, fmt.Sprintf("provider-%d", i+1))
 	}
-	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true}, names...)
+	// Namespaces only, no pod: etcd and an API server per cluster, so
+	// that 21 clusters fit on one machine.
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true, ControlPlaneOnly: true}, names...)
 	home, providers := clusters[0], clusters[1:]
 	r.OffloadProviders = len(providers)
 	stretchctl := testenv.Command(t, "stretchctl")
@@ -51,18 +53,34 @@ func offloadLatency(t *testing.T, r *report) {
 
 	peered := 0
 	var offloaded []string
+	homeManager := managers[0]
 	for _, p := range steps {
+		row := latencyRow{Providers: p, Namespaces: perStep, Extended: len(offloaded)}
 		for ; peered < p; peered++ {
+			before, err := testenv.APIWatches(context.Background(), providers[peered].Config)
+			g.Expect(err).NotTo(HaveOccurred())
+			start := time.Now()
 			g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", providers[peered].Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+			row.Peering = append(row.Peering, time.Since(start))
+			// The home manager's watches on the new provider, once the
+			// virtual node is Ready (its kubelet watches only busy twins).
+			after, err := testenv.APIWatches(context.Background(), providers[peered].Config)
+			g.Expect(err).NotTo(HaveOccurred())
+			row.Watches = append(row.Watches, after-before)
 		}
 		// The empty selector selects every provider: the namespaces already
 		// offloaded get twins on the new ones. Measured on its own, and
 		// waited for, so that it does not land on the first namespaces
 		// below (it did: 11.7 s for the first one at 4 providers).
-		row := latencyRow{Providers: p, Namespaces: perStep, Extended: len(offloaded)}
 		start := time.Now()
 		waitReady(t, home, offloaded, p)
 		row.Extension = time.Since(start)
+		// The home manager with p providers and the namespaces so far.
+		var err error
+		row.RSS, err = procStatus(homeManager.PID, "VmRSS")
+		g.Expect(err).NotTo(HaveOccurred())
+		row.Goroutines, err = testenv.CounterSum(context.Background(), homeManager.MetricsURL, "go_goroutines")
+		g.Expect(err).NotTo(HaveOccurred())
 		for i := range perStep {
 			ns := fmt.Sprintf("latency-%d-%d", p, i)
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
@@ -89,6 +107,12 @@ func offloadLatency(t *testing.T, r *report) {
 	for _, size := range bulks {
 		r.Bulk = append(r.Bulk, bulkOffload(t, home, managers[:3], providers[:2], selector, size))
 	}
+	// The same offloads by design only, Stretch stopped (the last use of
+	// these clusters).
+	stopStretch(t, managers, clusters)
+	for i, size := range bulks {
+		r.Bulk[i].Design, r.Bulk[i].DesignWrites = designBaseline(t, home, providers[:2], size)
+	}
 }
 
 // bulkOffload offloads size new namespaces at once to the providers selector
@@ -111,6 +135,9 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	rss := startRSS(homeManager.PID, false)
 	failedBefore := failedReconciles(g, managers)
 	writesBefore := apiWrites(g, clusters)
+	rssBefore, err := procStatus(homeManager.PID, "VmRSS")
+	g.Expect(err).NotTo(HaveOccurred())
+	cpuBefore := cpuByProcess(t, home, providers, managers)
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error {
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
@@ -118,6 +145,13 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	})
 	waitReady(t, home, nss, len(providers))
 	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
+	row.CPUByProcess = map[string]time.Duration{}
+	for name, cpu := range cpuByProcess(t, home, providers, managers) {
+		row.CPUByProcess[name] = cpu - cpuBefore[name]
+	}
+	rssAfter, err := procStatus(homeManager.PID, "VmRSS")
+	g.Expect(err).NotTo(HaveOccurred())
+	row.RSSGrowth = rssAfter - rssBefore
 	after, err := testenv.UsageOf(homeManager.PID)
 	g.Expect(err).NotTo(HaveOccurred())
 	row.CPU = after.CPU - before.CPU
@@ -131,6 +165,35 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 	row.Direct = time.Since(start)
 	row.DirectWrites = writesSince(apiWrites(g, clusters), writesBefore)
 	return row
+}
+
+// cpuByProcess returns the CPU time used so far by the processes that do
+// the work of an offload: the API servers and etcds of home and of the
+// providers (summed), the home manager and the providers' managers
+// (summed), by name.
+func cpuByProcess(t *testing.T, home *kwok.Cluster, providers []*kwok.Cluster, managers []*testenv.ManagerProcess) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	add := func(name string, pid int) {
+		u, err := testenv.UsageOf(pid)
+		if err != nil {
+			t.Fatalf("CPU of %s (pid %d): %v", name, pid, err)
+		}
+		out[name] += u.CPU
+	}
+	for _, c := range append([]*kwok.Cluster{home}, providers...) {
+		side := "providers'"
+		if c == home {
+			side = "home"
+		}
+		for component, pid := range c.PIDs() {
+			add(side+" "+component, pid)
+		}
+	}
+	add("home manager", managers[0].PID)
+	for _, m := range managers[1:] {
+		add("providers' managers", m.PID)
+	}
+	return out
 }
 
 // apiWrites returns the writes each API server of clusters served so far.

@@ -43,7 +43,7 @@ var (
 )
 
 // png draws the report's scale curves side by side: pod burst, offload
-// latency, bulk offload.
+// latency, bulk offload, the home manager's memory by provider count.
 func (r *report) png() ([]byte, error) {
 	charts := r.charts()
 	img := image.NewRGBA(image.Rect(0, 0, panelW*len(charts), panelH))
@@ -84,8 +84,19 @@ func (r *report) charts() []chart {
 	for _, row := range r.Bulk {
 		bs, sb, db = append(bs, float64(row.Namespaces)), append(sb, row.Stretch.Seconds()), append(db, row.Direct.Seconds())
 	}
-	bulk.lines = []line{{"direct", blue, bs, db}, {"Stretch", green, bs, sb}}
-	return []chart{burst, latency, bulk}
+	var design []float64
+	for _, row := range r.Bulk {
+		design = append(design, row.Design.Seconds())
+	}
+	bulk.lines = []line{{"direct", blue, bs, db}, {"design baseline", orange, bs, design}, {"Stretch", green, bs, sb}}
+
+	memory := chart{title: "Home manager memory", xLabel: "providers", yLabel: "MiB"}
+	var rss []float64
+	for _, l := range r.Latency {
+		rss = append(rss, float64(l.RSS)/(1<<20))
+	}
+	memory.lines = []line{{"RSS", green, ps, rss}}
+	return []chart{burst, latency, bulk, memory}
 }
 
 // draw draws c in the panel whose top-left corner is at.

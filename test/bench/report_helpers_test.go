@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -43,6 +44,8 @@ type report struct {
 	Bulk []bulkRow
 	// Writers name the senders of every write of a burst.
 	Writers []writersRow
+	// Wide are the bursts over many providers.
+	Wide []wideRow
 }
 
 // latencyRow is one provider count of the offload latency.
@@ -55,6 +58,13 @@ type latencyRow struct {
 	// the namespaces above).
 	Extended  int
 	Extension time.Duration
+	// Peering is how long each provider peered at this step took, until
+	// its virtual node was Ready; Watches are the watches the home
+	// manager opened on each then.
+	Peering []time.Duration
+	Watches []int64
+	// RSS and Goroutines are the home manager's after the extension.
+	RSS, Goroutines int64
 }
 
 // admission is the duration of pod creations.
@@ -62,6 +72,10 @@ type admission struct {
 	With, Without []time.Duration
 	// DryRunWith and DryRunWithout are dry-run creations: admission only.
 	DryRunWith, DryRunWithout []time.Duration
+	// BurstWith and BurstWithout are dry runs made, interleaved, while a
+	// burst of BurstPods pods is offloaded: the webhook's cost under load.
+	BurstWith, BurstWithout []time.Duration
+	BurstPods               int
 }
 
 // bulkRow is the bulk offload against the same twins created directly.
@@ -77,6 +91,14 @@ type bulkRow struct {
 	// Writes and DirectWrites are the writes each API server (home, then
 	// the providers) served during the offload and the direct creation.
 	Writes, DirectWrites []testenv.Writes
+	// RSSGrowth is how much the home manager's resident memory grew over
+	// the offload; CPUByProcess is the CPU each process used during it.
+	RSSGrowth    int64
+	CPUByProcess map[string]time.Duration
+	// Design and DesignWrites are the same offloads written by a client
+	// that writes exactly the objects the design needs (designBaseline).
+	Design       time.Duration
+	DesignWrites []testenv.Writes
 }
 
 // total is the writes of ws together.
@@ -244,8 +266,13 @@ func (r *report) markdown() string {
 		b.WriteString("| creation | without webhook p50 (ms) | tail (ms) | with webhook p50 (ms) | tail (ms) |\n|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| dry run | %.1f | %s | %.1f | %s |\n", percentile(a.DryRunWithout, 50), tail(a.DryRunWithout), percentile(a.DryRunWith, 50), tail(a.DryRunWith))
 		fmt.Fprintf(&b, "| real | %.1f | %s | %.1f | %s |\n", percentile(a.Without, 50), tail(a.Without), percentile(a.With, 50), tail(a.With))
+		if len(a.BurstWith) > 0 {
+			fmt.Fprintf(&b, "| dry run during a burst of %d pods | %.1f | %s | %.1f | %s |\n", a.BurstPods, percentile(a.BurstWithout, 50), tail(a.BurstWithout), percentile(a.BurstWith, 50), tail(a.BurstWith))
+			fmt.Fprintf(&b, "\nThe webhook's cost under the burst, p50 with it minus p50 without: **%.1f ms** (target: at most 10 ms).\n", percentile(a.BurstWith, 50)-percentile(a.BurstWithout, 50))
+		}
 		b.WriteString("\n" + tailNote)
 	}
+	b.WriteString(wideTable(r.Wide))
 	if len(r.Latency) > 0 {
 		b.WriteString("\n## Offload latency\n\nNamespaceOffloading created → phase Ready with a twin on every peered provider, one namespace at a time (the empty selector selects every provider). Baseline: a client creating the same twin namespaces on those providers directly (in parallel). Before each provider count, the new providers were peered, and the namespaces offloaded at the previous counts got their twins there (the last two columns, measured from the end of the peering): the measured namespaces start on a quiet system.\n\n")
 		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch tail (ms) | direct p50 (ms) | direct tail (ms) | p50 ratio | namespaces extended to the new providers | in (s) |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -258,16 +285,19 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| %d | %d | %.1f | %s | %.1f | %s | %.1f | %d | %.2f |\n", l.Providers, l.Namespaces, s50, tail(l.Stretch), d50, tail(l.Direct), ratio, l.Extended, l.Extension.Seconds())
 		}
 		b.WriteString("\n" + tailNote)
+		b.WriteString(providersTable(r.Latency))
 	}
 	if len(r.Bulk) > 0 {
 		fmt.Fprintf(&b, "\n## Bulk offload\n\nN namespaces offloaded at once to 2 providers (%d creations at a time), until all Ready. Baseline: the same 2×N twin namespaces created directly with client-go, %d at a time. Home manager CPU and peak RSS during the offload alone; failed reconciles (an error, then a retry) of the three managers.\n\n", bulkWorkers, bulkWorkers)
-		b.WriteString("| N | Stretch (s) | direct (s) | ratio | writes per namespace, Stretch | direct | writes ratio | home manager CPU (s) | peak RSS (MiB) | failed reconciles |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("**design baseline**: the same offloads written, Stretch stopped, by one client that writes exactly the objects the design needs, at the same concurrency: the user's NamespaceOffloading, and per namespace its finalizer, the scheduling label and one status at home, and per provider the request, the twin namespace, its RoleBinding and the request's status (target: Stretch ≤ 1.5× it).\n\n")
+		b.WriteString("| N | Stretch (s) | design baseline (s) | Stretch / design | direct (s) | Stretch / direct | writes per namespace, Stretch | design | direct | home manager CPU (s) | peak RSS (MiB) | failed reconciles |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range r.Bulk {
 			n := float64(row.Namespaces)
-			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %s | %d |\n", row.Namespaces, row.Stretch.Seconds(), row.Direct.Seconds(),
-				row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9), float64(total(row.Writes))/n, float64(total(row.DirectWrites))/n,
-				float64(total(row.Writes))/max(float64(total(row.DirectWrites)), 1), row.CPU.Seconds(), row.PeakRSS, row.FailedReconciles)
+			fmt.Fprintf(&b, "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %s | %d |\n", row.Namespaces, row.Stretch.Seconds(), row.Design.Seconds(),
+				row.Stretch.Seconds()/max(row.Design.Seconds(), 1e-9), row.Direct.Seconds(), row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9),
+				float64(total(row.Writes))/n, float64(total(row.DesignWrites))/n, float64(total(row.DirectWrites))/n, row.CPU.Seconds(), row.PeakRSS, row.FailedReconciles)
 		}
+		b.WriteString(bulkCostTable(r.Bulk))
 		if len(r.byCount) == 0 {
 			b.WriteString("\n" + rssNote)
 		}
@@ -341,14 +371,25 @@ func bulkWritesTable(r *report) string {
 		}
 		return all
 	}
-	cols := []testenv.Writes{row.Writes[0], sum(row.Writes[1:]), sum(row.DirectWrites)}
+	design := []testenv.Writes{{}, {}}
+	if len(row.DesignWrites) > 0 {
+		design = []testenv.Writes{row.DesignWrites[0], sum(row.DesignWrites[1:])}
+	}
+	cols := []testenv.Writes{row.Writes[0], sum(row.Writes[1:]), design[0], design[1], sum(row.DirectWrites)}
 	keys := requests(cols)
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nWrites per namespace at N=%d by request (every write each API server served, kube-controller-manager's included: it creates a ServiceAccount and a ConfigMap in each new namespace, and may still be doing so for the direct creations when they return):\n\n| request | Stretch, home | Stretch, providers | direct, providers |\n|---|---|---|---|\n", row.Namespaces)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", k, float64(cols[0][k])/n, float64(cols[1][k])/n, float64(cols[2][k])/n)
+	fmt.Fprintf(&b, "\nWrites per namespace at N=%d by request (every write each API server served, a kube-controller-manager's included when the cluster runs one):\n\n| request | Stretch, home | Stretch, providers | design, home | design, providers | direct, providers |\n|---|---|---|---|---|---|\n", row.Namespaces)
+	line := func(name string, v func(testenv.Writes) int64) {
+		fmt.Fprintf(&b, "| %s |", name)
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %.2f |", float64(v(c))/n)
+		}
+		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "| **total** | %.2f | %.2f | %.2f |\n", float64(cols[0].Total())/n, float64(cols[1].Total())/n, float64(cols[2].Total())/n)
+	for _, k := range keys {
+		line(k, func(w testenv.Writes) int64 { return w[k] })
+	}
+	line("**total**", testenv.Writes.Total)
 	return b.String()
 }
 
@@ -364,4 +405,86 @@ func requests(cols []testenv.Writes) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// providersTable is what each provider count costs the home manager: the
+// peering of each new provider until its virtual node is Ready, its
+// memory and goroutines once the existing namespaces reached the new
+// providers, and the watches it opened on each. Per provider: the growth
+// from the first count, divided by the providers added.
+func providersTable(rows []latencyRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n### What each provider costs the home manager\n\nAt each count, after the new providers were peered (peering: `stretchctl peer --wait` until the virtual node is Ready, median of the new ones) and the namespaces offloaded before reached them: the home manager's resident memory (VmRSS) and goroutines, and the watches it opened on each new provider's API server (`apiserver_longrunning_requests{verb=\"WATCH\"}` before and after its peering). Per provider: the growth from the first count, divided by the providers added. Target: at most 25 MiB per idle provider; offload p50 at 20 providers at most 2× the p50 at 2.\n\n")
+	b.WriteString("| providers | peering (s) | RSS (MiB) | RSS per added provider (MiB) | goroutines | goroutines per added provider | watches per provider | offload p50 (ms) | p50 / p50 at 2 |\n|---|---|---|---|---|---|---|---|---|\n")
+	first := rows[0]
+	var at2 float64
+	for _, l := range rows {
+		if l.Providers == 2 {
+			at2 = percentile(l.Stretch, 50)
+		}
+	}
+	for _, l := range rows {
+		peering := make([]float64, len(l.Peering))
+		for i, d := range l.Peering {
+			peering[i] = d.Seconds()
+		}
+		watches := make([]float64, len(l.Watches))
+		for i, w := range l.Watches {
+			watches[i] = float64(w)
+		}
+		perRSS, perG := "-", "-"
+		if added := l.Providers - first.Providers; added > 0 {
+			perRSS = fmt.Sprintf("%.1f", float64(l.RSS-first.RSS)/float64(added)/(1<<20))
+			perG = fmt.Sprintf("%.0f", float64(l.Goroutines-first.Goroutines)/float64(added))
+		}
+		p50, vs2 := percentile(l.Stretch, 50), "-"
+		if at2 > 0 {
+			vs2 = fmt.Sprintf("%.2f", p50/at2)
+		}
+		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2)
+	}
+	return b.String()
+}
+
+// bulkCostTable is, per bulk offload, the home manager's memory growth per
+// namespace and where the CPU went, per process.
+func bulkCostTable(rows []bulkRow) string {
+	if len(rows) == 0 || rows[0].CPUByProcess == nil {
+		return ""
+	}
+	names := slices.Sorted(maps.Keys(rows[0].CPUByProcess))
+	var b strings.Builder
+	b.WriteString("\nThe home manager's resident memory growth per offloaded namespace (VmRSS after minus before, divided by N; the Go heap's collections make it noisy; target at most 20 KiB), and the CPU seconds each process used during the offload:\n\n| N | RSS growth per namespace (KiB) |")
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s |", n)
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(names)) + "\n")
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %d | %.1f |", row.Namespaces, float64(row.RSSGrowth)/float64(row.Namespaces)/1024)
+		for _, n := range names {
+			fmt.Fprintf(&b, " %.1f |", row.CPUByProcess[n].Seconds())
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// wideTable is the bursts over many providers against dual vanilla.
+func wideTable(rows []wideRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Pods over many providers\n\nA Deployment of N pause pods created at home in a namespace offloaded with strategy Remote to every provider, until all Ready at home, then deleted until no pod is left anywhere. **dual vanilla**: the same N on the home cluster's own nodes and, at once, each provider's share (N / providers) on its own nodes, without Stretch: the API work offloading cannot avoid. Target: Stretch ≤ 1.2× dual vanilla. Home manager CPU and peak RSS during the Stretch burst.\n\n")
+	b.WriteString("| N | providers | Stretch ready (s) | dual vanilla ready (s) | ratio | Stretch deletion (s) | dual vanilla deletion (s) | ratio | home manager CPU (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, w := range rows {
+		fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %s |\n", w.Pods, w.Providers,
+			w.Stretch.Seconds(), w.Dual.Seconds(), w.Stretch.Seconds()/max(w.Dual.Seconds(), 1e-9),
+			w.StretchDeleted.Seconds(), w.DualDeleted.Seconds(), w.StretchDeleted.Seconds()/max(w.DualDeleted.Seconds(), 1e-9),
+			w.CPU.Seconds(), w.PeakRSS)
+	}
+	return b.String()
 }

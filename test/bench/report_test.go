@@ -51,12 +51,12 @@ func TestPlot(t *testing.T) {
 	r.add(100, measurement{Ready: time.Second}, measurement{Ready: 2 * time.Second}, measurement{Ready: 3 * time.Second})
 	r.add(1000, measurement{Ready: 5 * time.Second}, measurement{Ready: 8 * time.Second}, measurement{Ready: 9 * time.Second})
 	r.Latency = []latencyRow{{Providers: 1, Stretch: []time.Duration{time.Second}, Direct: []time.Duration{time.Millisecond}}, {Providers: 2, Stretch: []time.Duration{2 * time.Second}, Direct: []time.Duration{time.Millisecond}}}
-	r.Bulk = []bulkRow{{Namespaces: 10, Stretch: time.Second, Direct: time.Second / 2}, {Namespaces: 20, Stretch: 2 * time.Second, Direct: time.Second}}
+	r.Bulk = []bulkRow{{Namespaces: 10, Stretch: time.Second, Direct: time.Second / 2, Design: time.Second}, {Namespaces: 20, Stretch: 2 * time.Second, Direct: time.Second, Design: 1500 * time.Millisecond}}
 	data, err := r.png()
 	g.Expect(err).NotTo(HaveOccurred())
 	img, err := png.Decode(bytes.NewReader(data))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(img.Bounds().Dx()).To(Equal(3 * panelW))
+	g.Expect(img.Bounds().Dx()).To(Equal(4 * panelW))
 	g.Expect(img.Bounds().Dy()).To(Equal(panelH))
 	colors := map[[3]uint32]bool{}
 	for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
@@ -70,7 +70,7 @@ func TestPlot(t *testing.T) {
 	}
 	md := r.markdown()
 	g.Expect(md).To(ContainSubstring("| 1000 | 5.00 / 5.00 / 5.00 | 8.00 / 8.00 / 8.00 | 9.00 / 9.00 / 9.00 | 1.80 / 1.80 / 1.80 | 1.12 / 1.12 / 1.12 |"))
-	g.Expect(md).To(ContainSubstring("| 20 | 2.00 | 1.00 | 2.00 |"))
+	g.Expect(md).To(ContainSubstring("| 20 | 2.00 | 1.50 | 1.33 | 1.00 | 2.00 |"))
 }
 
 // Writes are broken down per pod by request, for the largest count.
@@ -262,4 +262,37 @@ func TestWritersTable(t *testing.T) {
 	g.Expect(table).To(ContainSubstring("One burst of 100 pods"))
 	g.Expect(table).To(ContainSubstring("| vanilla | creation until Ready | provider | DELETE pods (404) | kwok as system:admin | 0.48 | kwok deletes twice |\n| vanilla | creation until Ready | provider | DELETE pods (404) | kubectl as system:admin | 0.30 |  |\n| vanilla | creation until Ready | provider | POST pods |"))
 	g.Expect(table).NotTo(ContainSubstring("rare as x"))
+}
+
+// The providers table divides the growth from the first count by the
+// providers added, and compares each p50 with the one at 2 providers.
+func TestProvidersTable(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(providersTable(nil)).To(BeEmpty())
+	ms := func(ds ...int) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = time.Duration(d) * time.Millisecond
+		}
+		return out
+	}
+	table := providersTable([]latencyRow{
+		{Providers: 1, Stretch: ms(100), Peering: ms(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
+		{Providers: 2, Stretch: ms(150), Peering: ms(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
+		{Providers: 5, Stretch: ms(240, 250, 260), Peering: ms(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
+	})
+	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 |"))
+	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 |"))
+	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 |"))
+}
+
+// The bulk cost table gives memory growth per namespace and each
+// process's CPU, one column per process.
+func TestBulkCostTable(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(bulkCostTable(nil)).To(BeEmpty())
+	table := bulkCostTable([]bulkRow{{Namespaces: 100, RSSGrowth: 1000 << 10, CPUByProcess: map[string]time.Duration{
+		"home kube-apiserver": 3 * time.Second, "home manager": 1500 * time.Millisecond}}})
+	g.Expect(table).To(ContainSubstring("| N | RSS growth per namespace (KiB) | home kube-apiserver | home manager |"))
+	g.Expect(table).To(ContainSubstring("| 100 | 10.0 | 3.0 | 1.5 |"))
 }

@@ -72,11 +72,18 @@ const StopTimeout = time.Minute
 // names their pid and log files.
 var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"}
 
+// controlPlane are the components of a cluster started with
+// Options.ControlPlaneOnly.
+var controlPlane = []string{"etcd", "kube-apiserver"}
+
 // metricsServer is the component Options.MetricsServer adds.
 const metricsServer = "metrics-server"
 
 // components returns the component processes of c.
 func (c *Cluster) components() []string {
+	if c.opts.ControlPlaneOnly {
+		return controlPlane
+	}
 	if c.opts.MetricsServer {
 		return append(slices.Clone(components), metricsServer)
 	}
@@ -127,6 +134,12 @@ type Options struct {
 	// stand for different clusters of a story want ranges of their own, or
 	// their pods show the same IPs.
 	PodCIDR string
+	// ControlPlaneOnly runs etcd and the API server only: no
+	// kube-controller-manager, scheduler or kwok, so no pod runs, no
+	// ServiceAccount is made and a deleted namespace is never finalized.
+	// Benchmarks of many providers that only hold namespaces use it to
+	// fit on one machine; they must say so.
+	ControlPlaneOnly bool
 	// AuditWrites makes the API server log every write request (who sent
 	// it, and the answer's code) for AuditedWrites; it costs the API server
 	// a line per write, so benchmarks that compare timings leave it off.
@@ -154,6 +167,9 @@ type Options struct {
 // that a component would refuse with a log line nobody reads.
 func (o Options) validate() error {
 	var errs []error
+	if o.ControlPlaneOnly && (o.FakeNodes > 0 || o.MetricsServer) {
+		errs = append(errs, fmt.Errorf("ControlPlaneOnly runs no kwok controller and no metrics-server: ask for no FakeNodes and no MetricsServer with it"))
+	}
 	for _, f := range []struct{ name, value string }{{"PodCIDR", o.PodCIDR}, {"ServiceCIDR", o.ServiceCIDR}} {
 		if f.value == "" {
 			continue
@@ -340,8 +356,7 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 	}
 
 	c.opts.Logf("kwok cluster %s: creating (kwokctl, runtime binary, workdir %s)", c.Name, c.root)
-	if err := c.runKwokctl(ctx, "create",
-		"create", "cluster",
+	args := []string{"create", "cluster",
 		"--name", c.Name,
 		"--runtime", "binary",
 		"--kubeconfig=", // not ~/.kube/config
@@ -351,7 +366,11 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 		"--etcd-binary", bins["etcd"],
 		"--kwok-controller-binary", bins["kwok"],
 		"-c", configPath,
-	); err != nil {
+	}
+	if c.opts.ControlPlaneOnly {
+		args = append(args, "--disable", "kube-controller-manager,kube-scheduler,kwok-controller")
+	}
+	if err := c.runKwokctl(ctx, "create", args...); err != nil {
 		return err
 	}
 	if err := c.readPIDs(); err != nil {
@@ -664,12 +683,15 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	// Pods are refused until the controller-manager made the default ServiceAccount.
-	if err := poll("default ServiceAccount created", func(ctx context.Context) (bool, error) {
-		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, client.IgnoreNotFound(err)
-	}); err != nil {
-		return err
+	// Pods are refused until the controller-manager made the default
+	// ServiceAccount (a control plane alone makes none, and runs no pod).
+	if !c.opts.ControlPlaneOnly {
+		if err := poll("default ServiceAccount created", func(ctx context.Context) (bool, error) {
+			err := c.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
+			return err == nil, client.IgnoreNotFound(err)
+		}); err != nil {
+			return err
+		}
 	}
 	// ClusterLogs, ClusterExec ... objects are refused until their CRDs are.
 	if len(c.opts.EnableCRDs) > 0 {
