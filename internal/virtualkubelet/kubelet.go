@@ -263,11 +263,12 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), k.podInformer.Informer().HasSynced) {
 		return nil
 	}
-	for range k.Workers {
-		go runQueue(ctx, k.pods, k.syncPod, log)
-		go runQueue(ctx, k.statuses, k.syncStatus, log)
-		go runQueue(ctx, k.objects, k.syncObject, log)
-	}
+	// Waited for before the informers stop (defers run last first).
+	var queues sync.WaitGroup
+	defer queues.Wait()
+	queues.Go(func() { runQueue(ctx, k.pods, k.Workers, k.syncPod, log) })
+	queues.Go(func() { runQueue(ctx, k.statuses, k.Workers, k.syncStatus, log) })
+	queues.Go(func() { runQueue(ctx, k.objects, k.Workers, k.syncObject, log) })
 	go k.refreshTokens(ctx)
 	log.Info("virtual kubelet started", "node", k.NodeName)
 
@@ -356,26 +357,39 @@ func (k *Kubelet) twinReady(ns string) bool {
 	return ok
 }
 
-// runQueue processes q's items with sync until ctx is done. sync returns a
-// delay to look again (0: done) or an error (retried with backoff).
-func runQueue[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[T], sync func(context.Context, T) (time.Duration, error), log logr.Logger) {
+// runQueue processes q's items with sync, at most workers at once, until
+// ctx is done, then waits for the syncs under way. sync returns a delay to
+// look again (0: done) or an error (retried with backoff). A goroutine is
+// started per item rather than kept per worker: an idle peering then costs
+// two goroutines per queue instead of two per worker (issue 22 counted 192
+// per provider), and the queue never hands out an item being synced.
+func runQueue[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[T], workers int, sync func(context.Context, T) (time.Duration, error), log logr.Logger) {
 	go func() { <-ctx.Done(); q.ShutDown() }()
+	slots := make(chan struct{}, workers)
 	for {
+		slots <- struct{}{}
 		item, shutdown := q.Get()
 		if shutdown {
-			return
+			<-slots
+			break
 		}
-		after, err := sync(ctx, item)
-		switch {
-		case err != nil:
-			log.Error(err, "sync failed, retrying", "item", item)
-			q.AddRateLimited(item)
-		case after > 0:
-			q.Forget(item)
-			q.AddAfter(item, after)
-		default:
-			q.Forget(item)
-		}
-		q.Done(item)
+		go func() {
+			defer func() { <-slots }()
+			after, err := sync(ctx, item)
+			switch {
+			case err != nil:
+				log.Error(err, "sync failed, retrying", "item", item)
+				q.AddRateLimited(item)
+			case after > 0:
+				q.Forget(item)
+				q.AddAfter(item, after)
+			default:
+				q.Forget(item)
+			}
+			q.Done(item)
+		}()
+	}
+	for range workers {
+		slots <- struct{}{}
 	}
 }

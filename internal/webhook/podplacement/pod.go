@@ -7,7 +7,6 @@ package podplacement
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -43,14 +42,15 @@ type Handler struct {
 // or, for pods of runtime class stretch, from any namespace but the system
 // ones.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	pod := &corev1.Pod{}
-	if err := h.Decoder.Decode(req, pod); err != nil {
+	in, err := decodePlaced(req.Object.Raw)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
+	pod := in.pod()
 	ns := req.Namespace
 	forced := placement.ForcesRemote(&pod.Spec)
 	off := &offloadingv1alpha1.NamespaceOffloading{}
-	err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}, off)
+	err = h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: wellknown.NamespaceOffloadingName}, off)
 	switch {
 	case apierrors.IsNotFound(err) && forced:
 		return admission.Denied(fmt.Sprintf("pod %s in namespace %s has runtimeClassName %s, which runs pods on providers only, but namespace %s is not offloaded (no NamespaceOffloading named %q), so the pod could never start: offload the namespace first (kubectl stretch offload namespace %s), or remove runtimeClassName %s to run the pod at home",
@@ -70,12 +70,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 
 	policy := placement.Policy{Strategy: off.Spec.PodOffloadingStrategy, Selector: off.Spec.ClusterSelector, ForceRemote: forced}
+	before := pod.Spec.DeepCopy()
 	contradictions := placement.Apply(pod, policy)
-	mutated, err := json.Marshal(pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	resp := admission.PatchResponseFromRaw(req.Object.Raw, mutated)
+	resp := admission.Patched("", in.patch(before, &pod.Spec)...)
 	if len(contradictions) > 0 {
 		msg := fmt.Sprintf("no node can match the node affinity of this pod once combined with the placement of namespace %s (podOffloadingStrategy %s), so it will stay Pending: %s; fix the pod's own nodeAffinity or the NamespaceOffloading's clusterSelector",
 			ns, strategyName(policy), strings.Join(contradictions, "; "))

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
@@ -172,8 +173,10 @@ func FuzzHandle(f *testing.F) {
 		if !resp.Allowed {
 			return
 		}
+		// Decoded as the API server decodes a patched object: field names
+		// are case-sensitive and unknown fields are dropped.
 		pod := &corev1.Pod{}
-		if err := json.Unmarshal(patched, pod); err != nil {
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(patched, pod); err != nil {
 			t.Fatalf("the admitted pod does not decode: %v\n%s", err, patched)
 		}
 		taint := corev1.Taint{Key: wellknown.VirtualNodeTaintKey, Value: wellknown.VirtualNodeTaintValue, Effect: corev1.TaintEffectNoExecute}
