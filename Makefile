@@ -230,6 +230,8 @@ demo-down: ## Stop what 'make demo' or 'make demo-real' left running and free it
 
 # BENCH_FLAGS: e.g. -counts 100,1000 -reps 3
 BENCH_FLAGS ?=
+# BENCH_RUN: the scenarios to run, a -run pattern under TestBenchmarks (e.g. 'offload latency'); empty: all.
+BENCH_RUN ?=
 .PHONY: bench
-bench: tools build ## Benchmarks against baselines measured in the same run; writes BENCHMARKS.md and .png only when every scenario succeeded (make test runs a small smoke that writes nothing).
-	go test ./test/bench -run . -count=1 -v -timeout 4h -args -full -out $(CURDIR)/BENCHMARKS.md $(BENCH_FLAGS)
+bench: tools build ## Benchmarks against baselines measured in the same run; each scenario that succeeded replaces its section of BENCHMARKS.json, and BENCHMARKS.md and .png are rendered from it (BENCH_RUN='offload latency' runs one; make test runs a small smoke that writes nothing).
+	go test ./test/bench -run 'TestBenchmarks/$(BENCH_RUN)' -count=1 -v -timeout 4h -args -full -out $(CURDIR)/BENCHMARKS.md $(BENCH_FLAGS)

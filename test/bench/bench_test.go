@@ -30,7 +30,7 @@ const suite = "bench"
 
 var (
 	full   = flag.Bool("full", false, "Run the full benchmark (counts 100, 1000, 3000; 3 repetitions) and write -out.")
-	out    = flag.String("out", "", "Where the full run writes its report (BENCHMARKS.md).")
+	out    = flag.String("out", "", "Where the full run writes its report (BENCHMARKS.md); its measurements are kept next to it, with .json, and its plot with .png.")
 	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
 	bulk   = flag.String("bulk", "250,500,1000", "Namespace counts of the full run's bulk offloads.")
@@ -39,55 +39,88 @@ var (
 	latencyNamespaces = flag.Int("latency-namespaces", 200, "Namespaces offloaded one at a time at each provider count of the full run.")
 )
 
-// TestBenchmarks runs every benchmark, each on clusters of its own, and
-// writes the report: with -full and -out only, and only when every scenario
-// succeeded. The smoke run ('make test') passes neither and only logs it.
+// TestBenchmarks runs every benchmark, each on clusters of its own. With
+// -full and -out, it records each scenario that ran and succeeded as its
+// section of the measurements next to -out (-out with .json), keeps the
+// sections of the others as they were, and renders -out and its plot from
+// them all; a failed scenario keeps its previous section and fails the run.
+// The smoke run ('make test') passes neither and only logs its report.
 func TestBenchmarks(t *testing.T) {
-	r := &report{}
-	burstOK := t.Run("pod burst", func(t *testing.T) { podBurst(t, r) })
-	offloadOK := t.Run("offload latency", func(t *testing.T) { offloadLatency(t, r) })
-	writersOK := t.Run("who sends each write", func(t *testing.T) { writers(t, r) })
-	wideOK := t.Run("pods over many providers", func(t *testing.T) { wideBurst(t, r) })
-	plot, err := r.png()
+	write := *full && *out != ""
+	if write {
+		// Before hours of measurements: a file that cannot be merged into.
+		if _, err := loadResults(resultsPath(*out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := runScenarios(t, scenarios, runStamp())
+	if len(run) == 0 {
+		t.Log("no scenario ran (-run matched none): nothing written")
+		return
+	}
+	if !write {
+		this := &results{Format: resultsFormat, Sections: map[string]*section{}}
+		for _, o := range run {
+			this.Sections[o.name] = o.section
+		}
+		if _, err := this.png(); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("\n" + this.markdown())
+		return
+	}
+	res, err := loadResults(resultsPath(*out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := r.markdown()
-	if !*full || *out == "" {
-		t.Log("\n" + md)
+	lines, replaced := res.merge(run)
+	for _, l := range lines {
+		t.Log(l)
+	}
+	if replaced == 0 {
+		t.Logf("no scenario succeeded: %s, %s and its plot are left as they were", resultsPath(*out), *out)
 		return
 	}
-	if !burstOK || !offloadOK || !writersOK || !wideOK || t.Failed() {
-		t.Logf("not writing %s: a scenario failed, and a partial report would replace the last complete one; it is left as it was", *out)
-		return
-	}
-	pngPath, err := publish(*out, []byte(md), plot)
+	data, err := res.encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s and %s", *out, pngPath)
+	plot, err := res.png()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonPath, pngPath, err := publish(*out, data, plot, []byte(res.markdown()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s, %s and %s", jsonPath, *out, pngPath)
 }
 
-// publish writes the report md to out and its plot next to it (out with
-// .png, which the report shows): each to a temporary file in the same
-// directory first, then renamed over the old one once both are written, so
-// that a run stopped half way, or a failed write, leaves the last report
-// and plot as they were. It returns the plot's path.
-func publish(out string, md, plot []byte) (string, error) {
-	pngPath := strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+// publish writes the measurements data next to the report out (out with
+// .json), the plot (out with .png, which the report shows) and the report
+// md to out: each to a temporary file in the same directory first, then
+// renamed over the old one once all are written, so that a run stopped half
+// way, or a failed write, leaves the last files as they were. The
+// measurements are renamed first: the report and plot are rendered from
+// them, so any later run renders them again. It returns the paths of the
+// measurements and of the plot.
+func publish(out string, data, plot, md []byte) (jsonPath, pngPath string, err error) {
+	jsonPath = resultsPath(out)
+	pngPath = strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
 	var temps []string
 	defer func() {
 		for _, tmp := range temps {
 			_ = os.Remove(tmp) // gone once renamed
 		}
 	}()
-	for _, f := range []struct {
+	files := []struct {
 		path string
 		data []byte
-	}{{pngPath, plot}, {out, md}} {
+	}{{jsonPath, data}, {pngPath, plot}, {out, md}}
+	for _, f := range files {
 		tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp")
 		if err != nil {
-			return "", fmt.Errorf("writing the benchmark report: %w (is the directory of -out %s writable?)", err, out)
+			return "", "", fmt.Errorf("writing the benchmark report: %w (is the directory of -out %s writable?)", err, out)
 		}
 		temps = append(temps, tmp.Name())
 		_, err = tmp.Write(f.data)
@@ -98,18 +131,20 @@ func publish(out string, md, plot []byte) (string, error) {
 			err = err2
 		}
 		if err != nil {
-			return "", fmt.Errorf("writing %s: %w; %s and %s are left as they were", tmp.Name(), err, out, pngPath)
+			return "", "", fmt.Errorf("writing %s: %w; %s, %s and %s are left as they were", tmp.Name(), err, jsonPath, out, pngPath)
 		}
 	}
-	// The plot first: if the report's rename failed after it, the old
-	// report would show a new plot, the smaller harm.
-	if err := os.Rename(temps[0], pngPath); err != nil {
-		return "", fmt.Errorf("replacing %s: %w; %s and %s are left as they were", pngPath, err, out, pngPath)
+	if err := os.Rename(temps[0], jsonPath); err != nil {
+		return "", "", fmt.Errorf("replacing %s: %w; %s, %s and %s are left as they were", jsonPath, err, jsonPath, out, pngPath)
 	}
-	if err := os.Rename(temps[1], out); err != nil {
-		return "", fmt.Errorf("replacing %s: %w; %s is new, %s is the last run's: run make bench again", out, err, pngPath, out)
+	// The plot before the report: if the report's rename failed after it,
+	// the old report would show a new plot, the smaller harm.
+	for i, f := range files[1:] {
+		if err := os.Rename(temps[i+1], f.path); err != nil {
+			return "", "", fmt.Errorf("replacing %s: %w; %s holds this run's measurements, %s and %s may be the last run's: the next make bench (of any scenario) renders them again", f.path, err, jsonPath, pngPath, out)
+		}
 	}
-	return pngPath, nil
+	return jsonPath, pngPath, nil
 }
 
 // podBurst: a Deployment of n pods until all are Ready where it is created,

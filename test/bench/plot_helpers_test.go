@@ -42,10 +42,12 @@ var (
 	marginR = 15
 )
 
-// png draws the report's scale curves side by side: pod burst, offload
-// latency, bulk offload, the home manager's memory by provider count.
-func (r *report) png() ([]byte, error) {
-	charts := r.charts()
+// drawPlot draws the report's scale curves side by side: pod burst (from
+// the burst's section), offload latency, bulk offload and the home
+// manager's memory by provider count (from the offload latency's). A
+// section never measured (nil) leaves its panels saying so.
+func drawPlot(burst, offload *report) ([]byte, error) {
+	charts := charts(burst, offload)
 	img := image.NewRGBA(image.Rect(0, 0, panelW*len(charts), panelH))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	for i, c := range charts {
@@ -58,14 +60,20 @@ func (r *report) png() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (r *report) charts() []chart {
+func charts(burstReport, offload *report) []chart {
+	if burstReport == nil {
+		burstReport = &report{}
+	}
+	if offload == nil {
+		offload = &report{}
+	}
 	median := func(ms []measurement) float64 {
 		return spreadOf(seconds(ms, func(m measurement) time.Duration { return m.Ready })).median
 	}
 	burst := chart{title: "Pod burst: all Ready", xLabel: "pods", yLabel: "seconds"}
 	var xs, v, d, s []float64
-	for _, n := range r.Counts {
-		if sr := r.byCount[n]; sr != nil {
+	for _, n := range burstReport.Counts {
+		if sr := burstReport.byCount[n]; sr != nil {
 			xs = append(xs, float64(n))
 			v, d, s = append(v, median(sr.vanilla)), append(d, median(sr.dual)), append(s, median(sr.stretch))
 		}
@@ -74,25 +82,25 @@ func (r *report) charts() []chart {
 
 	latency := chart{title: "Offload latency (p50)", xLabel: "providers", yLabel: "ms"}
 	var ps, sl, dl []float64
-	for _, l := range r.Latency {
+	for _, l := range offload.Latency {
 		ps, sl, dl = append(ps, float64(l.Providers)), append(sl, percentile(l.Stretch, 50)), append(dl, percentile(l.Direct, 50))
 	}
 	latency.lines = []line{{"direct", blue, ps, dl}, {"Stretch", green, ps, sl}}
 
 	bulk := chart{title: "Bulk offload to 2 providers", xLabel: "namespaces", yLabel: "seconds"}
 	var bs, sb, db []float64
-	for _, row := range r.Bulk {
+	for _, row := range offload.Bulk {
 		bs, sb, db = append(bs, float64(row.Namespaces)), append(sb, row.Stretch.Seconds()), append(db, row.Direct.Seconds())
 	}
 	var design []float64
-	for _, row := range r.Bulk {
+	for _, row := range offload.Bulk {
 		design = append(design, row.Design.Seconds())
 	}
 	bulk.lines = []line{{"direct", blue, bs, db}, {"design baseline", orange, bs, design}, {"Stretch", green, bs, sb}}
 
 	memory := chart{title: "Home manager memory", xLabel: "providers", yLabel: "MiB"}
 	var rss []float64
-	for _, l := range r.Latency {
+	for _, l := range offload.Latency {
 		rss = append(rss, float64(l.RSS)/(1<<20))
 	}
 	memory.lines = []line{{"RSS", green, ps, rss}}
@@ -110,7 +118,7 @@ func (c chart) draw(img *image.RGBA, at image.Point) {
 		}
 	}
 	if maxX == 0 || maxY == 0 {
-		text(img, at.X+marginL, at.Y+marginT+20, c.title+": no data", black)
+		text(img, at.X+marginL, at.Y+marginT+20, c.title+": not measured", black)
 		return
 	}
 	maxY *= 1.1

@@ -2,10 +2,15 @@ package bench
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +57,7 @@ func TestPlot(t *testing.T) {
 	r.add(1000, measurement{Ready: 5 * time.Second}, measurement{Ready: 8 * time.Second}, measurement{Ready: 9 * time.Second})
 	r.Latency = []latencyRow{{Providers: 1, Stretch: []time.Duration{time.Second}, Direct: []time.Duration{time.Millisecond}}, {Providers: 2, Stretch: []time.Duration{2 * time.Second}, Direct: []time.Duration{time.Millisecond}}}
 	r.Bulk = []bulkRow{{Namespaces: 10, Stretch: time.Second, Direct: time.Second / 2, Design: time.Second}, {Namespaces: 20, Stretch: 2 * time.Second, Direct: time.Second, Design: 1500 * time.Millisecond}}
-	data, err := r.png()
+	data, err := everyScenario(r).png()
 	g.Expect(err).NotTo(HaveOccurred())
 	img, err := png.Decode(bytes.NewReader(data))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -68,7 +73,7 @@ func TestPlot(t *testing.T) {
 	for _, c := range []struct{ R, G, B uint8 }{{blue.R, blue.G, blue.B}, {orange.R, orange.G, orange.B}, {green.R, green.G, green.B}} {
 		g.Expect(colors).To(HaveKey([3]uint32{uint32(c.R), uint32(c.G), uint32(c.B)}))
 	}
-	md := r.markdown()
+	md := everyScenario(r).markdown()
 	g.Expect(md).To(ContainSubstring("| 1000 | 5.00 / 5.00 / 5.00 | 8.00 / 8.00 / 8.00 | 9.00 / 9.00 / 9.00 | 1.80 / 1.80 / 1.80 | 1.12 / 1.12 / 1.12 |"))
 	g.Expect(md).To(ContainSubstring("| 20 | 2.00 | 1.50 | 1.33 | 1.00 | 2.00 |"))
 }
@@ -138,7 +143,7 @@ func TestReportTails(t *testing.T) {
 	r.Latency = []latencyRow{{Providers: 1, Namespaces: len(ds), Stretch: ds, Direct: ds}}
 	r.Bulk = []bulkRow{{Namespaces: 10, Stretch: time.Second, Direct: time.Second, PeakRSS: rssPeak{Bytes: 95 << 20}}}
 	r.BurstPeakRSS = rssPeak{Bytes: 231 << 20, Sampled: true}
-	md := r.markdown()
+	md := everyScenario(r).markdown()
 	g.Expect(md).To(ContainSubstring("| dry run | 25.0 | max (n=50) 50.0 | 25.0 | max (n=50) 50.0 |"))
 	g.Expect(md).To(ContainSubstring("| 1 | 50 | 25.0 | max (n=50) 50.0 | 25.0 | max (n=50) 50.0 |"))
 	g.Expect(md).NotTo(MatchRegexp(`\| p99 [0-9]`))
@@ -148,14 +153,18 @@ func TestReportTails(t *testing.T) {
 	g.Expect(md).NotTo(ContainSubstring("What the suite found"))
 }
 
-// A failed or partial run leaves the last report and plot as they were; a
-// complete one replaces both and leaves no temporary file.
+// A failed or partial run leaves the last measurements, report and plot as
+// they were; a complete one replaces all three and leaves no temporary
+// file; the measurements go first, so that a report left behind can be
+// rendered again from them.
 func TestPublish(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
-	out, plot := filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "BENCHMARKS.png")
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	data, plot := filepath.Join(dir, "BENCHMARKS.json"), filepath.Join(dir, "BENCHMARKS.png")
 	g.Expect(os.WriteFile(out, []byte("old report"), 0o644)).To(Succeed())
 	g.Expect(os.WriteFile(plot, []byte("old plot"), 0o644)).To(Succeed())
+	g.Expect(os.WriteFile(data, []byte("old data"), 0o644)).To(Succeed())
 	content := func(path string) string {
 		data, err := os.ReadFile(path)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -171,25 +180,46 @@ func TestPublish(t *testing.T) {
 		return names
 	}
 
-	got, err := publish(out, []byte("new report"), []byte("new plot"))
+	gotJSON, gotPNG, err := publish(out, []byte("new data"), []byte("new plot"), []byte("new report"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(got).To(Equal(plot))
+	g.Expect(gotJSON).To(Equal(data))
+	g.Expect(gotPNG).To(Equal(plot))
 	g.Expect(content(out)).To(Equal("new report"))
 	g.Expect(content(plot)).To(Equal("new plot"))
-	g.Expect(entries()).To(ConsistOf("BENCHMARKS.md", "BENCHMARKS.png"))
-	info, err := os.Stat(out)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o644)))
+	g.Expect(content(data)).To(Equal("new data"))
+	g.Expect(entries()).To(ConsistOf("BENCHMARKS.json", "BENCHMARKS.md", "BENCHMARKS.png"))
+	for _, path := range []string{out, plot, data} {
+		info, err := os.Stat(path)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o644)))
+	}
 
-	// The plot cannot be replaced (a directory stands in its place): the
-	// report stays the last one, and no temporary file is left.
-	g.Expect(os.Remove(plot)).To(Succeed())
-	g.Expect(os.Mkdir(plot, 0o755)).To(Succeed())
-	g.Expect(os.WriteFile(filepath.Join(plot, "keep"), nil, 0o644)).To(Succeed())
-	_, err = publish(out, []byte("newer report"), []byte("newer plot"))
+	// blocked puts a non-empty directory in path's place: nothing can be
+	// renamed over it.
+	blocked := func(path string) {
+		g.Expect(os.Remove(path)).To(Succeed())
+		g.Expect(os.Mkdir(path, 0o755)).To(Succeed())
+		g.Expect(os.WriteFile(filepath.Join(path, "keep"), nil, 0o644)).To(Succeed())
+	}
+	// The measurements cannot be replaced: all three stay the last ones,
+	// and no temporary file is left.
+	blocked(data)
+	_, _, err = publish(out, []byte("newer data"), []byte("newer plot"), []byte("newer report"))
 	g.Expect(err).To(MatchError(ContainSubstring("left as they were")))
 	g.Expect(content(out)).To(Equal("new report"))
-	g.Expect(entries()).To(ConsistOf("BENCHMARKS.md", "BENCHMARKS.png"))
+	g.Expect(content(plot)).To(Equal("new plot"))
+	g.Expect(entries()).To(ConsistOf("BENCHMARKS.json", "BENCHMARKS.md", "BENCHMARKS.png"))
+	g.Expect(os.RemoveAll(data)).To(Succeed())
+	g.Expect(os.WriteFile(data, []byte("new data"), 0o644)).To(Succeed())
+
+	// The plot cannot be replaced: the measurements are this run's, the
+	// report the last one, and the error says the next run renders it.
+	blocked(plot)
+	_, _, err = publish(out, []byte("newer data"), []byte("newer plot"), []byte("newer report"))
+	g.Expect(err).To(MatchError(ContainSubstring("renders them again")))
+	g.Expect(content(data)).To(Equal("newer data"))
+	g.Expect(content(out)).To(Equal("new report"))
+	g.Expect(entries()).To(ConsistOf("BENCHMARKS.json", "BENCHMARKS.md", "BENCHMARKS.png"))
 }
 
 // The peak RSS of a phase is its own, not the process's since it started:
@@ -245,7 +275,7 @@ func TestPinnedTable(t *testing.T) {
 	table := r.pinnedTable()
 	g.Expect(table).To(ContainSubstring("pinned to CPU 0 and every process of the provider to CPU 1"))
 	g.Expect(table).To(ContainSubstring("| 100 | 10.00 / 10.00 / 10.00 | 11.00 / 13.00 / 13.00 | 1.10 / 1.30 / 1.30 | 8.00 / 10.00 / 10.00 | 10.00 / 12.00 / 12.00 | 1.00 / 1.50 / 1.50 |"))
-	g.Expect(r.markdown()).To(ContainSubstring("### Each cluster on a CPU of its own"))
+	g.Expect(everyScenario(r).markdown()).To(ContainSubstring("### Each cluster on a CPU of its own"))
 }
 
 // The senders table lists each request's senders per pod, busiest first,
@@ -295,4 +325,281 @@ func TestBulkCostTable(t *testing.T) {
 		"home kube-apiserver": 3 * time.Second, "home manager": 1500 * time.Millisecond}}})
 	g.Expect(table).To(ContainSubstring("| N | RSS growth per namespace (KiB) | home kube-apiserver | home manager |"))
 	g.Expect(table).To(ContainSubstring("| 100 | 10.0 | 3.0 | 1.5 |"))
+}
+
+// everyScenario is r as every scenario's section, all measured at the same
+// moment: the whole report of a run that filled r.
+func everyScenario(r *report) *results {
+	res := &results{Format: resultsFormat, Sections: map[string]*section{}}
+	for _, sc := range scenarios {
+		res.Sections[sc.name] = &section{Stamp: testStamp("2026-11-26", "c6053ab"), Results: r}
+	}
+	return res
+}
+
+// testStamp is a stamp of day (2006-01-02) at commit, with flags.
+func testStamp(day, commit string, flags ...string) stamp {
+	at, err := time.Parse("2006-01-02", day)
+	if err != nil {
+		panic(err)
+	}
+	st := stamp{Measured: at.Add(13 * time.Hour), Commit: commit,
+		Machine: host{Name: "vm", CPUs: 2, Go: "go1.26.8", Kubernetes: "v1.37.2"}}
+	for i := 0; i+1 < len(flags); i += 2 {
+		if st.Flags == nil {
+			st.Flags = map[string]string{}
+		}
+		st.Flags[flags[i]] = flags[i+1]
+	}
+	return st
+}
+
+// fullReport is a report with every field set, those of its rows too, with
+// figures scaled by k: k tells two reports apart.
+func fullReport(k int) *report {
+	d := func(ms int) time.Duration { return time.Duration(ms*k)*time.Millisecond + 123*time.Microsecond }
+	ds := func(ms ...int) []time.Duration {
+		out := make([]time.Duration, len(ms))
+		for i, m := range ms {
+			out[i] = d(m)
+		}
+		return out
+	}
+	writes := func(n int64) testenv.Writes {
+		return testenv.Writes{"POST pods": n * int64(k), "PUT pods/status": 2 * n, "DELETE pods (404)": 1}
+	}
+	m := func(ready int) measurement {
+		return measurement{Ready: d(ready), Deleted: d(ready / 2), HomeWrites: 6.23 * float64(k), ProviderWrites: 1.0 / 3,
+			Writes: [2]testenv.Writes{writes(100), writes(120)}, WebhookCalls: 1.01}
+	}
+	r := &report{Counts: []int{100, 1000}, Reps: 2, Nodes: 11, Stuck: k, PinnedCPUs: [2]int{0, 1},
+		BurstCPU: d(90000), BurstPeakRSS: rssPeak{Bytes: 231 << 20, Sampled: true}, KubeVersion: "v1.37.2", OffloadProviders: 20,
+		Admission: admission{With: ds(3, 4, 5), Without: ds(2, 3), DryRunWith: ds(1, 2), DryRunWithout: ds(1), BurstWith: ds(9, 10), BurstWithout: ds(4), BurstPods: 1000},
+		Latency: []latencyRow{
+			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
+			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340},
+		},
+		Bulk: []bulkRow{{Namespaces: 250, Stretch: d(20000), Direct: d(5000), CPU: d(12000), PeakRSS: rssPeak{Bytes: 95 << 20, Sampled: true}, FailedReconciles: 2,
+			Writes: []testenv.Writes{writes(1000), writes(500), writes(500)}, DirectWrites: []testenv.Writes{writes(250), writes(250)},
+			RSSGrowth: 5 << 20, CPUByProcess: map[string]time.Duration{"home manager": d(12000), "home kube-apiserver": d(30000)},
+			Design: d(15000), DesignWrites: []testenv.Writes{writes(750), writes(500), writes(500)}}},
+		Writers: []writersRow{{Scenario: "Stretch", Phase: "creation until Ready", Cluster: "home", Pods: 1000,
+			Writes: map[string]map[string]int64{"POST pods": {"kube-controller-manager as system:serviceaccount:kube-system:replicaset-controller": 1000 * int64(k)}}}},
+		Wide: []wideRow{{Pods: 10000, Providers: 5, Stretch: d(300000), StretchDeleted: d(200000), Dual: d(250000), DualDeleted: d(180000), CPU: d(60000), PeakRSS: rssPeak{Bytes: 300 << 20, Sampled: true}}},
+	}
+	for _, n := range r.Counts {
+		for rep := range r.Reps {
+			r.add(n, m(n*10+rep), m(n*20+rep), m(n*15+rep))
+			r.addPinned(n, m(n*9+rep), m(n*11+rep))
+		}
+	}
+	return r
+}
+
+// unset lists the fields of v, a struct, left at their zero value, in
+// structs, slices' elements and arrays within it too, by path.
+func unset(v reflect.Value, path string) []string {
+	var out []string
+	switch v.Kind() {
+	case reflect.Pointer:
+		return unset(v.Elem(), path)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name := path + "." + f.Name
+			if v.Field(i).IsZero() {
+				out = append(out, name)
+				continue
+			}
+			if f.IsExported() {
+				out = append(out, unset(v.Field(i), name)...)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			out = append(out, unset(v.Index(i), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return out
+}
+
+// A fully populated report comes back from BENCHMARKS.json as it was, its
+// bursts by count included, and renders the same report.
+func TestResultsRoundTrip(t *testing.T) {
+	g := NewWithT(t)
+	r := fullReport(1)
+	g.Expect(unset(reflect.ValueOf(r), "report")).To(BeEmpty(), "the round trip must cover every field: set it in fullReport")
+	res := everyScenario(r)
+	data, err := res.encode()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(data)).To(ContainSubstring(`"ByCount": {`))
+	g.Expect(string(data)).To(ContainSubstring(`"commit": "c6053ab"`))
+
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.json")
+	g.Expect(os.WriteFile(path, data, 0o644)).To(Succeed())
+	back, err := loadResults(path)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, sc := range scenarios {
+		g.Expect(back.Sections[sc.name].Results).To(Equal(r), sc.name)
+		g.Expect(back.Sections[sc.name].Stamp).To(Equal(res.Sections[sc.name].Stamp), sc.name)
+	}
+	g.Expect(back.markdown()).To(Equal(res.markdown()))
+	again, err := back.encode()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(again)).To(Equal(string(data)))
+
+	// A section holds only what its scenario filled.
+	data, err = (&results{Format: resultsFormat, Sections: map[string]*section{"pods over many providers": {Results: &report{Wide: r.Wide}}}}).encode()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(data)).NotTo(ContainSubstring("Admission"))
+	g.Expect(string(data)).NotTo(ContainSubstring("Counts"))
+
+	// A file that cannot be read says which and how to recover.
+	g.Expect(os.WriteFile(path, []byte("{"), 0o644)).To(Succeed())
+	_, err = loadResults(path)
+	g.Expect(err).To(MatchError(ContainSubstring("restore it from git")))
+	// None yet: every section is to be measured.
+	res, err = loadResults(filepath.Join(t.TempDir(), "BENCHMARKS.json"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.Sections).To(BeEmpty())
+}
+
+// A run replaces the sections of the scenarios that succeeded and keeps the
+// others byte for byte; a failed scenario keeps its previous section, or
+// stays unmeasured.
+func TestResultsMerge(t *testing.T) {
+	g := NewWithT(t)
+	old := everyScenario(fullReport(1))
+	data, err := old.encode()
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.json")
+	g.Expect(os.WriteFile(path, data, 0o644)).To(Succeed())
+	before := old.markdown()
+
+	res, err := loadResults(path)
+	g.Expect(err).NotTo(HaveOccurred())
+	offload := scenarios[1]
+	g.Expect(offload.name).To(Equal("offload latency"))
+	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "bulk", "250,500,1000", "latency-namespaces", "200"), Results: fullReport(2)}
+	log, replaced := res.merge([]outcome{{name: offload.name, section: fresh, ok: true}})
+	g.Expect(replaced).To(Equal(1))
+	g.Expect(log).To(ConsistOf("offload latency: measured again"))
+	after := res.markdown()
+
+	oldBlock, newBlock := offload.markdown(old.Sections[offload.name]), offload.markdown(fresh)
+	g.Expect(newBlock).NotTo(Equal(oldBlock))
+	g.Expect(strings.Count(before, oldBlock)).To(Equal(1))
+	g.Expect(after).To(Equal(strings.Replace(before, oldBlock, newBlock, 1)), "only the offload latency's section changes")
+	g.Expect(newBlock).To(ContainSubstring("\n## Offload latency\n\n_Measured on 2026-12-10 at commit 1a2b3c4-dirty, on vm (2 CPUs, Go go1.26.8, Kubernetes v1.37.2), with `-bulk 250,500,1000 -latency-namespaces 200 -providers 1,2`. Again: `make bench BENCH_RUN='offload latency' BENCH_FLAGS='-providers 1,2'`._\n"))
+	g.Expect(oldBlock).To(ContainSubstring("_Measured on 2026-11-26 at commit c6053ab, on vm"))
+	for _, sc := range scenarios {
+		if sc.name != offload.name {
+			g.Expect(res.Sections[sc.name]).To(Equal(old.Sections[sc.name]), sc.name)
+		}
+	}
+
+	// The pod burst fails: its previous section is kept and the log says so.
+	burst := scenarios[0]
+	log, replaced = res.merge([]outcome{{name: burst.name, section: &section{Stamp: testStamp("2026-12-11", "5d6e7f8"), Results: fullReport(3)}}})
+	g.Expect(replaced).To(BeZero())
+	g.Expect(log).To(ConsistOf("pod burst: FAILED; its previous section (measured on 2026-11-26 at commit c6053ab) is kept"))
+	g.Expect(res.markdown()).To(Equal(after))
+
+	// A scenario never measured that fails stays unmeasured.
+	res = &results{Format: resultsFormat, Sections: map[string]*section{}}
+	log, replaced = res.merge([]outcome{{name: burst.name, section: &section{Results: fullReport(3)}}})
+	g.Expect(replaced).To(BeZero())
+	g.Expect(log).To(ConsistOf("pod burst: FAILED; it was never measured and stays so"))
+	g.Expect(res.Sections).To(BeEmpty())
+}
+
+// A section never measured is one line saying how to measure it, and its
+// plot panels say "not measured".
+func TestResultsNotMeasured(t *testing.T) {
+	g := NewWithT(t)
+	res := &results{Format: resultsFormat, Sections: map[string]*section{
+		"offload latency": {Stamp: testStamp("2026-12-10", "1a2b3c4"), Results: fullReport(1)},
+	}}
+	md := res.markdown()
+	g.Expect(md).To(ContainSubstring("\n## Pod burst\n\nNot measured yet: `make bench BENCH_RUN='pod burst'` measures it.\n\n## Offload latency\n\n_Measured on 2026-12-10"))
+	g.Expect(md).To(ContainSubstring("\n## Who sends each write\n\nNot measured yet: `make bench BENCH_RUN='who sends each write'` measures it.\n"))
+	g.Expect(md).To(ContainSubstring("\n## Pods over many providers\n\nNot measured yet: `make bench BENCH_RUN='pods over many providers'` measures it.\n\n## History"))
+	g.Expect(md).NotTo(ContainSubstring("| N | vanilla ready (s)"))
+
+	// colors are the line colors drawn in each panel.
+	colors := func(data []byte) []map[color.RGBA]bool {
+		img, err := png.Decode(bytes.NewReader(data))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(img.Bounds().Dx()).To(Equal(4 * panelW))
+		panels := make([]map[color.RGBA]bool, 4)
+		for i := range panels {
+			panels[i] = map[color.RGBA]bool{}
+			for x := i * panelW; x < (i+1)*panelW; x++ {
+				for y := range panelH {
+					r, gr, b, _ := img.At(x, y).RGBA()
+					c := color.RGBA{uint8(r >> 8), uint8(gr >> 8), uint8(b >> 8), 255}
+					if c == blue || c == orange || c == green {
+						panels[i][c] = true
+					}
+				}
+			}
+		}
+		return panels
+	}
+	data, err := res.png()
+	g.Expect(err).NotTo(HaveOccurred())
+	panels := colors(data)
+	g.Expect(panels[0]).To(BeEmpty(), "the pod burst was not measured")
+	for _, p := range panels[1:] {
+		g.Expect(p).To(HaveKey(green))
+	}
+	// "Pod burst: all Ready: not measured" in the first panel: drawn in
+	// black, and the same as a panel drawn alone with that text.
+	want := image.NewRGBA(image.Rect(0, 0, panelW, panelH))
+	draw.Draw(want, want.Bounds(), image.White, image.Point{}, draw.Src)
+	text(want, marginL, marginT+20, "Pod burst: all Ready: not measured", black)
+	got, err := png.Decode(bytes.NewReader(data))
+	g.Expect(err).NotTo(HaveOccurred())
+	for x := range panelW {
+		for y := range panelH {
+			r1, g1, b1, _ := got.At(x, y).RGBA()
+			r2, g2, b2, _ := want.At(x, y).RGBA()
+			g.Expect([3]uint32{r1, g1, b1}).To(Equal([3]uint32{r2, g2, b2}), "pixel %d,%d", x, y)
+		}
+	}
+
+	data, err = (&results{Sections: map[string]*section{}}).png()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, p := range colors(data) {
+		g.Expect(p).To(BeEmpty())
+	}
+}
+
+// Each scenario that runs gets a section stamped with its flags' values,
+// and each scenario's flags exist.
+func TestRunScenarios(t *testing.T) {
+	g := NewWithT(t)
+	for _, sc := range scenarios {
+		for _, name := range sc.flags {
+			g.Expect(flag.Lookup(name)).NotTo(BeNil(), "flag -%s of %s", name, sc.name)
+		}
+	}
+	shared := testStamp("2026-12-10", "1a2b3c4")
+	run := runScenarios(t, []scenario{
+		{name: "a", flags: []string{"counts", "reps"}, run: func(_ *testing.T, r *report) { r.Stuck = 7 }},
+		{name: "b", run: func(_ *testing.T, r *report) { r.Nodes = 3 }},
+	}, shared)
+	g.Expect(run).To(HaveLen(2))
+	g.Expect(run[0].name).To(Equal("a"))
+	g.Expect(run[0].ok).To(BeTrue())
+	g.Expect(run[0].section.Results.Stuck).To(Equal(7))
+	g.Expect(run[0].section.Stamp.Flags).To(Equal(map[string]string{"counts": *counts, "reps": fmt.Sprint(*reps)}))
+	g.Expect(run[0].section.Stamp.Commit).To(Equal("1a2b3c4"))
+	g.Expect(run[0].section.Stamp.Measured).To(BeTemporally("~", time.Now(), time.Minute), "when the scenario started")
+	g.Expect(run[1].section.Stamp.Flags).To(BeNil())
+	g.Expect(run[1].section.Results.Nodes).To(Equal(3))
+	g.Expect(scenarios[0].command(map[string]string{"counts": "100,1000,3000", "reps": "3"})).To(Equal("make bench BENCH_RUN='pod burst'"))
+
+	// This run's commit: HEAD's, marked dirty or not, or unknown.
+	g.Expect(commit()).To(MatchRegexp(`^([0-9a-f]{4,}(-dirty)?|unknown)$`))
 }

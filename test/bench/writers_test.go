@@ -88,7 +88,7 @@ func writersTable(rows []writersRow) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Who sends each write\n\nOne burst of %d pods, vanilla on the provider and Stretch, on clusters whose API servers log every write with its sender (user agent and user): the writes tables above count requests, this names who sends them. Per pod; senders below 0.01 per pod are left out.\n\n", rows[0].Pods)
+	fmt.Fprintf(&b, "\nOne burst of %d pods, vanilla on the provider and Stretch, on clusters whose API servers log every write with its sender (user agent and user): the writes tables above count requests, this names who sends them. Per pod; senders below 0.01 per pod are left out.\n\n", rows[0].Pods)
 	b.WriteString("| scenario | phase | cluster | request | sender | per pod | why |\n|---|---|---|---|---|---|---|\n")
 	for _, row := range rows {
 		type line struct {
