@@ -72,24 +72,26 @@ func TestConfigurations(t *testing.T) {
 	tests := []struct {
 		name       string
 		webhook    admissionregistrationv1.MutatingWebhook
-		namespaces metav1.LabelSelectorRequirement
-		condition  admissionregistrationv1.MatchCondition
+		namespaces []metav1.LabelSelectorRequirement
+		conditions []admissionregistrationv1.MatchCondition
 	}{
-		{"offloaded namespaces, any pod but runtime class stretch", m.Webhooks[0],
-			metav1.LabelSelectorRequirement{Key: "stretch.dev/scheduling-enabled", Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
-			admissionregistrationv1.MatchCondition{Name: "not-runtime-class-stretch", Expression: "!(" + stretchClass + ")"}},
-		{"every namespace but the system ones, pods of runtime class stretch", m.Webhooks[1],
-			metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
-				Values: []string{"kube-system", "kube-public", "kube-node-lease", "stretch-system"}},
-			admissionregistrationv1.MatchCondition{Name: "runtime-class-stretch", Expression: stretchClass}},
+		{"offloaded namespaces, every pod", m.Webhooks[0],
+			[]metav1.LabelSelectorRequirement{{Key: "stretch.dev/scheduling-enabled", Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}},
+			nil},
+		{"every other namespace but the system ones, pods of runtime class stretch", m.Webhooks[1],
+			[]metav1.LabelSelectorRequirement{
+				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public", "kube-node-lease", "stretch-system"}},
+				{Key: "stretch.dev/scheduling-enabled", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"}},
+			},
+			[]admissionregistrationv1.MatchCondition{{Name: "runtime-class-stretch", Expression: stretchClass}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			wh := tt.webhook
 			g.Expect(wh.Rules).To(Equal(podsCreated))
-			g.Expect(wh.NamespaceSelector).To(Equal(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{tt.namespaces}}))
-			g.Expect(wh.MatchConditions).To(Equal([]admissionregistrationv1.MatchCondition{tt.condition}))
+			g.Expect(wh.NamespaceSelector).To(Equal(&metav1.LabelSelector{MatchExpressions: tt.namespaces}))
+			g.Expect(wh.MatchConditions).To(Equal(tt.conditions))
 			g.Expect(*wh.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 			g.Expect(*wh.TimeoutSeconds).To(BeNumerically("<=", 5))
 			g.Expect(*wh.SideEffects).To(Equal(admissionregistrationv1.SideEffectClassNoneOnDryRun))

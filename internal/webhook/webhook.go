@@ -95,12 +95,9 @@ func (e Endpoint) clientConfig(path string, caBundle []byte) admissionregistrati
 		Namespace: e.Service.Namespace, Name: e.Service.Name, Path: ptr.To(path), Port: ptr.To(port)}}
 }
 
-// Match conditions of the two pod webhooks: a pod is sent to exactly one of
-// them, so that it is placed once (reinvocation is off).
-const (
-	runtimeClassCondition    = "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == '" + wellknown.RuntimeClassName + "'"
-	notRuntimeClassCondition = "!(" + runtimeClassCondition + ")"
-)
+// runtimeClassCondition matches the pods of runtime class stretch, for the
+// second pod webhook.
+const runtimeClassCondition = "has(object.spec.runtimeClassName) && object.spec.runtimeClassName == '" + wellknown.RuntimeClassName + "'"
 
 // systemNamespaces never call the runtime-class pod webhook: the manager's
 // own pods and the cluster's must not wait for it.
@@ -128,7 +125,7 @@ func (s Set) Objects() []client.Object {
 func Configurations(e Endpoint, caBundle []byte) Set {
 	fail := admissionregistrationv1.Fail
 	equivalent := admissionregistrationv1.Equivalent
-	podWebhook := func(name string, namespaces *metav1.LabelSelector, condition admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
+	podWebhook := func(name string, namespaces *metav1.LabelSelector, conditions ...admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
 		return admissionregistrationv1.MutatingWebhook{
 			Name:         name,
 			ClientConfig: e.clientConfig(podPath, caBundle),
@@ -137,7 +134,7 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
 			}},
 			NamespaceSelector: namespaces,
-			MatchConditions:   []admissionregistrationv1.MatchCondition{condition},
+			MatchConditions:   conditions,
 			FailurePolicy:     &fail,
 			MatchPolicy:       &equivalent,
 			// Events about contradicting terms are its only side effect.
@@ -151,18 +148,22 @@ func Configurations(e Endpoint, caBundle []byte) Set {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: wellknown.PodPlacementWebhookName},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			// Most pods: only namespaces whose pods may go to providers call it.
+			// A pod is sent to exactly one of the two, so that it is placed
+			// once (reinvocation is off). The namespaces whose pods may go to
+			// providers send every pod, without a match condition: CEL
+			// evaluated on every pod of a burst costs the API server CPU.
 			podWebhook("pods.offloading.stretch.dev",
 				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: wellknown.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
-				admissionregistrationv1.MatchCondition{Name: "not-runtime-class-stretch", Expression: notRuntimeClassCondition}),
+					Key: wellknown.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}}),
 			// Pods of runtime class stretch go to providers whatever the
-			// strategy, so also from namespaces without the label (Local, or
-			// not offloaded at all: then they are refused, as they could
-			// never start).
+			// strategy, so also from the other namespaces (Local, or not
+			// offloaded at all: then they are refused, as they could never
+			// start).
 			podWebhook("runtimeclass-pods.offloading.stretch.dev",
-				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(systemNamespaces)}}},
+				&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(systemNamespaces)},
+					{Key: wellknown.SchedulingEnabledLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"}},
+				}},
 				admissionregistrationv1.MatchCondition{Name: "runtime-class-stretch", Expression: runtimeClassCondition}),
 		},
 	}
