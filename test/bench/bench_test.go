@@ -202,7 +202,8 @@ func podBurst(t *testing.T, report *report) {
 	}
 	report.Admission = b.admissionLatency(t, pods)
 	report.Admission.BurstPods = ns[len(ns)-1]
-	report.Admission.BurstWith, report.Admission.BurstWithout = b.admissionDuringBurst(t, report.Admission.BurstPods, pods)
+	report.Admission.BurstWith, report.Admission.BurstWithout = b.admissionDuringBurst(t, report.Admission.BurstPods, pods, 1)
+	report.Admission.BurstWith16, report.Admission.BurstWithout16 = b.admissionDuringBurst(t, report.Admission.BurstPods, pods, bulkWorkers)
 	t.Run("a home manager restart during deletion leaves no pod", func(t *testing.T) {
 		g := NewWithT(t)
 		n := ns[0]
@@ -480,6 +481,7 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 				opts = append(opts, client.DryRunAll)
 				into = map[string]*[]time.Duration{vanilla: &a.DryRunWithout, offloaded: &a.DryRunWith}[ns]
 			}
+			cpuBefore := b.admissionCPU(t)
 			inParallel(t, names, func(name string) error {
 				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
@@ -491,6 +493,10 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 				*into = append(*into, d)
 				return err
 			})
+			if dryRun {
+				cpu := (b.admissionCPU(t) - cpuBefore) / time.Duration(n)
+				*map[string]*time.Duration{vanilla: &a.CPUWithout, offloaded: &a.CPUWith}[ns] = cpu
+			}
 		}
 	}
 	for _, ns := range []string{vanilla, offloaded} {
@@ -506,40 +512,77 @@ func (b *bench) admissionLatency(t *testing.T, n int) admission {
 
 // admissionDuringBurst makes n dry-run pod creations at home, alternately
 // in the offloaded namespace (through the webhook) and in one the webhook
-// ignores, bulkWorkers at a time, while a Deployment of burst pods is
+// ignores, at most `at` at a time, while a Deployment of burst pods is
 // offloaded: both under the same load. It returns the durations with and
 // without the webhook.
-func (b *bench) admissionDuringBurst(t *testing.T, burst, n int) (with, without []time.Duration) {
-	var mu sync.Mutex
+func (b *bench) admissionDuringBurst(t *testing.T, burst, n, at int) (with, without []time.Duration) {
 	creations := make([]int, 2*n)
 	for i := range creations {
 		creations[i] = i
 	}
-	b.deploy(t, b.home, offloaded, "admission-burst", burst)
-	inParallel(t, creations, func(i int) error {
-		ns := []string{offloaded, vanilla}[i%2]
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("admit-burst-%d", i)},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
-		start := time.Now()
-		err := b.home.Client.Create(context.Background(), p, client.DryRunAll)
-		d := time.Since(start)
-		mu.Lock()
-		defer mu.Unlock()
-		if ns == offloaded {
-			with = append(with, d)
-		} else {
-			without = append(without, d)
-		}
-		return err
-	})
-	b.waitReady(t, b.home, offloaded, "admission-burst", burst)
-	if err := b.home.Client.Delete(context.Background(), deployment(offloaded, "admission-burst", burst)); err != nil {
+	name := fmt.Sprintf("admission-burst-%d", at)
+	b.deploy(t, b.home, offloaded, name, burst)
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	errs := make(chan error, at)
+	for range at {
+		wg.Go(func() {
+			for i := range work {
+				ns := []string{offloaded, vanilla}[i%2]
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("admit-burst-%d", i)},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}}}}
+				start := time.Now()
+				err := b.home.Client.Create(context.Background(), p, client.DryRunAll)
+				d := time.Since(start)
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				mu.Lock()
+				if ns == offloaded {
+					with = append(with, d)
+				} else {
+					without = append(without, d)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, i := range creations {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatalf("a dry-run creation during the burst: %v", err)
+	}
+	b.waitReady(t, b.home, offloaded, name, burst)
+	if err := b.home.Client.Delete(context.Background(), deployment(offloaded, name, burst)); err != nil {
 		t.Fatal(err)
 	}
 	if left := b.waitGone(t, 10*time.Minute, b.home, b.provider); left > 0 {
 		t.Fatalf("%d pods left after the admission burst", left)
 	}
 	return with, without
+}
+
+// admissionCPU is the CPU time the home API server and the home manager
+// used so far: what admitting a pod costs, the webhook's share included.
+func (b *bench) admissionCPU(t *testing.T) time.Duration {
+	var cpu time.Duration
+	for _, pid := range []int{b.home.PIDs()["kube-apiserver"], b.managers["home"].PID} {
+		u, err := testenv.UsageOf(pid)
+		if err != nil {
+			t.Fatalf("CPU of pid %d: %v", pid, err)
+		}
+		cpu += u.CPU
+	}
+	return cpu
 }
 
 // writes returns the API writes each API server (home, provider) served so far.

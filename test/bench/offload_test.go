@@ -57,16 +57,15 @@ func offloadLatency(t *testing.T, r *report) {
 	for _, p := range steps {
 		row := latencyRow{Providers: p, Namespaces: perStep, Extended: len(offloaded)}
 		for ; peered < p; peered++ {
-			before, err := testenv.APIWatches(context.Background(), providers[peered].Config)
-			g.Expect(err).NotTo(HaveOccurred())
+			// Once the provider's own manager has opened its watches.
+			before := stableWatches(t, providers[peered])
 			start := time.Now()
 			g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", providers[peered].Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
 			row.Peering = append(row.Peering, time.Since(start))
-			// The home manager's watches on the new provider, once the
-			// virtual node is Ready (its kubelet watches only busy twins).
-			after, err := testenv.APIWatches(context.Background(), providers[peered].Config)
-			g.Expect(err).NotTo(HaveOccurred())
-			row.Watches = append(row.Watches, after-before)
+			// The watches the peering opened on the new provider, once the
+			// virtual node is Ready and they stopped changing (its kubelet
+			// watches only busy twins).
+			row.Watches = append(row.Watches, stableWatches(t, providers[peered])-before)
 		}
 		// The empty selector selects every provider: the namespaces already
 		// offloaded get twins on the new ones. Measured on its own, and
@@ -194,6 +193,28 @@ func cpuByProcess(t *testing.T, home *kwok.Cluster, providers []*kwok.Cluster, m
 		add("providers' managers", m.PID)
 	}
 	return out
+}
+
+// stableWatches returns the watches c's API server serves, once the count
+// read twice a second apart is the same: managers open theirs over the
+// seconds after they start (on the first provider peered, an early read
+// counted 18 watches where the peering opened 2).
+func stableWatches(t *testing.T, c *kwok.Cluster) int64 {
+	last := int64(-1)
+	var n int64
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if n, err = testenv.APIWatches(ctx, c.Config); err != nil {
+			return false, err
+		}
+		done := n == last
+		last = n
+		return done, nil
+	})
+	if err != nil {
+		t.Fatalf("the watches of cluster %s did not settle in a minute (last count %d): %v", c.Name, n, err)
+	}
+	return n
 }
 
 // apiWrites returns the writes each API server of clusters served so far.

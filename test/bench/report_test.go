@@ -374,7 +374,7 @@ func fullReport(k int) *report {
 	}
 	r := &report{Counts: []int{100, 1000}, Reps: 2, Nodes: 11, Stuck: k, PinnedCPUs: [2]int{0, 1},
 		BurstCPU: d(90000), BurstPeakRSS: rssPeak{Bytes: 231 << 20, Sampled: true}, KubeVersion: "v1.37.2", OffloadProviders: 20,
-		Admission: admission{With: ds(3, 4, 5), Without: ds(2, 3), DryRunWith: ds(1, 2), DryRunWithout: ds(1), BurstWith: ds(9, 10), BurstWithout: ds(4), BurstPods: 1000},
+		Admission: admission{With: ds(3, 4, 5), Without: ds(2, 3), DryRunWith: ds(1, 2), DryRunWithout: ds(1), CPUWith: 3 * time.Millisecond, CPUWithout: time.Millisecond, BurstWith: ds(9, 10), BurstWithout: ds(4), BurstWith16: ds(20), BurstWithout16: ds(12), BurstPods: 1000},
 		Latency: []latencyRow{
 			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
 			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340},
@@ -602,4 +602,15 @@ func TestRunScenarios(t *testing.T) {
 
 	// This run's commit: HEAD's, marked dirty or not, or unknown.
 	g.Expect(commit()).To(MatchRegexp(`^([0-9a-f]{4,}(-dirty)?|unknown)$`))
+}
+
+// The admission section gives the webhook's CPU per pod and its latency
+// cost under the burst for one client and for 16 at a time.
+func TestAdmissionSection(t *testing.T) {
+	g := NewWithT(t)
+	md := burstMarkdown(fullReport(1))
+	g.Expect(md).To(ContainSubstring("| dry run during a burst of 1000 pods, one at a time | 4.1 | max (n=1) 4.1 | 9.1 | max (n=2) 10.1 |"))
+	g.Expect(md).To(ContainSubstring("| dry run during a burst of 1000 pods, 16 at a time | 12.1 | max (n=1) 12.1 | 20.1 | max (n=1) 20.1 |"))
+	g.Expect(md).To(ContainSubstring("1.00 ms without the webhook, 3.00 ms with it; **the webhook costs 2.00 ms of CPU per pod**"))
+	g.Expect(md).To(ContainSubstring("**5.0 ms** for a client creating pods one at a time (target: at most 10 ms); 8.0 ms for one creating 16 at a time"))
 }
