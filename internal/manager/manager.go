@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -315,7 +316,11 @@ func Run(ctx context.Context, opts Options) error {
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		PprofBindAddress:              opts.PprofBindAddress,
-		Controller:                    ctrlconfig.Controller{SkipNameValidation: ptr.To(opts.RunsAgainInProcess)},
+		// Nothing reads who wrote which field; the field lists were the
+		// largest part of each cached NamespaceOffloading (docs/design.md
+		// §2).
+		Cache:      cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(opts.RunsAgainInProcess)},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

@@ -276,11 +276,12 @@ func (p *Peer) Health() error {
 // slimNode keeps of a provider Node only what the capacity and platform of a
 // virtual node are computed from (node info included: OS image, kernel and
 // runtime versions), and its pod CIDRs (the PodCIDRsDistinct condition):
-// images and volumes can be large.
+// images and volumes can be large. Other kinds lose their managed fields.
 func slimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
-		return obj, nil
+		// Nothing reads who wrote which field.
+		return cache.TransformStripManagedFields()(obj)
 	}
 	slim := &corev1.Node{
 		ObjectMeta: *n.ObjectMeta.DeepCopy(),

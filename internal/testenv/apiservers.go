@@ -159,9 +159,10 @@ func StopAPIServers(servers []*APIServer) error {
 // the controllers that tests run log to stderr; they are silent otherwise.
 const LogEnv = "STRETCH_TEST_LOG"
 
-// setLogger also keeps controller-runtime from printing a stack trace when
-// the first controller logs without a logger set.
-func setLogger() {
+// SetLogger sets controller-runtime's logger: none, or the standard error
+// with STRETCH_TEST_LOG set. It also keeps controller-runtime from printing
+// a stack trace when the first controller logs without a logger set.
+func SetLogger() {
 	if os.Getenv(LogEnv) == "" {
 		ctrl.SetLogger(logr.Discard())
 		return
@@ -177,7 +178,7 @@ func Main(m *testing.M, set func([]*APIServer), names ...string) {
 }
 
 func run(m *testing.M, set func([]*APIServer), names []string) int {
-	setLogger()
+	SetLogger()
 	dir, err := os.MkdirTemp("", "stretch-testenv-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)

@@ -26,7 +26,7 @@ const sharedServersEnv = "STRETCH_TESTENV_SHARED_SERVERS"
 // three control planes. Workers inherit the coordinator's environment.
 func FuzzMain(m *testing.M, set func([]*APIServer), names ...string) {
 	if shared := os.Getenv(sharedServersEnv); shared != "" {
-		setLogger()
+		SetLogger()
 		servers, err := connect(shared)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "testenv:", err)

@@ -3,6 +3,7 @@ package virtualkubelet
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,20 +25,25 @@ import (
 func (k *Kubelet) busy(ready map[string]string) map[string]string {
 	want := map[string]string{}
 	for home, name := range ready {
-		if k.hasHomeWork(home) {
+		if k.worthWatching(home, name) {
 			want[home] = name
-			continue
-		}
-		t := k.twins.get(home)
-		watched := t != nil && t.name == name
-		if watched && t.hasSynced() && !t.holdsOurs(k.HomeClusterID) {
-			continue // cleaned up: idle (its leftovers mark is dropped too)
-		}
-		if watched || k.leftovers.has(home) {
-			want[home] = name // until what is ours there is gone
 		}
 	}
 	return want
+}
+
+// worthWatching reports whether the ready twin name of home namespace home
+// is worth watching: it has work, or something of ours to clean up.
+func (k *Kubelet) worthWatching(home, name string) bool {
+	if k.hasHomeWork(home) {
+		return true
+	}
+	t := k.twins.get(home)
+	watched := t != nil && t.name == name
+	if watched && t.hasSynced() && !t.holdsOurs(k.HomeClusterID) {
+		return false // cleaned up: idle (its leftovers mark is dropped too)
+	}
+	return watched || k.leftovers.has(home) // until what is ours there is gone
 }
 
 // hasHomeWork reports whether home namespace ns has a pod bound to the
@@ -135,6 +141,21 @@ func (s *nsSet) has(ns string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.set[ns]
+}
+
+func (s *nsSet) remove(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.set, ns)
+}
+
+// take empties the set and returns what it held.
+func (s *nsSet) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Keys(s.set))
+	clear(s.set)
+	return out
 }
 
 // keepOnly drops the namespaces not in keep.

@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -35,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	metricsv1beta1client "k8s.io/metrics/pkg/client/clientset/versioned/typed/metrics/v1beta1"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -61,7 +63,9 @@ type HomeObjects struct {
 
 // NewHomeObjects returns the informers; Start them before any kubelet runs.
 func NewHomeObjects(home kubernetes.Interface) *HomeObjects {
-	f := informers.NewSharedInformerFactory(home, 0)
+	// Nothing reads who wrote which field; every namespace has a ConfigMap
+	// (kube-root-ca.crt) whose field lists would be kept too.
+	f := informers.NewSharedInformerFactoryWithOptions(home, 0, informers.WithTransform(crcache.TransformStripManagedFields()))
 	for _, r := range reflectors {
 		r.informer(f)
 	}
@@ -139,12 +143,16 @@ type Kubelet struct {
 	pods     workqueue.TypedRateLimitingInterface[string]
 	statuses workqueue.TypedRateLimitingInterface[string]
 	objects  workqueue.TypedRateLimitingInterface[objectKey]
-	// twinsChanged asks for the twins to be listed again.
+	// twinsChanged asks for the twins to be listed again, all of them;
+	// dirty are the home namespaces whose twin alone is to be looked at
+	// again, and dirtied says there are some.
 	twinsChanged chan struct{}
+	dirty        nsSet
+	dirtied      chan struct{}
 
-	// readyTwins are the twins the provider reports ready (home namespace →
+	// ready are the twins the provider reports ready (home namespace →
 	// twin), watched or not.
-	readyTwins atomic.Pointer[map[string]string]
+	ready twinNames
 	// leftovers are the home namespaces whose twins held pods or objects of
 	// ours when the kubelet started; swept tells the look was made.
 	leftovers nsSet
@@ -209,6 +217,7 @@ func New(cfg Config) (*Kubelet, error) {
 		statuses:       workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "statuses-" + cfg.ProviderName}),
 		objects:        workqueue.NewTypedRateLimitingQueueWithConfig(retry.Limiter[objectKey](), workqueue.TypedRateLimitingQueueConfig[objectKey]{Name: "objects-" + cfg.ProviderName}),
 		twinsChanged:   make(chan struct{}, 1),
+		dirtied:        make(chan struct{}, 1),
 		said:           newOnceSet(),
 	}
 	// The pods bound to the virtual node, and nothing else.
@@ -227,11 +236,23 @@ func New(cfg Config) (*Kubelet, error) {
 	return k, nil
 }
 
-// TwinsChanged tells the kubelet the provider's RemoteNamespaces changed. It
-// does not block.
+// TwinsChanged tells the kubelet the provider's RemoteNamespaces may all
+// have changed, as when the provider is usable again. It does not block.
 func (k *Kubelet) TwinsChanged() {
 	select {
 	case k.twinsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// TwinChanged tells the kubelet that the twin of home namespace ns may have
+// changed: its request, or the work it has. Only that twin is looked at
+// again: looking at all of them at each change made a bulk offload cost the
+// home manager O(namespaces²) (docs/design.md §4.16). It does not block.
+func (k *Kubelet) TwinChanged(ns string) {
+	k.dirty.add(ns)
+	select {
+	case k.dirtied <- struct{}{}:
 	default:
 	}
 }
@@ -284,6 +305,8 @@ func (k *Kubelet) Run(ctx context.Context) error {
 			return nil
 		case <-k.twinsChanged:
 			k.syncTwins(ctx)
+		case <-k.dirtied:
+			k.syncDirtyTwins(ctx)
 		case <-tick.C:
 			k.syncTwins(ctx)
 		case <-count.C:
@@ -310,7 +333,7 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 		k.sweep(ctx, ready)
 		k.swept = true
 	}
-	k.readyTwins.Store(&ready)
+	k.ready.replace(ready)
 	want := k.busy(ready)
 	// A twin not worth watching has nothing of ours left in it.
 	k.leftovers.keepOnly(want)
@@ -321,7 +344,55 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 	for _, t := range started {
 		go k.resyncTwin(ctx, t)
 	}
-	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(len(k.twins.all())))
+	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(k.twins.len()))
+}
+
+// syncDirtyTwins looks again at the twins of the namespaces marked dirty,
+// one by one, as syncTwins does for all of them.
+func (k *Kubelet) syncDirtyTwins(ctx context.Context) {
+	dirty := k.dirty.take()
+	if !k.swept {
+		// The first full look has not been made: make it.
+		k.syncTwins(ctx)
+		return
+	}
+	reader, err := k.Peer.Reader(&peeringv1alpha1.RemoteNamespace{})
+	if err != nil {
+		// The peer's OnReady asks for a full look once it can be made.
+		k.Log.V(1).Info("twins not read", "reason", err.Error())
+		return
+	}
+	requested := k.requested(ctx)
+	for _, home := range dirty {
+		rn := &peeringv1alpha1.RemoteNamespace{}
+		err := reader.Get(ctx, types.NamespacedName{Namespace: peeringv1alpha1.TenantNamespace(k.HomeClusterID), Name: home}, rn)
+		if client.IgnoreNotFound(err) != nil {
+			k.Log.Error(err, "reading the twin request", "namespace", home)
+			continue
+		}
+		name, ready := "", false
+		if err == nil {
+			name, ready = readyTwin(rn, k.HomeClusterID, requested)
+		}
+		if ready {
+			k.ready.set(home, name)
+		} else {
+			k.ready.remove(home)
+		}
+		want := ""
+		if ready && k.worthWatching(home, name) {
+			want = name
+		} else {
+			k.leftovers.remove(home)
+		}
+		if t := k.twins.setOne(home, want, func(home, name string) *twin {
+			k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
+			return startTwin(ctx, k.provider, home, name, k.twinHandlers())
+		}); t != nil {
+			go k.resyncTwin(ctx, t)
+		}
+	}
+	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(k.twins.len()))
 }
 
 // resyncTwin enqueues, once the twin's caches are filled, every pod and
@@ -341,7 +412,7 @@ func (k *Kubelet) enqueuePod(o any) {
 	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
 		k.pods.Add(key)
 		if ns, _, _ := cache.SplitMetaNamespaceKey(key); k.twins.get(ns) == nil {
-			k.TwinsChanged() // its twin may be idle, hence not watched yet
+			k.TwinChanged(ns) // its twin may be idle, hence not watched yet
 		}
 	}
 }
@@ -349,11 +420,7 @@ func (k *Kubelet) enqueuePod(o any) {
 // twinReady reports whether the provider reports the twin of home
 // namespace ns ready (it may not be watched yet).
 func (k *Kubelet) twinReady(ns string) bool {
-	ready := k.readyTwins.Load()
-	if ready == nil {
-		return false
-	}
-	_, ok := (*ready)[ns]
+	_, ok := k.ready.get(ns)
 	return ok
 }
 

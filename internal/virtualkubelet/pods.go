@@ -100,7 +100,7 @@ func (k *Kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	}
 	t := k.twins.get(ns)
 	if t == nil && k.twinReady(ns) {
-		k.TwinsChanged()
+		k.TwinChanged(ns)
 		return time.Second, nil // ready but idle until now: watched in a moment
 	}
 	if t == nil {

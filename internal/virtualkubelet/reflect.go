@@ -594,7 +594,7 @@ func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 	}
 	if k.twins.get(obj.GetNamespace()) == nil {
 		if k.reflects(r, obj) && k.twinReady(obj.GetNamespace()) {
-			k.TwinsChanged() // an idle twin, not watched yet, has work now
+			k.TwinChanged(obj.GetNamespace()) // an idle twin, not watched yet, has work now
 		}
 		return
 	}
@@ -617,7 +617,7 @@ func (k *Kubelet) enqueueHomeObject(r reflector, o any) {
 // twin, not watched yet, may have work now.
 func (k *Kubelet) optInChanged(ns string) {
 	if k.twins.get(ns) == nil {
-		k.TwinsChanged()
+		k.TwinChanged(ns)
 		return
 	}
 	k.enqueueNamespaceObjects(ns)

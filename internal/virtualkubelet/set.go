@@ -95,10 +95,13 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(manager.RunnableFunc(s.run)); err != nil {
 		return err
 	}
+	// A request is named after its home namespace: only that twin is
+	// looked at again, by every kubelet (the event does not say which
+	// provider it comes from).
 	s.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.twinsChanged("") },
-		UpdateFunc: func(any, any) { s.twinsChanged("") },
-		DeleteFunc: func(any) { s.twinsChanged("") },
+		AddFunc:    s.requestChanged,
+		UpdateFunc: func(_, o any) { s.requestChanged(o) },
+		DeleteFunc: s.requestChanged,
 	})
 	s.Registry.OnReady(s.twinsChanged)
 	// Kinds reflected on a namespace's request follow its NamespaceOffloading.
@@ -106,14 +109,19 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("watching NamespaceOffloadings for the virtual kubelets: %w", err)
 	}
+	// Whether a twin was requested is read from its NamespaceOffloading
+	// (Kubelet.requested): its changes make that twin be looked at again.
 	if _, err := offloadings.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: s.offloadingChanged,
 		UpdateFunc: func(old, cur any) {
 			o, ok1 := old.(*offloadingv1alpha1.NamespaceOffloading)
 			c, ok2 := cur.(*offloadingv1alpha1.NamespaceOffloading)
 			if ok1 && ok2 && o.Spec.ReflectIngresses != c.Spec.ReflectIngresses {
 				s.optInChanged(c.Namespace)
 			}
+			s.offloadingChanged(cur)
 		},
+		DeleteFunc: s.offloadingChanged,
 	}); err != nil {
 		return fmt.Errorf("watching NamespaceOffloadings for the virtual kubelets: %w", err)
 	}
@@ -250,6 +258,43 @@ func (s *Set) twinsChanged(clusterID string) {
 			r.kubelet.TwinsChanged()
 		}
 	}
+}
+
+// requestChanged tells every kubelet that a twin request (a
+// RemoteNamespace, named after its home namespace) changed.
+func (s *Set) requestChanged(obj any) {
+	if _, name, ok := keyOf(obj); ok {
+		s.twinChanged(name)
+	}
+}
+
+// offloadingChanged tells every kubelet that the NamespaceOffloading of a
+// home namespace changed.
+func (s *Set) offloadingChanged(obj any) {
+	if ns, _, ok := keyOf(obj); ok {
+		s.twinChanged(ns)
+	}
+}
+
+// twinChanged tells every kubelet that what decides the twin of home
+// namespace home changed.
+func (s *Set) twinChanged(home string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.kubelets {
+		r.kubelet.TwinChanged(home)
+	}
+}
+
+// keyOf returns the namespace and name of an informer's object, deleted
+// or not.
+func keyOf(obj any) (namespace, name string, ok bool) {
+	key, err := toolscache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return "", "", false
+	}
+	namespace, name, err = toolscache.SplitMetaNamespaceKey(key)
+	return namespace, name, err == nil
 }
 
 // optInChanged tells every kubelet that home namespace ns asks for other

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	peeringv1alpha1 "stretch.dev/stretch/api/peering/v1alpha1"
@@ -55,7 +56,7 @@ type twinHandlers struct {
 // startTwin starts watching the twin name of homeNamespace on the provider.
 func startTwin(ctx context.Context, provider kubernetes.Interface, homeNamespace, name string, h twinHandlers) *twin {
 	ctx, cancel := context.WithCancel(ctx)
-	f := informers.NewSharedInformerFactoryWithOptions(provider, 0, informers.WithNamespace(name))
+	f := informers.NewSharedInformerFactoryWithOptions(provider, 0, informers.WithNamespace(name), informers.WithTransform(crcache.TransformStripManagedFields()))
 	core := f.Core().V1()
 	t := &twin{homeNamespace: homeNamespace, name: name, cancel: cancel,
 		pods: core.Pods().Lister(), secrets: core.Secrets().Lister(), objects: newObjectCaches(f)}
@@ -115,6 +116,33 @@ func (s *twinSet) all() []*twin {
 	return out
 }
 
+func (s *twinSet) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byHome)
+}
+
+// setOne makes the twin of home the one named name ("": none), as update
+// does for every home namespace. It returns the twin it started, if any.
+func (s *twinSet) setOne(home, name string, start func(homeNamespace, name string) *twin) *twin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.byHome[home]
+	if ok && t.name == name {
+		return nil
+	}
+	if ok {
+		t.cancel()
+		delete(s.byHome, home)
+	}
+	if name == "" {
+		return nil
+	}
+	t = start(home, name)
+	s.byHome[home] = t
+	return t
+}
+
 // update makes the set equal to want (home namespace → twin name): twins
 // that left are stopped, new ones are started with start. It returns the
 // started twins.
@@ -148,12 +176,55 @@ func (s *twinSet) stop() {
 // home namespace → twin name.
 func readyTwins(requests []peeringv1alpha1.RemoteNamespace, homeClusterID string, requested func(*peeringv1alpha1.RemoteNamespace) bool) map[string]string {
 	want := map[string]string{}
-	for _, rn := range requests {
-		if rn.Spec.HomeClusterID == homeClusterID && rn.Status.Phase == peeringv1alpha1.RemoteNamespaceReady && rn.DeletionTimestamp == nil && requested(&rn) {
-			want[rn.Spec.HomeNamespace] = rn.Spec.RemoteNamespaceName
+	for i := range requests {
+		if name, ok := readyTwin(&requests[i], homeClusterID, requested); ok {
+			want[requests[i].Spec.HomeNamespace] = name
 		}
 	}
 	return want
+}
+
+// readyTwin returns the twin's name when request rn is one readyTwins
+// keeps.
+func readyTwin(rn *peeringv1alpha1.RemoteNamespace, homeClusterID string, requested func(*peeringv1alpha1.RemoteNamespace) bool) (string, bool) {
+	if rn.Spec.HomeClusterID == homeClusterID && rn.Status.Phase == peeringv1alpha1.RemoteNamespaceReady && rn.DeletionTimestamp == nil && requested(rn) {
+		return rn.Spec.RemoteNamespaceName, true
+	}
+	return "", false
+}
+
+// twinNames maps home namespaces to twin names, safe for concurrent use.
+type twinNames struct {
+	mu    sync.RWMutex
+	names map[string]string
+}
+
+func (n *twinNames) get(home string) (string, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	name, ok := n.names[home]
+	return name, ok
+}
+
+func (n *twinNames) set(home, name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.names == nil {
+		n.names = map[string]string{}
+	}
+	n.names[home] = name
+}
+
+func (n *twinNames) remove(home string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.names, home)
+}
+
+func (n *twinNames) replace(names map[string]string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.names = names
 }
 
 // requested reports whether this home cluster asked the provider for the

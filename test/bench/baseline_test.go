@@ -66,6 +66,7 @@ func designBaseline(t *testing.T, home *kwok.Cluster, providers []*kwok.Cluster,
 	start := time.Now()
 	inParallel(t, nss, func(ns string) error { return offloadByDesign(ctx, home, providers, tenant, id.ID, ns) })
 	took := time.Since(start)
+	t.Logf("design baseline of %d namespaces: written in %v", size, took.Round(time.Millisecond))
 	return took, writesSince(apiWrites(g, clusters), before)
 }
 

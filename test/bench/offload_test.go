@@ -13,7 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	toolscache "k8s.io/client-go/tools/cache"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
@@ -54,6 +55,7 @@ func offloadLatency(t *testing.T, r *report) {
 	peered := 0
 	var offloaded []string
 	homeManager := managers[0]
+	ready := watchOffloadings(t, home)
 	for _, p := range steps {
 		row := latencyRow{Providers: p, Namespaces: perStep, Extended: len(offloaded)}
 		for ; peered < p; peered++ {
@@ -72,7 +74,7 @@ func offloadLatency(t *testing.T, r *report) {
 		// waited for, so that it does not land on the first namespaces
 		// below (it did: 11.7 s for the first one at 4 providers).
 		start := time.Now()
-		waitReady(t, home, offloaded, p)
+		ready.wait(t, offloaded, p)
 		row.Extension = time.Since(start)
 		// The home manager with p providers and the namespaces so far.
 		var err error
@@ -85,7 +87,7 @@ func offloadLatency(t *testing.T, r *report) {
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 			start := time.Now()
 			g.Expect(home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"}})).To(Succeed())
-			waitReady(t, home, []string{ns}, p)
+			ready.wait(t, []string{ns}, p)
 			row.Stretch = append(row.Stretch, time.Since(start))
 			offloaded = append(offloaded, ns)
 			// In order, so that a tail can be placed.
@@ -104,7 +106,7 @@ func offloadLatency(t *testing.T, r *report) {
 		Key: wellknown.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
 	}}}}}
 	for _, size := range bulks {
-		r.Bulk = append(r.Bulk, bulkOffload(t, home, managers[:3], providers[:2], selector, size))
+		r.Bulk = append(r.Bulk, bulkOffload(t, home, ready, managers[:3], providers[:2], selector, size))
 	}
 	// The same offloads by design only, Stretch stopped (the last use of
 	// these clusters).
@@ -117,7 +119,7 @@ func offloadLatency(t *testing.T, r *report) {
 // bulkOffload offloads size new namespaces at once to the providers selector
 // picks, and creates the same twins on providers directly. managers are the
 // home manager and the providers'.
-func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerProcess, providers []*kwok.Cluster, selector *corev1.NodeSelector, size int) bulkRow {
+func bulkOffload(t *testing.T, home *kwok.Cluster, ready *offloadings, managers []*testenv.ManagerProcess, providers []*kwok.Cluster, selector *corev1.NodeSelector, size int) bulkRow {
 	homeManager := managers[0]
 	g := NewWithT(t)
 	var nss, direct []string
@@ -142,8 +144,9 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, managers []*testenv.ManagerPr
 		return home.Client.Create(context.Background(), &offloadingv1alpha1.NamespaceOffloading{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "offloading"},
 			Spec: offloadingv1alpha1.NamespaceOffloadingSpec{ClusterSelector: selector}})
 	})
-	waitReady(t, home, nss, len(providers))
+	ready.wait(t, nss, len(providers))
 	row := bulkRow{Namespaces: size, Stretch: time.Since(start)}
+	t.Logf("bulk offload of %d namespaces to %d providers: Ready in %v", size, len(providers), row.Stretch.Round(time.Millisecond))
 	row.CPUByProcess = map[string]time.Duration{}
 	for name, cpu := range cpuByProcess(t, home, providers, managers) {
 		row.CPUByProcess[name] = cpu - cpuBefore[name]
@@ -249,43 +252,81 @@ func failedReconciles(g Gomega, managers []*testenv.ManagerProcess) int64 {
 	return n
 }
 
-// waitReady waits until the NamespaceOffloadings of nss are Ready, each
-// with its twin on providers providers.
-func waitReady(t *testing.T, home *kwok.Cluster, nss []string, providers int) {
-	pending := slices.Clone(nss)
-	readyOn := func(o *offloadingv1alpha1.NamespaceOffloading) bool {
-		n := 0
-		for _, conds := range o.Status.RemoteNamespacesConditions {
-			if meta.IsStatusConditionTrue(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition) {
-				n++
-			}
-		}
-		return o.Status.OffloadingPhase == offloadingv1alpha1.ReadyPhase && n == providers
-	}
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
-		switch len(pending) {
-		case 0:
-			return true, nil
-		case 1:
-			o := &offloadingv1alpha1.NamespaceOffloading{}
-			if err := home.Client.Get(ctx, client.ObjectKey{Namespace: pending[0], Name: "offloading"}, o); err != nil {
-				return false, nil
-			}
-			return readyOn(o), nil
-		}
-		list := &offloadingv1alpha1.NamespaceOffloadingList{}
-		if err := home.Client.List(ctx, list); err != nil {
-			return false, nil
-		}
-		ready := map[string]bool{}
-		for i := range list.Items {
-			ready[list.Items[i].Namespace] = readyOn(&list.Items[i])
-		}
-		pending = slices.DeleteFunc(pending, func(ns string) bool { return ready[ns] })
-		return len(pending) == 0, nil
-	})
+// offloadings follows the home cluster's NamespaceOffloadings through one
+// watch, so that waiting for thousands of them costs the API servers
+// nothing: listing them all every 20 ms, as the first version did, cost
+// the home API server more as the bulk grew than the offloads did.
+type offloadings struct {
+	mu sync.Mutex
+	// readyOn is, by namespace, how many providers have a Ready twin when
+	// the phase is Ready, else -1.
+	readyOn map[string]int
+	// changed is closed, and replaced, at every change.
+	changed chan struct{}
+}
+
+// watchOffloadings starts following home's NamespaceOffloadings until t ends.
+func watchOffloadings(t *testing.T, home *kwok.Cluster) *offloadings {
+	o := &offloadings{readyOn: map[string]int{}, changed: make(chan struct{})}
+	testenv.SetLogger()
+	c, err := crcache.New(home.Config, crcache.Options{Scheme: home.Client.Scheme()})
 	if err != nil {
-		t.Fatalf("%d NamespaceOffloadings not Ready after 15 minutes, e.g. %s", len(pending), pending[0])
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	inf, err := c.GetInformer(ctx, &offloadingv1alpha1.NamespaceOffloading{}, crcache.BlockUntilSynced(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := func(obj any) {
+		off, ok := obj.(*offloadingv1alpha1.NamespaceOffloading)
+		if !ok {
+			return
+		}
+		n := -1
+		if off.Status.OffloadingPhase == offloadingv1alpha1.ReadyPhase {
+			n = 0
+			for _, conds := range off.Status.RemoteNamespacesConditions {
+				if meta.IsStatusConditionTrue(conds, offloadingv1alpha1.RemoteNamespaceReadyCondition) {
+					n++
+				}
+			}
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.readyOn[off.Namespace] = n
+		close(o.changed)
+		o.changed = make(chan struct{})
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: seen, UpdateFunc: func(_, obj any) { seen(obj) }}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("the NamespaceOffloadings of the home cluster could not be listed")
+	}
+	return o
+}
+
+// wait waits until the NamespaceOffloadings of nss are Ready, each with its
+// twin on providers providers.
+func (o *offloadings) wait(t *testing.T, nss []string, providers int) {
+	pending := slices.Clone(nss)
+	timeout := time.After(15 * time.Minute)
+	for {
+		o.mu.Lock()
+		pending = slices.DeleteFunc(pending, func(ns string) bool { return o.readyOn[ns] == providers })
+		changed := o.changed
+		o.mu.Unlock()
+		if len(pending) == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("%d NamespaceOffloadings not Ready with a twin on %d providers after 15 minutes, e.g. %s", len(pending), providers, pending[0])
+		}
 	}
 }
 

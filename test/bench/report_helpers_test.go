@@ -107,6 +107,39 @@ type bulkRow struct {
 	DesignWrites []testenv.Writes
 }
 
+// growthTolerance is how far a cost may grow faster or slower than its
+// work and still be called linear: runs of the same size on this machine
+// vary by about that much.
+const growthTolerance = 1.25
+
+// growthPoint is a cost measured at a size of work.
+type growthPoint struct{ size, cost float64 }
+
+// growth states, as one list item, how cost grew with the work from the
+// smallest size to the largest: linear, better or worse than linear. unit
+// names one step of work ("pod", "namespace"). It says nothing with fewer
+// than two sizes or a first cost of zero.
+func growth(cost, unit string, points []growthPoint) string {
+	points = slices.DeleteFunc(slices.Clone(points), func(p growthPoint) bool { return p.size <= 0 || p.cost <= 0 })
+	if len(points) < 2 {
+		return ""
+	}
+	first, last := points[0], points[len(points)-1]
+	work, grew := last.size/first.size, last.cost/first.cost
+	per := grew / work
+	verdict := "linear"
+	switch {
+	case per > growthTolerance:
+		verdict = "worse than linear"
+	case per < 1/growthTolerance:
+		verdict = "better than linear"
+	}
+	return fmt.Sprintf("- %s: ×%.2f from %g to %g %ss (×%.2f), ×%.2f per %s: **%s**.\n", cost, grew, first.size, last.size, unit, work, per, unit, verdict)
+}
+
+// growthNote says what the growth lines mean.
+const growthNote = "Growth: each cost at the largest size against the smallest, divided by the growth of the work; within ×%.2f either way it is called linear.\n\n"
+
 // ms is d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -258,6 +291,30 @@ func burstMarkdown(r *report) string {
 			spreadOf(values(s.stretch, func(m measurement) float64 { return m.HomeWrites })),
 			spreadOf(values(s.stretch, func(m measurement) float64 { return m.ProviderWrites })))
 	}
+	var burstGrowth []string
+	for _, c := range []struct {
+		name string
+		f    func(*series) []measurement
+		d    func(measurement) time.Duration
+	}{
+		{"vanilla ready", func(s *series) []measurement { return s.vanilla }, func(m measurement) time.Duration { return m.Ready }},
+		{"Stretch ready", func(s *series) []measurement { return s.stretch }, func(m measurement) time.Duration { return m.Ready }},
+		{"vanilla deletion", func(s *series) []measurement { return s.vanilla }, func(m measurement) time.Duration { return m.Deleted }},
+		{"Stretch deletion", func(s *series) []measurement { return s.stretch }, func(m measurement) time.Duration { return m.Deleted }},
+	} {
+		var points []growthPoint
+		for _, n := range r.Counts {
+			if s := r.byCount[n]; s != nil {
+				points = append(points, growthPoint{float64(n), spreadOf(seconds(c.f(s), c.d)).median})
+			}
+		}
+		if line := growth(c.name+" (median)", "pod", points); line != "" {
+			burstGrowth = append(burstGrowth, line)
+		}
+	}
+	if len(burstGrowth) > 0 {
+		fmt.Fprintf(&b, "\n"+growthNote+"%s", growthTolerance, strings.Join(burstGrowth, ""))
+	}
 	b.WriteString("\nWrites per pod count every write request each API server served during the burst (kube-controller-manager, scheduler, kwok and Stretch together), divided by N.\n")
 	b.WriteString(writesTable(r))
 	b.WriteString(r.pinnedTable())
@@ -287,7 +344,7 @@ func burstMarkdown(r *report) string {
 		if len(a.BurstWith) > 0 {
 			fmt.Fprintf(&b, "\nThe webhook's cost under the burst, p50 with it minus p50 without: **%.1f ms** for a client creating pods one at a time (target: at most 10 ms)", percentile(a.BurstWith, 50)-percentile(a.BurstWithout, 50))
 			if len(a.BurstWith16) > 0 {
-				fmt.Fprintf(&b, "; %.1f ms for one creating %d at a time, which adds its own load to the burst's: on 2 CPUs a request waits for the CPU work of those queued before it, so the webhook's CPU per pod counts about %d/2 times", percentile(a.BurstWith16, 50)-percentile(a.BurstWithout16, 50), bulkWorkers, bulkWorkers)
+				fmt.Fprintf(&b, "; %.1f ms for one creating %d at a time, which adds its own load to the burst's: each request then waits for the CPU work of the requests queued before it, the webhook's included", percentile(a.BurstWith16, 50)-percentile(a.BurstWithout16, 50), bulkWorkers)
 			}
 			b.WriteString(".\n")
 		}
@@ -326,6 +383,7 @@ func offloadMarkdown(r *report) string {
 				row.Stretch.Seconds()/max(row.Design.Seconds(), 1e-9), row.Direct.Seconds(), row.Stretch.Seconds()/max(row.Direct.Seconds(), 1e-9),
 				float64(total(row.Writes))/n, float64(total(row.DesignWrites))/n, float64(total(row.DirectWrites))/n, row.CPU.Seconds(), row.PeakRSS, row.FailedReconciles)
 		}
+		b.WriteString(bulkGrowth(r.Bulk))
 		b.WriteString(bulkCostTable(r.Bulk))
 		b.WriteString(bulkWritesTable(r))
 	}
@@ -468,7 +526,53 @@ func providersTable(rows []latencyRow) string {
 		}
 		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2)
 	}
+	// What the providers added to the first count's, against the providers
+	// added; the extensions, against the twins they created.
+	var rss, goroutines, extension []growthPoint
+	prev := 0
+	for _, l := range rows {
+		if added := float64(l.Providers - first.Providers); added > 0 {
+			rss = append(rss, growthPoint{added, float64(l.RSS - first.RSS)})
+			goroutines = append(goroutines, growthPoint{added, float64(l.Goroutines - first.Goroutines)})
+		}
+		if twins := float64(l.Extended * (l.Providers - prev)); twins > 0 {
+			extension = append(extension, growthPoint{twins, l.Extension.Seconds()})
+		}
+		prev = l.Providers
+	}
+	lines := growth("home manager RSS added by the providers peered after the first", "provider", rss) +
+		growth("home manager goroutines added by them", "provider", goroutines) +
+		growth("time to extend the namespaces already offloaded to the new providers", "twin", extension)
+	if lines != "" {
+		fmt.Fprintf(&b, "\n"+growthNote+"%s", growthTolerance, lines)
+	}
 	return b.String()
+}
+
+// bulkGrowth states how the bulk offloads' costs grew with N.
+func bulkGrowth(rows []bulkRow) string {
+	var lines []string
+	for _, c := range []struct {
+		name string
+		v    func(bulkRow) float64
+	}{
+		{"Stretch", func(r bulkRow) float64 { return r.Stretch.Seconds() }},
+		{"design baseline", func(r bulkRow) float64 { return r.Design.Seconds() }},
+		{"direct", func(r bulkRow) float64 { return r.Direct.Seconds() }},
+		{"home manager CPU", func(r bulkRow) float64 { return r.CPU.Seconds() }},
+	} {
+		points := make([]growthPoint, len(rows))
+		for i, r := range rows {
+			points[i] = growthPoint{float64(r.Namespaces), c.v(r)}
+		}
+		if line := growth(c.name, "namespace", points); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n"+growthNote+"%s", growthTolerance, strings.Join(lines, ""))
 }
 
 // bulkCostTable is, per bulk offload, the home manager's memory growth per

@@ -614,3 +614,24 @@ func TestAdmissionSection(t *testing.T) {
 	g.Expect(md).To(ContainSubstring("1.00 ms without the webhook, 3.00 ms with it; **the webhook costs 2.00 ms of CPU per pod**"))
 	g.Expect(md).To(ContainSubstring("**5.0 ms** for a client creating pods one at a time (target: at most 10 ms); 8.0 ms for one creating 16 at a time"))
 }
+
+// A cost is called linear when it grows within ×1.25 of its work.
+func TestGrowth(t *testing.T) {
+	tests := []struct {
+		name   string
+		points []growthPoint
+		want   string
+	}{
+		{"linear", []growthPoint{{100, 1}, {1000, 10.5}}, "- t: ×10.50 from 100 to 1000 pods (×10.00), ×1.05 per pod: **linear**.\n"},
+		{"worse", []growthPoint{{1000, 10}, {5000, 250}}, "- t: ×25.00 from 1000 to 5000 pods (×5.00), ×5.00 per pod: **worse than linear**.\n"},
+		{"better", []growthPoint{{1, 10}, {19, 20}}, "- t: ×2.00 from 1 to 19 pods (×19.00), ×0.11 per pod: **better than linear**.\n"},
+		{"middle sizes ignored", []growthPoint{{1, 1}, {2, 100}, {4, 4}}, "- t: ×4.00 from 1 to 4 pods (×4.00), ×1.00 per pod: **linear**.\n"},
+		{"one size", []growthPoint{{1, 1}}, ""},
+		{"zero cost dropped", []growthPoint{{1, 0}, {2, 2}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			NewWithT(t).Expect(growth("t", "pod", tt.points)).To(Equal(tt.want))
+		})
+	}
+}
