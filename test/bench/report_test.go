@@ -480,7 +480,7 @@ func TestResultsMerge(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	offload := scenarios[1]
 	g.Expect(offload.name).To(Equal("offload latency"))
-	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "bulk", "250,500,1000", "latency-namespaces", "200"), Results: fullReport(2)}
+	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "bulk", "1000,2500,5000", "latency-namespaces", "200"), Results: fullReport(2)}
 	log, replaced := res.merge([]outcome{{name: offload.name, section: fresh, ok: true}})
 	g.Expect(replaced).To(Equal(1))
 	g.Expect(log).To(ConsistOf("offload latency: measured again"))
@@ -490,7 +490,7 @@ func TestResultsMerge(t *testing.T) {
 	g.Expect(newBlock).NotTo(Equal(oldBlock))
 	g.Expect(strings.Count(before, oldBlock)).To(Equal(1))
 	g.Expect(after).To(Equal(strings.Replace(before, oldBlock, newBlock, 1)), "only the offload latency's section changes")
-	g.Expect(newBlock).To(ContainSubstring("\n## Offload latency\n\n_Measured on 2026-12-10 at commit 1a2b3c4-dirty, on vm (2 CPUs, Go go1.26.8, Kubernetes v1.37.2), with `-bulk 250,500,1000 -latency-namespaces 200 -providers 1,2`. Again: `make bench BENCH_RUN='offload latency' BENCH_FLAGS='-providers 1,2'`._\n"))
+	g.Expect(newBlock).To(ContainSubstring("\n## Offload latency\n\n_Measured on 2026-12-10 at commit 1a2b3c4-dirty, on vm (2 CPUs, Go go1.26.8, Kubernetes v1.37.2), with `-bulk 1000,2500,5000 -latency-namespaces 200 -providers 1,2`. Again: `make bench BENCH_RUN='offload latency' BENCH_FLAGS='-providers 1,2'`._\n"))
 	g.Expect(oldBlock).To(ContainSubstring("_Measured on 2026-11-26 at commit c6053ab, on vm"))
 	for _, sc := range scenarios {
 		if sc.name != offload.name {
