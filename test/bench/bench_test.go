@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 	"stretch.dev/stretch/internal/testenv/machine"
@@ -214,7 +215,7 @@ func podBurst(t *testing.T, report *report) {
 		// Mid-deletion: once some pods are gone at home.
 		b.waitPodsBelow(t, n*3/4+1, b.home)
 		b.managers["home"].Stop()
-		b.managers["home"] = testenv.RunManager(t, suite, b.home, true)
+		b.managers["home"] = runManager(t, b.home)
 		report.Stuck = b.waitGone(t, 2*time.Minute, b.home, b.provider)
 		g.Expect(report.Stuck).To(BeZero(), "pods left after the restart")
 	})
@@ -230,6 +231,14 @@ func parseCounts(t *testing.T, s string) []int {
 		ns = append(ns, n)
 	}
 	return ns
+}
+
+// runManager starts Stretch's manager for c with its metrics and profiler
+// served, and probing providers as often as a default install does (the
+// other suites probe every second, to go faster): at 20 providers, the
+// probes of every second alone kept idle clusters busy.
+func runManager(t *testing.T, c *kwok.Cluster) *testenv.ManagerProcess {
+	return testenv.RunManager(t, suite, c, true, "--remote-cluster-probe-interval", remotecluster.DefaultProbeInterval.String())
 }
 
 // offloaded is the home namespace offloaded to the provider, strategy Remote.
@@ -254,7 +263,7 @@ func setUpWith(t *testing.T, opts kwok.Options) *bench {
 	stretchctl := testenv.Command(t, "stretchctl")
 	for role, c := range map[string]*kwok.Cluster{"home": b.home, "provider": b.provider} {
 		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
-		b.managers[role] = testenv.RunManager(t, suite, c, true)
+		b.managers[role] = runManager(t, c)
 	}
 	g.Expect(stretchctl("peer", "--kubeconfig", b.home.Kubeconfig, "--remote-kubeconfig", b.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
 	g.Expect(b.home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: offloaded}})).To(Succeed())

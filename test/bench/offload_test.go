@@ -49,7 +49,7 @@ func offloadLatency(t *testing.T, r *report) {
 	var managers []*testenv.ManagerProcess
 	for i, c := range clusters {
 		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		managers = append(managers, testenv.RunManager(t, suite, c, true))
+		managers = append(managers, runManager(t, c))
 	}
 
 	peered := 0
@@ -82,6 +82,7 @@ func offloadLatency(t *testing.T, r *report) {
 		g.Expect(err).NotTo(HaveOccurred())
 		row.Goroutines, err = testenv.CounterSum(context.Background(), homeManager.MetricsURL, "go_goroutines")
 		g.Expect(err).NotTo(HaveOccurred())
+		busy := startBusy(t)
 		for i := range perStep {
 			ns := fmt.Sprintf("latency-%d-%d", p, i)
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
@@ -97,7 +98,8 @@ func offloadLatency(t *testing.T, r *report) {
 			createDirectly(t, providers[:p], []string{fmt.Sprintf("direct-%d-%d", p, i)})
 			row.Direct = append(row.Direct, time.Since(start))
 		}
-		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v", p, row.Extended, row.Extension.Round(time.Millisecond))
+		row.CPUBusy = busy.end(t)
+		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v; the machine's CPUs %.0f%% busy meanwhile", p, row.Extended, row.Extension.Round(time.Millisecond), 100*row.CPUBusy)
 		r.Latency = append(r.Latency, row)
 	}
 

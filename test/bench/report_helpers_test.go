@@ -65,6 +65,9 @@ type latencyRow struct {
 	Watches []int64
 	// RSS and Goroutines are the home manager's after the extension.
 	RSS, Goroutines int64
+	// CPUBusy is the share of the machine's CPU time spent busy while
+	// the namespaces were offloaded one at a time.
+	CPUBusy float64
 }
 
 // admission is the duration of pod creations.
@@ -361,14 +364,14 @@ func offloadMarkdown(r *report) string {
 	fmt.Fprintf(&b, "\nA home and %d providers of their own (an API server and etcd each: namespaces only, no pod).\n", r.OffloadProviders)
 	if len(r.Latency) > 0 {
 		b.WriteString("\nNamespaceOffloading created → phase Ready with a twin on every peered provider, one namespace at a time (the empty selector selects every provider). Baseline: a client creating the same twin namespaces on those providers directly (in parallel). Before each provider count, the new providers were peered, and the namespaces offloaded at the previous counts got their twins there (the last two columns, measured from the end of the peering): the measured namespaces start on a quiet system.\n\n")
-		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch tail (ms) | direct p50 (ms) | direct tail (ms) | p50 ratio | namespaces extended to the new providers | in (s) |\n|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| providers | namespaces | Stretch p50 (ms) | Stretch tail (ms) | direct p50 (ms) | direct tail (ms) | p50 ratio | namespaces extended to the new providers | in (s) | machine CPU busy (%) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range r.Latency {
 			s50, d50 := percentile(l.Stretch, 50), percentile(l.Direct, 50)
 			ratio := 0.0
 			if d50 > 0 {
 				ratio = s50 / d50
 			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f | %s | %.1f | %s | %.1f | %d | %.2f |\n", l.Providers, l.Namespaces, s50, tail(l.Stretch), d50, tail(l.Direct), ratio, l.Extended, l.Extension.Seconds())
+			fmt.Fprintf(&b, "| %d | %d | %.1f | %s | %.1f | %s | %.1f | %d | %.2f | %.0f |\n", l.Providers, l.Namespaces, s50, tail(l.Stretch), d50, tail(l.Direct), ratio, l.Extended, l.Extension.Seconds(), 100*l.CPUBusy)
 		}
 		b.WriteString("\n" + tailNote)
 		b.WriteString(providersTable(r.Latency))

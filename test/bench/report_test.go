@@ -21,22 +21,24 @@ import (
 	"stretch.dev/stretch/internal/testenv"
 )
 
-func TestPercentileAndSpread(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		out := make([]time.Duration, len(v))
-		for i, x := range v {
-			out[i] = time.Duration(x) * time.Millisecond
-		}
-		return out
+// millis returns the durations of v milliseconds.
+func millis(v ...int) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, x := range v {
+		out[i] = time.Duration(x) * time.Millisecond
 	}
+	return out
+}
+
+func TestPercentileAndSpread(t *testing.T) {
 	tests := []struct {
 		in       []time.Duration
 		p50, p99 float64
 	}{
 		{nil, 0, 0},
-		{ms(7), 7, 7},
-		{ms(5, 1, 3, 2, 4), 3, 5},
-		{ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 5, 10},
+		{millis(7), 7, 7},
+		{millis(5, 1, 3, 2, 4), 3, 5},
+		{millis(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 5, 10},
 	}
 	for _, tt := range tests {
 		g := NewWithT(t)
@@ -44,7 +46,7 @@ func TestPercentileAndSpread(t *testing.T) {
 		g.Expect(percentile(tt.in, 99)).To(Equal(tt.p99), "%v", tt.in)
 	}
 	g := NewWithT(t)
-	g.Expect(percentile(ms(5, 1, 3, 2, 4), 100)).To(Equal(5.0))
+	g.Expect(percentile(millis(5, 1, 3, 2, 4), 100)).To(Equal(5.0))
 	g.Expect(spreadOf([]float64{3, 1, 2})).To(Equal(spread{1, 2, 3}))
 	g.Expect(ratios([]float64{2, 9}, []float64{1, 3})).To(Equal([]float64{2, 3}))
 }
@@ -299,17 +301,10 @@ func TestWritersTable(t *testing.T) {
 func TestProvidersTable(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(providersTable(nil)).To(BeEmpty())
-	ms := func(ds ...int) []time.Duration {
-		out := make([]time.Duration, len(ds))
-		for i, d := range ds {
-			out[i] = time.Duration(d) * time.Millisecond
-		}
-		return out
-	}
 	table := providersTable([]latencyRow{
-		{Providers: 1, Stretch: ms(100), Peering: ms(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
-		{Providers: 2, Stretch: ms(150), Peering: ms(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
-		{Providers: 5, Stretch: ms(240, 250, 260), Peering: ms(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
+		{Providers: 1, Stretch: millis(100), Peering: millis(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300, CPUBusy: 0.4},
+		{Providers: 2, Stretch: millis(150), Peering: millis(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
+		{Providers: 5, Stretch: millis(240, 250, 260), Peering: millis(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
 	})
 	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 |"))
 	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 |"))
@@ -376,8 +371,8 @@ func fullReport(k int) *report {
 		BurstCPU: d(90000), BurstPeakRSS: rssPeak{Bytes: 231 << 20, Sampled: true}, KubeVersion: "v1.37.2", OffloadProviders: 20,
 		Admission: admission{With: ds(3, 4, 5), Without: ds(2, 3), DryRunWith: ds(1, 2), DryRunWithout: ds(1), CPUWith: 3 * time.Millisecond, CPUWithout: time.Millisecond, BurstWith: ds(9, 10), BurstWithout: ds(4), BurstWith16: ds(20), BurstWithout16: ds(12), BurstPods: 1000},
 		Latency: []latencyRow{
-			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
-			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340},
+			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300, CPUBusy: 0.4},
+			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340, CPUBusy: 0.9},
 		},
 		Bulk: []bulkRow{{Namespaces: 250, Stretch: d(20000), Direct: d(5000), CPU: d(12000), PeakRSS: rssPeak{Bytes: 95 << 20, Sampled: true}, FailedReconciles: 2,
 			Writes: []testenv.Writes{writes(1000), writes(500), writes(500)}, DirectWrites: []testenv.Writes{writes(250), writes(250)},
@@ -634,4 +629,18 @@ func TestGrowth(t *testing.T) {
 			NewWithT(t).Expect(growth("t", "pod", tt.points)).To(Equal(tt.want))
 		})
 	}
+}
+
+// The machine's CPUs are busy for a share between none and all of the time.
+func TestBusyMeter(t *testing.T) {
+	g := NewWithT(t)
+	m := startBusy(t)
+	for i := 0; i < 1e7; i++ {
+		_ = i * i
+	}
+	busy := m.end(t)
+	g.Expect(busy).To(And(BeNumerically(">=", 0), BeNumerically("<=", 1)))
+	idle, total, err := cpuTimes()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(idle).To(And(BeNumerically(">", 0), BeNumerically("<", total)))
 }

@@ -56,7 +56,7 @@ func wideBurst(t *testing.T, r *report) {
 	var managers []*testenv.ManagerProcess
 	for i, c := range clusters {
 		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		managers = append(managers, testenv.RunManager(t, suite, c, true))
+		managers = append(managers, runManager(t, c))
 	}
 	for _, p := range providers {
 		g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", p.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
