@@ -235,3 +235,7 @@ BENCH_RUN ?=
 .PHONY: bench
 bench: tools build ## Benchmarks against baselines measured in the same run; each scenario that succeeded replaces its section of BENCHMARKS.json, and BENCHMARKS.md and .png are rendered from it (BENCH_RUN='offload latency' runs one; make test runs a small smoke that writes nothing).
 	go test ./test/bench -run 'TestBenchmarks/$(BENCH_RUN)' -count=1 -v -timeout 4h -args -full -out $(CURDIR)/BENCHMARKS.md $(BENCH_FLAGS)
+
+.PHONY: bench-report
+bench-report: ## Render BENCHMARKS.md and .png again from BENCHMARKS.json, measuring nothing (after a change of the report's layout).
+	go test ./test/bench -run 'TestBenchmarks$$' -count=1 -v -args -render-only -out $(CURDIR)/BENCHMARKS.md

@@ -39,6 +39,9 @@ var (
 	// providerCounts and latencyNamespaces are the offload latency's steps.
 	providerCounts    = flag.String("providers", "1,2,5,10,20", "Provider counts of the full run's offload latency (peered one after the other).")
 	latencyNamespaces = flag.Int("latency-namespaces", 200, "Namespaces offloaded one at a time at each provider count of the full run.")
+	// renderOnly renders the report from the measurements kept, after a
+	// change of its layout, without measuring anything.
+	renderOnly = flag.Bool("render-only", false, "With -out: render -out and its plot from the measurements kept next to it, and run no scenario.")
 )
 
 // TestBenchmarks runs every benchmark, each on clusters of its own. With
@@ -48,6 +51,10 @@ var (
 // them all; a failed scenario keeps its previous section and fails the run.
 // The smoke run ('make test') passes neither and only logs its report.
 func TestBenchmarks(t *testing.T) {
+	if *renderOnly {
+		render(t)
+		return
+	}
 	write := *full && *out != ""
 	if write {
 		// Before hours of measurements: a file that cannot be merged into.
@@ -83,6 +90,26 @@ func TestBenchmarks(t *testing.T) {
 		t.Logf("no scenario succeeded: %s, %s and its plot are left as they were", resultsPath(*out), *out)
 		return
 	}
+	writeReport(t, res)
+}
+
+// render writes -out and its plot again from the measurements kept.
+func render(t *testing.T) {
+	if *out == "" {
+		t.Fatal("-render-only needs -out, the report to render (its measurements are read from -out with .json)")
+	}
+	res, err := loadResults(resultsPath(*out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sections) == 0 {
+		t.Fatalf("%s holds no measurements: run make bench first", resultsPath(*out))
+	}
+	writeReport(t, res)
+}
+
+// writeReport publishes res: its measurements, plot and report.
+func writeReport(t *testing.T, res *results) {
 	data, err := res.encode()
 	if err != nil {
 		t.Fatal(err)

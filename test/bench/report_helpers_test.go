@@ -500,13 +500,13 @@ func providersTable(rows []latencyRow) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\n### What each provider costs the home manager\n\nAt each count, after the new providers were peered (peering: `stretchctl peer --wait` until the virtual node is Ready, median of the new ones) and the namespaces offloaded before reached them: the home manager's resident memory (VmRSS) and goroutines, and the watches opened on each new provider's API server (`apiserver_longrunning_requests{verb=\"WATCH\"}` before and after its peering, each read once the count stopped changing: the watches the peering opened there, the home manager's and any the provider's manager opens for the new tenant). Per provider: the growth from the first count, divided by the providers added. Target: at most 25 MiB per idle provider; offload p50 at 20 providers at most 2× the p50 at 2.\n\n")
-	b.WriteString("| providers | peering (s) | RSS (MiB) | RSS per added provider (MiB) | goroutines | goroutines per added provider | watches per provider | offload p50 (ms) | p50 / p50 at 2 |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n### What each provider costs the home manager\n\nAt each count, after the new providers were peered (peering: `stretchctl peer --wait` until the virtual node is Ready, median of the new ones) and the namespaces offloaded before reached them: the home manager's resident memory (VmRSS) and goroutines, and the watches opened on each new provider's API server (`apiserver_longrunning_requests{verb=\"WATCH\"}` before and after its peering, each read once the count stopped changing: the watches the peering opened there, the home manager's and any the provider's manager opens for the new tenant). Per provider: the growth from the first count, divided by the providers added. Target: at most 25 MiB per idle provider; offload p50 at 20 providers at most 2× the p50 at 2. Every provider of a count does its share of each offload (its twin, RoleBinding and request status) on the same CPUs as the others: the last column is the same growth for a client creating the twin namespaces directly, the part of the growth that is this machine's.\n\n")
+	b.WriteString("| providers | peering (s) | RSS (MiB) | RSS per added provider (MiB) | goroutines | goroutines per added provider | watches per provider | offload p50 (ms) | p50 / p50 at 2 | direct p50 / direct p50 at 2 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	first := rows[0]
-	var at2 float64
+	var at2, directAt2 float64
 	for _, l := range rows {
 		if l.Providers == 2 {
-			at2 = percentile(l.Stretch, 50)
+			at2, directAt2 = percentile(l.Stretch, 50), percentile(l.Direct, 50)
 		}
 	}
 	for _, l := range rows {
@@ -523,11 +523,14 @@ func providersTable(rows []latencyRow) string {
 			perRSS = fmt.Sprintf("%.1f", float64(l.RSS-first.RSS)/float64(added)/(1<<20))
 			perG = fmt.Sprintf("%.0f", float64(l.Goroutines-first.Goroutines)/float64(added))
 		}
-		p50, vs2 := percentile(l.Stretch, 50), "-"
+		p50, vs2, directVs2 := percentile(l.Stretch, 50), "-", "-"
 		if at2 > 0 {
 			vs2 = fmt.Sprintf("%.2f", p50/at2)
 		}
-		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2)
+		if directAt2 > 0 {
+			directVs2 = fmt.Sprintf("%.2f", percentile(l.Direct, 50)/directAt2)
+		}
+		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2, directVs2)
 	}
 	// What the providers added to the first count's, against the providers
 	// added; the extensions, against the twins they created.

@@ -302,13 +302,14 @@ func TestProvidersTable(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(providersTable(nil)).To(BeEmpty())
 	table := providersTable([]latencyRow{
-		{Providers: 1, Stretch: millis(100), Peering: millis(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300, CPUBusy: 0.4},
-		{Providers: 2, Stretch: millis(150), Peering: millis(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
-		{Providers: 5, Stretch: millis(240, 250, 260), Peering: millis(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
+		{Providers: 1, Stretch: millis(100), Direct: millis(10), Peering: millis(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
+		{Providers: 2, Stretch: millis(150), Direct: millis(20), Peering: millis(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
+		{Providers: 5, Stretch: millis(240, 250, 260), Direct: millis(50), Peering: millis(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
 	})
-	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 |"))
-	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 |"))
-	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 |"))
+	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 | 0.50 |"))
+	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 | 1.00 |"))
+	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 | 2.50 |"))
+	g.Expect(providersTable([]latencyRow{{Providers: 1, Stretch: millis(100)}})).To(ContainSubstring("| 100.0 | - | - |"))
 }
 
 // The bulk cost table gives memory growth per namespace and each
