@@ -337,14 +337,19 @@ func (k *Kubelet) syncTwins(ctx context.Context) {
 	want := k.busy(ready)
 	// A twin not worth watching has nothing of ours left in it.
 	k.leftovers.keepOnly(want)
-	started := k.twins.update(want, func(home, name string) *twin {
-		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
-		return startTwin(ctx, k.provider, home, name, k.twinHandlers())
-	})
+	started := k.twins.update(want, k.watchTwin(ctx))
 	for _, t := range started {
 		go k.resyncTwin(ctx, t)
 	}
 	k.Metrics.twins.WithLabelValues(k.ProviderName).Set(float64(k.twins.len()))
+}
+
+// watchTwin returns what starts watching a twin, for twinSet.
+func (k *Kubelet) watchTwin(ctx context.Context) func(home, name string) *twin {
+	return func(home, name string) *twin {
+		k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
+		return startTwin(ctx, k.provider, home, name, k.twinHandlers())
+	}
 }
 
 // syncDirtyTwins looks again at the twins of the namespaces marked dirty,
@@ -385,10 +390,7 @@ func (k *Kubelet) syncDirtyTwins(ctx context.Context) {
 		} else {
 			k.leftovers.remove(home)
 		}
-		if t := k.twins.setOne(home, want, func(home, name string) *twin {
-			k.Log.Info("watching twin namespace", "namespace", home, "twin", name)
-			return startTwin(ctx, k.provider, home, name, k.twinHandlers())
-		}); t != nil {
+		if t := k.twins.setOne(home, want, k.watchTwin(ctx)); t != nil {
 			go k.resyncTwin(ctx, t)
 		}
 	}
