@@ -205,7 +205,7 @@ func (p *Peer) watch(ctx context.Context, w watchSpec) {
 			p.mu.Unlock()
 			return false, nil
 		}
-		if _, err := inf.AddEventHandler(w.handler); err != nil {
+		if _, err := inf.AddEventHandler(w.handler(p.ClusterID)); err != nil {
 			return false, nil // the informer stopped: so does ctx
 		}
 		p.mu.Lock()

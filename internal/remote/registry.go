@@ -57,7 +57,17 @@ type Registry struct {
 // watchSpec is a kind every peer watches, and who is told of its changes.
 type watchSpec struct {
 	obj     client.Object
-	handler toolscache.ResourceEventHandler
+	handler HandlerFor
+}
+
+// HandlerFor returns the handler of the changes a peer sees, given the
+// peer's provider cluster ID: a handler then knows which provider an object
+// comes from, and can tell only those who care about that provider.
+type HandlerFor func(clusterID string) toolscache.ResourceEventHandler
+
+// Everywhere is the HandlerFor that gives every peer handler h.
+func Everywhere(h toolscache.ResourceEventHandler) HandlerFor {
+	return func(string) toolscache.ResourceEventHandler { return h }
 }
 
 // Options configure a Registry.
@@ -171,9 +181,9 @@ func (r *Registry) Ensure(ctx context.Context, clusterID string, kubeconfig []by
 
 // Watch makes every peer, current and future, watch the kind of obj (in the
 // namespace its credentials are for, when the kind is namespaced) and tell
-// handler of every change. Handlers see the objects of all peers; the peer's
-// Reader reads them once listed.
-func (r *Registry) Watch(obj client.Object, handler toolscache.ResourceEventHandler) {
+// the handler that handler returns for its cluster ID of every change; the
+// peer's Reader reads the objects once listed.
+func (r *Registry) Watch(obj client.Object, handler HandlerFor) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := watchSpec{obj: obj, handler: handler}

@@ -3,6 +3,7 @@ package remote_test
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,29 +151,51 @@ func inNamespace(t *testing.T, ns string) []byte {
 	return data
 }
 
-// seen records the names of the objects a watch handler was told of.
+// seen records the names of the objects the handlers of a watch were told
+// of, by the cluster ID of the peer that saw them.
 type seen struct {
 	mu    sync.Mutex
 	names map[string]bool
 }
 
-func (s *seen) handler() toolscache.ResourceEventHandler {
-	add := func(obj any) {
-		o, ok := obj.(client.Object)
-		if !ok {
-			return
+func (s *seen) handler() remote.HandlerFor {
+	return func(clusterID string) toolscache.ResourceEventHandler {
+		add := func(obj any) {
+			o, ok := obj.(client.Object)
+			if !ok {
+				return
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.names[clusterID+":"+o.GetNamespace()+"/"+o.GetName()] = true
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.names[o.GetNamespace()+"/"+o.GetName()] = true
+		return toolscache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }}
 	}
-	return toolscache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, o any) { add(o) }}
 }
 
-func (s *seen) has(name string) bool {
+// has reports whether the peer of every cluster ID in clusterIDs saw the
+// object named name (namespace/name).
+func (s *seen) has(name string, clusterIDs ...string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.names[name]
+	for _, id := range clusterIDs {
+		if !s.names[id+":"+name] {
+			return false
+		}
+	}
+	return true
+}
+
+// anywhere reports whether some peer saw the object named name.
+func (s *seen) anywhere(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.names {
+		if _, n, _ := strings.Cut(k, ":"); n == name {
+			return true
+		}
+	}
+	return false
 }
 
 func TestWatchInCredentialsNamespace(t *testing.T) {
@@ -194,8 +217,11 @@ func TestWatchInCredentialsNamespace(t *testing.T) {
 	for _, ns := range []string{"watched", "elsewhere"} {
 		g.Expect(provider.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cm"}})).To(Succeed())
 	}
-	g.Eventually(func() bool { return before.has("watched/cm") && after.has("watched/cm") }).Should(BeTrue())
-	g.Consistently(func() bool { return before.has("elsewhere/cm") || after.has("elsewhere/cm") }, time.Second).Should(BeFalse(),
+	// Each peer's handler is the one made for its cluster ID.
+	g.Eventually(func() bool {
+		return before.has("watched/cm", "early", "late") && after.has("watched/cm", "early", "late")
+	}).Should(BeTrue())
+	g.Consistently(func() bool { return before.anywhere("elsewhere/cm") || after.anywhere("elsewhere/cm") }, time.Second).Should(BeFalse(),
 		"only the credentials' namespace is watched")
 	for _, p := range []*remote.Peer{early, late} {
 		g.Eventually(func(g Gomega) {
@@ -211,7 +237,7 @@ func TestWatchInCredentialsNamespace(t *testing.T) {
 func TestReaderOfUnauthorizedPeerSaysWhy(t *testing.T) {
 	g := NewWithT(t)
 	r, _ := startRegistry(t)
-	r.Watch(&corev1.ConfigMap{}, toolscache.ResourceEventHandlerFuncs{})
+	r.Watch(&corev1.ConfigMap{}, remote.Everywhere(toolscache.ResourceEventHandlerFuncs{}))
 	bogus, err := provider.KubeconfigWithToken("bogus")
 	g.Expect(err).NotTo(HaveOccurred())
 	p, err := r.Ensure(t.Context(), "bogus", bogus)

@@ -96,12 +96,14 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	// A request is named after its home namespace: only that twin is
-	// looked at again, by every kubelet (the event does not say which
-	// provider it comes from).
-	s.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    s.requestChanged,
-		UpdateFunc: func(_, o any) { s.requestChanged(o) },
-		DeleteFunc: s.requestChanged,
+	// looked at again, by the kubelet of the provider it comes from.
+	s.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, func(clusterID string) toolscache.ResourceEventHandler {
+		changed := func(o any) { s.requestChanged(clusterID, o) }
+		return toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    changed,
+			UpdateFunc: func(_, o any) { changed(o) },
+			DeleteFunc: changed,
+		}
 	})
 	s.Registry.OnReady(s.twinsChanged)
 	// Kinds reflected on a namespace's request follow its NamespaceOffloading.
@@ -112,16 +114,16 @@ func (s *Set) SetupWithManager(mgr ctrl.Manager) error {
 	// Whether a twin was requested is read from its NamespaceOffloading
 	// (Kubelet.requested): its changes make that twin be looked at again.
 	if _, err := offloadings.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: s.offloadingChanged,
+		AddFunc: func(o any) { s.offloadingChanged(nil, o) },
 		UpdateFunc: func(old, cur any) {
 			o, ok1 := old.(*offloadingv1alpha1.NamespaceOffloading)
 			c, ok2 := cur.(*offloadingv1alpha1.NamespaceOffloading)
 			if ok1 && ok2 && o.Spec.ReflectIngresses != c.Spec.ReflectIngresses {
 				s.optInChanged(c.Namespace)
 			}
-			s.offloadingChanged(cur)
+			s.offloadingChanged(old, cur)
 		},
-		DeleteFunc: s.offloadingChanged,
+		DeleteFunc: func(o any) { s.offloadingChanged(nil, o) },
 	}); err != nil {
 		return fmt.Errorf("watching NamespaceOffloadings for the virtual kubelets: %w", err)
 	}
@@ -260,29 +262,50 @@ func (s *Set) twinsChanged(clusterID string) {
 	}
 }
 
-// requestChanged tells every kubelet that a twin request (a
-// RemoteNamespace, named after its home namespace) changed.
-func (s *Set) requestChanged(obj any) {
+// requestChanged tells the kubelet of provider clusterID that one of its
+// twin requests (a RemoteNamespace, named after its home namespace)
+// changed.
+func (s *Set) requestChanged(clusterID string, obj any) {
 	if _, name, ok := keyOf(obj); ok {
-		s.twinChanged(name)
+		s.twinChanged(name, func(r *running) bool { return r.peer.ClusterID == clusterID })
 	}
 }
 
-// offloadingChanged tells every kubelet that the NamespaceOffloading of a
-// home namespace changed.
-func (s *Set) offloadingChanged(obj any) {
-	if ns, _, ok := keyOf(obj); ok {
-		s.twinChanged(ns)
+// offloadingChanged tells the kubelets concerned that the NamespaceOffloading
+// of a home namespace changed from old (nil: created, or deleted) to cur.
+// Once created, most of its changes are writes of its status, each one
+// about some providers: only their kubelets look at the twin again, rather
+// than every kubelet at every write (20 providers made a bulk offload
+// O(providers) per write). A change of its spec, its creation and its
+// deletion concern every kubelet.
+func (s *Set) offloadingChanged(old, cur any) {
+	ns, _, ok := keyOf(cur)
+	if !ok {
+		return
 	}
+	o, ok1 := old.(*offloadingv1alpha1.NamespaceOffloading)
+	c, ok2 := cur.(*offloadingv1alpha1.NamespaceOffloading)
+	if !ok1 || !ok2 || o.Generation != c.Generation || o.DeletionTimestamp.IsZero() != c.DeletionTimestamp.IsZero() {
+		s.twinChanged(ns, func(*running) bool { return true })
+		return
+	}
+	s.twinChanged(ns, func(r *running) bool {
+		name := r.kubelet.ProviderName
+		_, before := o.Status.RemoteNamespacesConditions[name]
+		_, after := c.Status.RemoteNamespacesConditions[name]
+		return before || after
+	})
 }
 
-// twinChanged tells every kubelet that what decides the twin of home
-// namespace home changed.
-func (s *Set) twinChanged(home string) {
+// twinChanged tells the kubelets that concern selects that what decides
+// the twin of home namespace home changed.
+func (s *Set) twinChanged(home string, concern func(*running) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.kubelets {
-		r.kubelet.TwinChanged(home)
+		if concern(r) {
+			r.kubelet.TwinChanged(home)
+		}
 	}
 }
 

@@ -32,9 +32,9 @@ const bulkWorkers = 16
 // namespaces to 2 providers at once against the same twins created directly.
 func offloadLatency(t *testing.T, r *report) {
 	g := NewWithT(t)
-	steps, perStep, bulks := []int{1, 2}, 3, []int{2, 4}
+	steps, perStep := []int{1, 2}, 3
 	if *full {
-		steps, perStep, bulks = parseCounts(t, *providerCounts), *latencyNamespaces, parseCounts(t, *bulk)
+		steps, perStep = parseCounts(t, *providerCounts), *latencyNamespaces
 	}
 	names := []string{"home"}
 	for i := range steps[len(steps)-1] {
@@ -102,19 +102,45 @@ func offloadLatency(t *testing.T, r *report) {
 		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v; the machine's CPUs %.0f%% busy meanwhile", p, row.Extended, row.Extension.Round(time.Millisecond), 100*row.CPUBusy)
 		r.Latency = append(r.Latency, row)
 	}
+}
 
-	// Bulk: to the first two providers, selected by name.
+// bulkOffloads offloads N namespaces at once, for each N of -bulk, from a
+// home to 2 providers of their own, then writes the same offloads by design
+// only, Stretch stopped. It has clusters of its own: beside the offload
+// latency's 20 providers, their idle managers ran during Stretch's offloads
+// and not during the design baseline's, and the home manager had 20 peers.
+func bulkOffloads(t *testing.T, r *report) {
+	g := NewWithT(t)
+	bulks := []int{2, 4}
+	if *full {
+		bulks = parseCounts(t, *bulk)
+	}
+	names := []string{"home", "provider-1", "provider-2"}
+	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true, ControlPlaneOnly: true}, names...)
+	home, providers := clusters[0], clusters[1:]
+	stretchctl := testenv.Command(t, "stretchctl")
+	var managers []*testenv.ManagerProcess
+	for i, c := range clusters {
+		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
+		managers = append(managers, runManager(t, c))
+	}
+	for _, p := range providers {
+		g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", p.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+	}
+	ready := watchOffloadings(t, home)
+	// The empty selector would do as well: both providers are selected by
+	// name, as a user sending namespaces to some providers of many would.
 	selector := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-		Key: wellknown.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{names[1], names[2]},
+		Key: wellknown.RemoteClusterNameLabel, Operator: corev1.NodeSelectorOpIn, Values: names[1:],
 	}}}}}
 	for _, size := range bulks {
-		r.Bulk = append(r.Bulk, bulkOffload(t, home, ready, managers[:3], providers[:2], selector, size))
+		r.Bulk = append(r.Bulk, bulkOffload(t, home, ready, managers, providers, selector, size))
 	}
 	// The same offloads by design only, Stretch stopped (the last use of
 	// these clusters).
 	stopStretch(t, managers, clusters)
 	for i, size := range bulks {
-		r.Bulk[i].Design, r.Bulk[i].DesignWrites = designBaseline(t, home, providers[:2], size)
+		r.Bulk[i].Design, r.Bulk[i].DesignWrites = designBaseline(t, home, providers, size)
 	}
 }
 

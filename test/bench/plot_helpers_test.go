@@ -43,11 +43,11 @@ var (
 )
 
 // drawPlot draws the report's scale curves side by side: pod burst (from
-// the burst's section), offload latency, bulk offload and the home
-// manager's memory by provider count (from the offload latency's). A
-// section never measured (nil) leaves its panels saying so.
-func drawPlot(burst, offload *report) ([]byte, error) {
-	charts := charts(burst, offload)
+// the burst's section), offload latency and the home manager's memory by
+// provider count (from the offload latency's), and bulk offload (from its
+// own). A section never measured (nil) leaves its panels saying so.
+func drawPlot(burst, offload, bulk *report) ([]byte, error) {
+	charts := charts(burst, offload, bulk)
 	img := image.NewRGBA(image.Rect(0, 0, panelW*len(charts), panelH))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	for i, c := range charts {
@@ -60,12 +60,11 @@ func drawPlot(burst, offload *report) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func charts(burstReport, offload *report) []chart {
-	if burstReport == nil {
-		burstReport = &report{}
-	}
-	if offload == nil {
-		offload = &report{}
+func charts(burstReport, offload, bulkReport *report) []chart {
+	for _, r := range []**report{&burstReport, &offload, &bulkReport} {
+		if *r == nil {
+			*r = &report{}
+		}
 	}
 	median := func(ms []measurement) float64 {
 		return spreadOf(seconds(ms, func(m measurement) time.Duration { return m.Ready })).median
@@ -89,11 +88,11 @@ func charts(burstReport, offload *report) []chart {
 
 	bulk := chart{title: "Bulk offload to 2 providers", xLabel: "namespaces", yLabel: "seconds"}
 	var bs, sb, db []float64
-	for _, row := range offload.Bulk {
+	for _, row := range bulkReport.Bulk {
 		bs, sb, db = append(bs, float64(row.Namespaces)), append(sb, row.Stretch.Seconds()), append(db, row.Direct.Seconds())
 	}
 	var design []float64
-	for _, row := range offload.Bulk {
+	for _, row := range bulkReport.Bulk {
 		design = append(design, row.Design.Seconds())
 	}
 	bulk.lines = []line{{"direct", blue, bs, db}, {"design baseline", orange, bs, design}, {"Stretch", green, bs, sb}}

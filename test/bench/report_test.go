@@ -476,7 +476,7 @@ func TestResultsMerge(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	offload := scenarios[1]
 	g.Expect(offload.name).To(Equal("offload latency"))
-	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "bulk", "1000,2500,5000", "latency-namespaces", "200"), Results: fullReport(2)}
+	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "latency-namespaces", "200"), Results: fullReport(2)}
 	log, replaced := res.merge([]outcome{{name: offload.name, section: fresh, ok: true}})
 	g.Expect(replaced).To(Equal(1))
 	g.Expect(log).To(ConsistOf("offload latency: measured again"))
@@ -486,7 +486,7 @@ func TestResultsMerge(t *testing.T) {
 	g.Expect(newBlock).NotTo(Equal(oldBlock))
 	g.Expect(strings.Count(before, oldBlock)).To(Equal(1))
 	g.Expect(after).To(Equal(strings.Replace(before, oldBlock, newBlock, 1)), "only the offload latency's section changes")
-	g.Expect(newBlock).To(ContainSubstring("\n## Offload latency\n\n_Measured on 2026-12-10 at commit 1a2b3c4-dirty, on vm (2 CPUs, Go go1.26.8, Kubernetes v1.37.2), with `-bulk 1000,2500,5000 -latency-namespaces 200 -providers 1,2`. Again: `make bench BENCH_RUN='offload latency' BENCH_FLAGS='-providers 1,2'`._\n"))
+	g.Expect(newBlock).To(ContainSubstring("\n## Offload latency\n\n_Measured on 2026-12-10 at commit 1a2b3c4-dirty, on vm (2 CPUs, Go go1.26.8, Kubernetes v1.37.2), with `-latency-namespaces 200 -providers 1,2`. Again: `make bench BENCH_RUN='offload latency' BENCH_FLAGS='-providers 1,2'`._\n"))
 	g.Expect(oldBlock).To(ContainSubstring("_Measured on 2026-11-26 at commit c6053ab, on vm"))
 	for _, sc := range scenarios {
 		if sc.name != offload.name {
@@ -518,6 +518,8 @@ func TestResultsNotMeasured(t *testing.T) {
 	}}
 	md := res.markdown()
 	g.Expect(md).To(ContainSubstring("\n## Pod burst\n\nNot measured yet: `make bench BENCH_RUN='pod burst'` measures it.\n\n## Offload latency\n\n_Measured on 2026-12-10"))
+	g.Expect(md).To(ContainSubstring("\n## Bulk offload\n\nNot measured yet: `make bench BENCH_RUN='bulk offload'` measures it.\n"))
+	g.Expect(md).NotTo(ContainSubstring("design baseline (s)"), "the bulk rows of the offload latency's report are not rendered")
 	g.Expect(md).To(ContainSubstring("\n## Who sends each write\n\nNot measured yet: `make bench BENCH_RUN='who sends each write'` measures it.\n"))
 	g.Expect(md).To(ContainSubstring("\n## Pods over many providers\n\nNot measured yet: `make bench BENCH_RUN='pods over many providers'` measures it.\n\n## History"))
 	g.Expect(md).NotTo(ContainSubstring("| N | vanilla ready (s)"))
@@ -546,9 +548,9 @@ func TestResultsNotMeasured(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	panels := colors(data)
 	g.Expect(panels[0]).To(BeEmpty(), "the pod burst was not measured")
-	for _, p := range panels[1:] {
-		g.Expect(p).To(HaveKey(green))
-	}
+	g.Expect(panels[1]).To(HaveKey(green), "offload latency")
+	g.Expect(panels[2]).To(BeEmpty(), "the bulk offload was not measured")
+	g.Expect(panels[3]).To(HaveKey(green), "the home manager's memory, from the offload latency's section")
 	// "Pod burst: all Ready: not measured" in the first panel: drawn in
 	// black, and the same as a panel drawn alone with that text.
 	want := image.NewRGBA(image.Rect(0, 0, panelW, panelH))

@@ -42,7 +42,8 @@ type scenario struct {
 // scenarios are run, and rendered, in this order.
 var scenarios = []scenario{
 	{name: "pod burst", heading: "Pod burst", run: podBurst, flags: []string{"counts", "reps"}, body: burstMarkdown},
-	{name: "offload latency", heading: "Offload latency", run: offloadLatency, flags: []string{"providers", "latency-namespaces", "bulk"}, body: offloadMarkdown},
+	{name: "offload latency", heading: "Offload latency", run: offloadLatency, flags: []string{"providers", "latency-namespaces"}, body: offloadMarkdown},
+	{name: "bulk offload", heading: "Bulk offload", run: bulkOffloads, flags: []string{"bulk"}, body: bulkMarkdown},
 	{name: "who sends each write", heading: "Who sends each write", run: writers, body: func(r *report) string { return writersTable(r.Writers) }},
 	{name: "pods over many providers", heading: "Pods over many providers", run: wideBurst, flags: []string{"wide-pods", "wide-providers"}, body: func(r *report) string { return wideTable(r.Wide) }},
 }
@@ -236,7 +237,7 @@ func (res *results) reportOf(name string) *report {
 
 // png draws the scale curves of the sections measured.
 func (res *results) png() ([]byte, error) {
-	return drawPlot(res.reportOf("pod burst"), res.reportOf("offload latency"))
+	return drawPlot(res.reportOf("pod burst"), res.reportOf("offload latency"), res.reportOf("bulk offload"))
 }
 
 // markdown is the whole report: every scenario's section, measured or not.

@@ -91,6 +91,7 @@ func (w *offloadWorld) servicesAcrossClusters(t *testing.T) {
 	g.Eventually(func(g Gomega) []string {
 		return readyAddresses(w.providerSlices(g, twin, wellknown.EndpointSliceManager))
 	}).WithTimeout(time.Minute).Should(ConsistOf(localIPs), "Stretch's slices in the twin list the home replicas")
+	defer w.logTwinOnFailure(t, twin)
 	g.Eventually(func(g Gomega) []string {
 		return readyAddresses(w.providerSlices(g, twin, "endpointslice-controller.k8s.io"))
 	}).WithTimeout(time.Minute).Should(ConsistOf(remote.Status.PodIP), "the provider's own slice lists the remote replica")
@@ -134,6 +135,36 @@ func (w *offloadWorld) servicesAcrossClusters(t *testing.T) {
 			return slices.Sorted(maps.Keys(answered))
 		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(ContainElements(c.want), "%s (%s) reaches the replicas of the other cluster and of another node", c.side, c.clusterIP)
 		t.Logf("%s (%s): answers from %v", c.side, c.clusterIP, slices.Sorted(maps.Keys(answered)))
+	}
+}
+
+// logTwinOnFailure logs, when t failed, what the provider holds in twin
+// for the echo Service: the Service, every slice and the pods, so that a
+// failure on a CI machine says which of them was missing.
+func (w *offloadWorld) logTwinOnFailure(t *testing.T, twin string) {
+	if !t.Failed() {
+		return
+	}
+	ctx := context.Background()
+	svc, err := w.providerCS.CoreV1().Services(twin).Get(ctx, echoName, metav1.GetOptions{})
+	if err != nil {
+		t.Logf("twin %s: Service %s: %v", twin, echoName, err)
+	} else {
+		t.Logf("twin %s: Service %s: uid %s, created %s, selector %v, clusterIP %s, labels %v", twin, echoName, svc.UID, svc.CreationTimestamp, svc.Spec.Selector, svc.Spec.ClusterIP, svc.Labels)
+	}
+	if list, err := w.providerCS.DiscoveryV1().EndpointSlices(twin).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Logf("twin %s: EndpointSlices: %v", twin, err)
+	} else {
+		for _, s := range list.Items {
+			t.Logf("twin %s: EndpointSlice %s: labels %v, endpoints %+v", twin, s.Name, s.Labels, s.Endpoints)
+		}
+	}
+	if list, err := w.providerCS.CoreV1().Pods(twin).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Logf("twin %s: pods: %v", twin, err)
+	} else {
+		for _, p := range list.Items {
+			t.Logf("twin %s: pod %s: node %s, IP %s, ready %t, labels %v", twin, p.Name, p.Spec.NodeName, p.Status.PodIP, podReady(p), p.Labels)
+		}
 	}
 }
 

@@ -161,11 +161,11 @@ func (r *Reconciler) watchProviders(ctx context.Context, q workqueue.TypedRateLi
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: wellknown.NamespaceOffloadingName}})
 		}
 	}
-	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{
+	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, remote.Everywhere(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, o any) { enqueue(o) },
 		DeleteFunc: enqueue,
-	})
+	}))
 	return nil
 }
 

@@ -132,22 +132,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // watchTwinRequests makes every peer tell when one of this cluster's twin
-// requests (RemoteNamespaces) is gone, and enqueues then every RemoteCluster
-// being deleted: the events do not say which peer they come from, and there
-// are few such RemoteClusters.
+// requests (RemoteNamespaces) is gone, and enqueues then the RemoteClusters
+// of that peer's provider being deleted.
 func (r *Reconciler) watchTwinRequests(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(any) {
-		list := &peeringv1alpha1.RemoteClusterList{}
-		if err := r.Client.List(ctx, list); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing RemoteClusters after a twin request went")
-			return
-		}
-		for i := range list.Items {
-			if !list.Items[i].DeletionTimestamp.IsZero() {
-				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	r.Registry.Watch(&peeringv1alpha1.RemoteNamespace{}, func(clusterID string) toolscache.ResourceEventHandler {
+		return toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(any) {
+			list := &peeringv1alpha1.RemoteClusterList{}
+			if err := r.Client.List(ctx, list); err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "listing RemoteClusters after a twin request went", "clusterID", clusterID)
+				return
 			}
-		}
-	}})
+			for i := range list.Items {
+				if rc := &list.Items[i]; rc.Spec.ClusterID == clusterID && !rc.DeletionTimestamp.IsZero() {
+					q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(rc)})
+				}
+			}
+		}}
+	})
 	return nil
 }
 
