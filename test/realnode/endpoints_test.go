@@ -166,6 +166,20 @@ func (w *offloadWorld) logTwinOnFailure(t *testing.T, twin string) {
 			t.Logf("twin %s: pod %s: node %s, IP %s, ready %t, labels %v", twin, p.Name, p.Spec.NodeName, p.Status.PodIP, podReady(p), p.Labels)
 		}
 	}
+	// What the leading home manager said about the namespace.
+	lease, err := w.homeCS.CoordinationV1().Leases(managerNamespace).Get(ctx, managerName, metav1.GetOptions{})
+	if err != nil {
+		t.Logf("the home manager's lease: %v", err)
+		return
+	}
+	out, _ := w.kubectl(t, w.home, "-n", managerNamespace, "logs", leaseHolderPod(lease))
+	var said []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, spreadNamespace) || strings.Contains(line, twin) {
+			said = append(said, line)
+		}
+	}
+	t.Logf("the leading home manager's log lines about %s (last 40 of %d):\n%s", spreadNamespace, len(said), strings.Join(said[max(0, len(said)-40):], "\n"))
 }
 
 // removeEcho deletes the Deployment and Service of servicesAcrossClusters
