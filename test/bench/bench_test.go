@@ -135,7 +135,7 @@ func writeReport(t *testing.T, res *results) {
 // measurements and of the plot.
 func publish(out string, data, plot, md []byte) (jsonPath, pngPath string, err error) {
 	jsonPath = resultsPath(out)
-	pngPath = strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+	pngPath = plotPath(out)
 	var temps []string
 	defer func() {
 		for _, tmp := range temps {

@@ -9,6 +9,7 @@ import (
 	"image/draw"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -599,7 +600,44 @@ func TestRunScenarios(t *testing.T) {
 	g.Expect(scenarios[0].command(map[string]string{"counts": "100,1000,3000", "reps": "3"})).To(Equal("make bench BENCH_RUN='pod burst'"))
 
 	// This run's commit: HEAD's, marked dirty or not, or unknown.
-	g.Expect(commit()).To(MatchRegexp(`^([0-9a-f]{4,}(-dirty)?|unknown)$`))
+	g.Expect(commit("")).To(MatchRegexp(`^([0-9a-f]{4,}(-dirty)?|unknown)$`))
+}
+
+// A tree is dirty with any change, but those of the report, its
+// measurements and its plot: scenarios measured one after the other
+// rewrite them.
+func TestCommitDirty(t *testing.T) {
+	g := NewWithT(t)
+	repo := t.TempDir()
+	t.Chdir(repo)
+	git := func(args ...string) string {
+		out, err := exec.Command("git", append([]string{"-c", "user.name=bench", "-c", "user.email=bench@example.invalid"}, args...)...).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "git %v: %s", args, out)
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	for _, f := range []string{"BENCHMARKS.md", "BENCHMARKS.json", "BENCHMARKS.png", "code.go"} {
+		g.Expect(os.WriteFile(f, []byte("old"), 0o644)).To(Succeed())
+	}
+	g.Expect(os.Mkdir("test", 0o755)).To(Succeed())
+	git("add", ".")
+	git("commit", "-q", "-m", "first")
+	head := git("rev-parse", "--short", "HEAD")
+	out := filepath.Join(repo, "BENCHMARKS.md")
+	t.Chdir(filepath.Join(repo, "test")) // go test runs in the package's directory
+	g.Expect(commit(out)).To(Equal(head))
+
+	for _, f := range []string{"BENCHMARKS.md", "BENCHMARKS.json", "BENCHMARKS.png"} {
+		g.Expect(os.WriteFile(filepath.Join(repo, f), []byte("new"), 0o644)).To(Succeed())
+	}
+	g.Expect(commit(out)).To(Equal(head), "the report's own files do not count")
+	g.Expect(commit("")).To(Equal(head+"-dirty"), "without a report, every change counts")
+
+	g.Expect(os.WriteFile(filepath.Join(repo, "untracked.go"), nil, 0o644)).To(Succeed())
+	g.Expect(commit(out)).To(Equal(head+"-dirty"), "an untracked file")
+	g.Expect(os.Remove(filepath.Join(repo, "untracked.go"))).To(Succeed())
+	g.Expect(os.WriteFile(filepath.Join(repo, "code.go"), []byte("new"), 0o644)).To(Succeed())
+	g.Expect(commit(out)).To(Equal(head+"-dirty"), "a change of the code, outside the working directory")
 }
 
 // The admission section gives the webhook's CPU per pod and its latency

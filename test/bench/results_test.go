@@ -146,6 +146,11 @@ func resultsPath(out string) string {
 	return strings.TrimSuffix(out, filepath.Ext(out)) + ".json"
 }
 
+// plotPath is where the plot of the report out is kept: out with .png.
+func plotPath(out string) string {
+	return strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+}
+
 // loadResults reads the measurements at path; none when it does not exist.
 func loadResults(path string) (*results, error) {
 	data, err := os.ReadFile(path)
@@ -332,7 +337,7 @@ func runStamp() stamp {
 	}
 	return stamp{
 		Machine: host{Name: name, CPUs: runtime.NumCPU(), Go: runtime.Version(), Kubernetes: kubernetesVersion()},
-		Commit:  commit(),
+		Commit:  commit(*out),
 	}
 }
 
@@ -352,13 +357,25 @@ func kubernetesVersion() string {
 }
 
 // commit is the commit measured: HEAD, "-dirty" when the tree has changes
-// (untracked files included), "unknown" where git fails.
-func commit() string {
+// (untracked files included), "unknown" where git fails. The report out
+// and its measurements and plot do not count: a scenario measured after
+// another, before they are committed, measures the same code.
+func commit(out string) string {
 	head, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
-	status, err := exec.Command("git", "status", "--porcelain").Output()
+	args := []string{"status", "--porcelain", "--", ":(top)"}
+	if out != "" {
+		abs, err := filepath.Abs(out)
+		if err != nil {
+			return "unknown"
+		}
+		for _, p := range []string{abs, resultsPath(abs), plotPath(abs)} {
+			args = append(args, ":(exclude)"+p)
+		}
+	}
+	status, err := exec.Command("git", args...).Output()
 	if err != nil {
 		return "unknown"
 	}
