@@ -260,6 +260,24 @@ func parseCounts(t *testing.T, s string) []int {
 	return ns
 }
 
+// installStretch installs Stretch in clusters, each named after its entry
+// of names, and starts their managers, in the same order.
+func installStretch(t *testing.T, clusters []*kwok.Cluster, names []string) []*testenv.ManagerProcess {
+	g := NewWithT(t)
+	stretchctl := testenv.Command(t, "stretchctl")
+	var managers []*testenv.ManagerProcess
+	for i, c := range clusters {
+		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
+		managers = append(managers, runManager(t, c))
+	}
+	return managers
+}
+
+// peer peers home with provider, until its virtual node is Ready.
+func peer(t *testing.T, home, provider *kwok.Cluster) {
+	NewWithT(t).Expect(testenv.Command(t, "stretchctl")("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+}
+
 // runManager starts Stretch's manager for c with its metrics and profiler
 // served, and probing providers as often as a default install does (the
 // other suites probe every second, to go faster): at 20 providers, the
@@ -286,13 +304,11 @@ func setUp(t *testing.T, nodes int) *bench {
 func setUpWith(t *testing.T, opts kwok.Options) *bench {
 	g := NewWithT(t)
 	clusters := testenv.StartKwokClustersForTest(t, suite, opts, "home", "provider")
-	b := &bench{home: clusters[0], provider: clusters[1], managers: map[string]*testenv.ManagerProcess{}}
+	b := &bench{home: clusters[0], provider: clusters[1]}
+	managers := installStretch(t, clusters, []string{"home", "provider"})
+	b.managers = map[string]*testenv.ManagerProcess{"home": managers[0], "provider": managers[1]}
+	peer(t, b.home, b.provider)
 	stretchctl := testenv.Command(t, "stretchctl")
-	for role, c := range map[string]*kwok.Cluster{"home": b.home, "provider": b.provider} {
-		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", role)).To(Succeed())
-		b.managers[role] = runManager(t, c)
-	}
-	g.Expect(stretchctl("peer", "--kubeconfig", b.home.Kubeconfig, "--remote-kubeconfig", b.provider.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
 	g.Expect(b.home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: offloaded}})).To(Succeed())
 	g.Expect(stretchctl("offload", "namespace", offloaded, "--kubeconfig", b.home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")).To(Succeed())
 	for _, c := range []*kwok.Cluster{b.home, b.provider} {

@@ -45,12 +45,7 @@ func offloadLatency(t *testing.T, r *report) {
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true, ControlPlaneOnly: true}, names...)
 	home, providers := clusters[0], clusters[1:]
 	r.OffloadProviders = len(providers)
-	stretchctl := testenv.Command(t, "stretchctl")
-	var managers []*testenv.ManagerProcess
-	for i, c := range clusters {
-		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		managers = append(managers, runManager(t, c))
-	}
+	managers := installStretch(t, clusters, names)
 
 	peered := 0
 	var offloaded []string
@@ -62,7 +57,7 @@ func offloadLatency(t *testing.T, r *report) {
 			// Once the provider's own manager has opened its watches.
 			before := stableWatches(t, providers[peered])
 			start := time.Now()
-			g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", providers[peered].Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+			peer(t, home, providers[peered])
 			row.Peering = append(row.Peering, time.Since(start))
 			// The watches the peering opened on the new provider, once the
 			// virtual node is Ready and they stopped changing (its kubelet
@@ -110,7 +105,6 @@ func offloadLatency(t *testing.T, r *report) {
 // latency's 20 providers, their idle managers ran during Stretch's offloads
 // and not during the design baseline's, and the home manager had 20 peers.
 func bulkOffloads(t *testing.T, r *report) {
-	g := NewWithT(t)
 	bulks := []int{2, 4}
 	if *full {
 		bulks = parseCounts(t, *bulk)
@@ -118,14 +112,9 @@ func bulkOffloads(t *testing.T, r *report) {
 	names := []string{"home", "provider-1", "provider-2"}
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{DisableQPSLimits: true, ControlPlaneOnly: true}, names...)
 	home, providers := clusters[0], clusters[1:]
-	stretchctl := testenv.Command(t, "stretchctl")
-	var managers []*testenv.ManagerProcess
-	for i, c := range clusters {
-		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		managers = append(managers, runManager(t, c))
-	}
+	managers := installStretch(t, clusters, names)
 	for _, p := range providers {
-		g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", p.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+		peer(t, home, p)
 	}
 	ready := watchOffloadings(t, home)
 	// The empty selector would do as well: both providers are selected by

@@ -52,17 +52,12 @@ func wideBurst(t *testing.T, r *report) {
 	// (more than its share), as clusters do not differ by role here.
 	clusters := testenv.StartKwokClustersForTest(t, suite, kwok.Options{FakeNodes: n/100 + 1, DisableQPSLimits: true}, names...)
 	home, providers := clusters[0], clusters[1:]
-	stretchctl := testenv.Command(t, "stretchctl")
-	var managers []*testenv.ManagerProcess
-	for i, c := range clusters {
-		g.Expect(stretchctl("install", "--out-of-cluster", "--kubeconfig", c.Kubeconfig, "--cluster-name", names[i])).To(Succeed())
-		managers = append(managers, runManager(t, c))
-	}
+	managers := installStretch(t, clusters, names)
 	for _, p := range providers {
-		g.Expect(stretchctl("peer", "--kubeconfig", home.Kubeconfig, "--remote-kubeconfig", p.Kubeconfig, "--wait", "--timeout", "2m")).To(Succeed())
+		peer(t, home, p)
 	}
 	g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: offloaded}})).To(Succeed())
-	g.Expect(stretchctl("offload", "namespace", offloaded, "--kubeconfig", home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")).To(Succeed())
+	g.Expect(testenv.Command(t, "stretchctl")("offload", "namespace", offloaded, "--kubeconfig", home.Kubeconfig, "--pod-offloading-strategy", "Remote", "--wait")).To(Succeed())
 	for _, c := range clusters {
 		g.Expect(c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vanilla}})).To(Succeed())
 	}
