@@ -253,14 +253,22 @@ func (r *running) finished() bool {
 // twinsChanged tells the kubelet of clusterID ("": every kubelet) that its
 // provider's RemoteNamespaces may have changed.
 func (s *Set) twinsChanged(clusterID string) {
+	s.tell(func(r *running) bool { return clusterID == "" || r.peer.ClusterID == clusterID }, (*Kubelet).TwinsChanged)
+}
+
+// tell calls do with the running kubelets that concern selects.
+func (s *Set) tell(concern func(*running) bool, do func(*Kubelet)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.kubelets {
-		if clusterID == "" || r.peer.ClusterID == clusterID {
-			r.kubelet.TwinsChanged()
+		if concern(r) {
+			do(r.kubelet)
 		}
 	}
 }
+
+// everyKubelet is the concern of a change for every kubelet.
+func everyKubelet(*running) bool { return true }
 
 // requestChanged tells the kubelet of provider clusterID that one of its
 // twin requests (a RemoteNamespace, named after its home namespace)
@@ -286,7 +294,7 @@ func (s *Set) offloadingChanged(old, cur any) {
 	o, ok1 := old.(*offloadingv1alpha1.NamespaceOffloading)
 	c, ok2 := cur.(*offloadingv1alpha1.NamespaceOffloading)
 	if !ok1 || !ok2 || o.Generation != c.Generation || o.DeletionTimestamp.IsZero() != c.DeletionTimestamp.IsZero() {
-		s.twinChanged(ns, func(*running) bool { return true })
+		s.twinChanged(ns, everyKubelet)
 		return
 	}
 	s.twinChanged(ns, func(r *running) bool {
@@ -300,13 +308,7 @@ func (s *Set) offloadingChanged(old, cur any) {
 // twinChanged tells the kubelets that concern selects that what decides
 // the twin of home namespace home changed.
 func (s *Set) twinChanged(home string, concern func(*running) bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.kubelets {
-		if concern(r) {
-			r.kubelet.TwinChanged(home)
-		}
-	}
+	s.tell(concern, func(k *Kubelet) { k.TwinChanged(home) })
 }
 
 // keyOf returns the namespace and name of an informer's object, deleted
@@ -323,11 +325,7 @@ func keyOf(obj any) (namespace, name string, ok bool) {
 // optInChanged tells every kubelet that home namespace ns asks for other
 // kinds to be reflected.
 func (s *Set) optInChanged(ns string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.kubelets {
-		r.kubelet.optInChanged(ns)
-	}
+	s.tell(everyKubelet, func(k *Kubelet) { k.optInChanged(ns) })
 }
 
 // Kubelet returns the running kubelet of the virtual node nodeName.
