@@ -3,6 +3,7 @@ package virtualkubelet
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -52,21 +53,8 @@ var (
 // those Stretch set that the home pod no longer has are removed (see
 // updateRemoteMeta). Nothing is written when they match.
 func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Pod) error {
-	want := RemotePod(home, t.name, k.HomeClusterID, k.APIServer)
-	upd := r.DeepCopy()
-	updateRemoteMeta(&upd.ObjectMeta, want.ObjectMeta)
-	upd.Spec.ActiveDeadlineSeconds = want.Spec.ActiveDeadlineSeconds
-	for i := range upd.Spec.Containers {
-		if i < len(want.Spec.Containers) {
-			upd.Spec.Containers[i].Image = want.Spec.Containers[i].Image
-		}
-	}
-	for i := range upd.Spec.InitContainers {
-		if i < len(want.Spec.InitContainers) {
-			upd.Spec.InitContainers[i].Image = want.Spec.InitContainers[i].Image
-		}
-	}
-	if equality.Semantic.DeepEqual(upd.ObjectMeta, r.ObjectMeta) && equality.Semantic.DeepEqual(upd.Spec, r.Spec) {
+	upd := forwardedUpdate(r, RemotePod(home, t.name, k.HomeClusterID, k.APIServer))
+	if upd == nil {
 		return nil
 	}
 	_, err := k.provider.CoreV1().Pods(t.name).Update(ctx, upd, metav1.UpdateOptions{FieldManager: wellknown.VirtualKubeletComponent})
@@ -75,6 +63,46 @@ func (k *Kubelet) forwardUpdate(ctx context.Context, t *twin, r, home *corev1.Po
 	}
 	k.countError("update-pod", err)
 	return err
+}
+
+// forwardedUpdate returns remote pod r with what forwardUpdate carries from
+// want (the remote pod the home pod gives now), or nil when r has it all.
+// It compares only those fields, and copies r only to change it: every
+// status change of every offloaded pod comes through here, and a copy and
+// a reflective comparison of whole pods was a tenth of the home manager's
+// CPU in a burst (BENCHMARKS-HISTORY.md).
+func forwardedUpdate(r, want *corev1.Pod) *corev1.Pod {
+	meta := metav1.ObjectMeta{Labels: maps.Clone(r.Labels), Annotations: maps.Clone(r.Annotations)}
+	updateRemoteMeta(&meta, want.ObjectMeta)
+	if maps.Equal(meta.Labels, r.Labels) && maps.Equal(meta.Annotations, r.Annotations) &&
+		ptr.Equal(r.Spec.ActiveDeadlineSeconds, want.Spec.ActiveDeadlineSeconds) &&
+		sameImages(r.Spec.Containers, want.Spec.Containers) && sameImages(r.Spec.InitContainers, want.Spec.InitContainers) {
+		return nil
+	}
+	upd := r.DeepCopy()
+	upd.Labels, upd.Annotations = meta.Labels, meta.Annotations
+	upd.Spec.ActiveDeadlineSeconds = want.Spec.ActiveDeadlineSeconds
+	copyImages(upd.Spec.Containers, want.Spec.Containers)
+	copyImages(upd.Spec.InitContainers, want.Spec.InitContainers)
+	return upd
+}
+
+// sameImages reports whether containers cur run the images of want, where
+// want has a container of that index.
+func sameImages(cur, want []corev1.Container) bool {
+	for i := range min(len(cur), len(want)) {
+		if cur[i].Image != want[i].Image {
+			return false
+		}
+	}
+	return true
+}
+
+// copyImages gives containers cur the images of want, by index.
+func copyImages(cur, want []corev1.Container) {
+	for i := range min(len(cur), len(want)) {
+		cur[i].Image = want[i].Image
+	}
 }
 
 // ours reports whether remote pod r runs for home pod h.

@@ -388,3 +388,84 @@ func TestParseHomeAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// forwardedUpdate writes only when what the home pod forwards differs, and
+// then changes only that: the provider's own keys and fields stay.
+func TestForwardedUpdate(t *testing.T) {
+	created := func() *corev1.Pod {
+		r := RemotePod(homePod(), "shop-x", homeID, HomeAPIServer{})
+		r.Spec.NodeName = "worker-3" // the provider's scheduler's
+		r.Labels["cni.example/net"] = "blue"
+		r.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
+		return r
+	}
+	tests := []struct {
+		name   string
+		home   func(*corev1.Pod)
+		remote func(*corev1.Pod) // the remote pod before, as the provider left it
+		// changed is nil when nothing is written; else what the update
+		// holds, checked on it.
+		changed func(Gomega, *corev1.Pod)
+	}{{
+		name: "nothing to forward",
+		home: func(*corev1.Pod) {},
+	}, {
+		name:   "a status change of the remote pod alone",
+		home:   func(*corev1.Pod) {},
+		remote: func(r *corev1.Pod) { r.Status.Phase = corev1.PodRunning },
+	}, {
+		name: "a label changed at home",
+		home: func(p *corev1.Pod) { p.Labels["app"] = "web2" },
+		changed: func(g Gomega, u *corev1.Pod) {
+			g.Expect(u.Labels).To(HaveKeyWithValue("app", "web2"))
+			g.Expect(u.Labels).To(HaveKeyWithValue("cni.example/net", "blue"))
+		},
+	}, {
+		name: "an annotation removed at home",
+		home: func(p *corev1.Pod) { delete(p.Annotations, "note") },
+		changed: func(g Gomega, u *corev1.Pod) {
+			g.Expect(u.Annotations).NotTo(HaveKey("note"))
+			g.Expect(u.Annotations).To(HaveKey(wellknown.OriginPodUIDAnnotation))
+		},
+	}, {
+		name:    "an image changed at home",
+		home:    func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nginx:2" },
+		changed: func(g Gomega, u *corev1.Pod) { g.Expect(u.Spec.Containers[0].Image).To(Equal("nginx:2")) },
+	}, {
+		name:   "an init container image the provider changed is set back",
+		home:   func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}} },
+		remote: func(r *corev1.Pod) { r.Spec.InitContainers[0].Image = "busybox:theirs" },
+		changed: func(g Gomega, u *corev1.Pod) {
+			g.Expect(u.Spec.InitContainers[0].Image).To(Equal("busybox"))
+		},
+	}, {
+		name: "an active deadline set at home",
+		home: func(p *corev1.Pod) { p.Spec.ActiveDeadlineSeconds = ptr.To[int64](60) },
+		changed: func(g Gomega, u *corev1.Pod) {
+			g.Expect(u.Spec.ActiveDeadlineSeconds).To(HaveValue(BeEquivalentTo(60)))
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			r := created()
+			if tt.remote != nil {
+				tt.remote(r)
+			}
+			home := homePod()
+			home.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
+			tt.home(home)
+			before := r.DeepCopy()
+			upd := forwardedUpdate(r, RemotePod(home, "shop-x", homeID, HomeAPIServer{}))
+			g.Expect(r).To(Equal(before), "the remote pod, from the informer's cache, is not modified")
+			if tt.changed == nil {
+				g.Expect(upd).To(BeNil())
+				return
+			}
+			g.Expect(upd).NotTo(BeNil())
+			tt.changed(g, upd)
+			g.Expect(upd.Spec.NodeName).To(Equal("worker-3"), "what the provider set stays")
+			g.Expect(forwardedUpdate(upd, RemotePod(home, "shop-x", homeID, HomeAPIServer{}))).To(BeNil(), "once written, nothing more")
+		})
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +37,12 @@ var (
 	out    = flag.String("out", "", "Where the full run writes its report (BENCHMARKS.md); its measurements are kept next to it, with .json, and its plot with .png.")
 	counts = flag.String("counts", "100,1000,3000", "Pod counts of the full run.")
 	reps   = flag.Int("reps", 3, "Repetitions of each measurement in the full run.")
-	bulk   = flag.String("bulk", "1000,2500,5000", "Namespace counts of the full run's bulk offloads.")
+	// pinnedCounts and pinnedReps are the bursts on CPUs of their own: more
+	// repetitions than the shared bursts, whose spread from one repetition
+	// to the next is as large as the differences they measure.
+	pinnedCounts = flag.String("pinned-counts", "100,1000,3000", "Pod counts of the full run's bursts with each cluster on a CPU of its own.")
+	pinnedReps   = flag.Int("pinned-reps", 5, "Repetitions of the full run's bursts with each cluster on a CPU of its own.")
+	bulk         = flag.String("bulk", "1000,2500,5000", "Namespace counts of the full run's bulk offloads.")
 	// providerCounts and latencyNamespaces are the offload latency's steps.
 	providerCounts    = flag.String("providers", "1,2,5,10,20", "Provider counts of the full run's offload latency (peered one after the other).")
 	latencyNamespaces = flag.Int("latency-namespaces", 200, "Namespaces offloaded one at a time at each provider count of the full run.")
@@ -196,8 +203,11 @@ func podBurst(t *testing.T, report *report) {
 		for rep := range rs {
 			name := fmt.Sprintf("n%d-r%d", n, rep)
 			t.Logf("burst of %d pods, repetition %d", n, rep+1)
+			b.quiet(t)
 			vanilla := b.burst(t, name, n, b.provider)
+			b.quiet(t)
 			dual := b.dualBurst(t, name, n)
+			b.quiet(t)
 			stretch := b.burst(t, name, n, b.home, b.provider)
 			report.add(n, vanilla, dual, stretch)
 		}
@@ -208,22 +218,6 @@ func podBurst(t *testing.T, report *report) {
 		t.Fatalf("home manager's peak RSS over the bursts: %v", err)
 	}
 	report.BurstCPU, report.BurstPeakRSS = after.CPU-before.CPU, peak
-
-	if runtime.NumCPU() < 2 {
-		t.Fatalf("the bursts on CPUs of their own need 2 CPUs; this machine has %d", runtime.NumCPU())
-	}
-	report.PinnedCPUs = [2]int{0, 1}
-	b.pin(t, report.PinnedCPUs[0], report.PinnedCPUs[1])
-	for _, n := range ns {
-		for rep := range rs {
-			name := fmt.Sprintf("pinned-n%d-r%d", n, rep)
-			t.Logf("burst of %d pods on pinned CPUs, repetition %d", n, rep+1)
-			vanilla := b.burst(t, name, n, b.provider)
-			stretch := b.burst(t, name, n, b.home, b.provider)
-			report.addPinned(n, vanilla, stretch)
-		}
-	}
-	b.unpin(t)
 
 	pods := 3
 	if *full {
@@ -247,6 +241,85 @@ func podBurst(t *testing.T, report *report) {
 		g.Expect(report.Stuck).To(BeZero(), "pods left after the restart")
 	})
 }
+
+// pinnedBursts: the pod bursts with each cluster on a CPU of its own, as
+// two machines would run them (vanilla on the provider's CPU alone). The
+// order of vanilla and Stretch alternates from one repetition to the next,
+// and each burst starts on a quiet machine, so that what one leaves behind
+// (kwok's last deletions, events sent in the background) is not charged to
+// the other.
+func pinnedBursts(t *testing.T, report *report) {
+	if runtime.NumCPU() < 2 {
+		t.Fatalf("the bursts on CPUs of their own need 2 CPUs; this machine has %d", runtime.NumCPU())
+	}
+	ns, rs := []int{3}, 2
+	if *full {
+		ns, rs = parseCounts(t, *pinnedCounts), *pinnedReps
+	}
+	nodes := ns[len(ns)-1]/100 + 1
+	b := setUp(t, nodes)
+	report.Counts, report.Reps, report.Nodes = ns, rs, nodes
+	report.KubeVersion = serverVersion(t, b.home)
+	report.PinnedCPUs = [2]int{0, 1}
+	b.pin(t, report.PinnedCPUs[0], report.PinnedCPUs[1])
+	defer b.unpin(t)
+	for _, n := range ns {
+		for rep := range rs {
+			name := fmt.Sprintf("pinned-n%d-r%d", n, rep)
+			var vanilla, stretch measurement
+			runs := []func(){
+				func() { vanilla = b.burst(t, name, n, b.provider) },
+				func() { stretch = b.burst(t, name, n, b.home, b.provider) },
+			}
+			first := "vanilla"
+			if rep%2 == 1 {
+				slices.Reverse(runs)
+				first = "Stretch"
+			}
+			t.Logf("burst of %d pods on pinned CPUs, repetition %d, %s first", n, rep+1, first)
+			for _, run := range runs {
+				b.quiet(t)
+				run()
+			}
+			report.addPinned(n, vanilla, stretch)
+		}
+	}
+}
+
+// quiet waits until neither CPU has been more than quietBusy busy for
+// quietSeconds seconds in a row, or for a minute at most: a burst then
+// starts without the work the previous one left.
+func (b *bench) quiet(t *testing.T) {
+	start := time.Now()
+	prev, err := machine.CPUTimes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calm := 0
+	for calm < quietSeconds {
+		if time.Since(start) > time.Minute {
+			t.Logf("the machine was still busy a minute after the last burst: the next one starts anyway")
+			return
+		}
+		time.Sleep(time.Second)
+		cur, err := machine.CPUTimes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		calm++
+		for i := range cur {
+			if i < len(prev) && cur[i].BusySince(prev[i]) > quietBusy {
+				calm = 0
+			}
+		}
+		prev = cur
+	}
+}
+
+const (
+	quietBusy    = 0.15
+	quietSeconds = 2
+)
 
 func parseCounts(t *testing.T, s string) []int {
 	var ns []int
@@ -356,6 +429,9 @@ type measurement struct {
 	Writes [2]testenv.Writes
 	// WebhookCalls per pod, to the home manager's webhooks.
 	WebhookCalls float64
+	// CPU is the CPU time of every process of home and of the provider
+	// (Stretch's manager included), creation and deletion together.
+	CPU [2]time.Duration `json:",omitzero"`
 }
 
 // burst deploys n pods in namespace vanilla of where[0] (or in the
@@ -365,7 +441,7 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*kwok.Cluster) 
 	if len(where) == 2 {
 		ns = offloaded
 	}
-	before, calls := b.writes(t), b.webhookCalls(t)
+	before, calls, cpu := b.writes(t), b.webhookCalls(t), b.clusterCPU(t)
 	start := time.Now()
 	b.deploy(t, where[0], ns, name, n)
 	b.waitReady(t, where[0], ns, name, n)
@@ -385,7 +461,28 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*kwok.Cluster) 
 		t.Fatalf("%d pods of %s left after 10 minutes", left, name)
 	}
 	m.Deleted = time.Since(start)
+	for i, c := range b.clusterCPU(t) {
+		m.CPU[i] = c - cpu[i]
+	}
 	return m
+}
+
+// clusterCPU is the CPU time so far of every process of home and of the
+// provider, each with its manager.
+func (b *bench) clusterCPU(t *testing.T) [2]time.Duration {
+	var out [2]time.Duration
+	for i, c := range []*kwok.Cluster{b.home, b.provider} {
+		pids := slices.Collect(maps.Values(c.PIDs()))
+		pids = append(pids, b.managers[[]string{"home", "provider"}[i]].PID)
+		for _, pid := range pids {
+			u, err := testenv.UsageOf(pid)
+			if err != nil {
+				t.Fatalf("CPU time of %s: %v", c.Name, err)
+			}
+			out[i] += u.CPU
+		}
+	}
+	return out
 }
 
 // dualBurst deploys n pods on home's own nodes and n on the provider's at

@@ -271,8 +271,8 @@ func ratios(a, b []float64) []float64 {
 	return out
 }
 
-// burstMarkdown is the pod burst's section: the bursts, on shared and on
-// pinned CPUs, the restart mid-deletion and pod admission.
+// burstMarkdown is the pod burst's section: the bursts on shared CPUs, the
+// restart mid-deletion and pod admission.
 func burstMarkdown(r *report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nA home and a provider, %d kwok nodes each; %d repetitions per count.\n\n", r.Nodes, r.Reps)
@@ -320,7 +320,6 @@ func burstMarkdown(r *report) string {
 	}
 	b.WriteString("\nWrites per pod count every write request each API server served during the burst (kube-controller-manager, scheduler, kwok and Stretch together), divided by N.\n")
 	b.WriteString(writesTable(r))
-	b.WriteString(r.pinnedTable())
 	fmt.Fprintf(&b, "\nPods left 2 minutes after a home manager restart in the middle of a deletion: **%d**.\n", r.Stuck)
 	for _, n := range r.Counts {
 		if s := r.byCount[n]; s != nil {
@@ -400,14 +399,16 @@ func bulkMarkdown(r *report) string {
 // pinnedTable is the bursts with each cluster's processes (its API server,
 // etcd, controllers, kwok and its Stretch manager) on a CPU of its own, as
 // on machines of their own: vanilla on the provider's CPU alone, Stretch
-// with home on its CPU and the provider on its.
+// with home on its CPU and the provider on its. The CPU each side spent
+// says which of them held the burst back.
 func (r *report) pinnedTable() string {
 	if len(r.pinned) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### Each cluster on a CPU of its own\n\nThe same bursts with every process of the home cluster (API server, etcd, kube-controller-manager, scheduler, kwok, Stretch's manager) pinned to CPU %d and every process of the provider to CPU %d (`sched_setaffinity` on each of their threads), as two machines would run them. **vanilla**: on the provider alone, its CPU only. **Stretch**: home and provider on theirs. Target: Stretch / vanilla ≤ 1.2 for ready and deletion.\n\n", r.PinnedCPUs[0], r.PinnedCPUs[1])
-	b.WriteString("| N | vanilla ready (s) | Stretch ready (s) | Stretch / vanilla | vanilla deletion (s) | Stretch deletion (s) | deletion Stretch / vanilla |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\nA home and a provider, %d kwok nodes each; %d repetitions per count. Every process of the home cluster (API server, etcd, kube-controller-manager, scheduler, kwok, Stretch's manager) is pinned to CPU %d and every process of the provider to CPU %d (`sched_setaffinity` on each of their threads), as two machines would run them. **vanilla**: the Deployment on the provider alone, its CPU only. **Stretch**: created at home in the offloaded namespace, home and provider on their CPUs. Vanilla and Stretch take turns at going first, and each burst starts once both CPUs have been under %.0f%% busy for %d s. Target: Stretch / vanilla ≤ 1.2 for ready and deletion.\n\n",
+		r.Nodes, r.Reps, r.PinnedCPUs[0], r.PinnedCPUs[1], quietBusy*100, quietSeconds)
+	b.WriteString("| N | vanilla ready (s) | Stretch ready (s) | Stretch / vanilla | vanilla deletion (s) | Stretch deletion (s) | deletion Stretch / vanilla | CPU s, vanilla's provider | CPU s, Stretch's home | CPU s, Stretch's provider |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, n := range r.Counts {
 		s := r.pinned[n]
 		if s == nil {
@@ -415,8 +416,13 @@ func (r *report) pinnedTable() string {
 		}
 		v, st := seconds(s.vanilla, func(m measurement) time.Duration { return m.Ready }), seconds(s.stretch, func(m measurement) time.Duration { return m.Ready })
 		vd, sd := seconds(s.vanilla, func(m measurement) time.Duration { return m.Deleted }), seconds(s.stretch, func(m measurement) time.Duration { return m.Deleted })
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", n, spreadOf(v), spreadOf(st), spreadOf(ratios(st, v)), spreadOf(vd), spreadOf(sd), spreadOf(ratios(sd, vd)))
+		cpu := func(ms []measurement, side int) spread {
+			return spreadOf(seconds(ms, func(m measurement) time.Duration { return m.CPU[side] }))
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, spreadOf(v), spreadOf(st), spreadOf(ratios(st, v)), spreadOf(vd), spreadOf(sd), spreadOf(ratios(sd, vd)),
+			cpu(s.vanilla, 1), cpu(s.stretch, 0), cpu(s.stretch, 1))
 	}
+	b.WriteString("\nCPU seconds: of every process of that side, from creation until the last pod is gone. A side whose CPU time is close to the burst's duration had its CPU busy all along: it set the pace.\n")
 	return b.String()
 }
 

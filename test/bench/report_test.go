@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -271,14 +272,17 @@ func TestRSSMeter(t *testing.T) {
 // ratios per repetition.
 func TestPinnedTable(t *testing.T) {
 	g := NewWithT(t)
-	r := &report{Counts: []int{100}, PinnedCPUs: [2]int{0, 1}}
+	r := &report{Counts: []int{100}, Reps: 2, Nodes: 2, PinnedCPUs: [2]int{0, 1}}
 	g.Expect(r.pinnedTable()).To(BeEmpty())
-	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 8 * time.Second}, measurement{Ready: 11 * time.Second, Deleted: 12 * time.Second})
-	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 10 * time.Second}, measurement{Ready: 13 * time.Second, Deleted: 10 * time.Second})
+	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 8 * time.Second, CPU: [2]time.Duration{time.Second, 17 * time.Second}},
+		measurement{Ready: 11 * time.Second, Deleted: 12 * time.Second, CPU: [2]time.Duration{20 * time.Second, 19 * time.Second}})
+	r.addPinned(100, measurement{Ready: 10 * time.Second, Deleted: 10 * time.Second, CPU: [2]time.Duration{time.Second, 19 * time.Second}},
+		measurement{Ready: 13 * time.Second, Deleted: 10 * time.Second, CPU: [2]time.Duration{22 * time.Second, 21 * time.Second}})
 	table := r.pinnedTable()
 	g.Expect(table).To(ContainSubstring("pinned to CPU 0 and every process of the provider to CPU 1"))
-	g.Expect(table).To(ContainSubstring("| 100 | 10.00 / 10.00 / 10.00 | 11.00 / 13.00 / 13.00 | 1.10 / 1.30 / 1.30 | 8.00 / 10.00 / 10.00 | 10.00 / 12.00 / 12.00 | 1.00 / 1.50 / 1.50 |"))
-	g.Expect(everyScenario(r).markdown()).To(ContainSubstring("### Each cluster on a CPU of its own"))
+	g.Expect(table).To(ContainSubstring("Vanilla and Stretch take turns at going first, and each burst starts once both CPUs have been under 15% busy for 2 s."))
+	g.Expect(table).To(ContainSubstring("| 100 | 10.00 / 10.00 / 10.00 | 11.00 / 13.00 / 13.00 | 1.10 / 1.30 / 1.30 | 8.00 / 10.00 / 10.00 | 10.00 / 12.00 / 12.00 | 1.00 / 1.50 / 1.50 | 17.00 / 19.00 / 19.00 | 20.00 / 22.00 / 22.00 | 19.00 / 21.00 / 21.00 |"))
+	g.Expect(everyScenario(r).markdown()).To(ContainSubstring("\n## Pod burst, each cluster on a CPU of its own\n"))
 }
 
 // The senders table lists each request's senders per pod, busiest first,
@@ -475,8 +479,7 @@ func TestResultsMerge(t *testing.T) {
 
 	res, err := loadResults(path)
 	g.Expect(err).NotTo(HaveOccurred())
-	offload := scenarios[1]
-	g.Expect(offload.name).To(Equal("offload latency"))
+	offload := scenarios[slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == "offload latency" })]
 	fresh := &section{Stamp: testStamp("2026-12-10", "1a2b3c4-dirty", "providers", "1,2", "latency-namespaces", "200"), Results: fullReport(2)}
 	log, replaced := res.merge([]outcome{{name: offload.name, section: fresh, ok: true}})
 	g.Expect(replaced).To(Equal(1))
@@ -518,7 +521,7 @@ func TestResultsNotMeasured(t *testing.T) {
 		"offload latency": {Stamp: testStamp("2026-12-10", "1a2b3c4"), Results: fullReport(1)},
 	}}
 	md := res.markdown()
-	g.Expect(md).To(ContainSubstring("\n## Pod burst\n\nNot measured yet: `make bench BENCH_RUN='pod burst'` measures it.\n\n## Offload latency\n\n_Measured on 2026-12-10"))
+	g.Expect(md).To(ContainSubstring("\n## Pod burst\n\nNot measured yet: `make bench BENCH_RUN='pod burst'` measures it.\n\n## Pod burst, each cluster on a CPU of its own\n\nNot measured yet: `make bench BENCH_RUN='pinned burst'` measures it.\n\n## Offload latency\n\n_Measured on 2026-12-10"))
 	g.Expect(md).To(ContainSubstring("\n## Bulk offload\n\nNot measured yet: `make bench BENCH_RUN='bulk offload'` measures it.\n"))
 	g.Expect(md).NotTo(ContainSubstring("design baseline (s)"), "the bulk rows of the offload latency's report are not rendered")
 	g.Expect(md).To(ContainSubstring("\n## Who sends each write\n\nNot measured yet: `make bench BENCH_RUN='who sends each write'` measures it.\n"))

@@ -42,6 +42,7 @@ type scenario struct {
 // scenarios are run, and rendered, in this order.
 var scenarios = []scenario{
 	{name: "pod burst", heading: "Pod burst", run: podBurst, flags: []string{"counts", "reps"}, body: burstMarkdown},
+	{name: "pinned burst", heading: "Pod burst, each cluster on a CPU of its own", run: pinnedBursts, flags: []string{"pinned-counts", "pinned-reps"}, body: func(r *report) string { return r.pinnedTable() }},
 	{name: "offload latency", heading: "Offload latency", run: offloadLatency, flags: []string{"providers", "latency-namespaces"}, body: offloadMarkdown},
 	{name: "bulk offload", heading: "Bulk offload", run: bulkOffloads, flags: []string{"bulk"}, body: bulkMarkdown},
 	{name: "who sends each write", heading: "Who sends each write", run: writers, body: func(r *report) string { return writersTable(r.Writers) }},

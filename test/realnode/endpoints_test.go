@@ -139,8 +139,9 @@ func (w *offloadWorld) servicesAcrossClusters(t *testing.T) {
 }
 
 // logTwinOnFailure logs, when t failed, what the provider holds in twin
-// for the echo Service: the Service, every slice and the pods, so that a
-// failure on a CI machine says which of them was missing.
+// for the echo Service (the Service, every slice, the pods, the events),
+// whether the provider's controller-manager runs and what it said, so that
+// a failure on a CI machine says which of them was missing.
 func (w *offloadWorld) logTwinOnFailure(t *testing.T, twin string) {
 	if !t.Failed() {
 		return
@@ -166,6 +167,15 @@ func (w *offloadWorld) logTwinOnFailure(t *testing.T, twin string) {
 			t.Logf("twin %s: pod %s: node %s, IP %s, ready %t, labels %v", twin, p.Name, p.Spec.NodeName, p.Status.PodIP, podReady(p), p.Labels)
 		}
 	}
+	if list, err := w.providerCS.CoreV1().Events(twin).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Logf("twin %s: events: %v", twin, err)
+	} else {
+		for _, e := range list.Items {
+			t.Logf("twin %s: event on %s %s: %s %s (%d×, by %s): %s", twin, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Type, e.Reason, e.Count, e.Source.Component+e.ReportingController, e.Message)
+		}
+	}
+	// The provider's EndpointSlice controller: alive, and what it said.
+	t.Logf("provider: %s", w.provider.Describe("kube-controller-manager", 40, twin, "ndpoint", "rror"))
 	// What the leading home manager said about the namespace.
 	lease, err := w.homeCS.CoordinationV1().Leases(managerNamespace).Get(ctx, managerName, metav1.GetOptions{})
 	if err != nil {

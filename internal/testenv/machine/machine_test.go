@@ -81,3 +81,41 @@ func TestPin(t *testing.T) {
 		t.Fatalf("Pin to a CPU the machine lacks: %v", err)
 	}
 }
+
+func TestParseCPUTimes(t *testing.T) {
+	tests := []struct {
+		name, stat string
+		want       []CPUTime
+		err        bool
+	}{{
+		name: "two CPUs; idle and iowait are not busy",
+		stat: "cpu  30 0 10 100 5 0 0 0 0 0\ncpu0 10 0 5 60 5 0 0 0 0 0\ncpu1 20 0 5 40 0 1 1 2 0 0\nintr 1 2\n",
+		want: []CPUTime{{Busy: 15, Total: 80}, {Busy: 29, Total: 69}},
+	}, {
+		name: "no CPU line",
+		stat: "intr 1 2\n",
+		err:  true,
+	}, {
+		name: "a value that is not a number",
+		stat: "cpu0 10 x 5 60 5 0 0 0\n",
+		err:  true,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCPUTimes(tt.stat)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("got %v, want an error", got)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	busy := CPUTime{Busy: 60, Total: 200}.BusySince(CPUTime{Busy: 10, Total: 100})
+	if busy != 0.5 {
+		t.Fatalf("BusySince: got %v, want 0.5", busy)
+	}
+}

@@ -417,3 +417,15 @@ func copyLogs(dst string, logs ...string) error {
 	}
 	return nil
 }
+
+// Describe says, for a failing test, whether the component named name
+// (kube-apiserver, kube-controller-manager…) runs, and gives the last n
+// lines of its log that contain one of words.
+func (c *ControlPlane) Describe(name string, n int, words ...string) string {
+	for _, comp := range c.components {
+		if comp.name == name {
+			return comp.describe(n, words...)
+		}
+	}
+	return fmt.Sprintf("control plane %s has no component %s", c.Name, name)
+}

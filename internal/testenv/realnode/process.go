@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,4 +112,25 @@ func (c *component) logTail() string {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// describe says whether the component runs, or how it ended, and gives the
+// last n lines of its log that contain one of words (any line when there
+// are none): what a failing test prints about it.
+func (c *component) describe(n int, words ...string) string {
+	state := fmt.Sprintf("%s (pid %d) is running", c.name, c.pid())
+	if done, err := c.exited(); done {
+		state = fmt.Sprintf("%s (pid %d) exited: %v", c.name, c.pid(), err)
+	}
+	data, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return fmt.Sprintf("%s; no log %s: %v", state, c.logPath, err)
+	}
+	var kept []string
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		if len(words) == 0 || slices.ContainsFunc(words, func(w string) bool { return strings.Contains(line, w) }) {
+			kept = append(kept, line)
+		}
+	}
+	return fmt.Sprintf("%s; last %d of %d lines of %s with %q:\n%s", state, min(n, len(kept)), len(kept), c.logPath, words, indent(strings.Join(kept[max(0, len(kept)-n):], "\n")))
 }
