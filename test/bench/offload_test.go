@@ -18,6 +18,7 @@ import (
 
 	offloadingv1alpha1 "stretch.dev/stretch/api/offloading/v1alpha1"
 	"stretch.dev/stretch/api/wellknown"
+	"stretch.dev/stretch/internal/controller/remotecluster"
 	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/kwok"
 )
@@ -77,7 +78,17 @@ func offloadLatency(t *testing.T, r *report) {
 		g.Expect(err).NotTo(HaveOccurred())
 		row.Goroutines, err = testenv.CounterSum(context.Background(), homeManager.MetricsURL, "go_goroutines")
 		g.Expect(err).NotTo(HaveOccurred())
-		busy := startBusy(t)
+		// What its peers cost it at rest, with nothing being offloaded: a
+		// window of three probe intervals, so that each peer's probes and
+		// lease renewals fall in it.
+		row.IdleWindow = time.Second
+		if *full {
+			row.IdleWindow = 3 * remotecluster.DefaultProbeInterval
+		}
+		cpu := managerCPU(t, homeManager)
+		time.Sleep(row.IdleWindow)
+		row.IdleCPU = managerCPU(t, homeManager) - cpu
+		busy, cpu := startBusy(t), managerCPU(t, homeManager)
 		for i := range perStep {
 			ns := fmt.Sprintf("latency-%d-%d", p, i)
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
@@ -93,10 +104,19 @@ func offloadLatency(t *testing.T, r *report) {
 			createDirectly(t, providers[:p], []string{fmt.Sprintf("direct-%d-%d", p, i)})
 			row.Direct = append(row.Direct, time.Since(start))
 		}
-		row.CPUBusy = busy.end(t)
+		row.CPUBusy, row.OffloadCPU = busy.end(t), managerCPU(t, homeManager)-cpu
 		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v; the machine's CPUs %.0f%% busy meanwhile", p, row.Extended, row.Extension.Round(time.Millisecond), 100*row.CPUBusy)
 		r.Latency = append(r.Latency, row)
 	}
+}
+
+// managerCPU is m's CPU time so far.
+func managerCPU(t *testing.T, m *testenv.ManagerProcess) time.Duration {
+	u, err := testenv.UsageOf(m.PID)
+	if err != nil {
+		t.Fatalf("CPU time of the manager (pid %d): %v", m.PID, err)
+	}
+	return u.CPU
 }
 
 // bulkOffloads offloads N namespaces at once, for each N of -bulk, from a

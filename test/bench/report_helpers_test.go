@@ -65,6 +65,11 @@ type latencyRow struct {
 	Watches []int64
 	// RSS and Goroutines are the home manager's after the extension.
 	RSS, Goroutines int64
+	// IdleCPU is the home manager's CPU time over IdleWindow after the
+	// extension, with nothing being offloaded: what its peers cost it at
+	// rest (probes, leases, watches). OffloadCPU is its CPU time over the
+	// namespaces offloaded one at a time.
+	IdleCPU, IdleWindow, OffloadCPU time.Duration `json:",omitzero"`
 	// CPUBusy is the share of the machine's CPU time spent busy while
 	// the namespaces were offloaded one at a time.
 	CPUBusy float64
@@ -510,8 +515,8 @@ func providersTable(rows []latencyRow) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\n### What each provider costs the home manager\n\nAt each count, after the new providers were peered (peering: `stretchctl peer --wait` until the virtual node is Ready, median of the new ones) and the namespaces offloaded before reached them: the home manager's resident memory (VmRSS) and goroutines, and the watches opened on each new provider's API server (`apiserver_longrunning_requests{verb=\"WATCH\"}` before and after its peering, each read once the count stopped changing: the watches the peering opened there, the home manager's and any the provider's manager opens for the new tenant). Per provider: the growth from the first count, divided by the providers added. Target: at most 25 MiB per idle provider; offload p50 at 20 providers at most 2× the p50 at 2. Every provider of a count does its share of each offload (its twin, RoleBinding and request status) on the same CPUs as the others: the last column is the same growth for a client creating the twin namespaces directly, the part of the growth that is this machine's.\n\n")
-	b.WriteString("| providers | peering (s) | RSS (MiB) | RSS per added provider (MiB) | goroutines | goroutines per added provider | watches per provider | offload p50 (ms) | p50 / p50 at 2 | direct p50 / direct p50 at 2 |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n### What each provider costs the home manager\n\nAt each count, after the new providers were peered (peering: `stretchctl peer --wait` until the virtual node is Ready, median of the new ones) and the namespaces offloaded before reached them: the home manager's resident memory (VmRSS), its CPU at rest (over %s with nothing offloaded, in thousandths of a CPU) and goroutines, and the watches opened on each new provider's API server (`apiserver_longrunning_requests{verb=\"WATCH\"}` before and after its peering, each read once the count stopped changing: the watches the peering opened there, the home manager's and any the provider's manager opens for the new tenant). Per provider: the growth from the first count, divided by the providers added. CPU per offload: the home manager's CPU time while the namespaces of the count were offloaded, divided by them. Target: at most 25 MiB per idle provider; offload p50 at 20 providers at most 2× the p50 at 2. Every provider of a count does its share of each offload (its twin, RoleBinding and request status) on the same CPUs as the others: the last column is the same growth for a client creating the twin namespaces directly, the part of the growth that is this machine's.\n\n", rows[0].IdleWindow)
+	b.WriteString("| providers | peering (s) | RSS (MiB) | RSS per added provider (MiB) | idle CPU (millicores) | idle CPU per added provider (millicores) | CPU per offload (ms) | goroutines | goroutines per added provider | watches per provider | offload p50 (ms) | p50 / p50 at 2 | direct p50 / direct p50 at 2 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	first := rows[0]
 	var at2, directAt2 float64
 	for _, l := range rows {
@@ -528,10 +533,15 @@ func providersTable(rows []latencyRow) string {
 		for i, w := range l.Watches {
 			watches[i] = float64(w)
 		}
-		perRSS, perG := "-", "-"
+		perRSS, perG, perIdle := "-", "-", "-"
 		if added := l.Providers - first.Providers; added > 0 {
 			perRSS = fmt.Sprintf("%.1f", float64(l.RSS-first.RSS)/float64(added)/(1<<20))
 			perG = fmt.Sprintf("%.0f", float64(l.Goroutines-first.Goroutines)/float64(added))
+			perIdle = fmt.Sprintf("%.1f", (millicores(l)-millicores(first))/float64(added))
+		}
+		perOffload := "-"
+		if len(l.Stretch) > 0 {
+			perOffload = fmt.Sprintf("%.1f", float64(l.OffloadCPU.Microseconds())/1000/float64(len(l.Stretch)))
 		}
 		p50, vs2, directVs2 := percentile(l.Stretch, 50), "-", "-"
 		if at2 > 0 {
@@ -540,15 +550,25 @@ func providersTable(rows []latencyRow) string {
 		if directAt2 > 0 {
 			directVs2 = fmt.Sprintf("%.2f", percentile(l.Direct, 50)/directAt2)
 		}
-		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %d | %s | %.0f | %.1f | %s | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS, l.Goroutines, perG, spreadOf(watches).median, p50, vs2, directVs2)
+		idle := "-"
+		if l.IdleWindow > 0 {
+			idle = fmt.Sprintf("%.1f", millicores(l))
+		} else {
+			perIdle, perOffload = "-", "-"
+		}
+		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %s | %s | %s | %d | %s | %.0f | %.1f | %s | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS,
+			idle, perIdle, perOffload, l.Goroutines, perG, spreadOf(watches).median, p50, vs2, directVs2)
 	}
 	// What the providers added to the first count's, against the providers
 	// added; the extensions, against the twins they created.
-	var rss, goroutines, extension []growthPoint
+	var rss, idle, goroutines, extension []growthPoint
 	prev := 0
 	for _, l := range rows {
 		if added := float64(l.Providers - first.Providers); added > 0 {
 			rss = append(rss, growthPoint{added, float64(l.RSS - first.RSS)})
+			if l.IdleWindow > 0 {
+				idle = append(idle, growthPoint{added, millicores(l) - millicores(first)})
+			}
 			goroutines = append(goroutines, growthPoint{added, float64(l.Goroutines - first.Goroutines)})
 		}
 		if twins := float64(l.Extended * (l.Providers - prev)); twins > 0 {
@@ -557,12 +577,22 @@ func providersTable(rows []latencyRow) string {
 		prev = l.Providers
 	}
 	lines := growth("home manager RSS added by the providers peered after the first", "provider", rss) +
+		growth("home manager idle CPU added by them", "provider", idle) +
 		growth("home manager goroutines added by them", "provider", goroutines) +
 		growth("time to extend the namespaces already offloaded to the new providers", "twin", extension)
 	if lines != "" {
 		fmt.Fprintf(&b, "\n"+growthNote+"%s", growthTolerance, lines)
 	}
 	return b.String()
+}
+
+// millicores is the home manager's CPU at rest in row l, in thousandths of
+// a CPU; 0 when it was not measured.
+func millicores(l latencyRow) float64 {
+	if l.IdleWindow <= 0 {
+		return 0
+	}
+	return 1000 * l.IdleCPU.Seconds() / l.IdleWindow.Seconds()
 }
 
 // bulkGrowth states how the bulk offloads' costs grew with N.

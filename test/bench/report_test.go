@@ -307,14 +307,21 @@ func TestProvidersTable(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(providersTable(nil)).To(BeEmpty())
 	table := providersTable([]latencyRow{
-		{Providers: 1, Stretch: millis(100), Direct: millis(10), Peering: millis(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300},
-		{Providers: 2, Stretch: millis(150), Direct: millis(20), Peering: millis(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340},
-		{Providers: 5, Stretch: millis(240, 250, 260), Direct: millis(50), Peering: millis(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460},
+		{Providers: 1, Stretch: millis(100), Direct: millis(10), Peering: millis(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300,
+			IdleCPU: 50 * time.Millisecond, IdleWindow: 10 * time.Second, OffloadCPU: 20 * time.Millisecond},
+		{Providers: 2, Stretch: millis(150), Direct: millis(20), Peering: millis(3000), Watches: []int64{5}, RSS: 110 << 20, Goroutines: 340,
+			IdleCPU: 80 * time.Millisecond, IdleWindow: 10 * time.Second, OffloadCPU: 30 * time.Millisecond},
+		{Providers: 5, Stretch: millis(240, 250, 260), Direct: millis(50), Peering: millis(1000, 2000, 4000), Watches: []int64{5, 6, 5}, RSS: 140 << 20, Goroutines: 460,
+			IdleCPU: 170 * time.Millisecond, IdleWindow: 10 * time.Second, OffloadCPU: 150 * time.Millisecond},
 	})
-	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 300 | - | 5 | 100.0 | 0.67 | 0.50 |"))
-	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 340 | 40 | 5 | 150.0 | 1.00 | 1.00 |"))
-	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 460 | 40 | 5 | 250.0 | 1.67 | 2.50 |"))
+	g.Expect(table).To(ContainSubstring("its CPU at rest (over 10s with nothing offloaded"))
+	g.Expect(table).To(ContainSubstring("| 1 | 2.00 | 100 | - | 5.0 | - | 20.0 | 300 | - | 5 | 100.0 | 0.67 | 0.50 |"))
+	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 8.0 | 3.0 | 30.0 | 340 | 40 | 5 | 150.0 | 1.00 | 1.00 |"))
+	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 17.0 | 3.0 | 50.0 | 460 | 40 | 5 | 250.0 | 1.67 | 2.50 |"))
+	g.Expect(table).To(ContainSubstring("home manager idle CPU added by them: ×4.00 from 1 to 4 providers (×4.00)"))
+	// Rows measured before the CPU was: dashes, not zeros.
 	g.Expect(providersTable([]latencyRow{{Providers: 1, Stretch: millis(100)}})).To(ContainSubstring("| 100.0 | - | - |"))
+	g.Expect(providersTable([]latencyRow{{Providers: 1, Stretch: millis(100)}, {Providers: 2, Stretch: millis(100)}})).To(ContainSubstring("| 2 | 0.00 | 0 | 0.0 | - | - | - |"))
 }
 
 // The bulk cost table gives memory growth per namespace and each
@@ -371,14 +378,14 @@ func fullReport(k int) *report {
 	}
 	m := func(ready int) measurement {
 		return measurement{Ready: d(ready), Deleted: d(ready / 2), HomeWrites: 6.23 * float64(k), ProviderWrites: 1.0 / 3,
-			Writes: [2]testenv.Writes{writes(100), writes(120)}, WebhookCalls: 1.01}
+			Writes: [2]testenv.Writes{writes(100), writes(120)}, WebhookCalls: 1.01, CPU: [2]time.Duration{d(ready), d(ready / 3)}}
 	}
 	r := &report{Counts: []int{100, 1000}, Reps: 2, Nodes: 11, Stuck: k, PinnedCPUs: [2]int{0, 1},
 		BurstCPU: d(90000), BurstPeakRSS: rssPeak{Bytes: 231 << 20, Sampled: true}, KubeVersion: "v1.37.2", OffloadProviders: 20,
 		Admission: admission{With: ds(3, 4, 5), Without: ds(2, 3), DryRunWith: ds(1, 2), DryRunWithout: ds(1), CPUWith: 3 * time.Millisecond, CPUWithout: time.Millisecond, BurstWith: ds(9, 10), BurstWithout: ds(4), BurstWith16: ds(20), BurstWithout16: ds(12), BurstPods: 1000},
 		Latency: []latencyRow{
-			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300, CPUBusy: 0.4},
-			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340, CPUBusy: 0.9},
+			{Providers: 1, Namespaces: 3, Stretch: ds(100, 120, 130), Direct: ds(10, 11, 12), Extended: 1, Extension: d(1500), Peering: ds(2000), Watches: []int64{5}, RSS: 100 << 20, Goroutines: 300, CPUBusy: 0.4, IdleCPU: d(50), IdleWindow: 10 * time.Second, OffloadCPU: d(300)},
+			{Providers: 2, Namespaces: 3, Stretch: ds(150, 160, 170), Direct: ds(12, 13, 14), Extended: 3, Extension: d(2500), Peering: ds(3000), Watches: []int64{6}, RSS: 110 << 20, Goroutines: 340, CPUBusy: 0.9, IdleCPU: d(80), IdleWindow: 10 * time.Second, OffloadCPU: d(450)},
 		},
 		Bulk: []bulkRow{{Namespaces: 250, Stretch: d(20000), Direct: d(5000), CPU: d(12000), PeakRSS: rssPeak{Bytes: 95 << 20, Sampled: true}, FailedReconciles: 2,
 			Writes: []testenv.Writes{writes(1000), writes(500), writes(500)}, DirectWrites: []testenv.Writes{writes(250), writes(250)},
