@@ -561,9 +561,12 @@ func providersTable(rows []latencyRow) string {
 	}
 	// What the providers added to the first count's, against the providers
 	// added; the extensions, against the twins they created.
-	var rss, idle, goroutines, extension []growthPoint
+	var rss, idle, perOffloadCPU, goroutines, extension []growthPoint
 	prev := 0
 	for _, l := range rows {
+		if l.IdleWindow > 0 && len(l.Stretch) > 0 {
+			perOffloadCPU = append(perOffloadCPU, growthPoint{float64(l.Providers), l.OffloadCPU.Seconds() / float64(len(l.Stretch))})
+		}
 		if added := float64(l.Providers - first.Providers); added > 0 {
 			rss = append(rss, growthPoint{added, float64(l.RSS - first.RSS)})
 			if l.IdleWindow > 0 {
@@ -578,6 +581,7 @@ func providersTable(rows []latencyRow) string {
 	}
 	lines := growth("home manager RSS added by the providers peered after the first", "provider", rss) +
 		growth("home manager idle CPU added by them", "provider", idle) +
+		growth("home manager CPU per offload, against the providers it writes to", "provider", perOffloadCPU) +
 		growth("home manager goroutines added by them", "provider", goroutines) +
 		growth("time to extend the namespaces already offloaded to the new providers", "twin", extension)
 	if lines != "" {

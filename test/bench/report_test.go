@@ -319,6 +319,7 @@ func TestProvidersTable(t *testing.T) {
 	g.Expect(table).To(ContainSubstring("| 2 | 3.00 | 110 | 10.0 | 8.0 | 3.0 | 30.0 | 340 | 40 | 5 | 150.0 | 1.00 | 1.00 |"))
 	g.Expect(table).To(ContainSubstring("| 5 | 2.00 | 140 | 10.0 | 17.0 | 3.0 | 50.0 | 460 | 40 | 5 | 250.0 | 1.67 | 2.50 |"))
 	g.Expect(table).To(ContainSubstring("home manager idle CPU added by them: ×4.00 from 1 to 4 providers (×4.00)"))
+	g.Expect(table).To(ContainSubstring("home manager CPU per offload, against the providers it writes to: ×2.50 from 1 to 5 providers (×5.00)"))
 	// Rows measured before the CPU was: dashes, not zeros.
 	g.Expect(providersTable([]latencyRow{{Providers: 1, Stretch: millis(100)}})).To(ContainSubstring("| 100.0 | - | - |"))
 	g.Expect(providersTable([]latencyRow{{Providers: 1, Stretch: millis(100)}, {Providers: 2, Stretch: millis(100)}})).To(ContainSubstring("| 2 | 0.00 | 0 | 0.0 | - | - | - |"))
