@@ -44,18 +44,29 @@ func claim(ns, name, class, node string) *corev1.PersistentVolumeClaim {
 }
 
 // deleteFinalized deletes obj and removes its finalizers, as the
-// protection controllers that envtest lacks do once nothing uses it.
+// protection controllers that envtest lacks do once nothing uses it, until
+// obj is gone. An object of that name with another UID is not obj: Stretch
+// may have made a copy again by then. obj itself is left as it was.
 func deleteFinalized(g Gomega, c client.Client, obj client.Object) {
+	uid := obj.GetUID()
 	g.Expect(client.IgnoreNotFound(c.Delete(ctx, obj))).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	// gone reads the object of obj's name into cur: true once it is not obj.
+	cur := obj.DeepCopyObject().(client.Object)
+	gone := func(g Gomega) bool {
+		err := c.Get(ctx, client.ObjectKeyFromObject(obj), cur)
 		if apierrors.IsNotFound(err) {
-			return
+			return true
 		}
 		g.Expect(err).NotTo(HaveOccurred())
-		obj.SetFinalizers(nil)
-		g.Expect(client.IgnoreNotFound(c.Update(ctx, obj))).To(Succeed())
-		g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(obj), obj))).To(BeTrue())
+		return cur.GetUID() != uid
+	}
+	g.Eventually(func(g Gomega) {
+		if gone(g) {
+			return
+		}
+		cur.SetFinalizers(nil)
+		g.Expect(client.IgnoreNotFound(c.Update(ctx, cur))).To(Succeed())
+		g.Expect(gone(g)).To(BeTrue())
 	}).Should(Succeed())
 }
 
