@@ -476,10 +476,9 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*kwok.Cluster) 
 // provider, each with its manager.
 func (b *bench) clusterCPU(t *testing.T) [2]time.Duration {
 	var out [2]time.Duration
-	for i, c := range []*kwok.Cluster{b.home, b.provider} {
-		pids := slices.Collect(maps.Values(c.PIDs()))
-		pids = append(pids, b.managers[[]string{"home", "provider"}[i]].PID)
-		for _, pid := range pids {
+	for i, role := range []string{"home", "provider"} {
+		c := map[string]*kwok.Cluster{"home": b.home, "provider": b.provider}[role]
+		for _, pid := range append(slices.Collect(maps.Values(c.PIDs())), b.managers[role].PID) {
 			u, err := testenv.UsageOf(pid)
 			if err != nil {
 				t.Fatalf("CPU time of %s: %v", c.Name, err)

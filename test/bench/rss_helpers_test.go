@@ -3,11 +3,12 @@ package bench
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"stretch.dev/stretch/internal/testenv/machine"
 )
 
 // rssSampleEvery is how often VmRSS is read where the high-water mark cannot
@@ -118,57 +119,35 @@ func (m *rssMeter) end() (rssPeak, error) {
 	return rssPeak{Bytes: m.max, Sampled: true}, m.err
 }
 
-// procStatus returns a field of /proc/<pid>/status given in kB, in bytes.
 // busyMeter measures how busy the machine's CPUs are over a phase, from
 // /proc/stat: a latency measured on saturated CPUs says more about the
 // machine than about the code.
-type busyMeter struct{ idle, total int64 }
+type busyMeter struct{ start machine.CPUTime }
 
 func startBusy(t *testing.T) busyMeter {
-	idle, total, err := cpuTimes()
-	if err != nil {
-		t.Fatalf("reading /proc/stat: %v", err)
-	}
-	return busyMeter{idle, total}
+	return busyMeter{allCPUs(t)}
 }
 
 // end returns the share of the CPUs' time spent busy since the start.
 func (m busyMeter) end(t *testing.T) float64 {
-	idle, total, err := cpuTimes()
-	if err != nil {
-		t.Fatalf("reading /proc/stat: %v", err)
-	}
-	if total == m.total {
-		return 0
-	}
-	return 1 - float64(idle-m.idle)/float64(total-m.total)
+	return allCPUs(t).BusySince(m.start)
 }
 
-// cpuTimes returns the idle (idle and iowait) and total time of every CPU
-// together, in clock ticks.
-func cpuTimes() (idle, total int64, err error) {
-	data, err := os.ReadFile("/proc/stat")
+// allCPUs is the time of every CPU together.
+func allCPUs(t *testing.T) machine.CPUTime {
+	cpus, err := machine.CPUTimes()
 	if err != nil {
-		return 0, 0, err
+		t.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unexpected first line of /proc/stat: %q", line)
+	var all machine.CPUTime
+	for _, c := range cpus {
+		all.Busy += c.Busy
+		all.Total += c.Total
 	}
-	for i, v := range f[1:] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
-		}
-		total += n
-		if i == 3 || i == 4 { // idle, iowait
-			idle += n
-		}
-	}
-	return idle, total, nil
+	return all
 }
 
+// procStatus returns a field of /proc/<pid>/status given in kB, in bytes.
 func procStatus(pid int, field string) (int64, error) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	data, err := os.ReadFile(path)
