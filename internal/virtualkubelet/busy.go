@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
-
-	"stretch.dev/stretch/api/wellknown"
 )
 
 // A twin is watched only while it has something to do: a pod of its home
@@ -87,7 +85,6 @@ func (t *twin) holdsOurs(homeClusterID string) bool {
 // not running (their home counterparts gone meanwhile): those twins are
 // watched until they are cleaned up.
 func (k *Kubelet) sweep(ctx context.Context, ready map[string]string) {
-	ours := client.MatchingLabels{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: k.HomeClusterID}
 	kinds := []client.Object{&corev1.Pod{}}
 	for _, r := range reflectors {
 		kinds = append(kinds, r.object())
@@ -99,7 +96,7 @@ func (k *Kubelet) sweep(ctx context.Context, ready map[string]string) {
 		for _, obj := range kinds {
 			// An error (the twin going away, the provider not answering)
 			// counts as something left: watching finds out.
-			if found, err := k.providerHolds(ctx, obj, name, ours); err != nil || found {
+			if found, err := k.providerHolds(ctx, obj, name, oursSelector(obj, k.HomeClusterID)); err != nil || found {
 				k.leftovers.add(home)
 				break
 			}

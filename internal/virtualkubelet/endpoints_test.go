@@ -142,11 +142,17 @@ func TestEndpointsEverywhere(t *testing.T) {
 				HaveField("NodeName", BeNil()), HaveField("TargetRef", BeNil()), HaveField("Hints", BeNil()))),
 				"the home pod only: the offloaded one is the provider's own")
 		}).Should(Succeed())
-		// The provider's controller leaves the copy alone.
+		// Each leaves the other's slice alone. The provider's slice carries
+		// the labels of the twin's Service, Stretch's origin labels among
+		// them: Stretch must still not take it for a copy of its own.
+		own := slicesOf(g, eu.Client, twin, "web", endpointSliceController)
+		g.Expect(own).To(HaveLen(1))
+		g.Expect(own[0].Labels).To(HaveKeyWithValue(wellknown.OriginClusterIDLabel, homeID))
 		uid := slicesOf(g, eu.Client, twin, "web", wellknown.EndpointSliceManager)[0].UID
-		g.Consistently(func(g Gomega) []discoveryv1.EndpointSlice {
-			return slicesOf(g, eu.Client, twin, "web", wellknown.EndpointSliceManager)
-		}).WithTimeout(2 * time.Second).Should(ConsistOf(HaveField("UID", uid)))
+		g.Consistently(func(g Gomega) {
+			g.Expect(slicesOf(g, eu.Client, twin, "web", wellknown.EndpointSliceManager)).To(ConsistOf(HaveField("UID", uid)))
+			g.Expect(slicesOf(g, eu.Client, twin, "web", endpointSliceController)).To(ConsistOf(HaveField("UID", own[0].UID)))
+		}).WithTimeout(3 * time.Second).Should(Succeed())
 	})
 
 	t.Run("readiness follows the pods", func(t *testing.T) {

@@ -10,8 +10,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"stretch.dev/stretch/api/wellknown"
 	"stretch.dev/stretch/internal/peering"
@@ -58,10 +61,28 @@ func originLabels(homeClusterID, homeNamespace string) map[string]string {
 }
 
 // reflected reports whether obj, found in a twin namespace, was created by
-// the virtual kubelet of homeClusterID.
+// the virtual kubelet of homeClusterID. The origin labels alone do not say
+// it of an EndpointSlice: the provider's EndpointSlice controller copies
+// the labels of a twin's Service, those among them, onto the slices it
+// derives from the remote pods, and taking those for copies would delete
+// them as fast as it makes them (docs/design.md §4.22).
 func reflected(obj metav1.Object, homeClusterID string) bool {
 	l := obj.GetLabels()
+	if _, ok := obj.(*discoveryv1.EndpointSlice); ok && l[discoveryv1.LabelManagedBy] != wellknown.EndpointSliceManager {
+		return false
+	}
 	return l[wellknown.ReflectedLabel] == "true" && l[wellknown.OriginClusterIDLabel] == homeClusterID
+}
+
+// oursSelector selects, among the objects of obj's kind in a twin, those
+// that reflected reports as created by the virtual kubelet of
+// homeClusterID.
+func oursSelector(obj runtime.Object, homeClusterID string) client.MatchingLabels {
+	ours := client.MatchingLabels{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: homeClusterID}
+	if _, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		ours[discoveryv1.LabelManagedBy] = wellknown.EndpointSliceManager
+	}
+	return ours
 }
 
 // remoteMeta is the metadata of the copy of a home object in a twin: same

@@ -7,8 +7,10 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -305,6 +307,41 @@ func TestReflectedObject(t *testing.T) {
 	headless := svc.DeepCopy()
 	headless.Spec.ClusterIP = corev1.ClusterIPNone
 	g.Expect(ReflectedObject(headless, "twin", homeID).(*corev1.Service).Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+}
+
+// TestReflectedInTwin: what the virtual kubelet counts as its own in a twin,
+// by the labels and, for an EndpointSlice, by who manages it: the
+// provider's EndpointSlice controller labels its slices with those of the
+// twin's Service, the origin labels among them.
+func TestReflectedInTwin(t *testing.T) {
+	origin := originLabels(homeID, "shop")
+	with := func(extra map[string]string) map[string]string {
+		l := maps.Clone(origin)
+		maps.Copy(l, extra)
+		return l
+	}
+	tests := []struct {
+		name string
+		obj  client.Object
+		want bool
+	}{
+		{"a Service copy", &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: origin}}, true},
+		{"another home cluster's copy", &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: originLabels("other", "shop")}}, false},
+		{"no origin labels", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}}, false},
+		{"a ConfigMap copy labelled as managed by another", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Labels: with(map[string]string{discoveryv1.LabelManagedBy: endpointSliceController})}}, true},
+		{"a slice copy", &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Labels: with(map[string]string{discoveryv1.LabelManagedBy: wellknown.EndpointSliceManager})}}, true},
+		{"the provider's own slice of a copied Service", &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Labels: with(map[string]string{discoveryv1.LabelManagedBy: endpointSliceController})}}, false},
+		{"a slice without a manager", &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Labels: origin}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			g.Expect(reflected(tt.obj, homeID)).To(Equal(tt.want))
+			// The selector the sweep lists with says the same.
+			sel := labels.SelectorFromSet(labels.Set(oursSelector(tt.obj, homeID)))
+			g.Expect(sel.Matches(labels.Set(tt.obj.GetLabels()))).To(Equal(tt.want))
+		})
+	}
 }
 
 // TestRemotePodHomeAPIServer: with the home API server known, every

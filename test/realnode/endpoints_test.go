@@ -14,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -92,8 +93,10 @@ func (w *offloadWorld) servicesAcrossClusters(t *testing.T) {
 		return readyAddresses(w.providerSlices(g, twin, wellknown.EndpointSliceManager))
 	}).WithTimeout(time.Minute).Should(ConsistOf(localIPs), "Stretch's slices in the twin list the home replicas")
 	defer w.logTwinOnFailure(t, twin)
+	var own []discoveryv1.EndpointSlice
 	g.Eventually(func(g Gomega) []string {
-		return readyAddresses(w.providerSlices(g, twin, "endpointslice-controller.k8s.io"))
+		own = w.providerSlices(g, twin, providerSliceManager)
+		return readyAddresses(own)
 	}).WithTimeout(time.Minute).Should(ConsistOf(remote.Status.PodIP), "the provider's own slice lists the remote replica")
 
 	// Without a network between the clusters, the addresses are not
@@ -136,6 +139,24 @@ func (w *offloadWorld) servicesAcrossClusters(t *testing.T) {
 		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(ContainElements(c.want), "%s (%s) reaches the replicas of the other cluster and of another node", c.side, c.clusterIP)
 		t.Logf("%s (%s): answers from %v", c.side, c.clusterIP, slices.Sorted(maps.Keys(answered)))
 	}
+	// The provider's slice carries the labels of the twin's Service,
+	// Stretch's origin labels among them: Stretch left it alone all along,
+	// rather than taking it for a copy and deleting it as fast as the
+	// provider made it.
+	g.Expect(sliceUIDs(w.providerSlices(g, twin, providerSliceManager))).To(Equal(sliceUIDs(own)), "the provider's own slices are those it made first")
+}
+
+// providerSliceManager is the value of discoveryv1.LabelManagedBy on the
+// slices a cluster's EndpointSlice controller derives from pods.
+const providerSliceManager = "endpointslice-controller.k8s.io"
+
+func sliceUIDs(list []discoveryv1.EndpointSlice) []types.UID {
+	var out []types.UID
+	for _, s := range list {
+		out = append(out, s.UID)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // logTwinOnFailure logs, when t failed, what the provider holds in twin
