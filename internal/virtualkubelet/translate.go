@@ -66,23 +66,30 @@ func originLabels(homeClusterID, homeNamespace string) map[string]string {
 // the labels of a twin's Service, those among them, onto the slices it
 // derives from the remote pods, and taking those for copies would delete
 // them as fast as it makes them (docs/design.md §4.22).
-func reflected(obj metav1.Object, homeClusterID string) bool {
+func reflected(obj client.Object, homeClusterID string) bool {
 	l := obj.GetLabels()
-	if _, ok := obj.(*discoveryv1.EndpointSlice); ok && l[discoveryv1.LabelManagedBy] != wellknown.EndpointSliceManager {
-		return false
-	}
-	return l[wellknown.ReflectedLabel] == "true" && l[wellknown.OriginClusterIDLabel] == homeClusterID
+	key, value := kindMark(obj)
+	return l[wellknown.ReflectedLabel] == "true" && l[wellknown.OriginClusterIDLabel] == homeClusterID && (key == "" || l[key] == value)
 }
 
-// oursSelector selects, among the objects of obj's kind in a twin, those
-// that reflected reports as created by the virtual kubelet of
-// homeClusterID.
+// oursSelector is the labels of the objects of obj's kind that the virtual
+// kubelet of homeClusterID created in a twin (see reflected); the sweep
+// lists with it.
 func oursSelector(obj runtime.Object, homeClusterID string) client.MatchingLabels {
 	ours := client.MatchingLabels{wellknown.ReflectedLabel: "true", wellknown.OriginClusterIDLabel: homeClusterID}
-	if _, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		ours[discoveryv1.LabelManagedBy] = wellknown.EndpointSliceManager
+	if key, value := kindMark(obj); key != "" {
+		ours[key] = value
 	}
 	return ours
+}
+
+// kindMark is the label, beside the origin labels, that marks the objects
+// of obj's kind as Stretch's in a twin; none for most kinds.
+func kindMark(obj runtime.Object) (key, value string) {
+	if _, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		return discoveryv1.LabelManagedBy, wellknown.EndpointSliceManager
+	}
+	return "", ""
 }
 
 // remoteMeta is the metadata of the copy of a home object in a twin: same

@@ -475,18 +475,10 @@ func (b *bench) burst(t *testing.T, name string, n int, where ...*kwok.Cluster) 
 // clusterCPU is the CPU time so far of every process of home and of the
 // provider, each with its manager.
 func (b *bench) clusterCPU(t *testing.T) [2]time.Duration {
-	var out [2]time.Duration
-	for i, role := range []string{"home", "provider"} {
-		c := map[string]*kwok.Cluster{"home": b.home, "provider": b.provider}[role]
-		for _, pid := range append(slices.Collect(maps.Values(c.PIDs())), b.managers[role].PID) {
-			u, err := testenv.UsageOf(pid)
-			if err != nil {
-				t.Fatalf("CPU time of %s: %v", c.Name, err)
-			}
-			out[i] += u.CPU
-		}
+	side := func(c *kwok.Cluster, role string) time.Duration {
+		return cpuOf(t, append(slices.Collect(maps.Values(c.PIDs())), b.managers[role].PID)...)
 	}
-	return out
+	return [2]time.Duration{side(b.home, "home"), side(b.provider, "provider")}
 }
 
 // dualBurst deploys n pods on home's own nodes and n on the provider's at
@@ -739,15 +731,7 @@ func (b *bench) admissionDuringBurst(t *testing.T, burst, n, at int) (with, with
 // admissionCPU is the CPU time the home API server and the home manager
 // used so far: what admitting a pod costs, the webhook's share included.
 func (b *bench) admissionCPU(t *testing.T) time.Duration {
-	var cpu time.Duration
-	for _, pid := range []int{b.home.PIDs()["kube-apiserver"], b.managers["home"].PID} {
-		u, err := testenv.UsageOf(pid)
-		if err != nil {
-			t.Fatalf("CPU of pid %d: %v", pid, err)
-		}
-		cpu += u.CPU
-	}
-	return cpu
+	return cpuOf(t, b.home.PIDs()["kube-apiserver"], b.managers["home"].PID)
 }
 
 // writes returns the API writes each API server (home, provider) served so far.

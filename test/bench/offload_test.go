@@ -85,10 +85,10 @@ func offloadLatency(t *testing.T, r *report) {
 		if *full {
 			row.IdleWindow = 3 * remotecluster.DefaultProbeInterval
 		}
-		cpu := managerCPU(t, homeManager)
+		cpu := cpuOf(t, homeManager.PID)
 		time.Sleep(row.IdleWindow)
-		row.IdleCPU = managerCPU(t, homeManager) - cpu
-		busy, cpu := startBusy(t), managerCPU(t, homeManager)
+		row.IdleCPU = cpuOf(t, homeManager.PID) - cpu
+		busy, cpu := startBusy(t), cpuOf(t, homeManager.PID)
 		for i := range perStep {
 			ns := fmt.Sprintf("latency-%d-%d", p, i)
 			g.Expect(home.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
@@ -104,19 +104,10 @@ func offloadLatency(t *testing.T, r *report) {
 			createDirectly(t, providers[:p], []string{fmt.Sprintf("direct-%d-%d", p, i)})
 			row.Direct = append(row.Direct, time.Since(start))
 		}
-		row.CPUBusy, row.OffloadCPU = busy.end(t), managerCPU(t, homeManager)-cpu
+		row.CPUBusy, row.OffloadCPU = busy.end(t), cpuOf(t, homeManager.PID)-cpu
 		t.Logf("offload latency, %d providers: %d namespaces already offloaded extended to the new providers in %v; the machine's CPUs %.0f%% busy meanwhile", p, row.Extended, row.Extension.Round(time.Millisecond), 100*row.CPUBusy)
 		r.Latency = append(r.Latency, row)
 	}
-}
-
-// managerCPU is m's CPU time so far.
-func managerCPU(t *testing.T, m *testenv.ManagerProcess) time.Duration {
-	u, err := testenv.UsageOf(m.PID)
-	if err != nil {
-		t.Fatalf("CPU time of the manager (pid %d): %v", m.PID, err)
-	}
-	return u.CPU
 }
 
 // bulkOffloads offloads N namespaces at once, for each N of -bulk, from a
@@ -212,13 +203,7 @@ func bulkOffload(t *testing.T, home *kwok.Cluster, ready *offloadings, managers 
 // (summed), by name.
 func cpuByProcess(t *testing.T, home *kwok.Cluster, providers []*kwok.Cluster, managers []*testenv.ManagerProcess) map[string]time.Duration {
 	out := map[string]time.Duration{}
-	add := func(name string, pid int) {
-		u, err := testenv.UsageOf(pid)
-		if err != nil {
-			t.Fatalf("CPU of %s (pid %d): %v", name, pid, err)
-		}
-		out[name] += u.CPU
-	}
+	add := func(name string, pid int) { out[name] += cpuOf(t, pid) }
 	for _, c := range append([]*kwok.Cluster{home}, providers...) {
 		side := "providers'"
 		if c == home {

@@ -533,15 +533,22 @@ func providersTable(rows []latencyRow) string {
 		for i, w := range l.Watches {
 			watches[i] = float64(w)
 		}
-		perRSS, perG, perIdle := "-", "-", "-"
-		if added := l.Providers - first.Providers; added > 0 {
+		added := l.Providers - first.Providers
+		perRSS, perG := "-", "-"
+		if added > 0 {
 			perRSS = fmt.Sprintf("%.1f", float64(l.RSS-first.RSS)/float64(added)/(1<<20))
 			perG = fmt.Sprintf("%.0f", float64(l.Goroutines-first.Goroutines)/float64(added))
-			perIdle = fmt.Sprintf("%.1f", (millicores(l)-millicores(first))/float64(added))
 		}
-		perOffload := "-"
-		if len(l.Stretch) > 0 {
-			perOffload = fmt.Sprintf("%.1f", float64(l.OffloadCPU.Microseconds())/1000/float64(len(l.Stretch)))
+		// Rows measured before the CPU was: dashes, not zeros.
+		idle, perIdle, perOffload := "-", "-", "-"
+		if l.IdleWindow > 0 {
+			idle = fmt.Sprintf("%.1f", millicores(l))
+			if added > 0 {
+				perIdle = fmt.Sprintf("%.1f", (millicores(l)-millicores(first))/float64(added))
+			}
+			if len(l.Stretch) > 0 {
+				perOffload = fmt.Sprintf("%.1f", float64(l.OffloadCPU.Microseconds())/1000/float64(len(l.Stretch)))
+			}
 		}
 		p50, vs2, directVs2 := percentile(l.Stretch, 50), "-", "-"
 		if at2 > 0 {
@@ -549,12 +556,6 @@ func providersTable(rows []latencyRow) string {
 		}
 		if directAt2 > 0 {
 			directVs2 = fmt.Sprintf("%.2f", percentile(l.Direct, 50)/directAt2)
-		}
-		idle := "-"
-		if l.IdleWindow > 0 {
-			idle = fmt.Sprintf("%.1f", millicores(l))
-		} else {
-			perIdle, perOffload = "-", "-"
 		}
 		fmt.Fprintf(&b, "| %d | %.2f | %.0f | %s | %s | %s | %s | %d | %s | %.0f | %.1f | %s | %s |\n", l.Providers, spreadOf(peering).median, float64(l.RSS)/(1<<20), perRSS,
 			idle, perIdle, perOffload, l.Goroutines, perG, spreadOf(watches).median, p50, vs2, directVs2)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"stretch.dev/stretch/internal/testenv"
 	"stretch.dev/stretch/internal/testenv/machine"
 )
 
@@ -145,6 +146,19 @@ func allCPUs(t *testing.T) machine.CPUTime {
 		all.Total += c.Total
 	}
 	return all
+}
+
+// cpuOf is the CPU time so far of the processes pids, together.
+func cpuOf(t *testing.T, pids ...int) time.Duration {
+	var cpu time.Duration
+	for _, pid := range pids {
+		u, err := testenv.UsageOf(pid)
+		if err != nil {
+			t.Fatalf("CPU time of pid %d: %v", pid, err)
+		}
+		cpu += u.CPU
+	}
+	return cpu
 }
 
 // procStatus returns a field of /proc/<pid>/status given in kB, in bytes.
